@@ -1,0 +1,28 @@
+//! Types used by more than one kind.
+
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A static route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// Destination CIDR, for example `192.168.50.0/24`.
+    #[x_kube(validation = Rule::new("isCIDR(self)").message("destination must be a CIDR such as 192.168.50.0/24"))]
+    pub destination: String,
+    /// Next hop address; it must be reachable on one of the attached subnets.
+    #[serde(rename = "nexthop")]
+    #[x_kube(validation = Rule::new("isIP(self)").message("nexthop must be an IP address"))]
+    pub nexthop: String,
+}
+
+/// An address the system allocated, with the subnet it belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllocatedIP {
+    /// The subnet the address belongs to.
+    pub subnet: String,
+    /// The address.
+    pub ip_address: String,
+}

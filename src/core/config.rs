@@ -1,0 +1,241 @@
+//! What the operator configures: id ranges, physical networks, the underlay
+//! and the nodes. `neutrino plan` reads it from a small YAML file or takes
+//! the defaults; the lab uses the same defaults.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// The VXLAN UDP port assigned by IANA.
+pub const VXLAN_PORT: u16 = 4789;
+
+/// An inclusive range of segmentation ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdRange {
+    pub min: u32,
+    pub max: u32,
+}
+
+impl IdRange {
+    pub fn contains(&self, id: u32) -> bool {
+        (self.min..=self.max).contains(&id)
+    }
+}
+
+/// A physical network that flat and vlan networks ride on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PhysicalNetwork {
+    /// VLAN ids tenants' vlan networks are allocated from.
+    #[serde(default)]
+    pub vlan_ranges: Vec<IdRange>,
+    /// The MTU of the physical network; the underlay MTU when omitted.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+/// One node's identity, as the agent on it reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeConfig {
+    pub name: String,
+    /// The node's VXLAN tunnel endpoint on the underlay.
+    #[serde(rename = "tunnelIP")]
+    pub tunnel_ip: IpAddr,
+    /// Physical network name → the node's interface on it.
+    #[serde(default)]
+    pub physical_interfaces: BTreeMap<String, String>,
+    /// Whether routers may be scheduled onto this node.
+    #[serde(default = "yes")]
+    pub gateway: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The cluster-wide settings the core needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// MTU of the underlay the VXLAN tunnels run over.
+    #[serde(default = "default_underlay_mtu")]
+    pub underlay_mtu: u32,
+    /// VNIs vxlan networks are allocated from; explicit VNIs must lie here too.
+    #[serde(default = "default_vni_ranges")]
+    pub vni_ranges: Vec<IdRange>,
+    /// The physical networks by name.
+    #[serde(default = "default_physical_networks")]
+    pub physical_networks: BTreeMap<String, PhysicalNetwork>,
+    /// The nodes.
+    #[serde(default = "default_nodes")]
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// Node count when nothing else is said.
+pub const DEFAULT_NODE_COUNT: usize = 3;
+
+fn default_underlay_mtu() -> u32 {
+    1500
+}
+
+fn default_vni_ranges() -> Vec<IdRange> {
+    vec![IdRange {
+        min: 1000,
+        max: 65535,
+    }]
+}
+
+fn default_physical_networks() -> BTreeMap<String, PhysicalNetwork> {
+    BTreeMap::from([
+        (
+            "physnet1".to_string(),
+            PhysicalNetwork {
+                vlan_ranges: vec![IdRange { min: 100, max: 199 }],
+                mtu: None,
+            },
+        ),
+        ("extnet".to_string(), PhysicalNetwork::default()),
+    ])
+}
+
+fn default_nodes() -> Vec<NodeConfig> {
+    default_node_list(DEFAULT_NODE_COUNT)
+}
+
+/// Nodes `node-1` … `node-N` with tunnel endpoints 198.18.0.1 … (the
+/// benchmarking range, never routed) and every default physical network
+/// mapped to `eth1`, `eth2`, … in name order.
+pub fn default_node_list(count: usize) -> Vec<NodeConfig> {
+    let physical_interfaces: BTreeMap<String, String> = default_physical_networks()
+        .into_keys()
+        .enumerate()
+        .map(|(i, physnet)| (physnet, format!("eth{}", i + 1)))
+        .collect();
+    (1..=count)
+        .map(|i| NodeConfig {
+            name: format!("node-{i}"),
+            tunnel_ip: IpAddr::V4(Ipv4Addr::new(198, 18, (i / 250) as u8, (i % 250) as u8)),
+            physical_interfaces: physical_interfaces.clone(),
+            gateway: true,
+        })
+        .collect()
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            underlay_mtu: default_underlay_mtu(),
+            vni_ranges: default_vni_ranges(),
+            physical_networks: default_physical_networks(),
+            nodes: default_nodes(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The defaults with `count` nodes.
+    pub fn with_nodes(count: usize) -> Self {
+        Self {
+            nodes: default_node_list(count),
+            ..Self::default()
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The MTU a physical network carries.
+    pub fn physical_mtu(&self, physnet: &str) -> u32 {
+        self.physical_networks
+            .get(physnet)
+            .and_then(|p| p.mtu)
+            .unwrap_or(self.underlay_mtu)
+    }
+
+    /// Checks the configuration itself; every message names the setting.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        let mut tunnels = BTreeMap::new();
+        for node in &self.nodes {
+            if !names.insert(node.name.as_str()) {
+                errors.push(format!("nodes: node {} is listed twice", node.name));
+            }
+            if let Some(other) = tunnels.insert(node.tunnel_ip, node.name.as_str()) {
+                errors.push(format!(
+                    "nodes: {} and {} share tunnelIP {}",
+                    other, node.name, node.tunnel_ip
+                ));
+            }
+            for physnet in node.physical_interfaces.keys() {
+                if !self.physical_networks.contains_key(physnet) {
+                    errors.push(format!(
+                        "nodes: {} maps physical network {physnet}, which is not in physicalNetworks",
+                        node.name
+                    ));
+                }
+            }
+        }
+        for range in &self.vni_ranges {
+            if range.min == 0 || range.min > range.max || range.max > 16_777_215 {
+                errors.push(format!(
+                    "vniRanges: {}-{} is not a range within 1-16777215",
+                    range.min, range.max
+                ));
+            }
+        }
+        for (name, physnet) in &self.physical_networks {
+            for range in &physnet.vlan_ranges {
+                if range.min == 0 || range.min > range.max || range.max > 4094 {
+                    errors.push(format!(
+                        "physicalNetworks.{name}.vlanRanges: {}-{} is not a range within 1-4094",
+                        range.min, range.max
+                    ));
+                }
+            }
+        }
+        if !(576..=65535).contains(&self.underlay_mtu) {
+            errors.push(format!(
+                "underlayMTU: {} is not between 576 and 65535",
+                self.underlay_mtu
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_nodes_are_numbered_from_one() {
+        let config = ClusterConfig::with_nodes(2);
+        assert_eq!(config.nodes[0].name, "node-1");
+        assert_eq!(config.nodes[1].tunnel_ip.to_string(), "198.18.0.2");
+        assert_eq!(config.nodes[1].physical_interfaces["physnet1"], "eth2");
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_config_names_the_setting() {
+        let mut config = ClusterConfig::with_nodes(2);
+        config.nodes[1].tunnel_ip = config.nodes[0].tunnel_ip;
+        config.vni_ranges = vec![IdRange { min: 5, max: 1 }];
+        let errors = config.validate().unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.contains("share tunnelIP")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("vniRanges")),
+            "{errors:?}"
+        );
+    }
+}

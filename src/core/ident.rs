@@ -1,0 +1,80 @@
+//! Identities of the objects the core reasons about.
+
+use serde::Serialize;
+use std::fmt;
+
+/// The six kinds of the neutrino API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Kind {
+    Network,
+    Subnet,
+    Port,
+    Router,
+    FloatingIP,
+    SecurityGroup,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A namespaced name: the identity of one object of a known kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Key {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Key {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The key a reference written in this object's spec points at: `name`
+    /// stays in this namespace, `namespace/name` leaves it.
+    pub fn reference(&self, reference: &str) -> Key {
+        match reference.split_once('/') {
+            Some((namespace, name)) => Key::new(namespace, name),
+            None => Key::new(self.namespace.clone(), reference),
+        }
+    }
+
+    /// How a reference from an object in `from` spells this key.
+    pub fn spelled_from(&self, from: &str) -> String {
+        if self.namespace == from {
+            self.name.clone()
+        } else {
+            self.to_string()
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A kind and a key: names an object in messages.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectId {
+    pub kind: Kind,
+    pub key: Key,
+}
+
+impl ObjectId {
+    pub fn new(kind: Kind, key: Key) -> Self {
+        Self { kind, key }
+    }
+}
+
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind, self.key)
+    }
+}

@@ -1,0 +1,22 @@
+//! The pure core: validation, allocation and planning as functions over
+//! values. Nothing here does I/O, reads a clock or depends on input order.
+//!
+//! The pipeline is [`resolve`] (a [`Snapshot`] plus the [`ClusterConfig`]
+//! give every object either its allocations or the problems that keep it from
+//! being ready), then [`plan::plan_node`] (a resolution plus one node's
+//! identity give that node's desired dataplane).
+
+pub mod allocate;
+pub mod config;
+pub mod ident;
+pub mod names;
+pub mod plan;
+pub mod problem;
+pub mod resolve;
+pub mod snapshot;
+
+pub use config::{ClusterConfig, NodeConfig};
+pub use ident::{Key, Kind, ObjectId};
+pub use problem::{Problem, Reason};
+pub use resolve::{Resolution, resolve};
+pub use snapshot::{Object, Snapshot};

@@ -1,0 +1,381 @@
+//! Routers: interfaces, external gateway, static routes and the gateway node.
+
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::addresses::{Addresses, Request, Wanted, claim_problem};
+use super::{
+    Arrival, GatewayState, Resolution, RouterLeg, RouterState, SubnetState, Verdict, arrival,
+    by_arrival, lookup,
+};
+use crate::api::Router;
+use crate::core::allocate::{Holder, Mac};
+use crate::core::problem::Problems;
+use crate::core::{ClusterConfig, Key, Kind, ObjectId, Reason, Snapshot};
+
+/// A router that passed its checks, waiting for its gateway address.
+pub struct RouterDraft {
+    /// (subnet, network, gateway address with the subnet's prefix).
+    interfaces: Vec<(Key, Key, IpNet)>,
+    /// The external network, its candidate subnets, and the wanted address.
+    gateway: Option<(Key, Vec<Key>, Wanted, bool)>,
+    routes: Vec<(IpNet, IpAddr)>,
+    node: String,
+    arrival: Arrival,
+}
+
+/// The external network's subnets of one family that a gateway or floating
+/// IP may take an address from, in arrival order.
+pub(super) fn external_subnets(
+    snapshot: &Snapshot,
+    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    network: &Key,
+) -> Vec<Key> {
+    let mut found: Vec<(Arrival, Key)> = subnets
+        .iter()
+        .filter_map(|(k, v)| Some((k, v.as_ref().ok()?)))
+        .filter(|(_, s)| &s.network == network && s.cidr.addr().is_ipv4())
+        .map(|(k, _)| (arrival(k, &snapshot.subnets[k]), k.clone()))
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, k)| k).collect()
+}
+
+/// Rendezvous hashing: each router lands on the gateway node that scores
+/// highest for it, so adding a node moves only the routers it wins.
+fn schedule(key: &Key, router: &Router, config: &ClusterConfig) -> Option<String> {
+    let eligible = |name: &str| config.node(name).is_some_and(|n| n.gateway);
+    if let Some(node) = router.status.as_ref().and_then(|s| s.node.as_deref())
+        && eligible(node)
+    {
+        return Some(node.to_string());
+    }
+    config
+        .nodes
+        .iter()
+        .filter(|n| n.gateway)
+        .max_by_key(|n| {
+            Sha256::new()
+                .chain_update(key.to_string())
+                .chain_update(&n.name)
+                .finalize()
+        })
+        .map(|n| n.name.clone())
+}
+
+fn check_one(
+    key: &Key,
+    router: &Router,
+    snapshot: &Snapshot,
+    config: &ClusterConfig,
+    resolution: &Resolution,
+    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+) -> Verdict<RouterDraft> {
+    let spec = &router.spec;
+    let id = ObjectId::new(Kind::Router, key.clone());
+    let mut problems = Problems::new(id.clone());
+
+    let mut interfaces: Vec<(Key, Key, IpNet)> = Vec::new();
+    for (i, interface) in spec.interfaces.iter().enumerate() {
+        let field = format!("spec.interfaces[{i}].subnet");
+        let subnet_key = key.reference(&interface.subnet);
+        let subnet = match lookup(snapshot, subnets, Kind::Subnet, &subnet_key, &id, &field) {
+            Ok(s) => s,
+            Err(p) => {
+                problems.push(p.field, p.reason, p.message);
+                continue;
+            }
+        };
+        let Some(gateway) = subnet.gateway else {
+            problems.push(
+                &field,
+                Reason::InvalidSpec,
+                format!("subnet {subnet_key} has no gatewayIP, so a router cannot attach to it"),
+            );
+            continue;
+        };
+        if let Some((other, _, net)) = interfaces
+            .iter()
+            .find(|(_, _, net)| net.contains(&subnet.cidr) || subnet.cidr.contains(net))
+        {
+            let message = if *other == subnet_key {
+                format!("subnet {subnet_key} is listed twice")
+            } else {
+                format!(
+                    "{} of subnet {subnet_key} overlaps {} of subnet {other}; a router cannot attach to both",
+                    subnet.cidr,
+                    net.trunc()
+                )
+            };
+            problems.push(&field, Reason::Overlap, message);
+            continue;
+        }
+        let address =
+            IpNet::new(gateway, subnet.cidr.prefix_len()).expect("prefix of a parsed CIDR");
+        interfaces.push((subnet_key, subnet.network.clone(), address));
+    }
+
+    let mut gateway = None;
+    let mut on_link: Vec<IpNet> = interfaces.iter().map(|(_, _, a)| a.trunc()).collect();
+    if let Some(ext) = &spec.external_gateway {
+        let network_key = key.reference(&ext.network);
+        match lookup(
+            snapshot,
+            &resolution.networks,
+            Kind::Network,
+            &network_key,
+            &id,
+            "spec.externalGateway.network",
+        ) {
+            Err(p) => problems.push(p.field, p.reason, p.message),
+            Ok(network) if !network.external => problems.push(
+                "spec.externalGateway.network",
+                Reason::NotExternal,
+                format!("network {network_key} is not external (spec.external: false)"),
+            ),
+            Ok(_) => {
+                let candidates = external_subnets(snapshot, subnets, &network_key);
+                on_link.extend(
+                    candidates
+                        .iter()
+                        .filter_map(|k| subnets[k].as_ref().ok())
+                        .map(|s| s.cidr),
+                );
+                let recorded = router
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.external_gateway.as_ref())
+                    .and_then(|g| g.ip_address.parse::<IpAddr>().ok());
+                let wanted = match (ext.ip_address.as_deref(), recorded) {
+                    (Some(text), _) => match text.parse::<IpAddr>() {
+                        Ok(address) => candidates
+                            .iter()
+                            .find(|k| {
+                                subnets[*k]
+                                    .as_ref()
+                                    .is_ok_and(|s| s.cidr.contains(&address))
+                            })
+                            .map(|k| {
+                                (
+                                    vec![k.clone()],
+                                    Wanted::Exact {
+                                        address,
+                                        recorded: false,
+                                    },
+                                )
+                            }),
+                        Err(_) => None,
+                    }
+                    .ok_or_else(|| {
+                        format!("{text} is not inside any IPv4 subnet of network {network_key}")
+                    }),
+                    (None, Some(address)) => candidates
+                        .iter()
+                        .find(|k| {
+                            subnets[*k]
+                                .as_ref()
+                                .is_ok_and(|s| s.cidr.contains(&address))
+                        })
+                        .map(|k| {
+                            (
+                                vec![k.clone()],
+                                Wanted::Exact {
+                                    address,
+                                    recorded: true,
+                                },
+                            )
+                        })
+                        .or(Some((candidates.clone(), Wanted::Any)))
+                        .filter(|(c, _)| !c.is_empty())
+                        .ok_or_else(|| format!("network {network_key} has no ready IPv4 subnet")),
+                    (None, None) if candidates.is_empty() => {
+                        Err(format!("network {network_key} has no ready IPv4 subnet"))
+                    }
+                    (None, None) => Ok((candidates, Wanted::Any)),
+                };
+                match wanted {
+                    Ok((subnets, wanted)) => {
+                        gateway = Some((network_key, subnets, wanted, ext.enable_snat))
+                    }
+                    Err(message) => problems.push(
+                        "spec.externalGateway.ipAddress",
+                        Reason::OutOfRange,
+                        message,
+                    ),
+                }
+            }
+        }
+    }
+
+    let mut routes = Vec::new();
+    for (i, route) in spec.routes.iter().enumerate() {
+        let field = format!("spec.routes[{i}]");
+        let (Ok(destination), Ok(nexthop)) = (
+            route.destination.parse::<IpNet>(),
+            route.nexthop.parse::<IpAddr>(),
+        ) else {
+            problems.push(
+                &field,
+                Reason::InvalidSpec,
+                "destination must be a CIDR and nexthop an IP address",
+            );
+            continue;
+        };
+        if !on_link.iter().any(|net| net.contains(&nexthop)) {
+            problems.push(
+                format!("{field}.nexthop"),
+                Reason::Unreachable,
+                format!("nexthop {nexthop} is not on any subnet the router is attached to"),
+            );
+            continue;
+        }
+        routes.push((destination.trunc(), nexthop));
+    }
+
+    let node = schedule(key, router, config);
+    if node.is_none() {
+        problems.push(
+            "status.node",
+            Reason::UnknownNode,
+            "no node may host routers (none has gateway: true)",
+        );
+    }
+    problems.finish(RouterDraft {
+        interfaces,
+        gateway,
+        routes,
+        node: node.unwrap_or_default(),
+        arrival: arrival(key, router),
+    })
+}
+
+/// Checks every router; the gateway address comes later.
+pub fn check(
+    snapshot: &Snapshot,
+    config: &ClusterConfig,
+    resolution: &Resolution,
+    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+) -> BTreeMap<Key, Verdict<RouterDraft>> {
+    snapshot
+        .routers
+        .iter()
+        .map(|(key, router)| {
+            (
+                key.clone(),
+                check_one(key, router, snapshot, config, resolution, subnets),
+            )
+        })
+        .collect()
+}
+
+/// The gateway addresses the routers want.
+pub fn requests(drafts: &BTreeMap<Key, Verdict<RouterDraft>>) -> Vec<Request> {
+    drafts
+        .iter()
+        .filter_map(|(k, v)| Some((k, v.as_ref().ok()?)))
+        .filter_map(|(key, draft)| {
+            let (_, subnets, wanted, _) = draft.gateway.as_ref()?;
+            Some(Request {
+                holder: Holder::RouterGateway(key.clone()),
+                slot: 0,
+                subnets: subnets.clone(),
+                wanted: wanted.clone(),
+                arrival: draft.arrival.clone(),
+            })
+        })
+        .collect()
+}
+
+fn leg(router: &Key, subnet: Key, network: Key, address: IpNet) -> RouterLeg {
+    let mac = Mac::derive(&format!("router {router} {subnet}"), 0);
+    RouterLeg {
+        subnet,
+        network,
+        address,
+        mac,
+    }
+}
+
+/// Gives each router its gateway address and legs; a subnet's gateway goes
+/// to the first router that attaches to it.
+pub fn finish(
+    snapshot: &Snapshot,
+    mut drafts: BTreeMap<Key, Verdict<RouterDraft>>,
+    addresses: &Addresses,
+    resolution: &Resolution,
+) -> BTreeMap<Key, Verdict<RouterState>> {
+    let mut attached: BTreeMap<Key, Key> = BTreeMap::new();
+    let mut verdicts = BTreeMap::new();
+    for key in by_arrival(&snapshot.routers) {
+        let draft = match drafts.remove(key).expect("a draft per router") {
+            Ok(d) => d,
+            Err(p) => {
+                verdicts.insert(key.clone(), Err(p));
+                continue;
+            }
+        };
+        let mut problems = Problems::new(ObjectId::new(Kind::Router, key.clone()));
+        let mut interfaces = Vec::new();
+        for (i, (subnet, network, address)) in draft.interfaces.into_iter().enumerate() {
+            let field = format!("spec.interfaces[{i}].subnet");
+            if resolution.subnet(&subnet).is_none() {
+                problems.push(
+                    &field,
+                    Reason::DependencyNotReady,
+                    format!("subnet {subnet} is not ready"),
+                );
+            } else if let Some(other) = attached.get(&subnet) {
+                problems.push(
+                    &field,
+                    Reason::InUse,
+                    format!(
+                        "the gateway {} of subnet {subnet} is already taken by router {other}",
+                        address.addr()
+                    ),
+                );
+            } else {
+                interfaces.push(leg(key, subnet, network, address));
+            }
+        }
+        let mut gateway = None;
+        if let Some((network, _, _, snat)) = draft.gateway {
+            match addresses.outcome(&Holder::RouterGateway(key.clone()), 0) {
+                Some(Ok((subnet, address))) => match resolution.subnet(subnet) {
+                    Some(state) => {
+                        let address = IpNet::new(*address, state.cidr.prefix_len())
+                            .expect("prefix of a parsed CIDR");
+                        gateway = Some(GatewayState {
+                            leg: leg(key, subnet.clone(), network, address),
+                            nexthop: state.gateway,
+                            snat,
+                        });
+                    }
+                    None => problems.push(
+                        "spec.externalGateway.network",
+                        Reason::DependencyNotReady,
+                        format!("subnet {subnet} of network {network} is not ready"),
+                    ),
+                },
+                Some(Err(error)) => {
+                    claim_problem(&mut problems, "spec.externalGateway.ipAddress", error)
+                }
+                None => {}
+            }
+        }
+        let verdict = problems.finish(()).map(|()| {
+            for leg in &interfaces {
+                attached.insert(leg.subnet.clone(), key.clone());
+            }
+            RouterState {
+                node: draft.node,
+                interfaces,
+                gateway,
+                routes: draft.routes,
+            }
+        });
+        verdicts.insert(key.clone(), verdict);
+    }
+    verdicts
+}
