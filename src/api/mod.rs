@@ -39,12 +39,46 @@ pub const CATEGORY: &str = "neutrino";
 
 /// Every CRD, in a stable order, each with the file name it lives under in `crds/`.
 pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
-    vec![
+    let crds = vec![
         ("network.yaml", Network::crd()),
         ("subnet.yaml", Subnet::crd()),
         ("port.yaml", Port::crd()),
         ("router.yaml", Router::crd()),
         ("floatingip.yaml", FloatingIP::crd()),
         ("securitygroup.yaml", SecurityGroup::crd()),
-    ]
+    ];
+    crds.into_iter()
+        .map(|(file, crd)| (file, tidy(crd)))
+        .collect()
+}
+
+/// Rewrites the formats schemars emits for Rust integers (`uint32`, ...)
+/// into the ones the API server knows: `int32` and `int64`.
+fn tidy(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map.get("type").and_then(|t| t.as_str()) == Some("integer")
+                    && !map.contains_key("jsonPath")
+                {
+                    let format = match map.get("format").and_then(|f| f.as_str()) {
+                        Some("int32" | "uint8" | "uint16" | "int8" | "int16") => "int32",
+                        _ => "int64",
+                    };
+                    map.insert("format".into(), format.into());
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(crd).expect("a CRD serializes");
+    walk(&mut value);
+    serde_json::from_value(value).expect("a tidied CRD deserializes")
+}
+
+/// A CRD as the YAML document kept in `crds/`.
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
+    serde_saphyr::to_string(crd).expect("a CRD serializes to YAML")
 }

@@ -1,1 +1,129 @@
+//! Names of the kernel objects neutrino owns.
+//!
+//! Each name is a short prefix that marks it as neutrino's plus a hash of the
+//! owning object's identity, so it survives restarts, is the same on every
+//! node, and fits the kernel's 15 characters (ipset names: 31).
 
+use sha2::{Digest, Sha256};
+
+use super::Key;
+
+/// The longest interface name the kernel accepts.
+pub const IFNAME_MAX: usize = 15;
+
+/// Every interface neutrino creates starts with this.
+pub const PREFIX: &str = "nt";
+
+/// 10 hex digits (40 bits) of the identity's SHA-256.
+fn hash(parts: &[&str]) -> String {
+    let mut digest = Sha256::new();
+    for part in parts {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
+    digest
+        .finalize()
+        .iter()
+        .take(5)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn key_hash(kind: &str, key: &Key) -> String {
+    hash(&[kind, &key.namespace, &key.name])
+}
+
+/// The bridge of a network.
+pub fn bridge(network: &Key) -> String {
+    format!("{PREFIX}b-{}", key_hash("network", network))
+}
+
+/// The VXLAN link of a network.
+pub fn vxlan(network: &Key) -> String {
+    format!("{PREFIX}x-{}", key_hash("network", network))
+}
+
+/// The VLAN sub-interface of a network on its physical interface.
+pub fn vlan(network: &Key) -> String {
+    format!("{PREFIX}v-{}", key_hash("network", network))
+}
+
+/// The host end of a port's veth pair.
+pub fn port(port: &Key) -> String {
+    format!("{PREFIX}p-{}", key_hash("port", port))
+}
+
+/// The network namespace of a network's DHCP servers on a node.
+pub fn dhcp_namespace(network: &Key) -> String {
+    format!("{PREFIX}-dhcp-{}", key_hash("network", network))
+}
+
+/// The bridge end and the namespace end of the DHCP servers' veth pair.
+pub fn dhcp_link(network: &Key) -> (String, String) {
+    let h = key_hash("network", network);
+    (format!("{PREFIX}d-{h}"), format!("ns-{h}"))
+}
+
+/// The network namespace of a router.
+pub fn router_namespace(router: &Key) -> String {
+    format!("{PREFIX}-router-{}", key_hash("router", router))
+}
+
+/// The bridge end and the namespace end of a router's leg on a subnet;
+/// `external` picks the gateway's prefix (qg-) over an interface's (qr-).
+pub fn router_link(router: &Key, subnet: &Key, external: bool) -> (String, String) {
+    let h = hash(&[
+        "router-leg",
+        &router.namespace,
+        &router.name,
+        &subnet.namespace,
+        &subnet.name,
+    ]);
+    let (outer, inner) = if external { ("g", "qg") } else { ("r", "qr") };
+    (format!("{PREFIX}{outer}-{h}"), format!("{inner}-{h}"))
+}
+
+/// The ipset of a security group's member addresses of one family.
+pub fn ipset(group: &Key, ipv6: bool) -> String {
+    let family = if ipv6 { 6 } else { 4 };
+    format!("{PREFIX}{family}-{}", key_hash("security-group", group))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_the_kernel_and_are_stable() {
+        let net = Key::new(
+            "tenant-a",
+            "a-network-name-that-is-quite-long-indeed-and-then-some",
+        );
+        let names = [
+            bridge(&net),
+            vxlan(&net),
+            vlan(&net),
+            port(&net),
+            dhcp_link(&net).0,
+            dhcp_link(&net).1,
+            router_link(&net, &net, true).0,
+            router_link(&net, &net, false).1,
+        ];
+        for name in &names {
+            assert!(name.len() <= IFNAME_MAX, "{name}");
+        }
+        assert!(ipset(&net, true).len() <= 31);
+        assert_eq!(bridge(&net), bridge(&Key::new("tenant-a", &net.name)));
+        assert_ne!(
+            bridge(&net),
+            bridge(&Key::new("tenant-b", &net.name)),
+            "tenants never share a bridge"
+        );
+        assert_ne!(bridge(&net), vxlan(&net));
+    }
+
+    #[test]
+    fn hashing_separates_the_parts() {
+        assert_ne!(port(&Key::new("ab", "c")), port(&Key::new("a", "bc")));
+    }
+}

@@ -118,7 +118,7 @@ pub struct FloatingIpState {
 }
 
 /// What a rule matches beyond the protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum PortMatch {
     /// A tcp, udp or sctp destination port range.
     Ports(u16, u16),
@@ -288,7 +288,7 @@ pub fn resolve(snapshot: &Snapshot, config: &ClusterConfig) -> Resolution {
     };
     let subnets = subnet::check(snapshot, &resolution);
     let ports = port::check(snapshot, config, &resolution, &subnets);
-    let routers = router::check(snapshot, config, &resolution, &subnets);
+    let routers = router::check(snapshot, &resolution, &subnets);
     let floating_ips = floating_ip::check(snapshot, &resolution, &subnets);
 
     let mut requests: Vec<Request> = Vec::new();
@@ -301,7 +301,7 @@ pub fn resolve(snapshot: &Snapshot, config: &ClusterConfig) -> Resolution {
     resolution.subnets = subnet::finish(subnets, &book);
     resolution.ports = port::finish(snapshot, ports, &book, &resolution);
     security_group::add_implicit_defaults(&mut resolution);
-    resolution.routers = router::finish(snapshot, routers, &book, &resolution);
+    resolution.routers = router::finish(snapshot, config, routers, &book, &resolution);
     resolution.floating_ips = floating_ip::finish(snapshot, floating_ips, &book, &resolution);
     resolution
 }

@@ -1,8 +1,7 @@
 //! Routers: interfaces, external gateway, static routes and the gateway node.
 
 use ipnet::IpNet;
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::addresses::{Addresses, Request, Wanted, claim_problem};
@@ -13,7 +12,7 @@ use super::{
 use crate::api::Router;
 use crate::core::allocate::{Holder, Mac};
 use crate::core::problem::Problems;
-use crate::core::{ClusterConfig, Key, Kind, ObjectId, Reason, Snapshot};
+use crate::core::{ClusterConfig, Key, Kind, NodeConfig, ObjectId, Reason, Snapshot};
 
 /// A router that passed its checks, waiting for its gateway address.
 pub struct RouterDraft {
@@ -22,7 +21,6 @@ pub struct RouterDraft {
     /// The external network, its candidate subnets, and the wanted address.
     gateway: Option<(Key, Vec<Key>, Wanted, bool)>,
     routes: Vec<(IpNet, IpAddr)>,
-    node: String,
     arrival: Arrival,
 }
 
@@ -43,33 +41,40 @@ pub(super) fn external_subnets(
     found.into_iter().map(|(_, k)| k).collect()
 }
 
-/// Rendezvous hashing: each router lands on the gateway node that scores
-/// highest for it, so adding a node moves only the routers it wins.
-fn schedule(key: &Key, router: &Router, config: &ClusterConfig) -> Option<String> {
-    let eligible = |name: &str| config.node(name).is_some_and(|n| n.gateway);
-    if let Some(node) = router.status.as_ref().and_then(|s| s.node.as_deref())
-        && eligible(node)
+/// The node a router runs on: the one recorded in status while it still
+/// qualifies, else the qualifying gateway node with the fewest routers
+/// (Neutron's least-routers scheduler), ties going to the first listed.
+fn schedule(
+    recorded: Option<&str>,
+    physnets: &BTreeSet<String>,
+    config: &ClusterConfig,
+    load: &mut BTreeMap<String, usize>,
+) -> Option<String> {
+    let qualifies = |n: &NodeConfig| {
+        n.gateway
+            && physnets
+                .iter()
+                .all(|p| n.physical_interfaces.contains_key(p))
+    };
+    let chosen = match recorded
+        .and_then(|name| config.node(name))
+        .filter(|n| qualifies(n))
     {
-        return Some(node.to_string());
-    }
-    config
-        .nodes
-        .iter()
-        .filter(|n| n.gateway)
-        .max_by_key(|n| {
-            Sha256::new()
-                .chain_update(key.to_string())
-                .chain_update(&n.name)
-                .finalize()
-        })
-        .map(|n| n.name.clone())
+        Some(node) => node,
+        None => config
+            .nodes
+            .iter()
+            .filter(|n| qualifies(n))
+            .min_by_key(|n| load.get(&n.name).copied().unwrap_or(0))?,
+    };
+    *load.entry(chosen.name.clone()).or_default() += 1;
+    Some(chosen.name.clone())
 }
 
 fn check_one(
     key: &Key,
     router: &Router,
     snapshot: &Snapshot,
-    config: &ClusterConfig,
     resolution: &Resolution,
     subnets: &BTreeMap<Key, Verdict<SubnetState>>,
 ) -> Verdict<RouterDraft> {
@@ -234,19 +239,10 @@ fn check_one(
         routes.push((destination.trunc(), nexthop));
     }
 
-    let node = schedule(key, router, config);
-    if node.is_none() {
-        problems.push(
-            "status.node",
-            Reason::UnknownNode,
-            "no node may host routers (none has gateway: true)",
-        );
-    }
     problems.finish(RouterDraft {
         interfaces,
         gateway,
         routes,
-        node: node.unwrap_or_default(),
         arrival: arrival(key, router),
     })
 }
@@ -254,7 +250,6 @@ fn check_one(
 /// Checks every router; the gateway address comes later.
 pub fn check(
     snapshot: &Snapshot,
-    config: &ClusterConfig,
     resolution: &Resolution,
     subnets: &BTreeMap<Key, Verdict<SubnetState>>,
 ) -> BTreeMap<Key, Verdict<RouterDraft>> {
@@ -264,7 +259,7 @@ pub fn check(
         .map(|(key, router)| {
             (
                 key.clone(),
-                check_one(key, router, snapshot, config, resolution, subnets),
+                check_one(key, router, snapshot, resolution, subnets),
             )
         })
         .collect()
@@ -302,11 +297,13 @@ fn leg(router: &Key, subnet: Key, network: Key, address: IpNet) -> RouterLeg {
 /// to the first router that attaches to it.
 pub fn finish(
     snapshot: &Snapshot,
+    config: &ClusterConfig,
     mut drafts: BTreeMap<Key, Verdict<RouterDraft>>,
     addresses: &Addresses,
     resolution: &Resolution,
 ) -> BTreeMap<Key, Verdict<RouterState>> {
     let mut attached: BTreeMap<Key, Key> = BTreeMap::new();
+    let mut load = BTreeMap::new();
     let mut verdicts = BTreeMap::new();
     for key in by_arrival(&snapshot.routers) {
         let draft = match drafts.remove(key).expect("a draft per router") {
@@ -364,12 +361,36 @@ pub fn finish(
                 None => {}
             }
         }
+        let physnets: BTreeSet<String> = interfaces
+            .iter()
+            .chain(gateway.as_ref().map(|g| &g.leg))
+            .filter_map(|leg| resolution.network(&leg.network)?.physical_network.clone())
+            .collect();
+        let recorded = snapshot.routers[key]
+            .status
+            .as_ref()
+            .and_then(|s| s.node.as_deref());
+        let node = if problems.is_empty() {
+            schedule(recorded, &physnets, config, &mut load)
+        } else {
+            None
+        };
+        if problems.is_empty() && node.is_none() {
+            problems.push(
+                "status.node",
+                Reason::UnknownNode,
+                format!(
+                    "no node may host this router: none has gateway: true and an interface on every physical network it needs ({})",
+                    physnets.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
         let verdict = problems.finish(()).map(|()| {
             for leg in &interfaces {
                 attached.insert(leg.subnet.clone(), key.clone());
             }
             RouterState {
-                node: draft.node,
+                node: node.expect("scheduled when there are no problems"),
                 interfaces,
                 gateway,
                 routes: draft.routes,

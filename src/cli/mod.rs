@@ -1,0 +1,61 @@
+//! Command-line parsing and the subcommands. Errors gain their context here.
+
+mod crds;
+mod plan;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+/// neutrino: OpenStack Neutron's networking model, Kubernetes-native.
+#[derive(Parser)]
+#[command(name = "neutrino", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions, or write one file per kind.
+    Crds(crds::Args),
+    /// Show what each node's kernel would get from a set of manifests.
+    Plan(plan::Args),
+    /// Print the version and the API version served.
+    Version,
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is not an error.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("NEUTRINO_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crds(args) => crds::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Version => print(&format!(
+            "neutrino {} (API {}/{})\n",
+            env!("CARGO_PKG_VERSION"),
+            neutrino::api::GROUP,
+            neutrino::api::VERSION
+        ))
+        .map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
+}
