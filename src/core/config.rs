@@ -59,7 +59,7 @@ fn yes() -> bool {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterConfig {
     /// MTU of the underlay the VXLAN tunnels run over.
-    #[serde(default = "default_underlay_mtu")]
+    #[serde(rename = "underlayMTU", default = "default_underlay_mtu")]
     pub underlay_mtu: u32,
     /// VNIs vxlan networks are allocated from; explicit VNIs must lie here too.
     #[serde(default = "default_vni_ranges")]

@@ -21,7 +21,7 @@ impl fmt::Display for Kind {
 }
 
 /// A namespaced name: the identity of one object of a known kind.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
     pub namespace: String,
     pub name: String,
@@ -51,6 +51,13 @@ impl Key {
         } else {
             self.to_string()
         }
+    }
+}
+
+/// Serialized as `namespace/name`, as people write it.
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod plan;
 pub mod problem;
 pub mod resolve;
 pub mod snapshot;
+pub mod status;
 
 pub use config::{ClusterConfig, NodeConfig};
 pub use ident::{Key, Kind, ObjectId};

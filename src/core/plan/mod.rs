@@ -216,15 +216,21 @@ pub struct FilterRule {
     pub group: Key,
 }
 
+/// A source MAC and address (or CIDR) a port may send from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct AllowedSource {
+    pub mac: Mac,
+    pub cidr: IpNet,
+}
+
 /// What may leave and enter one port.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PortFilter {
     pub port: Key,
     pub interface: String,
-    /// Source MAC and address (or CIDR) pairs the port may send from;
-    /// everything else is spoofing and dropped.
-    pub allowed_sources: Vec<(Mac, IpNet)>,
+    /// What the port may send from; everything else is spoofing and dropped.
+    pub allowed_sources: Vec<AllowedSource>,
     pub ingress: Vec<FilterRule>,
     pub egress: Vec<FilterRule>,
 }

@@ -291,7 +291,7 @@ pub fn text(plan: &NodePlan) -> String {
         let sources: Vec<String> = f
             .allowed_sources
             .iter()
-            .map(|(m, n)| format!("{m} {n}"))
+            .map(|s| format!("{} {}", s.mac, s.cidr))
             .collect();
         let _ = writeln!(out, "    may send from: {}", join(&sources));
         let mut t = Table::new(&[

@@ -5,7 +5,7 @@ use ipnet::IpNet;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr};
 
-use super::{FilterRemote, FilterRule, IpSetPlan, PortFilter, SecurityPlan};
+use super::{AllowedSource, FilterRemote, FilterRule, IpSetPlan, PortFilter, SecurityPlan};
 use crate::api::{Direction, EtherType};
 use crate::core::allocate::Mac;
 use crate::core::resolve::{Remote, Resolution};
@@ -72,15 +72,20 @@ pub(super) fn plan(resolution: &Resolution, node: &str) -> SecurityPlan {
             plan.unfiltered.push(key.clone());
             continue;
         }
-        let mut allowed_sources: Vec<(Mac, IpNet)> = port
+        let source = |mac, cidr| AllowedSource { mac, cidr };
+        let mut allowed_sources: Vec<AllowedSource> = port
             .fixed_ips
             .iter()
-            .map(|(_, ip)| (port.mac, host(*ip)))
+            .map(|(_, ip)| source(port.mac, host(*ip)))
             .collect();
         if port.fixed_ips.iter().any(|(_, ip)| ip.is_ipv6()) {
-            allowed_sources.push((port.mac, host(IpAddr::V6(link_local(port.mac)))));
+            allowed_sources.push(source(port.mac, host(IpAddr::V6(link_local(port.mac)))));
         }
-        allowed_sources.extend(port.allowed_pairs.iter().map(|(net, mac)| (*mac, *net)));
+        allowed_sources.extend(
+            port.allowed_pairs
+                .iter()
+                .map(|(net, mac)| source(*mac, *net)),
+        );
         allowed_sources.sort();
         allowed_sources.dedup();
 

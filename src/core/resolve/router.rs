@@ -153,62 +153,42 @@ fn check_one(
                     .as_ref()
                     .and_then(|s| s.external_gateway.as_ref())
                     .and_then(|g| g.ip_address.parse::<IpAddr>().ok());
-                let wanted = match (ext.ip_address.as_deref(), recorded) {
-                    (Some(text), _) => match text.parse::<IpAddr>() {
-                        Ok(address) => candidates
-                            .iter()
-                            .find(|k| {
-                                subnets[*k]
-                                    .as_ref()
-                                    .is_ok_and(|s| s.cidr.contains(&address))
-                            })
-                            .map(|k| {
-                                (
-                                    vec![k.clone()],
-                                    Wanted::Exact {
-                                        address,
-                                        recorded: false,
-                                    },
-                                )
-                            }),
-                        Err(_) => None,
-                    }
-                    .ok_or_else(|| {
-                        format!("{text} is not inside any IPv4 subnet of network {network_key}")
-                    }),
-                    (None, Some(address)) => candidates
+                let containing = |address: IpAddr| {
+                    candidates
                         .iter()
                         .find(|k| {
                             subnets[*k]
                                 .as_ref()
                                 .is_ok_and(|s| s.cidr.contains(&address))
                         })
-                        .map(|k| {
-                            (
-                                vec![k.clone()],
-                                Wanted::Exact {
-                                    address,
-                                    recorded: true,
-                                },
-                            )
-                        })
-                        .or(Some((candidates.clone(), Wanted::Any)))
-                        .filter(|(c, _)| !c.is_empty())
-                        .ok_or_else(|| format!("network {network_key} has no ready IPv4 subnet")),
-                    (None, None) if candidates.is_empty() => {
-                        Err(format!("network {network_key} has no ready IPv4 subnet"))
-                    }
+                        .map(|k| vec![k.clone()])
+                };
+                let wanted = match (ext.ip_address.as_deref(), recorded) {
+                    (Some(text), _) => match text.parse::<IpAddr>() {
+                        Err(_) => Err((Reason::InvalidSpec, format!("{text:?} is not an IP address"))),
+                        Ok(address) => containing(address)
+                            .map(|s| (s, Wanted::Exact { address, recorded: false }))
+                            .ok_or_else(|| {
+                                let message = format!("{address} is not inside any IPv4 subnet of network {network_key}");
+                                (Reason::OutOfRange, message)
+                            }),
+                    },
+                    _ if candidates.is_empty() => Err((
+                        Reason::NotFound,
+                        format!("network {network_key} has no ready IPv4 subnet to take an address from"),
+                    )),
+                    (None, Some(address)) => Ok(containing(address)
+                        .map(|s| (s, Wanted::Exact { address, recorded: true }))
+                        .unwrap_or((candidates, Wanted::Any))),
                     (None, None) => Ok((candidates, Wanted::Any)),
                 };
                 match wanted {
                     Ok((subnets, wanted)) => {
                         gateway = Some((network_key, subnets, wanted, ext.enable_snat))
                     }
-                    Err(message) => problems.push(
-                        "spec.externalGateway.ipAddress",
-                        Reason::OutOfRange,
-                        message,
-                    ),
+                    Err((reason, message)) => {
+                        problems.push("spec.externalGateway.ipAddress", reason, message)
+                    }
                 }
             }
         }

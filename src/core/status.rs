@@ -1,0 +1,218 @@
+//! What the controller writes to each object's `status`: the allocations of
+//! a [`Resolution`] and a `Ready` condition. Pure: the caller passes the time.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::Resource;
+use std::collections::BTreeMap;
+
+use super::resolve::{Resolution, Verdict};
+use super::{Key, Problem, Snapshot};
+use crate::api::{
+    AllocatedIP, FloatingIPStatus, NetworkStatus, PortStatus, RouterGatewayStatus, RouterStatus,
+    SecurityGroupStatus, SubnetStatus,
+};
+
+/// The reason of a `Ready=True` condition.
+pub const READY_REASON: &str = "Allocated";
+
+/// The `Ready` condition for a verdict. `previous` keeps the transition time
+/// when the status does not change.
+pub fn ready_condition<T>(
+    verdict: &Verdict<T>,
+    generation: i64,
+    now: &Time,
+    previous: &[Condition],
+) -> Condition {
+    let (status, reason, message) = match verdict {
+        Ok(_) => (
+            "True",
+            READY_REASON.to_string(),
+            "allocated and valid".to_string(),
+        ),
+        Err(problems) => (
+            "False",
+            problems
+                .first()
+                .map_or("Invalid", |p| p.reason.as_str())
+                .to_string(),
+            problems
+                .iter()
+                .map(problem_text)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason,
+        message,
+        observed_generation: Some(generation),
+        last_transition_time,
+    }
+}
+
+fn problem_text(problem: &Problem) -> String {
+    format!("{}: {}", problem.field, problem.message)
+}
+
+fn generation<R: Resource>(object: &R) -> i64 {
+    object.meta().generation.unwrap_or(0)
+}
+
+fn spell(from: &Key, key: &Key) -> String {
+    key.spelled_from(&from.namespace)
+}
+
+/// Writes every object's status from `resolution`, as the controller would.
+pub fn apply(snapshot: &mut Snapshot, resolution: &Resolution, now: &Time) {
+    fn conditions<R, S>(
+        object: &R,
+        verdict: &Verdict<S>,
+        now: &Time,
+        previous: Option<&[Condition]>,
+    ) -> Vec<Condition>
+    where
+        R: Resource,
+    {
+        vec![ready_condition(
+            verdict,
+            generation(object),
+            now,
+            previous.unwrap_or(&[]),
+        )]
+    }
+    fn each<R, S>(
+        map: &mut BTreeMap<Key, R>,
+        verdicts: &BTreeMap<Key, Verdict<S>>,
+        mut write: impl FnMut(&Key, &mut R, &Verdict<S>),
+    ) {
+        for (key, object) in map.iter_mut() {
+            if let Some(verdict) = verdicts.get(key) {
+                write(key, object, verdict);
+            }
+        }
+    }
+
+    each(&mut snapshot.networks, &resolution.networks, |_, o, v| {
+        let state = v.as_ref().ok();
+        o.status = Some(NetworkStatus {
+            observed_generation: generation(o),
+            segmentation_id: state.and_then(|s| s.segmentation_id),
+            mtu: state.map(|s| s.mtu),
+            conditions: conditions(
+                o,
+                v,
+                now,
+                o.status.as_ref().map(|s| s.conditions.as_slice()),
+            ),
+        });
+    });
+    each(&mut snapshot.subnets, &resolution.subnets, |_, o, v| {
+        let state = v.as_ref().ok();
+        o.status = Some(SubnetStatus {
+            observed_generation: generation(o),
+            gateway_ip: state.and_then(|s| s.gateway).map(|g| g.to_string()),
+            dhcp_ip: state.and_then(|s| s.dhcp).map(|d| d.to_string()),
+            used_addresses: state.map_or(0, |s| i64::try_from(s.used).unwrap_or(i64::MAX)),
+            free_addresses: state.map_or(0, |s| i64::try_from(s.free).unwrap_or(i64::MAX)),
+            conditions: conditions(
+                o,
+                v,
+                now,
+                o.status.as_ref().map(|s| s.conditions.as_slice()),
+            ),
+        });
+    });
+    each(&mut snapshot.ports, &resolution.ports, |key, o, v| {
+        let state = v.as_ref().ok();
+        o.status = Some(PortStatus {
+            observed_generation: generation(o),
+            fixed_ips: state
+                .map(|s| {
+                    s.fixed_ips
+                        .iter()
+                        .map(|(subnet, ip)| AllocatedIP {
+                            subnet: spell(key, subnet),
+                            ip_address: ip.to_string(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            mac_address: state.map(|s| s.mac.to_string()),
+            mtu: state.map(|s| s.mtu),
+            conditions: conditions(
+                o,
+                v,
+                now,
+                o.status.as_ref().map(|s| s.conditions.as_slice()),
+            ),
+        });
+    });
+    each(&mut snapshot.routers, &resolution.routers, |key, o, v| {
+        let state = v.as_ref().ok();
+        o.status = Some(RouterStatus {
+            observed_generation: generation(o),
+            node: state.map(|s| s.node.clone()),
+            external_gateway: state
+                .and_then(|s| s.gateway.as_ref())
+                .map(|g| RouterGatewayStatus {
+                    network: spell(key, &g.leg.network),
+                    ip_address: g.leg.address.addr().to_string(),
+                }),
+            conditions: conditions(
+                o,
+                v,
+                now,
+                o.status.as_ref().map(|s| s.conditions.as_slice()),
+            ),
+        });
+    });
+    each(
+        &mut snapshot.floating_ips,
+        &resolution.floating_ips,
+        |key, o, v| {
+            let state = v.as_ref().ok();
+            let target = state.and_then(|s| s.target.as_ref());
+            o.status = Some(FloatingIPStatus {
+                observed_generation: generation(o),
+                floating_ip_address: state.map(|s| s.address.to_string()),
+                fixed_ip_address: target.map(|t| t.fixed.to_string()),
+                router: target.map(|t| spell(key, &t.router)),
+                conditions: conditions(
+                    o,
+                    v,
+                    now,
+                    o.status.as_ref().map(|s| s.conditions.as_slice()),
+                ),
+            });
+        },
+    );
+    let members = |group: &Key| {
+        resolution
+            .ready_ports()
+            .filter(|(_, p)| p.security_groups.contains(group))
+            .count() as i64
+    };
+    each(
+        &mut snapshot.security_groups,
+        &resolution.security_groups,
+        |key, o, v| {
+            o.status = Some(SecurityGroupStatus {
+                observed_generation: generation(o),
+                rule_count: o.spec.rules.len() as i64,
+                port_count: members(key),
+                conditions: conditions(
+                    o,
+                    v,
+                    now,
+                    o.status.as_ref().map(|s| s.conditions.as_slice()),
+                ),
+            });
+        },
+    );
+}

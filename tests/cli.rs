@@ -1,0 +1,159 @@
+//! The `neutrino` binary as a user runs it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn neutrino(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_neutrino"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn plan_three_tier_prints_every_section() {
+    let out = neutrino(&["plan", "-f", "examples/three-tier", "--node", "node-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for section in [
+        "Bridges",
+        "Uplinks",
+        "FDB entries",
+        "Neighbours",
+        "Ports",
+        "DHCP",
+        "Routers",
+        "Security groups",
+    ] {
+        assert!(text.contains(section), "missing {section}:\n{text}");
+    }
+    assert!(text.contains("router shop/edge"), "{text}");
+}
+
+#[test]
+fn plan_speaks_yaml_and_json() {
+    let yaml = neutrino(&[
+        "plan",
+        "-f",
+        "examples/quickstart",
+        "--node",
+        "node-2",
+        "-o",
+        "yaml",
+    ]);
+    assert!(yaml.status.success(), "{}", stderr(&yaml));
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&stdout(&yaml)).unwrap();
+    assert_eq!(docs[0]["node"], "node-2");
+
+    let json = neutrino(&["plan", "-f", "examples/quickstart", "-o", "json"]);
+    assert!(json.status.success(), "{}", stderr(&json));
+    let plans: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(plans.as_array().unwrap().len(), 3, "every default node");
+}
+
+#[test]
+fn plan_of_a_bad_manifest_names_file_object_and_field() {
+    let file = "tests/invalid/subnet-gateway-outside.yaml";
+    let out = neutrino(&["plan", "-f", file, "--node", "node-1"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(file), "{err}");
+    assert!(err.contains("Subnet t/s"), "{err}");
+    assert!(err.contains("spec.gatewayIP"), "{err}");
+    assert!(stdout(&out).is_empty(), "nothing is planned");
+}
+
+#[test]
+fn plan_refuses_an_unknown_node_and_a_bad_cluster_file() {
+    let out = neutrino(&["plan", "-f", "examples/quickstart", "--node", "node-9"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("node node-9 is not known"),
+        "{}",
+        stderr(&out)
+    );
+
+    let dir = std::env::temp_dir().join(format!("neutrino-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cluster = dir.join("cluster.yaml");
+    std::fs::write(&cluster, "vniRanges: [{min: 10, max: 5}]\n").unwrap();
+    let out = neutrino(&[
+        "plan",
+        "-f",
+        "examples/quickstart",
+        "--cluster",
+        cluster.to_str().unwrap(),
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("vniRanges"), "{}", stderr(&out));
+}
+
+#[test]
+fn plan_honours_a_cluster_file() {
+    let dir = std::env::temp_dir().join(format!("neutrino-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cluster = dir.join("cluster.yaml");
+    std::fs::write(
+        &cluster,
+        "underlayMTU: 9000\nnodes:\n- {name: node-1, tunnelIP: 192.0.2.1}\n- {name: node-2, tunnelIP: 192.0.2.2}\n",
+    )
+    .unwrap();
+    let out = neutrino(&[
+        "plan",
+        "-f",
+        "examples/quickstart",
+        "--cluster",
+        cluster.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plans: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        plans[0]["bridges"][0]["mtu"], 8950,
+        "9000 less the VXLAN overhead"
+    );
+    assert_eq!(plans[0]["fdb"][0]["destination"], "192.0.2.2");
+}
+
+#[test]
+fn crds_prints_what_crds_folder_holds() {
+    let out = neutrino(&["crds"]);
+    assert!(out.status.success());
+    let printed = stdout(&out);
+    for file in [
+        "network",
+        "subnet",
+        "port",
+        "router",
+        "floatingip",
+        "securitygroup",
+    ] {
+        let on_disk = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("crds/{file}.yaml")),
+        )
+        .unwrap();
+        assert!(
+            printed.contains(&on_disk),
+            "{file}.yaml differs from `neutrino crds`"
+        );
+    }
+}
+
+#[test]
+fn version_names_the_api() {
+    let out = neutrino(&["version"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("neutrino.dev/v1alpha1"));
+}
