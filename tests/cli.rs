@@ -157,3 +157,24 @@ fn version_names_the_api() {
     assert!(out.status.success());
     assert!(stdout(&out).contains("neutrino.dev/v1alpha1"));
 }
+
+#[test]
+fn plan_reports_duplicates_and_broken_yaml_by_file() {
+    let dir = std::env::temp_dir().join(format!("neutrino-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let network = "apiVersion: neutrino.dev/v1alpha1\nkind: Network\nmetadata: {name: net, namespace: t}\nspec: {type: vxlan}\n";
+    std::fs::write(dir.join("a.yaml"), network).unwrap();
+    std::fs::write(dir.join("b.yaml"), network).unwrap();
+    std::fs::write(dir.join("c.yaml"), "kind: [unclosed\n").unwrap();
+    let out = neutrino(&["plan", "-f", dir.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "b.yaml (document 1): Network t/net is defined twice; the first definition is in"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("c.yaml: not valid YAML"), "{err}");
+}

@@ -10,6 +10,8 @@
 //!   `kubectl apply`).
 //! - `# cel-update: TEXT` — the file holds two versions of one object; the
 //!   CEL transition rules refuse the change from the first to the second.
+//! - `# cluster: FILE` — resolve with this cluster file (relative to the
+//!   manifest) instead of the default nodes and physical networks.
 
 use std::path::{Path, PathBuf};
 
@@ -129,7 +131,14 @@ fn check_file(path: &Path) -> Result<(), String> {
         }
         Ok(m) => m,
     };
-    let resolution = resolve(&manifests.snapshot, &ClusterConfig::default());
+    let config = match directives(path, "cluster").first() {
+        None => ClusterConfig::default(),
+        Some(file) => {
+            let text = std::fs::read_to_string(path.parent().unwrap().join(file)).unwrap();
+            serde_saphyr::from_str(&text).unwrap()
+        }
+    };
+    let resolution = resolve(&manifests.snapshot, &config);
     let problems = resolution.problems();
     for line in &expect {
         let parts: Vec<&str> = line.split_whitespace().collect();

@@ -67,8 +67,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    tracing::debug!(objects = manifests.sources.len(), path = %args.path.display(), "manifests read");
     let resolution = resolve(&manifests.snapshot, &config);
     let problems = resolution.problems();
+    tracing::debug!(
+        problems = problems.len(),
+        nodes = config.nodes.len(),
+        "resolved"
+    );
     if !problems.is_empty() {
         for problem in &problems {
             let source = manifests

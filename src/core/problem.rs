@@ -101,6 +101,12 @@ impl Problems {
             .push(Problem::new(&self.object, field, reason, message));
     }
 
+    /// Records a problem found on this object's behalf (by a lookup, say).
+    pub fn add(&mut self, problem: Problem) {
+        debug_assert_eq!(problem.object, self.object);
+        self.found.push(problem);
+    }
+
     pub fn len(&self) -> usize {
         self.found.len()
     }

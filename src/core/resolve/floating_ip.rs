@@ -4,10 +4,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::addresses::{Addresses, Request, Wanted, claim_problem};
-use super::router::external_subnets;
 use super::{
     Arrival, FloatingIpState, FloatingTarget, Resolution, SubnetState, Verdict, arrival,
-    by_arrival, lookup,
+    by_arrival, lookup, subnets_of,
 };
 use crate::api::FloatingIP;
 use crate::core::allocate::Holder;
@@ -54,7 +53,7 @@ fn check_one(
         }
         Ok(_) => {}
     }
-    let candidates = external_subnets(snapshot, subnets, &network_key);
+    let candidates = subnets_of(snapshot, subnets, &network_key, true);
     if candidates.is_empty() {
         problems.push(
             "spec.network",
@@ -144,7 +143,7 @@ fn check_one(
         )
         .err();
         if let Some(p) = p {
-            problems.push(p.field, p.reason, p.message);
+            problems.add(p);
         }
     }
     problems.finish(FloatingDraft {
@@ -229,7 +228,7 @@ pub fn finish(
                 &id,
                 "spec.port",
             ) {
-                Err(p) => problems.push(p.field, p.reason, p.message),
+                Err(p) => problems.add(p),
                 Ok(port) => {
                     let fixed = match draft.fixed {
                         Some(a) => port.fixed_ips.iter().find(|(_, f)| *f == a),

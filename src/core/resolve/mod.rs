@@ -232,6 +232,26 @@ pub(crate) fn by_arrival<R: Resource>(map: &BTreeMap<Key, R>) -> Vec<&Key> {
     keys.into_iter().map(|(_, k)| k).collect()
 }
 
+/// The ready subnets of `network` of one family, in arrival order: where a
+/// port, gateway or floating IP that names no subnet takes its address.
+pub(crate) fn subnets_of(
+    snapshot: &Snapshot,
+    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    network: &Key,
+    ipv4: bool,
+) -> Vec<Key> {
+    let mut found: Vec<(Arrival, &Key)> = subnets
+        .iter()
+        .filter(|(_, v)| {
+            v.as_ref()
+                .is_ok_and(|s| &s.network == network && s.cidr.addr().is_ipv4() == ipv4)
+        })
+        .map(|(k, _)| (arrival(k, &snapshot.subnets[k]), k))
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, k)| k.clone()).collect()
+}
+
 /// Looks up a reference and explains a miss: absent, in another namespace, or not ready.
 pub(crate) fn lookup<'a, T>(
     snapshot: &Snapshot,

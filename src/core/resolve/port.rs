@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::addresses::{Addresses, Request, Wanted, claim_problem};
-use super::{Arrival, PortState, Resolution, SubnetState, Verdict, arrival, lookup};
+use super::{Arrival, PortState, Resolution, SubnetState, Verdict, arrival, lookup, subnets_of};
 use crate::api::Port;
 use crate::core::allocate::{Holder, Mac};
 use crate::core::problem::Problems;
@@ -84,7 +84,7 @@ fn check_one(
         ) {
             Ok(s) => s,
             Err(p) => {
-                problems.push(p.field, p.reason, p.message);
+                problems.add(p);
                 continue;
             }
         };
@@ -142,14 +142,7 @@ fn check_one(
         // As in Neutron: one address of each family, from the first subnet
         // of the network that has one left.
         for v4 in [true, false] {
-            let mut candidates: Vec<(Arrival, Key)> = subnets
-                .iter()
-                .filter_map(|(k, v)| Some((k, v.as_ref().ok()?)))
-                .filter(|(_, s)| s.network == network_key && s.cidr.addr().is_ipv4() == v4)
-                .map(|(k, _)| (arrival(k, &snapshot.subnets[k]), k.clone()))
-                .collect();
-            candidates.sort();
-            let candidates: Vec<Key> = candidates.into_iter().map(|(_, k)| k).collect();
+            let candidates = subnets_of(snapshot, subnets, &network_key, v4);
             if candidates.is_empty() {
                 continue;
             }
@@ -246,7 +239,7 @@ fn check_one(
                 &id,
                 &field,
             ) {
-                problems.push(p.field, p.reason, p.message);
+                problems.add(p);
             }
         }
         security_groups.push(group);

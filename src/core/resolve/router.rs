@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use super::addresses::{Addresses, Request, Wanted, claim_problem};
 use super::{
     Arrival, GatewayState, Resolution, RouterLeg, RouterState, SubnetState, Verdict, arrival,
-    by_arrival, lookup,
+    by_arrival, lookup, subnets_of,
 };
 use crate::api::Router;
 use crate::core::allocate::{Holder, Mac};
@@ -22,23 +22,6 @@ pub struct RouterDraft {
     gateway: Option<(Key, Vec<Key>, Wanted, bool)>,
     routes: Vec<(IpNet, IpAddr)>,
     arrival: Arrival,
-}
-
-/// The external network's subnets of one family that a gateway or floating
-/// IP may take an address from, in arrival order.
-pub(super) fn external_subnets(
-    snapshot: &Snapshot,
-    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
-    network: &Key,
-) -> Vec<Key> {
-    let mut found: Vec<(Arrival, Key)> = subnets
-        .iter()
-        .filter_map(|(k, v)| Some((k, v.as_ref().ok()?)))
-        .filter(|(_, s)| &s.network == network && s.cidr.addr().is_ipv4())
-        .map(|(k, _)| (arrival(k, &snapshot.subnets[k]), k.clone()))
-        .collect();
-    found.sort();
-    found.into_iter().map(|(_, k)| k).collect()
 }
 
 /// The node a router runs on: the one recorded in status while it still
@@ -89,7 +72,7 @@ fn check_one(
         let subnet = match lookup(snapshot, subnets, Kind::Subnet, &subnet_key, &id, &field) {
             Ok(s) => s,
             Err(p) => {
-                problems.push(p.field, p.reason, p.message);
+                problems.add(p);
                 continue;
             }
         };
@@ -134,14 +117,14 @@ fn check_one(
             &id,
             "spec.externalGateway.network",
         ) {
-            Err(p) => problems.push(p.field, p.reason, p.message),
+            Err(p) => problems.add(p),
             Ok(network) if !network.external => problems.push(
                 "spec.externalGateway.network",
                 Reason::NotExternal,
                 format!("network {network_key} is not external (spec.external: false)"),
             ),
             Ok(_) => {
-                let candidates = external_subnets(snapshot, subnets, &network_key);
+                let candidates = subnets_of(snapshot, subnets, &network_key, true);
                 on_link.extend(
                     candidates
                         .iter()

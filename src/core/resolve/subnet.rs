@@ -232,7 +232,7 @@ pub fn check(snapshot: &Snapshot, resolution: &Resolution) -> BTreeMap<Key, Verd
         );
         let state = check_spec(subnet, &mut problems);
         if let Err(problem) = &network {
-            problems.push(&problem.field, problem.reason, &problem.message);
+            problems.add(problem.clone());
         }
         let (Some(mut state), Ok(network)) = (state, network) else {
             verdicts.insert(key.clone(), Err(problems.into_vec()));
