@@ -1,3 +1,4 @@
 pub mod api;
 pub mod core;
+pub mod dataplane;
 pub mod manifest;

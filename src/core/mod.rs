@@ -12,6 +12,7 @@ pub mod ident;
 pub mod names;
 pub mod plan;
 pub mod problem;
+pub mod reconcile;
 pub mod resolve;
 pub mod snapshot;
 pub mod status;

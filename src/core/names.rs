@@ -53,6 +53,20 @@ pub fn port(port: &Key) -> String {
     format!("{PREFIX}p-{}", key_hash("port", port))
 }
 
+/// The workload end of a port's veth pair, until the workload (a CNI
+/// plugin, the lab) moves it into its own namespace.
+pub fn port_peer(port: &Key) -> String {
+    format!("{PREFIX}w-{}", key_hash("port", port))
+}
+
+/// The alias that marks a link as neutrino's, saying what it is for.
+pub fn alias(what: &str) -> String {
+    format!("{ALIAS_MARK} {what}")
+}
+
+/// Every link neutrino creates carries an alias that starts with this.
+pub const ALIAS_MARK: &str = "neutrino:";
+
 /// The network namespace of a network's DHCP servers on a node.
 pub fn dhcp_namespace(network: &Key) -> String {
     format!("{PREFIX}-dhcp-{}", key_hash("network", network))
@@ -104,6 +118,7 @@ mod tests {
             vxlan(&net),
             vlan(&net),
             port(&net),
+            port_peer(&net),
             dhcp_link(&net).0,
             dhcp_link(&net).1,
             router_link(&net, &net, true).0,

@@ -190,6 +190,7 @@ pub(super) fn plan(resolution: &Resolution, config: &ClusterConfig, node: &NodeC
         l2.ports.push(PortPlan {
             port: key.clone(),
             interface: names::port(key),
+            peer: names::port_peer(key),
             bridge: names::bridge(&port.network),
             mac: port.mac,
             mtu: port.mtu,

@@ -88,11 +88,14 @@ pub struct Neighbour {
     pub mac: Mac,
 }
 
-/// A port bound to this node: a veth pair whose host end is on the bridge.
+/// A port bound to this node: a veth pair whose host end is on the bridge
+/// and whose other end, carrying the port's MAC, goes to the workload.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct PortPlan {
     pub port: Key,
     pub interface: String,
+    /// The workload end, until the workload takes it into its namespace.
+    pub peer: String,
     pub bridge: String,
     pub mac: Mac,
     pub mtu: u32,

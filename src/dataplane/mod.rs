@@ -1,0 +1,5 @@
+//! Adapters that touch the kernel: network namespaces, rtnetlink, dnsmasq.
+//! They take the core's plans and diffs and do nothing clever themselves.
+
+pub mod netlink;
+pub mod netns;
