@@ -67,14 +67,14 @@ pub fn alias(what: &str) -> String {
 /// Every link neutrino creates carries an alias that starts with this.
 pub const ALIAS_MARK: &str = "neutrino:";
 
-/// The network namespace of a network's DHCP servers on a node.
-pub fn dhcp_namespace(network: &Key) -> String {
-    format!("{PREFIX}-dhcp-{}", key_hash("network", network))
+/// The network namespace of a subnet's DHCP server on a node.
+pub fn dhcp_namespace(subnet: &Key) -> String {
+    format!("{PREFIX}-dhcp-{}", key_hash("subnet", subnet))
 }
 
-/// The bridge end and the namespace end of the DHCP servers' veth pair.
-pub fn dhcp_link(network: &Key) -> (String, String) {
-    let h = key_hash("network", network);
+/// The bridge end and the namespace end of a DHCP server's veth pair.
+pub fn dhcp_link(subnet: &Key) -> (String, String) {
+    let h = key_hash("subnet", subnet);
     (format!("{PREFIX}d-{h}"), format!("ns-{h}"))
 }
 

@@ -226,7 +226,7 @@ pub fn desired_links(plan: &NodePlan) -> Vec<DesiredLink> {
                 peer_mac: dhcp.mac,
                 peer_netns: Some(dhcp.namespace.clone()),
             },
-            alias: names::alias(&format!("DHCP of network {}", dhcp.network)),
+            alias: names::alias(&format!("DHCP of subnet {}", dhcp.subnet)),
             mtu: Some(dhcp.mtu),
             master: Some(dhcp.bridge.clone()),
             isolated: true,

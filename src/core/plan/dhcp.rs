@@ -2,9 +2,9 @@
 //! there, answering those ports only from static host entries.
 
 use ipnet::IpNet;
-use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
-use super::{DhcpHost, DhcpPlan, DhcpServer, RoutePlan};
+use super::{DhcpHost, DhcpPlan, RoutePlan};
 use crate::core::allocate::Mac;
 use crate::core::resolve::Resolution;
 use crate::core::{Key, names};
@@ -12,16 +12,19 @@ use crate::core::{Key, names};
 /// Neutron's default lease: a day.
 pub const LEASE_SECONDS: u32 = 86_400;
 
-/// The MAC of a network's DHCP servers: the same on every node, since each
+/// The MAC of a subnet's DHCP servers: the same on every node, since each
 /// node's server answers only for the ports bound there.
-pub fn dhcp_mac(network: &Key) -> Mac {
-    Mac::derive(&format!("dhcp {network}"), 0)
+pub fn dhcp_mac(subnet: &Key) -> Mac {
+    Mac::derive(&format!("dhcp {subnet}"), 0)
 }
 
 pub(super) fn plan(resolution: &Resolution, node: &str) -> Vec<DhcpPlan> {
-    let mut by_network: BTreeMap<Key, Vec<DhcpServer>> = BTreeMap::new();
+    let mut plans = Vec::new();
     for (subnet_key, subnet) in resolution.ready_subnets() {
         let Some(server) = subnet.dhcp.filter(|_| subnet.enable_dhcp) else {
+            continue;
+        };
+        let Some(network) = resolution.network(&subnet.network) else {
             continue;
         };
         let mut hosts: Vec<DhcpHost> = resolution
@@ -42,9 +45,6 @@ pub(super) fn plan(resolution: &Resolution, node: &str) -> Vec<DhcpPlan> {
             continue;
         }
         hosts.sort();
-        let Some(network) = resolution.network(&subnet.network) else {
-            continue;
-        };
         let mut routes: Vec<RoutePlan> = subnet
             .host_routes
             .iter()
@@ -58,42 +58,29 @@ pub(super) fn plan(resolution: &Resolution, node: &str) -> Vec<DhcpPlan> {
             .filter(|_| !routes.is_empty() && subnet.cidr.addr().is_ipv4())
         {
             routes.push(RoutePlan {
-                destination: IpNet::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0)
+                destination: IpNet::new(Ipv4Addr::UNSPECIFIED.into(), 0)
                     .expect("0 is a valid prefix"),
                 nexthop: gateway,
             });
         }
-        by_network
-            .entry(subnet.network.clone())
-            .or_default()
-            .push(DhcpServer {
-                subnet: subnet_key.clone(),
-                cidr: subnet.cidr,
-                address: IpNet::new(server, subnet.cidr.prefix_len())
-                    .expect("prefix of a parsed CIDR"),
-                router: subnet.gateway,
-                dns: subnet.dns.clone(),
-                routes,
-                mtu: network.mtu,
-                lease_seconds: LEASE_SECONDS,
-                hosts,
-            });
+        let (bridge_port, interface) = names::dhcp_link(subnet_key);
+        plans.push(DhcpPlan {
+            subnet: subnet_key.clone(),
+            network: subnet.network.clone(),
+            namespace: names::dhcp_namespace(subnet_key),
+            bridge: names::bridge(&subnet.network),
+            bridge_port,
+            interface,
+            mac: dhcp_mac(subnet_key),
+            cidr: subnet.cidr,
+            address: IpNet::new(server, subnet.cidr.prefix_len()).expect("prefix of a parsed CIDR"),
+            router: subnet.gateway,
+            dns: subnet.dns.clone(),
+            routes,
+            mtu: network.mtu,
+            lease_seconds: LEASE_SECONDS,
+            hosts,
+        });
     }
-    by_network
-        .into_iter()
-        .filter_map(|(network_key, servers)| {
-            let network = resolution.network(&network_key)?;
-            let (bridge_port, interface) = names::dhcp_link(&network_key);
-            Some(DhcpPlan {
-                namespace: names::dhcp_namespace(&network_key),
-                bridge: names::bridge(&network_key),
-                bridge_port,
-                interface,
-                mac: dhcp_mac(&network_key),
-                mtu: network.mtu,
-                network: network_key,
-                servers,
-            })
-        })
-        .collect()
+    plans
 }

@@ -117,11 +117,21 @@ pub struct RoutePlan {
     pub nexthop: IpAddr,
 }
 
-/// One DHCP server: a subnet's hosts bound to this node, and its options.
+/// One DHCP server on this node: a subnet's namespace, its veth pair to
+/// the network's bridge, and the static hosts bound to this node.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DhcpServer {
+pub struct DhcpPlan {
     pub subnet: Key,
+    pub network: Key,
+    pub namespace: String,
+    pub bridge: String,
+    /// The bridge end of the veth pair into the namespace.
+    pub bridge_port: String,
+    /// The namespace end.
+    pub interface: String,
+    /// The same on every node: each node's server answers only locally.
+    pub mac: Mac,
     pub cidr: IpNet,
     /// The server's own address, with the subnet's prefix.
     pub address: IpNet,
@@ -133,22 +143,6 @@ pub struct DhcpServer {
     pub mtu: u32,
     pub lease_seconds: u32,
     pub hosts: Vec<DhcpHost>,
-}
-
-/// A network's DHCP namespace on this node and the servers in it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DhcpPlan {
-    pub network: Key,
-    pub namespace: String,
-    pub bridge: String,
-    /// The bridge end of the veth pair into the namespace.
-    pub bridge_port: String,
-    /// The namespace end.
-    pub interface: String,
-    pub mac: Mac,
-    pub mtu: u32,
-    pub servers: Vec<DhcpServer>,
 }
 
 /// A router's leg: a veth pair from its namespace to a network's bridge.

@@ -191,39 +191,34 @@ pub fn text(plan: &NodePlan) -> String {
     for d in &plan.dhcp {
         let _ = writeln!(
             out,
-            "  network {} in namespace {} ({} on {} via {}, mac {}, mtu {})",
-            d.network, d.namespace, d.interface, d.bridge, d.bridge_port, d.mac, d.mtu
+            "  subnet {} ({}) in namespace {}: server {} on {} (mac {}, via {} on {})",
+            d.subnet, d.cidr, d.namespace, d.address, d.interface, d.mac, d.bridge_port, d.bridge
         );
-        for s in &d.servers {
-            let _ = writeln!(
-                out,
-                "    subnet {} ({}): server {}, router {}, dns {}, mtu {}, lease {}s",
-                s.subnet,
-                s.cidr,
-                s.address,
-                s.router.map_or("-".into(), |r| r.to_string()),
-                join(&s.dns),
-                s.mtu,
-                s.lease_seconds
-            );
-            if !s.routes.is_empty() {
-                let routes: Vec<String> = s
-                    .routes
-                    .iter()
-                    .map(|r| format!("{} via {}", r.destination, r.nexthop))
-                    .collect();
-                let _ = writeln!(out, "      routes: {}", routes.join(", "));
-            }
-            let mut t = Table::new(&["HOST MAC", "IP", "HOSTNAME"]);
-            for h in &s.hosts {
-                t.row(vec![
-                    h.mac.to_string(),
-                    h.ip.to_string(),
-                    h.hostname.clone(),
-                ]);
-            }
-            t.write(&mut out, "      ");
+        let _ = writeln!(
+            out,
+            "    router {}, dns {}, mtu {}, lease {}s",
+            d.router.map_or("-".into(), |r| r.to_string()),
+            join(&d.dns),
+            d.mtu,
+            d.lease_seconds
+        );
+        if !d.routes.is_empty() {
+            let routes: Vec<String> = d
+                .routes
+                .iter()
+                .map(|r| format!("{} via {}", r.destination, r.nexthop))
+                .collect();
+            let _ = writeln!(out, "    routes: {}", routes.join(", "));
         }
+        let mut t = Table::new(&["HOST MAC", "IP", "HOSTNAME"]);
+        for h in &d.hosts {
+            t.row(vec![
+                h.mac.to_string(),
+                h.ip.to_string(),
+                h.hostname.clone(),
+            ]);
+        }
+        t.write(&mut out, "    ");
     }
 
     let _ = writeln!(out, "\nRouters");
