@@ -1,5 +1,8 @@
 //! Adapters that touch the kernel: network namespaces, rtnetlink, dnsmasq.
 //! They take the core's plans and diffs and do nothing clever themselves.
 
+pub mod agent;
+pub mod dnsmasq;
+pub mod ipconfig;
 pub mod netlink;
 pub mod netns;

@@ -43,6 +43,8 @@ pub enum NetlinkError {
     },
     #[error("{what}: no link named {name}")]
     NoLink { what: String, name: String },
+    #[error("{what}: {message}")]
+    Invalid { what: String, message: String },
 }
 
 type Result<T> = std::result::Result<T, NetlinkError>;
@@ -122,8 +124,26 @@ impl Netlink {
         self.writes.load(Ordering::Relaxed)
     }
 
-    fn wrote(&self) {
+    pub(super) fn wrote(&self) {
         self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the link `name` is up; an error when there is no such link.
+    pub(super) async fn link_flags(&self, name: &str) -> Result<bool> {
+        let mut found = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match found.try_next().await {
+            Ok(Some(link)) => Ok(link.header.flags.contains(LinkFlags::Up)),
+            Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => Err(NetlinkError::NoLink {
+                what: "checking it is up".into(),
+                name: name.into(),
+            }),
+            Err(e) => Err(failed(format!("looking up {name}"))(e)),
+        }
     }
 
     pub fn namespace(&self) -> Option<&str> {
@@ -155,7 +175,7 @@ impl Netlink {
         }
     }
 
-    async fn require(&self, name: &str, what: &str) -> Result<u32> {
+    pub(super) async fn require(&self, name: &str, what: &str) -> Result<u32> {
         self.index(name).await?.ok_or_else(|| NetlinkError::NoLink {
             what: what.to_string(),
             name: name.to_string(),

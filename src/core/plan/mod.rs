@@ -251,6 +251,23 @@ pub struct SecurityPlan {
     pub unfiltered: Vec<Key>,
 }
 
+impl NodePlan {
+    /// The plan with `prefix` before the names of the namespaces it keeps,
+    /// so that several nodes can share one kernel (the lab).
+    pub fn with_namespace_prefix(mut self, prefix: &str) -> Self {
+        if prefix.is_empty() {
+            return self;
+        }
+        for dhcp in &mut self.dhcp {
+            dhcp.namespace = format!("{prefix}{}", dhcp.namespace);
+        }
+        for router in &mut self.routers {
+            router.namespace = format!("{prefix}{}", router.namespace);
+        }
+        self
+    }
+}
+
 /// The desired dataplane of `node`. Objects that are not ready are left out.
 pub fn plan_node(resolution: &Resolution, config: &ClusterConfig, node: &NodeConfig) -> NodePlan {
     let l2 = l2::plan(resolution, config, node);

@@ -1,0 +1,173 @@
+//! One node's agent: takes the node's plan to its kernel — namespaces,
+//! links, FDB and neighbour entries, addresses and routes inside DHCP and
+//! router namespaces, and the DHCP servers — changing only what differs.
+
+use std::path::PathBuf;
+
+use super::dnsmasq::{DhcpReport, Dnsmasq};
+use super::netlink::Netlink;
+use super::netns;
+use crate::core::names;
+use crate::core::plan::NodePlan;
+use crate::core::reconcile::{diff, inner_namespaces};
+
+/// Where an agent works.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The namespace that is the node (the lab); `None` for the host's own.
+    pub netns: Option<String>,
+    /// Put before the names of the DHCP and router namespaces it keeps.
+    pub namespace_prefix: String,
+    /// Where DHCP servers keep their files.
+    pub state_dir: PathBuf,
+}
+
+/// What one apply did.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    /// Kernel writes made (links, entries, addresses, routes, sysctls).
+    pub writes: usize,
+    pub dhcp: DhcpReport,
+    pub namespaces_created: Vec<String>,
+    pub namespaces_removed: Vec<String>,
+    /// What could not be done, each naming the object and the operation.
+    pub errors: Vec<String>,
+    /// Names the plan wants that something else holds: left alone.
+    pub conflicts: Vec<String>,
+}
+
+impl ApplyReport {
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty() && self.conflicts.is_empty()
+    }
+}
+
+/// A node's agent.
+pub struct Agent {
+    config: AgentConfig,
+    kernel: Netlink,
+    dnsmasq: Dnsmasq,
+}
+
+impl Agent {
+    pub async fn new(config: AgentConfig) -> Result<Self, super::netlink::NetlinkError> {
+        let kernel = Netlink::connect(config.netns.as_deref()).await?;
+        let dnsmasq = Dnsmasq::new(config.state_dir.join("dhcp"));
+        Ok(Self {
+            config,
+            kernel,
+            dnsmasq,
+        })
+    }
+
+    /// The DHCP servers' manager, for looking at them.
+    pub fn dnsmasq(&self) -> &Dnsmasq {
+        &self.dnsmasq
+    }
+
+    /// Whether a namespace name is one this agent keeps.
+    fn owns_namespace(&self, name: &str) -> bool {
+        let Some(rest) = name.strip_prefix(&self.config.namespace_prefix) else {
+            return false;
+        };
+        rest.starts_with(&format!("{}-dhcp-", names::PREFIX))
+            || rest.starts_with(&format!("{}-router-", names::PREFIX))
+    }
+
+    /// Brings the kernel to `plan`. Every step is tried; failures are
+    /// reported, not fatal, so one broken object never blocks the rest.
+    pub async fn apply(&self, plan: &NodePlan) -> ApplyReport {
+        let plan = plan
+            .clone()
+            .with_namespace_prefix(&self.config.namespace_prefix);
+        let mut report = ApplyReport::default();
+        let inner = inner_namespaces(&plan);
+
+        // Namespaces first: veth peers are created straight into them.
+        for namespace in &inner {
+            if !netns::exists(&namespace.name) {
+                match netns::create(&namespace.name) {
+                    Ok(()) => report.namespaces_created.push(namespace.name.clone()),
+                    Err(e) => report
+                        .errors
+                        .push(format!("creating namespace {}: {e}", namespace.name)),
+                }
+            }
+        }
+
+        let before = self.kernel.writes();
+        match self.kernel.observe().await {
+            Ok(observed) => {
+                let changes = diff(&observed, &plan);
+                report.conflicts = changes.conflicts.clone();
+                report.errors.extend(
+                    self.kernel
+                        .apply(&changes)
+                        .await
+                        .into_iter()
+                        .map(|e| e.to_string()),
+                );
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+        report.writes += self.kernel.writes() - before;
+
+        for namespace in &inner {
+            match Netlink::connect(Some(&namespace.name)).await {
+                Err(e) => report.errors.push(e.to_string()),
+                Ok(inside) => {
+                    let mut steps = vec![inside.ensure_up("lo").await];
+                    for (interface, addresses) in &namespace.interfaces {
+                        steps.push(inside.ensure_up(interface).await);
+                        steps.push(inside.sync_addresses(interface, addresses).await);
+                    }
+                    steps.push(inside.sync_routes(&namespace.routes).await);
+                    report.errors.extend(
+                        steps
+                            .into_iter()
+                            .filter_map(Result::err)
+                            .map(|e| format!("in {}: {e}", namespace.name)),
+                    );
+                    report.writes += inside.writes();
+                }
+            }
+            if namespace.forwarding {
+                for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
+                    match netns::read_sysctl(Some(&namespace.name), key) {
+                        Ok(v) if v == "1" => {}
+                        _ => match netns::sysctl(Some(&namespace.name), key, "1") {
+                            Ok(()) => report.writes += 1,
+                            Err(e) => report
+                                .errors
+                                .push(format!("in {}: setting {key}: {e}", namespace.name)),
+                        },
+                    }
+                }
+            }
+        }
+
+        let (dhcp, errors) = self.dnsmasq.sync(&plan.dhcp);
+        report.dhcp = dhcp;
+        report
+            .errors
+            .extend(errors.into_iter().map(|e| e.to_string()));
+
+        // Namespaces the plan dropped go last, once nothing uses them.
+        match netns::list() {
+            Ok(existing) => {
+                for name in existing {
+                    if self.owns_namespace(&name) && !inner.iter().any(|n| n.name == name) {
+                        match netns::delete(&name) {
+                            Ok(()) => report.namespaces_removed.push(name),
+                            Err(e) => report
+                                .errors
+                                .push(format!("removing namespace {name}: {e}")),
+                        }
+                    }
+                }
+            }
+            Err(e) => report.errors.push(format!("listing namespaces: {e}")),
+        }
+        report
+    }
+}
