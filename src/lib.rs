@@ -1,4 +1,5 @@
 pub mod api;
 pub mod core;
 pub mod dataplane;
+pub mod lab;
 pub mod manifest;

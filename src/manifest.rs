@@ -229,9 +229,45 @@ pub fn load(path: &Path) -> Result<Manifests, Vec<LoadError>> {
     }
 }
 
+/// Every object of `snapshot` as multi-document YAML, status included:
+/// what `load` reads back.
+pub fn dump(snapshot: &Snapshot) -> Result<String, serde_saphyr::SerializeError> {
+    fn each<T: serde::Serialize>(
+        out: &mut String,
+        map: &BTreeMap<crate::core::Key, T>,
+    ) -> Result<(), serde_saphyr::SerializeError> {
+        for object in map.values() {
+            out.push_str("---\n");
+            out.push_str(&serde_saphyr::to_string(object)?);
+        }
+        Ok(())
+    }
+    let mut out = String::new();
+    each(&mut out, &snapshot.networks)?;
+    each(&mut out, &snapshot.subnets)?;
+    each(&mut out, &snapshot.ports)?;
+    each(&mut out, &snapshot.routers)?;
+    each(&mut out, &snapshot.floating_ips)?;
+    each(&mut out, &snapshot.security_groups)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dump_reads_back_the_same() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/three-tier");
+        let first = load(&dir).unwrap().snapshot;
+        let file = std::env::temp_dir().join(format!("neutrino-dump-{}.yaml", std::process::id()));
+        std::fs::write(&file, dump(&first).unwrap()).unwrap();
+        let again = load(&file);
+        std::fs::remove_file(&file).unwrap();
+        let again = again.unwrap().snapshot;
+        assert_eq!(dump(&again).unwrap(), dump(&first).unwrap());
+        assert_eq!(again.ports.len(), first.ports.len());
+    }
 
     #[test]
     fn dns_labels() {

@@ -1,6 +1,7 @@
 //! Command-line parsing and the subcommands. Errors gain their context here.
 
 mod crds;
+mod lab;
 mod plan;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ enum Command {
     Crds(crds::Args),
     /// Show what each node's kernel would get from a set of manifests.
     Plan(plan::Args),
+    /// Run neutrino on this machine: nodes as network namespaces, real DHCP.
+    Lab(lab::Args),
     /// Print the version and the API version served.
     Version,
 }
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crds(args) => crds::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Lab(args) => lab::run(args),
         Command::Version => print(&format!(
             "neutrino {} (API {}/{})\n",
             env!("CARGO_PKG_VERSION"),

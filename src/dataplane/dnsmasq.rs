@@ -29,12 +29,12 @@ pub struct DhcpReport {
 
 /// A DHCP server that could not be brought to its plan.
 #[derive(Debug, thiserror::Error)]
-#[error("DHCP server of subnet {subnet} in {namespace}: {what}: {source}")]
+#[error("DHCP server of subnet {subnet} in {namespace}: {what}: {cause}")]
 pub struct DhcpError {
     pub subnet: String,
     pub namespace: String,
     pub what: String,
-    pub source: io::Error,
+    pub cause: io::Error,
 }
 
 /// The dnsmasq servers of one node, with their files under `dir`.
@@ -197,7 +197,7 @@ impl Dnsmasq {
                     subnet: plan.subnet.to_string(),
                     namespace: plan.namespace.clone(),
                     what,
-                    source,
+                    cause: source,
                 });
             }
         }

@@ -14,7 +14,7 @@ use super::netlink::{Netlink, NetlinkError};
 use crate::core::plan::RoutePlan;
 
 fn failed(what: String) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
-    move |source| NetlinkError::Request { what, source }
+    move |cause| NetlinkError::Request { what, cause }
 }
 
 impl Netlink {

@@ -31,15 +31,15 @@ use crate::core::reconcile::{
 /// A failed kernel operation, with what it was doing.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
-    #[error("netlink socket in namespace {namespace}: {source}")]
+    #[error("netlink socket in namespace {namespace}: {cause}")]
     Connect {
         namespace: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Request {
         what: String,
-        source: rtnetlink::Error,
+        cause: rtnetlink::Error,
     },
     #[error("{what}: no link named {name}")]
     NoLink { what: String, name: String },
@@ -58,7 +58,7 @@ pub struct Netlink {
 
 fn failed(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
     let what = what.into();
-    move |source| NetlinkError::Request { what, source }
+    move |cause| NetlinkError::Request { what, cause }
 }
 
 fn family(ip: IpAddr) -> AddressFamily {
@@ -100,9 +100,9 @@ impl Netlink {
     pub async fn connect(namespace: Option<&str>) -> Result<Netlink> {
         let runtime = tokio::runtime::Handle::current();
         let name = namespace.unwrap_or("(current)").to_string();
-        let error = |source| NetlinkError::Connect {
+        let error = |cause| NetlinkError::Connect {
             namespace: name.clone(),
-            source,
+            cause,
         };
         // The socket belongs to the namespace of the thread that opens it.
         let (connection, handle, _) = netns::run_in(namespace, move || {
@@ -175,7 +175,7 @@ impl Netlink {
         }
     }
 
-    pub(super) async fn require(&self, name: &str, what: &str) -> Result<u32> {
+    pub async fn require(&self, name: &str, what: &str) -> Result<u32> {
         self.index(name).await?.ok_or_else(|| NetlinkError::NoLink {
             what: what.to_string(),
             name: name.to_string(),
@@ -419,15 +419,14 @@ impl Netlink {
                 peer_mac,
                 peer_netns,
             } => {
-                let file =
-                    peer_netns
-                        .as_deref()
-                        .map(netns::open)
-                        .transpose()
-                        .map_err(|source| NetlinkError::Connect {
-                            namespace: peer_netns.clone().unwrap_or_default(),
-                            source,
-                        })?;
+                let file = peer_netns
+                    .as_deref()
+                    .map(netns::open)
+                    .transpose()
+                    .map_err(|cause| NetlinkError::Connect {
+                        namespace: peer_netns.clone().unwrap_or_default(),
+                        cause,
+                    })?;
                 let mut peer_message = LinkUnspec::new_with_name(peer)
                     .address(peer_mac.0.to_vec())
                     .mtu(mtu);
@@ -562,7 +561,7 @@ impl Netlink {
                 }
                 return Err(NetlinkError::Request {
                     what,
-                    source: rtnetlink::Error::NetlinkError(e),
+                    cause: rtnetlink::Error::NetlinkError(e),
                 });
             }
         }

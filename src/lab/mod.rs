@@ -1,0 +1,650 @@
+//! `neutrino lab`: the whole system on one machine. Every node is a network
+//! namespace on a shared underlay with its own agent process, running the
+//! same allocation and agent code as a cluster; every bound port gets a
+//! workload namespace that takes its address by real DHCP.
+
+pub mod agent;
+pub mod state;
+mod underlay;
+pub mod workload;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::core::{ClusterConfig, Key, Problem, Snapshot, names, resolve, status};
+use crate::dataplane::dnsmasq::Dnsmasq;
+use crate::dataplane::netns;
+use crate::manifest::{self, Manifests};
+use state::{Files, LabState, Workload, write_atomic};
+
+/// The default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/run/neutrino-lab";
+
+/// How long agents get to realise a generation.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a lab command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("neutrino lab needs {0}")]
+    Missing(String),
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
+    #[error(transparent)]
+    Netlink(#[from] crate::dataplane::netlink::NetlinkError),
+    #[error("the manifests cannot be read:\n  {}", .0.join("\n  "))]
+    Manifests(Vec<String>),
+    #[error("{} object(s) would not become Ready; nothing was changed:\n  {}", .0.len(), .0.join("\n  "))]
+    Invalid(Vec<String>),
+    #[error("no lab in {0}; start one with `neutrino lab up -f PATH`")]
+    NoLab(PathBuf),
+    #[error(
+        "a lab already runs in {0}; `neutrino lab apply` changes it, `neutrino lab down` removes it"
+    )]
+    AlreadyUp(PathBuf),
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl LabError {
+    pub fn io(what: String, cause: std::io::Error) -> Self {
+        Self::Io { what, cause }
+    }
+}
+
+/// Checks that this machine can run a lab, naming what to install.
+pub fn preflight() -> Result<(), LabError> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err(LabError::Missing(
+            "root, to create network namespaces: run it with sudo".into(),
+        ));
+    }
+    let missing: Vec<&str> = [
+        ("dnsmasq", "dnsmasq-base"),
+        ("udhcpc", "udhcpc"),
+        ("ip", "iproute2"),
+    ]
+    .into_iter()
+    .filter(|(binary, _)| !on_path(binary))
+    .map(|(_, package)| package)
+    .collect();
+    if !missing.is_empty() {
+        return Err(LabError::Missing(format!(
+            "{}: apt-get install {}",
+            missing.join(", "),
+            missing.join(" ")
+        )));
+    }
+    Ok(())
+}
+
+fn on_path(binary: &str) -> bool {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .any(|dir| dir.join(binary).is_file())
+}
+
+/// A lab, by its state directory.
+pub struct Lab {
+    files: Files,
+    /// The binary agents run as (`neutrino lab agent`).
+    binary: PathBuf,
+}
+
+/// A port's workload as the lab names it.
+fn workload_namespace(prefix: &str, port: &Key) -> String {
+    format!("{prefix}{}.{}", port.namespace, port.name)
+}
+
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Lab {
+    pub fn new(dir: impl Into<PathBuf>, binary: impl Into<PathBuf>) -> Self {
+        Self {
+            files: Files::new(dir),
+            binary: binary.into(),
+        }
+    }
+
+    pub fn files(&self) -> &Files {
+        &self.files
+    }
+
+    fn prefix(state: &LabState) -> String {
+        if state.name.is_empty() {
+            String::new()
+        } else {
+            format!("{}-", state.name)
+        }
+    }
+
+    /// The namespace of `node` in a lab whose namespaces start with `prefix`.
+    pub fn node_namespace(prefix: &str, node: &str) -> String {
+        format!("{prefix}{node}")
+    }
+
+    /// The namespace of a port's workload.
+    pub fn workload_namespace(&self, port: &Key) -> Result<String, LabError> {
+        let state = self.state()?;
+        state
+            .workloads
+            .get(&port.to_string())
+            .map(|w| w.namespace.clone())
+            .ok_or_else(|| LabError::Setup(format!("port {port} has no workload: it is not bound to a node, not Ready, or not in the lab")))
+    }
+
+    fn state(&self) -> Result<LabState, LabError> {
+        if !self.files.exists() {
+            return Err(LabError::NoLab(self.files.dir.clone()));
+        }
+        self.files
+            .read_state()
+            .map_err(|e| LabError::io(format!("reading {}", self.files.lab().display()), e))
+    }
+
+    /// Brings a lab up: underlay, nodes, agents, then the manifests.
+    pub async fn up(&self, path: &Path, nodes: usize, name: &str) -> Result<Summary, LabError> {
+        preflight()?;
+        if self.files.exists() {
+            return Err(LabError::AlreadyUp(self.files.dir.clone()));
+        }
+        let manifests = read(path)?;
+        let config = ClusterConfig::with_nodes(nodes);
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |e| LabError::io(what, e)
+        };
+        std::fs::create_dir_all(&self.files.dir).map_err(io("creating the state directory"))?;
+        let mut state = LabState {
+            name: name.to_string(),
+            ..LabState::default()
+        };
+        let prefix = Self::prefix(&state);
+        let taken: Vec<String> = netns::list()
+            .map_err(io("listing namespaces"))?
+            .into_iter()
+            .filter(|n| {
+                config
+                    .nodes
+                    .iter()
+                    .any(|node| *n == Self::node_namespace(&prefix, &node.name))
+                    || *n == format!("{prefix}underlay")
+            })
+            .collect();
+        if !taken.is_empty() {
+            return Err(LabError::Setup(format!(
+                "namespaces {} exist already; pick another lab name with --name",
+                taken.join(", ")
+            )));
+        }
+        write_atomic(
+            &self.files.cluster(),
+            serde_saphyr::to_string(&config)
+                .map_err(|e| LabError::Setup(e.to_string()))?
+                .as_bytes(),
+        )
+        .map_err(io("writing the cluster file"))?;
+        self.files
+            .write_state(&state)
+            .map_err(io("writing the lab state"))?;
+
+        let underlay = format!("{prefix}underlay");
+        state.namespaces.push(underlay.clone());
+        self.files
+            .write_state(&state)
+            .map_err(io("writing the lab state"))?;
+        underlay::build_underlay(&underlay, &config).await?;
+        for (i, node) in config.nodes.iter().enumerate() {
+            let namespace = Self::node_namespace(&prefix, &node.name);
+            state.namespaces.push(namespace.clone());
+            self.files
+                .write_state(&state)
+                .map_err(io("writing the lab state"))?;
+            underlay::build_node(&underlay, &namespace, i + 1, node, &config).await?;
+        }
+        self.publish(&manifests.snapshot, &config, &mut state)?;
+        for node in &config.nodes {
+            self.start_agent(&node.name)?;
+        }
+        self.converge(&mut state, &config).await
+    }
+
+    /// Replaces the lab's objects with those under `path`: added, changed
+    /// and removed objects all take effect; allocations of objects that stay
+    /// are kept.
+    pub async fn apply(&self, path: &Path) -> Result<Summary, LabError> {
+        preflight()?;
+        let mut state = self.state()?;
+        let config = self
+            .files
+            .read_cluster()
+            .map_err(|e| LabError::io("reading the cluster file".into(), e))?;
+        let mut manifests = read(path)?;
+        let previous = self.snapshot()?;
+        carry_status(&previous, &mut manifests.snapshot);
+        self.publish(&manifests.snapshot, &config, &mut state)?;
+        self.converge(&mut state, &config).await
+    }
+
+    /// The objects the lab holds, statuses included.
+    pub fn snapshot(&self) -> Result<Snapshot, LabError> {
+        let file = self.files.objects();
+        if !file.exists() {
+            return Ok(Snapshot::default());
+        }
+        manifest::load(&file)
+            .map(|m| m.snapshot)
+            .map_err(|errors| LabError::Manifests(errors.iter().map(ToString::to_string).collect()))
+    }
+
+    /// Validates and allocates, records the result as the objects' status,
+    /// and hands a new generation to the agents. Nothing changes when any
+    /// object would not become Ready.
+    fn publish(
+        &self,
+        snapshot: &Snapshot,
+        config: &ClusterConfig,
+        state: &mut LabState,
+    ) -> Result<(), LabError> {
+        let resolution = resolve(snapshot, config);
+        let problems: Vec<String> = resolution
+            .problems()
+            .iter()
+            .map(|p: &&Problem| format!("{p} [{}]", p.reason.as_str()))
+            .collect();
+        if !problems.is_empty() {
+            return Err(LabError::Invalid(problems));
+        }
+        let mut snapshot = snapshot.clone();
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        status::apply(&mut snapshot, &resolution, &now);
+        let text = manifest::dump(&snapshot).map_err(|e| LabError::Setup(e.to_string()))?;
+        write_atomic(&self.files.objects(), text.as_bytes())
+            .map_err(|e| LabError::io("writing the objects".into(), e))?;
+        state.generation += 1;
+        self.files
+            .write_state(state)
+            .map_err(|e| LabError::io("writing the lab state".into(), e))?;
+        write_atomic(
+            &self.files.generation(),
+            state.generation.to_string().as_bytes(),
+        )
+        .map_err(|e| LabError::io("writing the generation".into(), e))
+    }
+
+    fn start_agent(&self, node: &str) -> Result<(), LabError> {
+        let dir = self.files.node_dir(node);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
+        let log = std::fs::File::create(self.files.agent_log(node))
+            .map_err(|e| LabError::io("creating the agent's log".into(), e))?;
+        let mut command = std::process::Command::new(&self.binary);
+        command
+            .args(["lab", "agent", "--node", node, "--state"])
+            .arg(&self.files.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| LabError::io("opening the agent's log".into(), e))?,
+            )
+            .stderr(log);
+        // Its own session: the agent outlives the command that started it.
+        use std::os::unix::process::CommandExt;
+        unsafe {
+            command.pre_exec(|| {
+                nix::unistd::setsid()
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| LabError::io(format!("starting the agent of {node}"), e))?;
+        write_atomic(
+            &self.files.agent_pid(node),
+            child.id().to_string().as_bytes(),
+        )
+        .map_err(|e| LabError::io("recording the agent's pid".into(), e))
+    }
+
+    /// The pid of `node`'s agent, if it runs.
+    pub fn agent_pid(&self, node: &str) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.files.agent_pid(node))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        kill(Pid::from_raw(pid), None).ok().map(|()| pid)
+    }
+
+    /// Kills `node`'s agent with SIGKILL, as a crash would (for tests).
+    pub fn kill_agent(&self, node: &str) -> Option<i32> {
+        let pid = self.agent_pid(node)?;
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        Some(pid)
+    }
+
+    /// Starts `node`'s agent again after it died.
+    pub fn restart_agent(&self, node: &str) -> Result<(), LabError> {
+        if self.agent_pid(node).is_some() {
+            return Ok(());
+        }
+        self.start_agent(node)
+    }
+
+    /// Waits until every agent realised the current generation, then
+    /// brings the workloads in line with the ready ports.
+    async fn converge(
+        &self,
+        state: &mut LabState,
+        config: &ClusterConfig,
+    ) -> Result<Summary, LabError> {
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        loop {
+            let statuses: BTreeMap<String, Option<state::AgentStatus>> = config
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), self.files.read_agent_status(&n.name)))
+                .collect();
+            let done = statuses
+                .values()
+                .all(|s| s.as_ref().is_some_and(|s| s.generation >= state.generation));
+            if done {
+                let errors: Vec<String> = statuses
+                    .iter()
+                    .flat_map(|(node, s)| {
+                        s.iter()
+                            .flat_map(move |s| s.errors.iter().map(move |e| format!("{node}: {e}")))
+                    })
+                    .collect();
+                if !errors.is_empty() {
+                    return Err(LabError::Setup(format!(
+                        "agents reported errors:\n  {}",
+                        errors.join("\n  ")
+                    )));
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                let late: Vec<&String> = statuses
+                    .iter()
+                    .filter(|(_, s)| s.as_ref().is_none_or(|s| s.generation < state.generation))
+                    .map(|(n, _)| n)
+                    .collect();
+                return Err(LabError::Setup(format!(
+                    "agents of {late:?} did not realise generation {} in time; see {}",
+                    state.generation,
+                    self.files.dir.join("nodes").display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.sync_workloads(state, config).await?;
+        Ok(Summary {
+            generation: state.generation,
+            workloads: state.workloads.clone(),
+        })
+    }
+
+    /// Creates a workload for every ready bound port, removes those of ports
+    /// that are gone or moved, and renews leases whose address changed.
+    async fn sync_workloads(
+        &self,
+        state: &mut LabState,
+        config: &ClusterConfig,
+    ) -> Result<(), LabError> {
+        let prefix = Self::prefix(state);
+        let snapshot = self.snapshot()?;
+        let resolution = resolve(&snapshot, config);
+        let mut wanted: BTreeMap<String, (Key, String, String, Vec<String>)> = BTreeMap::new();
+        for (key, port) in resolution.ready_ports() {
+            if let Some(node) = &port.node {
+                let ips = port
+                    .fixed_ips
+                    .iter()
+                    .filter(|(_, ip)| ip.is_ipv4())
+                    .map(|(_, ip)| ip.to_string())
+                    .collect();
+                wanted.insert(
+                    key.to_string(),
+                    (key.clone(), node.clone(), port.mac.to_string(), ips),
+                );
+            }
+        }
+        let stale: Vec<String> = state
+            .workloads
+            .iter()
+            .filter(|(k, w)| {
+                wanted
+                    .get(*k)
+                    .is_none_or(|(_, node, mac, _)| *node != w.node || *mac != w.mac)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale {
+            if let Some(workload) = state.workloads.remove(&key) {
+                netns::delete(&workload.namespace).map_err(|e| {
+                    LabError::io(format!("removing namespace {}", workload.namespace), e)
+                })?;
+                let _ = std::fs::remove_dir_all(self.files.workload_dir(&workload.namespace));
+            }
+        }
+        self.files
+            .write_state(state)
+            .map_err(|e| LabError::io("writing the lab state".into(), e))?;
+
+        for (id, (key, node, mac, ips)) in wanted {
+            let namespace = workload_namespace(&prefix, &key);
+            let existing = state.workloads.get(&id).cloned();
+            let plugged = workload::is_plugged(&namespace).await;
+            let lease_ok = existing
+                .as_ref()
+                .and_then(|w| w.lease.as_ref())
+                .is_some_and(|l| ips.is_empty() || ips.contains(&l.ip));
+            if plugged && lease_ok {
+                continue;
+            }
+            if !plugged {
+                let node_namespace = Self::node_namespace(&prefix, &node);
+                workload::plug(&node_namespace, &names::port_peer(&key), &namespace).await?;
+            }
+            state.workloads.insert(
+                id.clone(),
+                Workload {
+                    namespace: namespace.clone(),
+                    node: node.clone(),
+                    mac: mac.clone(),
+                    lease: None,
+                },
+            );
+            self.files
+                .write_state(state)
+                .map_err(|e| LabError::io("writing the lab state".into(), e))?;
+            if ips.is_empty() {
+                continue;
+            }
+            let lease = workload::dhcp(&namespace, &self.files.workload_dir(&namespace))?;
+            if let Some(w) = state.workloads.get_mut(&id) {
+                w.lease = Some(lease);
+            }
+            self.files
+                .write_state(state)
+                .map_err(|e| LabError::io("writing the lab state".into(), e))?;
+        }
+        Ok(())
+    }
+
+    /// The lab's objects, their allocations and readiness, the agents, and
+    /// the workloads' leases.
+    pub fn status(&self) -> Result<String, LabError> {
+        let state = self.state()?;
+        let config = self
+            .files
+            .read_cluster()
+            .map_err(|e| LabError::io("reading the cluster file".into(), e))?;
+        let snapshot = self.snapshot()?;
+        Ok(agent::render_status(
+            &state,
+            &config,
+            &snapshot,
+            &self.files,
+            |n| self.agent_pid(n),
+        ))
+    }
+
+    /// Runs `command` in a port's workload and returns its exit code.
+    pub fn exec(&self, port: &Key, command: &[String]) -> Result<i32, LabError> {
+        let namespace = self.workload_namespace(port)?;
+        let (program, args) = command.split_first().ok_or_else(|| {
+            LabError::Setup("no command given: lab exec NAMESPACE/PORT -- COMMAND".into())
+        })?;
+        let status = netns::command(&namespace, program)
+            .map_err(|e| LabError::io(format!("entering {namespace}"), e))?
+            .args(args)
+            .status()
+            .map_err(|e| LabError::io(format!("running {program}"), e))?;
+        Ok(status.code().unwrap_or(1))
+    }
+
+    /// Removes everything the lab made: agents, DHCP servers, namespaces and
+    /// the state directory. Goes on past failures and reports them all.
+    pub fn down(&self) -> Result<Vec<String>, LabError> {
+        let state = self.state()?;
+        let prefix = Self::prefix(&state);
+        let config = self.files.read_cluster().unwrap_or_default();
+        let mut removed = Vec::new();
+        let mut errors = Vec::new();
+        for node in &config.nodes {
+            if let Some(pid) = self.agent_pid(&node.name) {
+                let pid = Pid::from_raw(pid);
+                let _ = kill(pid, Signal::SIGTERM);
+                for _ in 0..200 {
+                    if kill(pid, None).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = kill(pid, Signal::SIGKILL);
+                removed.push(format!("agent of {}", node.name));
+            }
+            let (report, dhcp_errors) =
+                Dnsmasq::new(self.files.node_dir(&node.name).join("dhcp")).sync(&[]);
+            removed.extend(
+                report
+                    .stopped
+                    .into_iter()
+                    .map(|n| format!("dnsmasq in {n}")),
+            );
+            errors.extend(dhcp_errors.into_iter().map(|e| e.to_string()));
+        }
+        let ours = |name: &str| {
+            state.namespaces.iter().any(|n| n == name)
+                || state.workloads.values().any(|w| w.namespace == name)
+                || config.nodes.iter().any(|node| {
+                    name.starts_with(&format!("{}-", Self::node_namespace(&prefix, &node.name)))
+                })
+        };
+        match netns::list() {
+            Ok(all) => {
+                for name in all.into_iter().filter(|n| ours(n)) {
+                    match netns::delete(&name) {
+                        Ok(()) => removed.push(format!("namespace {name}")),
+                        Err(e) => errors.push(format!("removing namespace {name}: {e}")),
+                    }
+                }
+            }
+            Err(e) => errors.push(format!("listing namespaces: {e}")),
+        }
+        if errors.is_empty() {
+            std::fs::remove_dir_all(&self.files.dir)
+                .map_err(|e| LabError::io(format!("removing {}", self.files.dir.display()), e))?;
+            Ok(removed)
+        } else {
+            Err(LabError::Setup(format!(
+                "lab down left things behind:\n  {}",
+                errors.join("\n  ")
+            )))
+        }
+    }
+}
+
+/// What an up or apply brought about.
+#[derive(Debug)]
+pub struct Summary {
+    pub generation: u64,
+    pub workloads: BTreeMap<String, Workload>,
+}
+
+fn read(path: &Path) -> Result<Manifests, LabError> {
+    manifest::load(path)
+        .map_err(|errors| LabError::Manifests(errors.iter().map(ToString::to_string).collect()))
+}
+
+/// Keeps the recorded status of objects that are still there, so their
+/// allocations stay put across applies.
+fn carry_status(previous: &Snapshot, next: &mut Snapshot) {
+    fn carry<T: Clone, S: Clone>(
+        from: &BTreeMap<Key, T>,
+        to: &mut BTreeMap<Key, T>,
+        get: fn(&T) -> Option<S>,
+        set: fn(&mut T, Option<S>),
+    ) {
+        for (key, object) in to.iter_mut() {
+            if let Some(old) = from.get(key) {
+                set(object, get(old));
+            }
+        }
+    }
+    carry(
+        &previous.networks,
+        &mut next.networks,
+        |o| o.status.clone(),
+        |o, s| o.status = s,
+    );
+    carry(
+        &previous.subnets,
+        &mut next.subnets,
+        |o| o.status.clone(),
+        |o, s| o.status = s,
+    );
+    carry(
+        &previous.ports,
+        &mut next.ports,
+        |o| o.status.clone(),
+        |o, s| o.status = s,
+    );
+    carry(
+        &previous.routers,
+        &mut next.routers,
+        |o| o.status.clone(),
+        |o, s| o.status = s,
+    );
+    carry(
+        &previous.floating_ips,
+        &mut next.floating_ips,
+        |o| o.status.clone(),
+        |o, s| o.status = s,
+    );
+    carry(
+        &previous.security_groups,
+        &mut next.security_groups,
+        |o| o.status.clone(),
+        |o, s| o.status = s,
+    );
+}
+
+/// Seconds since the epoch, for agent reports.
+pub fn timestamp() -> u64 {
+    now_seconds()
+}
