@@ -308,14 +308,18 @@ impl Lab {
                     .map_err(std::io::Error::from)
             });
         }
-        let child = command
+        let mut child = command
             .spawn()
             .map_err(|e| LabError::io(format!("starting the agent of {node}"), e))?;
         write_atomic(
             &self.files.agent_pid(node),
             child.id().to_string().as_bytes(),
         )
-        .map_err(|e| LabError::io("recording the agent's pid".into(), e))
+        .map_err(|e| LabError::io("recording the agent's pid".into(), e))?;
+        // While this process lives the agent is its child: reap it when it
+        // ends, so that a dead agent is seen as dead.
+        std::thread::spawn(move || child.wait());
+        Ok(())
     }
 
     /// The pid of `node`'s agent, if it runs.
@@ -325,7 +329,12 @@ impl Lab {
             .trim()
             .parse()
             .ok()?;
-        kill(Pid::from_raw(pid), None).ok().map(|()| pid)
+        // The pid must still be this lab's agent of this node (a zombie has
+        // no command line left).
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let ours = cmdline.contains(node) && cmdline.contains(&*self.files.dir.to_string_lossy());
+        ours.then_some(pid)
     }
 
     /// Kills `node`'s agent with SIGKILL, as a crash would (for tests).

@@ -67,3 +67,72 @@ pub fn require_root() {
         "this test needs root (network namespaces)"
     );
 }
+
+/// A lab in a state directory and with a namespace prefix of its own,
+/// brought down when the test ends, however it ends.
+pub struct TestLab {
+    pub lab: neutrino::lab::Lab,
+    pub name: String,
+    pub dir: std::path::PathBuf,
+}
+
+impl TestLab {
+    pub fn new(tag: &str) -> Self {
+        require_root();
+        let name = unique(tag);
+        let dir = std::env::temp_dir().join(format!("neutrino-{name}"));
+        let lab = neutrino::lab::Lab::new(&dir, env!("CARGO_BIN_EXE_neutrino"));
+        Self { lab, name, dir }
+    }
+
+    /// The namespace of a lab node.
+    pub fn node(&self, node: &str) -> String {
+        format!("{}-{node}", self.name)
+    }
+
+    /// Runs a command in a port's workload; its exit code and output.
+    pub fn exec(&self, port: &str, command: &[&str]) -> (i32, String) {
+        let (namespace, name) = port.split_once('/').unwrap();
+        let workload = self
+            .lab
+            .workload_namespace(&neutrino::core::Key::new(namespace, name))
+            .unwrap();
+        let output = netns::command(&workload, command[0])
+            .unwrap()
+            .args(&command[1..])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.code().unwrap_or(-1), text)
+    }
+
+    /// Whether `from` reaches `ip` by ping.
+    pub fn pings(&self, from: &str, ip: &str) -> bool {
+        self.exec(from, &["ping", "-c", "2", "-i", "0.2", "-W", "1", ip])
+            .0
+            == 0
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        if self.lab.files().exists() {
+            let _ = self.lab.down();
+        }
+        for name in netns::list().unwrap_or_default() {
+            if name.starts_with(&self.name) {
+                let _ = netns::delete(&name);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Writes manifests into a fresh folder and returns it.
+pub fn manifests(tag: &str, yaml: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("neutrino-manifests-{}", unique(tag)));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("objects.yaml"), yaml).unwrap();
+    dir
+}

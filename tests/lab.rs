@@ -1,0 +1,379 @@
+//! The lab end to end, as root: real namespaces, bridges, VXLAN, dnsmasq
+//! and DHCP clients, real packets. Each test runs a lab of its own.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use neutrino::core::Key;
+use neutrino::core::reconcile::{Changes, DesiredLink, LinkChange, LinkKind, ObservedKind};
+use neutrino::dataplane::netlink::Netlink;
+use neutrino::dataplane::netns;
+use support::{TestLab, manifests};
+
+const TENANTS: &str = r#"
+apiVersion: neutrino.dev/v1alpha1
+kind: Network
+metadata: {name: blue, namespace: tenant-a}
+spec: {type: vxlan}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Subnet
+metadata: {name: blue-v4, namespace: tenant-a}
+spec:
+  network: blue
+  cidr: 10.0.0.0/24
+  allocationPools: [{start: 10.0.0.10, end: 10.0.0.100}]
+  dnsNameservers: [10.0.0.53]
+  hostRoutes: [{destination: 192.168.50.0/24, nexthop: 10.0.0.254}]
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: a1, namespace: tenant-a}
+spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.21}], nodeName: node-1}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: a2, namespace: tenant-a}
+spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.22}], nodeName: node-1}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: b1, namespace: tenant-a}
+spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.23}], nodeName: node-2}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Network
+metadata: {name: blue, namespace: tenant-b}
+spec: {type: vxlan}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Subnet
+metadata: {name: blue-v4, namespace: tenant-b}
+spec: {network: blue, cidr: 10.0.0.0/24}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: x1, namespace: tenant-b}
+spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.22}], nodeName: node-2}
+"#;
+
+const A3: &str = r#"
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: a3, namespace: tenant-a}
+spec: {network: blue, nodeName: node-1}
+"#;
+
+fn without(yaml: &str, port: &str) -> String {
+    yaml.split("\n---\n")
+        .filter(|doc| !doc.contains(&format!("name: {port},")))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+fn port_mac(lab: &TestLab, port: &str) -> String {
+    let (ns, name) = port.split_once('/').unwrap();
+    let snapshot = lab.lab.snapshot().unwrap();
+    snapshot.ports[&Key::new(ns, name)]
+        .status
+        .as_ref()
+        .unwrap()
+        .mac_address
+        .clone()
+        .unwrap()
+}
+
+/// The pid of the dnsmasq of `subnet` on `node`.
+fn dnsmasq_pid(lab: &TestLab, node: &str, subnet: &Key) -> i32 {
+    let namespace = format!(
+        "{}-{}",
+        lab.node(node),
+        neutrino::core::names::dhcp_namespace(subnet)
+    );
+    neutrino::dataplane::dnsmasq::Dnsmasq::new(lab.lab.files().node_dir(node).join("dhcp"))
+        .pid(&namespace)
+        .unwrap_or_else(|| panic!("no dnsmasq in {namespace}"))
+}
+
+/// Waits until `node`'s agent has resynced after `since` and returns its report.
+fn resync(lab: &TestLab, node: &str, since: u64) -> neutrino::lab::state::AgentStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = lab.lab.files().read_agent_status(node)
+            && status.at > since
+        {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(lab.lab.files().agent_log(node)).unwrap_or_default();
+            panic!("the agent of {node} did not resync; its log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn now() -> u64 {
+    neutrino::lab::timestamp()
+}
+
+async fn vxlan_entries(namespace: &str) -> (Vec<String>, Vec<String>) {
+    let kernel = Netlink::connect(Some(namespace)).await.unwrap();
+    let observed = kernel.observe().await.unwrap();
+    (
+        observed.fdb.iter().map(|e| e.mac.to_string()).collect(),
+        observed
+            .neighbours
+            .iter()
+            .map(|e| e.mac.to_string())
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_two_tenants_real_dhcp_and_packets() {
+    let lab = TestLab::new("l2");
+    let dir = manifests("tenants", TENANTS);
+    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+
+    // The lease is the allocation, with the gateway, routes and MTU.
+    let state = lab.lab.files().read_state().unwrap();
+    let lease = state.workloads["tenant-a/a1"].lease.clone().unwrap();
+    assert_eq!(
+        (lease.ip.as_str(), lease.prefix.as_str()),
+        ("10.0.0.21", "24")
+    );
+    assert_eq!(lease.mtu, "1450");
+    assert_eq!(lease.dns, "10.0.0.53");
+    assert_eq!(
+        lease.routes, "192.168.50.0/24 10.0.0.254 0.0.0.0/0 10.0.0.1",
+        "option 121 with the default route"
+    );
+    let (_, routes) = lab.exec("tenant-a/a1", &["ip", "route"]);
+    assert!(
+        routes.contains("192.168.50.0/24 via 10.0.0.254"),
+        "{routes}"
+    );
+    assert!(routes.contains("default via 10.0.0.1"), "{routes}");
+    let (_, link) = lab.exec("tenant-a/a1", &["ip", "link", "show", "eth0"]);
+    assert!(link.contains("mtu 1450"), "{link}");
+
+    // Across VXLAN, on one node, and at full MTU with DF set.
+    assert!(lab.pings("tenant-a/a1", "10.0.0.23"), "node-1 to node-2");
+    assert!(lab.pings("tenant-a/a1", "10.0.0.22"), "two ports on node-1");
+    let (code, out) = lab.exec(
+        "tenant-a/a1",
+        &[
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "-M",
+            "do",
+            "-s",
+            "1422",
+            "10.0.0.23",
+        ],
+    );
+    assert_eq!(code, 0, "a 1450-byte packet crosses VXLAN: {out}");
+
+    // Same CIDR, same address, other tenant: never reached.
+    assert!(lab.pings("tenant-a/b1", "10.0.0.22"));
+    let (_, neighbours) = lab.exec("tenant-a/b1", &["ip", "neigh", "show", "10.0.0.22"]);
+    assert!(
+        neighbours.contains(&port_mac(&lab, "tenant-a/a2")),
+        "b1 reached tenant-a's a2: {neighbours}"
+    );
+    assert!(
+        !lab.pings("tenant-b/x1", "10.0.0.21"),
+        "tenant-b reaches nothing of tenant-a"
+    );
+    assert!(
+        !lab.pings("tenant-b/x1", "10.0.0.23"),
+        "not even on its own node"
+    );
+
+    // Foreign links in a node survive every resync.
+    let node1 = lab.node("node-1");
+    let kernel = Netlink::connect(Some(&node1)).await.unwrap();
+    let foreign = |name: &str, kind| DesiredLink {
+        name: name.into(),
+        kind,
+        alias: "someone else's".into(),
+        mtu: Some(1500),
+        master: None,
+        isolated: false,
+    };
+    let mut changes = Changes::default();
+    changes
+        .links
+        .push(LinkChange::Create(foreign("fbr0", LinkKind::Bridge)));
+    changes.links.push(LinkChange::Create(foreign(
+        "fvx0",
+        LinkKind::Vxlan {
+            vni: 4242,
+            local: "198.18.0.1".parse().unwrap(),
+            port: 4790,
+        },
+    )));
+    changes.links.push(LinkChange::Create(foreign(
+        "fve0",
+        LinkKind::Veth {
+            peer: "fve1".into(),
+            peer_mac: neutrino::core::allocate::Mac([2, 0, 0, 0, 0, 7]),
+            peer_netns: None,
+        },
+    )));
+    assert!(kernel.apply(&changes).await.is_empty());
+
+    // Steady state: a resync makes no kernel writes at all.
+    let status = resync(&lab, "node-1", now());
+    let status = resync(&lab, "node-1", status.at);
+    assert_eq!(
+        status.writes, 0,
+        "a resync with nothing to do writes nothing: {status:?}"
+    );
+    assert!(status.errors.is_empty(), "{status:?}");
+
+    // Hosts come and go without restarting dnsmasq.
+    let subnet = Key::new("tenant-a", "blue-v4");
+    let pid = dnsmasq_pid(&lab, "node-1", &subnet);
+    let more = manifests("more", &format!("{TENANTS}{A3}"));
+    let summary = lab.lab.apply(&more).await.unwrap();
+    assert!(
+        summary.workloads["tenant-a/a3"].lease.is_some(),
+        "a new host gets its lease"
+    );
+    assert_eq!(
+        dnsmasq_pid(&lab, "node-1", &subnet),
+        pid,
+        "no restart for a new host"
+    );
+    let fewer = manifests("fewer", &without(&format!("{TENANTS}{A3}"), "a2"));
+    lab.lab.apply(&fewer).await.unwrap();
+    assert_eq!(
+        dnsmasq_pid(&lab, "node-1", &subnet),
+        pid,
+        "no restart for a removed host"
+    );
+    assert!(!lab.pings("tenant-a/a1", "10.0.0.22"), "a2 is gone");
+
+    // Removing a port removes its FDB and neighbour entries on every node.
+    let b1 = port_mac(&lab, "tenant-a/b1");
+    let (fdb, neighbours) = vxlan_entries(&node1).await;
+    assert!(fdb.contains(&b1) && neighbours.contains(&b1));
+    let no_b1 = manifests(
+        "no-b1",
+        &without(&without(&format!("{TENANTS}{A3}"), "a2"), "b1"),
+    );
+    lab.lab.apply(&no_b1).await.unwrap();
+    let (fdb, neighbours) = vxlan_entries(&node1).await;
+    assert!(
+        !fdb.contains(&b1) && !neighbours.contains(&b1),
+        "{fdb:?} {neighbours:?}"
+    );
+
+    let observed = kernel.observe().await.unwrap();
+    let names: BTreeSet<&str> = observed.links.iter().map(|l| l.name.as_str()).collect();
+    for name in ["fbr0", "fvx0", "fve0", "fve1"] {
+        assert!(names.contains(name), "{name} was touched: {names:?}");
+    }
+    let fvx = observed.links.iter().find(|l| l.name == "fvx0").unwrap();
+    assert!(matches!(fvx.kind, ObservedKind::Vxlan { vni: 4242, .. }));
+
+    let files = lab.lab.files().dir.clone();
+    lab.lab.down().unwrap();
+    assert!(!Path::new(&files).exists());
+    let left: Vec<String> = netns::list()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with(&lab.name))
+        .collect();
+    assert!(left.is_empty(), "lab down left {left:?}");
+    let processes = std::process::Command::new("pgrep")
+        .args(["-f", files.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        processes.stdout.is_empty(),
+        "lab down left processes: {}",
+        String::from_utf8_lossy(&processes.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_an_agent_loses_no_packet_and_recreates_nothing() {
+    let lab = TestLab::new("restart");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+    let node1 = lab.node("node-1");
+    let kernel = Netlink::connect(Some(&node1)).await.unwrap();
+    let before = kernel.observe().await.unwrap();
+    let bridge = before
+        .links
+        .iter()
+        .find(|l| l.kind == ObservedKind::Bridge)
+        .unwrap()
+        .name
+        .clone();
+    let index = kernel.index(&bridge).await.unwrap();
+    let subnet = Key::new("tenant-a", "blue-v4");
+    let pid = dnsmasq_pid(&lab, "node-1", &subnet);
+
+    let workload = lab
+        .lab
+        .workload_namespace(&Key::new("tenant-a", "web-1"))
+        .unwrap();
+    let ping = std::thread::spawn(move || {
+        netns::command(&workload, "ping")
+            .unwrap()
+            .args(["-i", "0.02", "-c", "250", "-W", "1", "10.10.0.12"])
+            .output()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..3 {
+        lab.lab.kill_agent("node-1").expect("the agent runs");
+        std::thread::sleep(Duration::from_millis(300));
+        lab.lab.restart_agent("node-1").unwrap();
+        let status = resync(&lab, "node-1", now());
+        assert!(status.errors.is_empty(), "{status:?}");
+    }
+    let output = ping.join().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains(" 0% packet loss"), "{text}");
+
+    assert_eq!(
+        kernel.index(&bridge).await.unwrap(),
+        index,
+        "the bridge was kept, not recreated"
+    );
+    assert_eq!(
+        dnsmasq_pid(&lab, "node-1", &subnet),
+        pid,
+        "dnsmasq was adopted, not restarted"
+    );
+
+    // A dnsmasq that dies comes back.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let namespace = format!("{node1}-{}", neutrino::core::names::dhcp_namespace(&subnet));
+        let dnsmasq = neutrino::dataplane::dnsmasq::Dnsmasq::new(
+            lab.lab.files().node_dir("node-1").join("dhcp"),
+        );
+        if dnsmasq.pid(&namespace).is_some_and(|p| p != pid) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dnsmasq was not restarted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
