@@ -377,3 +377,80 @@ async fn kill_9_of_an_agent_loses_no_packet_and_recreates_nothing() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+const FLAT: &str = r#"
+apiVersion: neutrino.dev/v1alpha1
+kind: Network
+metadata: {name: plain, namespace: ops}
+spec: {type: flat, physicalNetwork: physnet1}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Subnet
+metadata: {name: plain-v4, namespace: ops}
+spec: {network: plain, cidr: 172.30.0.0/24}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: f1, namespace: ops}
+spec: {network: plain, nodeName: node-1}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: f2, namespace: ops}
+spec: {network: plain, nodeName: node-2}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flat_network_over_a_physical_interface() {
+    let lab = TestLab::new("flat");
+    let summary = lab
+        .lab
+        .up(&manifests("flat", FLAT), 2, &lab.name)
+        .await
+        .unwrap();
+    let f2 = summary.workloads["ops/f2"].lease.clone().unwrap();
+    assert!(f2.ip.starts_with("172.30.0."), "{f2:?}");
+    assert_eq!(f2.mtu, "1500", "a flat network carries the physical MTU");
+    assert!(
+        lab.pings("ops/f1", &f2.ip),
+        "flat between node-1 and node-2"
+    );
+
+    // The node's physnet1 interface is the bridge's uplink, untagged.
+    let kernel = Netlink::connect(Some(&lab.node("node-1"))).await.unwrap();
+    let observed = kernel.observe().await.unwrap();
+    let eth2 = observed.links.iter().find(|l| l.name == "eth2").unwrap();
+    assert!(
+        eth2.master
+            .as_deref()
+            .is_some_and(|m| m.starts_with("ntb-")),
+        "{eth2:?}"
+    );
+    assert!(
+        !eth2.is_ours(),
+        "the physical interface stays the operator's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a kernel with 802.1Q VLAN support (CONFIG_VLAN_8021Q), which this machine's kernel lacks"]
+async fn provider_vlan_network_over_a_physical_interface() {
+    let lab = TestLab::new("vlan");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/provider-vlan");
+    let summary = lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+    let lease = summary.workloads["ops/vm-a"].lease.clone().unwrap();
+    assert_eq!(lease.ip, "192.0.2.101");
+    assert!(
+        lab.pings("ops/vm-a", "192.0.2.150"),
+        "VLAN 101 between node-1 and node-2"
+    );
+    let kernel = Netlink::connect(Some(&lab.node("node-1"))).await.unwrap();
+    let observed = kernel.observe().await.unwrap();
+    assert!(
+        observed.links.iter().any(
+            |l| matches!(&l.kind, ObservedKind::Vlan { id: 101, parent: Some(p) } if p == "eth2")
+        ),
+        "{:#?}",
+        observed.links
+    );
+}

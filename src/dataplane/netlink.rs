@@ -441,13 +441,20 @@ impl Netlink {
             }
             LinkKind::Physical => return Ok(()),
         };
+        let refused = if matches!(link.kind, LinkKind::Vlan { .. }) {
+            format!(
+                "{what} (a kernel without 802.1Q support, CONFIG_VLAN_8021Q, refuses VLAN links)"
+            )
+        } else {
+            what.clone()
+        };
         self.wrote();
         self.handle
             .link()
             .add(message)
             .execute()
             .await
-            .map_err(failed(what.clone()))?;
+            .map_err(failed(refused))?;
         drop(peer_namespace);
         let index = self.require(&link.name, &what).await?;
         let mut alias = LinkUnspec::new_with_index(index).build();
