@@ -38,9 +38,10 @@ enum Command {
     },
     /// Objects, allocations, per-node readiness and the workloads' leases.
     Status,
-    /// Run a command in a port's workload, e.g. `lab exec tenant-a/web-1 -- ping 10.10.0.12`.
+    /// Run a command in a port's workload, e.g. `lab exec tenant-a/web-1 -- ping 10.10.0.12`,
+    /// or on the host outside, on the external networks (`lab exec outside -- ...`).
     Exec {
-        /// The port, as NAMESPACE/NAME.
+        /// The port, as NAMESPACE/NAME, or `outside`.
         port: String,
         /// The command and its arguments.
         #[arg(last = true, required = true)]
@@ -93,10 +94,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Command::Status => super::print(&lab.status()?)?,
             Command::Exec { port, command } => {
-                let (namespace, name) = port
-                    .split_once('/')
-                    .with_context(|| format!("{port:?}: name the port as NAMESPACE/NAME"))?;
-                let code = lab.exec(&Key::new(namespace, name), &command)?;
+                let code = if port == "outside" {
+                    lab.exec_in(&lab.outside_namespace()?, &command)?
+                } else {
+                    let (namespace, name) = port.split_once('/').with_context(|| {
+                        format!("{port:?}: name the port as NAMESPACE/NAME, or `outside`")
+                    })?;
+                    lab.exec(&Key::new(namespace, name), &command)?
+                };
                 return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
             }
             Command::Down => {

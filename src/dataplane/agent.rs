@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::dnsmasq::{DhcpReport, Dnsmasq};
+use super::iptables::Firewall;
 use super::netlink::Netlink;
 use super::netns;
 use crate::core::names;
@@ -47,16 +48,19 @@ pub struct Agent {
     config: AgentConfig,
     kernel: Netlink,
     dnsmasq: Dnsmasq,
+    firewall: Firewall,
 }
 
 impl Agent {
     pub async fn new(config: AgentConfig) -> Result<Self, super::netlink::NetlinkError> {
         let kernel = Netlink::connect(config.netns.as_deref()).await?;
         let dnsmasq = Dnsmasq::new(config.state_dir.join("dhcp"));
+        let firewall = Firewall::new(config.state_dir.join("firewall"));
         Ok(Self {
             config,
             kernel,
             dnsmasq,
+            firewall,
         })
     }
 
@@ -145,6 +149,25 @@ impl Agent {
                 }
             }
         }
+
+        let bridges: Vec<String> = plan.bridges.iter().map(|b| b.name.clone()).collect();
+        match self
+            .firewall
+            .sync_node(self.config.netns.as_deref(), &plan.security, &bridges)
+        {
+            Ok(writes) => report.writes += writes,
+            Err(e) => report.errors.push(format!("security groups: {e}")),
+        }
+        for router in &plan.routers {
+            match self.firewall.sync_router(router) {
+                Ok(writes) => report.writes += writes,
+                Err(e) => report
+                    .errors
+                    .push(format!("NAT of router {}: {e}", router.router)),
+            }
+        }
+        let routers: Vec<&str> = plan.routers.iter().map(|r| r.namespace.as_str()).collect();
+        self.firewall.forget_routers_except(&routers);
 
         let (dhcp, errors) = self.dnsmasq.sync(&plan.dhcp);
         report.dhcp = dhcp;

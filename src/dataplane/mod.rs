@@ -4,5 +4,6 @@
 pub mod agent;
 pub mod dnsmasq;
 pub mod ipconfig;
+pub mod iptables;
 pub mod netlink;
 pub mod netns;

@@ -68,6 +68,8 @@ pub fn preflight() -> Result<(), LabError> {
         ("dnsmasq", "dnsmasq-base"),
         ("udhcpc", "udhcpc"),
         ("ip", "iproute2"),
+        ("iptables-restore", "iptables"),
+        ("ipset", "ipset"),
     ]
     .into_iter()
     .filter(|(binary, _)| !on_path(binary))
@@ -399,11 +401,73 @@ impl Lab {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        self.sync_outside(state, config).await?;
         self.sync_workloads(state, config).await?;
         Ok(Summary {
             generation: state.generation,
             workloads: state.workloads.clone(),
         })
+    }
+
+    /// The namespace of the host that stands outside, on the external networks.
+    pub fn outside_namespace(&self) -> Result<String, LabError> {
+        Ok(format!("{}outside", Self::prefix(&self.state()?)))
+    }
+
+    /// Puts the outside host on every flat external network, holding its
+    /// subnets' gateway addresses.
+    async fn sync_outside(
+        &self,
+        state: &mut LabState,
+        config: &ClusterConfig,
+    ) -> Result<(), LabError> {
+        let prefix = Self::prefix(state);
+        let resolution = resolve(&self.snapshot()?, config);
+        let physnets: Vec<&String> = config.physical_networks.keys().collect();
+        let mut wanted: BTreeMap<usize, Vec<ipnet::IpNet>> = BTreeMap::new();
+        for (key, network) in resolution.ready_networks() {
+            if !network.external || network.network_type != crate::api::NetworkType::Flat {
+                continue;
+            }
+            let Some(index) = network
+                .physical_network
+                .as_ref()
+                .and_then(|p| physnets.iter().position(|n| *n == p))
+            else {
+                continue;
+            };
+            for (_, subnet) in resolution
+                .ready_subnets()
+                .filter(|(_, s)| &s.network == key)
+            {
+                if let Some(gateway) = subnet.gateway {
+                    let address = ipnet::IpNet::new(gateway, subnet.cidr.prefix_len())
+                        .expect("prefix of a parsed CIDR");
+                    wanted.entry(index).or_default().push(address);
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let namespace = format!("{prefix}outside");
+        if !state.namespaces.contains(&namespace) {
+            state.namespaces.push(namespace.clone());
+            self.files
+                .write_state(state)
+                .map_err(|e| LabError::io("writing the lab state".into(), e))?;
+        }
+        for (index, addresses) in wanted {
+            underlay::build_outside(
+                &format!("{prefix}underlay"),
+                &namespace,
+                index,
+                &addresses,
+                config.underlay_mtu,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Creates a workload for every ready bound port, removes those of ports
@@ -515,10 +579,15 @@ impl Lab {
     /// Runs `command` in a port's workload and returns its exit code.
     pub fn exec(&self, port: &Key, command: &[String]) -> Result<i32, LabError> {
         let namespace = self.workload_namespace(port)?;
+        self.exec_in(&namespace, command)
+    }
+
+    /// Runs `command` in one of the lab's namespaces and returns its exit code.
+    pub fn exec_in(&self, namespace: &str, command: &[String]) -> Result<i32, LabError> {
         let (program, args) = command.split_first().ok_or_else(|| {
             LabError::Setup("no command given: lab exec NAMESPACE/PORT -- COMMAND".into())
         })?;
-        let status = netns::command(&namespace, program)
+        let status = netns::command(namespace, program)
             .map_err(|e| LabError::io(format!("entering {namespace}"), e))?
             .args(args)
             .status()

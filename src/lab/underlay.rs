@@ -126,3 +126,48 @@ fn check(errors: Vec<crate::dataplane::netlink::NetlinkError>) -> Result<(), Lab
         Some(e) => Err(e.into()),
     }
 }
+
+/// The outside host's interface on the switch of physical network `index`.
+pub fn outside_interface(index: usize) -> String {
+    format!("ext{index}")
+}
+
+/// Plugs the outside host into the switch of physical network `index`
+/// (once) and gives it `addresses` there: the external subnets' gateways,
+/// so routers have a next hop and floating IPs a client.
+pub async fn build_outside(
+    underlay: &str,
+    namespace: &str,
+    index: usize,
+    addresses: &[IpNet],
+    mtu: u32,
+) -> Result<(), LabError> {
+    netns::create(namespace)
+        .map_err(|e| LabError::io(format!("creating namespace {namespace}"), e))?;
+    let kernel = Netlink::connect(Some(underlay)).await?;
+    let switch_port = format!("out{index}");
+    let interface = outside_interface(index);
+    if kernel.index(&switch_port).await?.is_none() {
+        let identity = format!("lab {namespace} {interface}");
+        let mut changes = Changes::default();
+        let switch = physical_switch(index);
+        changes.links.push(LinkChange::Create(veth(
+            switch_port.clone(),
+            &switch,
+            &interface,
+            namespace,
+            &identity,
+            mtu,
+        )));
+        changes
+            .links
+            .push(LinkChange::SetMaster(switch_port.clone(), Some(switch)));
+        changes.links.push(LinkChange::SetUp(switch_port));
+        check(kernel.apply(&changes).await)?;
+    }
+    let inside = Netlink::connect(Some(namespace)).await?;
+    inside.ensure_up("lo").await?;
+    inside.ensure_up(&interface).await?;
+    inside.sync_addresses(&interface, addresses).await?;
+    Ok(())
+}
