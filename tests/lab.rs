@@ -585,3 +585,40 @@ async fn example_three_tier_routes_filters_and_translates() {
     let packets: u64 = snat.split_whitespace().next().unwrap().parse().unwrap();
     assert!(packets > 0, "app's traffic left as {gateway}: {counters}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_manifests_change_nothing() {
+    let lab = TestLab::new("bad");
+    let bad = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid/port-fixed-ip-taken.yaml");
+    let refused = lab
+        .lab
+        .up(&bad, 2, &lab.name)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("spec.fixedIPs[0].ipAddress"), "{refused}");
+    assert!(
+        !lab.lab.files().exists(),
+        "a refused lab up leaves no state"
+    );
+    assert!(
+        netns::list()
+            .unwrap()
+            .iter()
+            .all(|n| !n.starts_with(&lab.name)),
+        "and no namespace"
+    );
+
+    lab.lab
+        .up(&example("quickstart"), 2, &lab.name)
+        .await
+        .unwrap();
+    let refused = lab.lab.apply(&bad).await.unwrap_err().to_string();
+    assert!(refused.contains("Port t/web-b"), "{refused}");
+    assert_eq!(
+        lab.lab.files().read_state().unwrap().generation,
+        1,
+        "the running lab is untouched"
+    );
+    assert!(lab.pings("tenant-a/web-1", "10.10.0.12"));
+}

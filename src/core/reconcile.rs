@@ -120,6 +120,7 @@ pub struct DesiredLink {
 /// One change to links.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum LinkChange {
+    /// Created with its MTU, attached to its master, up and marked as ours.
     Create(DesiredLink),
     Delete(String),
     SetMtu(String, u32),
@@ -280,19 +281,18 @@ fn same_kind(observed: &ObservedKind, desired: &LinkKind) -> bool {
 }
 
 /// Settings that can change in place: MTU, master, isolation, up. A link
-/// just created (`observed` is `None`) already has its MTU.
+/// just created (`observed` is `None`) already has its MTU and master and
+/// is up.
 fn settings(observed: Option<&ObservedLink>, desired: &DesiredLink, out: &mut Vec<LinkChange>) {
     let name = &desired.name;
     let isolating = desired.master.is_some();
     match observed {
+        // Created attached to its master and up; isolation is a bridge-port
+        // setting that only exists once it is attached.
         None => {
-            if desired.master.is_some() {
-                out.push(LinkChange::SetMaster(name.clone(), desired.master.clone()));
-            }
             if isolating && desired.isolated {
                 out.push(LinkChange::SetIsolated(name.clone(), true));
             }
-            out.push(LinkChange::SetUp(name.clone()));
         }
         Some(found) => {
             if let Some(mtu) = desired.mtu.filter(|m| *m != found.mtu) {

@@ -16,9 +16,10 @@ use netlink_packet_route::neighbour::{
 use netlink_packet_route::route::RouteType;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::netns;
@@ -54,6 +55,9 @@ pub struct Netlink {
     handle: Handle,
     namespace: Option<String>,
     writes: AtomicUsize,
+    /// Link indexes by name, from the last dump and what was created since,
+    /// so that an apply does not look every link up again.
+    indexes: Mutex<HashMap<String, u32>>,
 }
 
 fn failed(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
@@ -116,6 +120,7 @@ impl Netlink {
             handle,
             namespace: namespace.map(str::to_string),
             writes: AtomicUsize::new(0),
+            indexes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -160,8 +165,17 @@ impl Netlink {
             .map_err(failed("listing links"))
     }
 
+    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.indexes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The index of the link `name`.
     pub async fn index(&self, name: &str) -> Result<Option<u32>> {
+        if let Some(index) = self.cached().get(name) {
+            return Ok(Some(*index));
+        }
         let mut found = self
             .handle
             .link()
@@ -169,7 +183,13 @@ impl Netlink {
             .match_name(name.to_string())
             .execute();
         match found.try_next().await {
-            Ok(link) => Ok(link.map(|l| l.header.index)),
+            Ok(link) => {
+                let index = link.map(|l| l.header.index);
+                if let Some(index) = index {
+                    self.cached().insert(name.to_string(), index);
+                }
+                Ok(index)
+            }
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc_enodev() => Ok(None),
             Err(e) => Err(failed(format!("looking up {name}"))(e)),
         }
@@ -194,20 +214,20 @@ impl Netlink {
                 })
             })
             .collect();
-        let links: Vec<ObservedLink> = messages
+        *self.cached() = names
             .iter()
-            .filter_map(|m| observed_link(m, &names))
+            .map(|(index, name)| (name.clone(), *index))
             .collect();
-        let vxlans: BTreeMap<u32, String> = messages
-            .iter()
-            .filter(|m| {
-                links.iter().any(|l| {
-                    Some(&l.name) == names.get(&m.header.index)
-                        && matches!(l.kind, ObservedKind::Vxlan { .. })
-                })
-            })
-            .map(|m| (m.header.index, names[&m.header.index].clone()))
-            .collect();
+        let mut links = Vec::with_capacity(messages.len());
+        let mut vxlans: BTreeMap<u32, String> = BTreeMap::new();
+        for message in &messages {
+            if let Some(link) = observed_link(message, &names) {
+                if matches!(link.kind, ObservedKind::Vxlan { .. }) {
+                    vxlans.insert(message.header.index, link.name.clone());
+                }
+                links.push(link);
+            }
+        }
 
         let mut fdb = Vec::new();
         let mut neighbours = Vec::new();
@@ -283,32 +303,51 @@ impl Netlink {
     /// returned, each saying what it was doing.
     pub async fn apply(&self, changes: &Changes) -> Vec<NetlinkError> {
         let mut errors = Vec::new();
-        for change in &changes.links {
-            if let Err(e) = self.link_change(change).await {
-                errors.push(e);
-            }
+        for phase in link_phases(&changes.links) {
+            errors.extend(
+                self.each(&phase, |changes| self.link_changes(changes))
+                    .await,
+            );
         }
-        for entry in &changes.fdb_remove {
-            if let Err(e) = self.fdb(entry, false).await {
-                errors.push(e);
-            }
-        }
-        for entry in &changes.fdb_add {
-            if let Err(e) = self.fdb(entry, true).await {
-                errors.push(e);
-            }
-        }
-        for entry in &changes.neighbours_remove {
-            if let Err(e) = self.neighbour(entry, false).await {
-                errors.push(e);
-            }
-        }
-        for entry in &changes.neighbours_add {
-            if let Err(e) = self.neighbour(entry, true).await {
-                errors.push(e);
-            }
-        }
+        // Entries are independent of each other: many requests are in flight
+        // at once, removals before additions.
+        let fdb_remove = self.each(&changes.fdb_remove, |e| self.fdb(e, false)).await;
+        let fdb_add = self.each(&changes.fdb_add, |e| self.fdb(e, true)).await;
+        let neighbours_remove = self
+            .each(&changes.neighbours_remove, |e| self.neighbour(e, false))
+            .await;
+        let neighbours_add = self
+            .each(&changes.neighbours_add, |e| self.neighbour(e, true))
+            .await;
+        errors.extend(
+            fdb_remove
+                .into_iter()
+                .chain(fdb_add)
+                .chain(neighbours_remove)
+                .chain(neighbours_add),
+        );
         errors
+    }
+
+    /// Runs `operation` on every item, up to 64 at a time; the failures.
+    async fn each<'a, T, F, Fut>(&'a self, items: &'a [T], operation: F) -> Vec<NetlinkError>
+    where
+        F: Fn(&'a T) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        futures::stream::iter(items.iter().map(operation))
+            .buffer_unordered(64)
+            .filter_map(|result| async move { result.err() })
+            .collect()
+            .await
+    }
+
+    /// One link's changes, in order; stops at the first failure.
+    async fn link_changes(&self, changes: &Vec<&LinkChange>) -> Result<()> {
+        for change in changes {
+            self.link_change(change).await?;
+        }
+        Ok(())
     }
 
     async fn link_change(&self, change: &LinkChange) -> Result<()> {
@@ -319,6 +358,7 @@ impl Netlink {
                 let Some(index) = self.index(name).await? else {
                     return Ok(());
                 };
+                self.cached().remove(name);
                 self.wrote();
                 self.handle
                     .link()
@@ -390,9 +430,15 @@ impl Netlink {
     }
 
     /// Creates a link with its alias, down and detached; settings follow.
+    /// Creates a link attached to its master and up, then marks it as
+    /// neutrino's with its alias (which the kernel only takes on a change).
     async fn create(&self, link: &DesiredLink) -> Result<()> {
         let what = format!("creating {}", link.name);
         let mtu = link.mtu.unwrap_or(1500);
+        let master = match &link.master {
+            Some(bridge) => Some(self.require(bridge, &what).await?),
+            None => None,
+        };
         // Held open until the request is sent: the kernel reads the descriptor.
         let mut peer_namespace = None;
         let message = match &link.kind {
@@ -441,6 +487,12 @@ impl Netlink {
             }
             LinkKind::Physical => return Ok(()),
         };
+        let mut message = message;
+        message.header.flags |= LinkFlags::Up;
+        message.header.change_mask |= LinkFlags::Up;
+        if let Some(master) = master {
+            message.attributes.push(LinkAttribute::Controller(master));
+        }
         let refused = if matches!(link.kind, LinkKind::Vlan { .. }) {
             format!(
                 "{what} (a kernel without 802.1Q support, CONFIG_VLAN_8021Q, refuses VLAN links)"
@@ -456,8 +508,7 @@ impl Netlink {
             .await
             .map_err(failed(refused))?;
         drop(peer_namespace);
-        let index = self.require(&link.name, &what).await?;
-        let mut alias = LinkUnspec::new_with_index(index).build();
+        let mut alias = LinkUnspec::new_with_name(&link.name).build();
         alias
             .attributes
             .push(LinkAttribute::IfAlias(link.alias.clone()));
@@ -587,6 +638,37 @@ const fn libc_enodev() -> i32 {
 
 const fn libc_enoent() -> i32 {
     2
+}
+
+/// Link changes in phases that must follow each other — removals, bridges,
+/// the links attached to them, then settings — each phase grouped by link,
+/// so that different links proceed together and one link's steps in order.
+fn link_phases(changes: &[LinkChange]) -> Vec<Vec<Vec<&LinkChange>>> {
+    let phase = |change: &LinkChange| match change {
+        LinkChange::Delete(_) => 0,
+        LinkChange::Create(link) if link.kind == LinkKind::Bridge => 1,
+        LinkChange::Create(_) => 2,
+        _ => 3,
+    };
+    let name = |change: &LinkChange| match change {
+        LinkChange::Create(link) => link.name.clone(),
+        LinkChange::Delete(n)
+        | LinkChange::SetMtu(n, _)
+        | LinkChange::SetMaster(n, _)
+        | LinkChange::SetIsolated(n, _)
+        | LinkChange::SetUp(n) => n.clone(),
+    };
+    let mut phases: Vec<BTreeMap<String, Vec<&LinkChange>>> = vec![BTreeMap::new(); 4];
+    for change in changes {
+        phases[phase(change)]
+            .entry(name(change))
+            .or_default()
+            .push(change);
+    }
+    phases
+        .into_iter()
+        .map(|p| p.into_values().collect())
+        .collect()
 }
 
 /// Reads one link message into the reconciler's view of it.

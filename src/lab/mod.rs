@@ -16,7 +16,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::core::{ClusterConfig, Key, Problem, Snapshot, names, resolve, status};
+use crate::core::resolve::Resolution;
+use crate::core::{ClusterConfig, Key, Snapshot, names, resolve, status};
 use crate::dataplane::dnsmasq::Dnsmasq;
 use crate::dataplane::netns;
 use crate::manifest::{self, Manifests};
@@ -163,6 +164,8 @@ impl Lab {
         }
         let manifests = read(path)?;
         let config = ClusterConfig::with_nodes(nodes);
+        // Refuse bad manifests before anything is built.
+        resolve_or_refuse(&manifests.snapshot, &config)?;
         let io = |what: &str| {
             let what = what.to_string();
             move |e| LabError::io(what, e)
@@ -259,15 +262,7 @@ impl Lab {
         config: &ClusterConfig,
         state: &mut LabState,
     ) -> Result<(), LabError> {
-        let resolution = resolve(snapshot, config);
-        let problems: Vec<String> = resolution
-            .problems()
-            .iter()
-            .map(|p: &&Problem| format!("{p} [{}]", p.reason.as_str()))
-            .collect();
-        if !problems.is_empty() {
-            return Err(LabError::Invalid(problems));
-        }
+        let resolution = resolve_or_refuse(snapshot, config)?;
         let mut snapshot = snapshot.clone();
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         status::apply(&mut snapshot, &resolution, &now);
@@ -662,6 +657,22 @@ impl Lab {
 pub struct Summary {
     pub generation: u64,
     pub workloads: BTreeMap<String, Workload>,
+}
+
+/// The resolution of `snapshot`, or a refusal naming every object that
+/// would not become Ready: the lab changes nothing for those.
+fn resolve_or_refuse(snapshot: &Snapshot, config: &ClusterConfig) -> Result<Resolution, LabError> {
+    let resolution = resolve(snapshot, config);
+    let problems: Vec<String> = resolution
+        .problems()
+        .iter()
+        .map(|p| format!("{p} [{}]", p.reason.as_str()))
+        .collect();
+    if problems.is_empty() {
+        Ok(resolution)
+    } else {
+        Err(LabError::Invalid(problems))
+    }
 }
 
 fn read(path: &Path) -> Result<Manifests, LabError> {

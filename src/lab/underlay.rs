@@ -68,7 +68,6 @@ pub async fn build_underlay(namespace: &str, config: &ClusterConfig) -> Result<(
         changes
             .links
             .push(LinkChange::Create(bridge(&name, config.underlay_mtu)));
-        changes.links.push(LinkChange::SetUp(name));
     }
     check(kernel.apply(&changes).await)
 }
@@ -102,10 +101,6 @@ pub async fn build_node(
             &identity,
             config.underlay_mtu,
         )));
-        changes
-            .links
-            .push(LinkChange::SetMaster(name.clone(), Some(switch.clone())));
-        changes.links.push(LinkChange::SetUp(name));
     }
     check(kernel.apply(&changes).await)?;
 
@@ -159,10 +154,6 @@ pub async fn build_outside(
             &identity,
             mtu,
         )));
-        changes
-            .links
-            .push(LinkChange::SetMaster(switch_port.clone(), Some(switch)));
-        changes.links.push(LinkChange::SetUp(switch_port));
         check(kernel.apply(&changes).await)?;
     }
     let inside = Netlink::connect(Some(namespace)).await?;
