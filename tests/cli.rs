@@ -178,3 +178,67 @@ fn plan_reports_duplicates_and_broken_yaml_by_file() {
     );
     assert!(err.contains("c.yaml: not valid YAML"), "{err}");
 }
+
+#[test]
+fn the_lab_names_what_it_misses() {
+    // Not root: it says so before touching anything.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_neutrino"),
+        ])
+        .args([
+            "lab",
+            "--state",
+            "/nonexistent/lab",
+            "up",
+            "-f",
+            "examples/quickstart",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("setpriv runs");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("neutrino lab needs root"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Root without the programs the lab drives: it names the packages.
+    let out = Command::new(env!("CARGO_BIN_EXE_neutrino"))
+        .args([
+            "lab",
+            "--state",
+            "/nonexistent/lab",
+            "up",
+            "-f",
+            "examples/quickstart",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    if nix::unistd::Uid::effective().is_root() {
+        for package in ["dnsmasq-base", "udhcpc", "iptables", "ipset", "iproute2"] {
+            assert!(err.contains(package), "{err}");
+        }
+        assert!(err.contains("apt-get install"), "{err}");
+    }
+    assert!(!Path::new("/nonexistent/lab").exists());
+}
+
+#[test]
+fn lab_commands_without_a_lab_say_how_to_start_one() {
+    let out = neutrino(&["lab", "--state", "/nonexistent/lab", "status"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("neutrino lab up -f PATH"),
+        "{}",
+        stderr(&out)
+    );
+}

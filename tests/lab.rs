@@ -478,6 +478,26 @@ async fn example_quickstart_comes_up_and_its_ports_meet() {
     let (code, text) = lab.exec("tenant-a/web-1", &["ip", "route"]);
     assert_eq!(code, 0);
     assert!(text.contains("default via 10.10.0.1"), "{text}");
+
+    // node-2 goes down (agent gone, tunnel cut): web-1 on node-1 still gets
+    // its lease, from node-1's own DHCP server.
+    lab.lab.kill_agent("node-2").unwrap();
+    let node2 = Netlink::connect(Some(&lab.node("node-2"))).await.unwrap();
+    let eth0 = node2.require("eth0", "cutting node-2 off").await.unwrap();
+    node2
+        .handle()
+        .link()
+        .set(rtnetlink::LinkUnspec::new_with_index(eth0).down().build())
+        .execute()
+        .await
+        .unwrap();
+    assert!(!lab.pings("tenant-a/web-1", &web2.ip), "node-2 is cut off");
+    let workload = lab
+        .lab
+        .workload_namespace(&Key::new("tenant-a", "web-1"))
+        .unwrap();
+    let renewed = neutrino::lab::workload::dhcp(&workload, &lab.dir.join("renew")).unwrap();
+    assert_eq!(renewed.ip, "10.10.0.11");
 }
 
 #[tokio::test(flavor = "multi_thread")]

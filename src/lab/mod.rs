@@ -88,10 +88,7 @@ pub fn preflight() -> Result<(), LabError> {
 
 fn on_path(binary: &str) -> bool {
     std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .any(|dir| dir.join(binary).is_file())
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()))
 }
 
 /// A lab, by its state directory.
