@@ -254,8 +254,8 @@ impl Dnsmasq {
         let recorded = fs::read_to_string(dir.join("args")).unwrap_or_default();
         let same_args = recorded == args.join("\n");
         match running(&dir) {
-            Some(_) if same_args => {
-                if removed && let Some(pid) = running(&dir) {
+            Some(pid) if same_args => {
+                if removed {
                     // Deleted host files are only forgotten on a reload.
                     kill(pid, Signal::SIGHUP)
                         .map_err(|e| ("reloading".to_string(), io::Error::from(e)))?;

@@ -516,6 +516,18 @@ impl Netlink {
             .await
     }
 
+    /// The index of the device an entry goes on or comes off; `None` when an
+    /// entry is to come off a device that is gone already (and took it).
+    async fn entry_device(&self, device: &str, add: bool, what: &str) -> Result<Option<u32>> {
+        match self.index(device).await? {
+            None if add => Err(NetlinkError::NoLink {
+                what: what.to_string(),
+                name: device.to_string(),
+            }),
+            found => Ok(found),
+        }
+    }
+
     /// Adds or removes one VXLAN FDB entry. All-zero entries (one per peer)
     /// are appended, since the kernel keeps one list per MAC.
     async fn fdb(&self, entry: &FdbKey, add: bool) -> Result<()> {
@@ -526,15 +538,8 @@ impl Netlink {
             entry.destination,
             entry.device
         );
-        let Some(index) = self.index(&entry.device).await? else {
-            return if add {
-                Err(NetlinkError::NoLink {
-                    what,
-                    name: entry.device.clone(),
-                })
-            } else {
-                Ok(())
-            };
+        let Some(index) = self.entry_device(&entry.device, add, &what).await? else {
+            return Ok(());
         };
         let mut message = NeighbourMessage::default();
         message.header.family = AddressFamily::Bridge;
@@ -567,15 +572,8 @@ impl Netlink {
             entry.mac,
             entry.device
         );
-        let Some(index) = self.index(&entry.device).await? else {
-            return if add {
-                Err(NetlinkError::NoLink {
-                    what,
-                    name: entry.device.clone(),
-                })
-            } else {
-                Ok(())
-            };
+        let Some(index) = self.entry_device(&entry.device, add, &what).await? else {
+            return Ok(());
         };
         let mut message = NeighbourMessage::default();
         message.header.family = family(entry.ip);

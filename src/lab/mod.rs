@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::core::object::HasStatus;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -680,54 +681,22 @@ fn read(path: &Path) -> Result<Manifests, LabError> {
 /// Keeps the recorded status of objects that are still there, so their
 /// allocations stay put across applies.
 fn carry_status(previous: &Snapshot, next: &mut Snapshot) {
-    fn carry<T: Clone, S: Clone>(
-        from: &BTreeMap<Key, T>,
-        to: &mut BTreeMap<Key, T>,
-        get: fn(&T) -> Option<S>,
-        set: fn(&mut T, Option<S>),
-    ) {
+    fn carry<T: HasStatus>(from: &BTreeMap<Key, T>, to: &mut BTreeMap<Key, T>)
+    where
+        T::Status: Clone,
+    {
         for (key, object) in to.iter_mut() {
             if let Some(old) = from.get(key) {
-                set(object, get(old));
+                *object.status_mut() = old.status().cloned();
             }
         }
     }
-    carry(
-        &previous.networks,
-        &mut next.networks,
-        |o| o.status.clone(),
-        |o, s| o.status = s,
-    );
-    carry(
-        &previous.subnets,
-        &mut next.subnets,
-        |o| o.status.clone(),
-        |o, s| o.status = s,
-    );
-    carry(
-        &previous.ports,
-        &mut next.ports,
-        |o| o.status.clone(),
-        |o, s| o.status = s,
-    );
-    carry(
-        &previous.routers,
-        &mut next.routers,
-        |o| o.status.clone(),
-        |o, s| o.status = s,
-    );
-    carry(
-        &previous.floating_ips,
-        &mut next.floating_ips,
-        |o| o.status.clone(),
-        |o, s| o.status = s,
-    );
-    carry(
-        &previous.security_groups,
-        &mut next.security_groups,
-        |o| o.status.clone(),
-        |o, s| o.status = s,
-    );
+    carry(&previous.networks, &mut next.networks);
+    carry(&previous.subnets, &mut next.subnets);
+    carry(&previous.ports, &mut next.ports);
+    carry(&previous.routers, &mut next.routers);
+    carry(&previous.floating_ips, &mut next.floating_ips);
+    carry(&previous.security_groups, &mut next.security_groups);
 }
 
 /// Seconds since the epoch, for agent reports.
