@@ -7,6 +7,7 @@
 //! `kubectl apply`; rules that need other objects live in [`crate::core`].
 
 mod cel;
+mod claim;
 mod floating_ip;
 mod network;
 mod port;
@@ -15,6 +16,7 @@ mod security_group;
 mod shared;
 mod subnet;
 
+pub use claim::{ClaimHolder, IPClaim, IPClaimSpec, SegmentClaim, SegmentClaimSpec};
 pub use floating_ip::{FloatingIP, FloatingIPSpec, FloatingIPStatus};
 pub use network::{Network, NetworkSpec, NetworkStatus, NetworkType};
 pub use port::{AddressPair, FixedIP, Port, PortSpec, PortStatus};
@@ -46,6 +48,8 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("router.yaml", Router::crd()),
         ("floatingip.yaml", FloatingIP::crd()),
         ("securitygroup.yaml", SecurityGroup::crd()),
+        ("ipclaim.yaml", IPClaim::crd()),
+        ("segmentclaim.yaml", SegmentClaim::crd()),
     ];
     crds.into_iter()
         .map(|(file, crd)| (file, tidy(crd)))

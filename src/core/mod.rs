@@ -8,6 +8,7 @@
 
 pub mod allocate;
 pub mod config;
+pub mod controller;
 pub mod firewall;
 pub mod ident;
 pub mod names;

@@ -4,7 +4,7 @@ use kube::ResourceExt;
 use std::collections::BTreeMap;
 
 use super::{Key, Kind, ObjectId};
-use crate::api::{FloatingIP, Network, Port, Router, SecurityGroup, Subnet};
+use crate::api::{FloatingIP, IPClaim, Network, Port, Router, SecurityGroup, SegmentClaim, Subnet};
 
 /// One object of any kind.
 #[derive(Clone, Debug)]
@@ -56,6 +56,10 @@ pub struct Snapshot {
     pub routers: BTreeMap<Key, Router>,
     pub floating_ips: BTreeMap<Key, FloatingIP>,
     pub security_groups: BTreeMap<Key, SecurityGroup>,
+    /// Address claims by namespace and name (on a cluster; none from files).
+    pub ip_claims: BTreeMap<Key, IPClaim>,
+    /// Segment claims by name.
+    pub segment_claims: BTreeMap<String, SegmentClaim>,
 }
 
 impl Snapshot {

@@ -86,6 +86,28 @@ fn allocate(
 }
 
 impl SegmentBook {
+    /// Records a VNI as held, as a claim on the cluster says; the first
+    /// holder recorded keeps it.
+    pub fn hold_vni(&mut self, id: u32, holder: &Key) {
+        self.vnis.entry(id).or_insert_with(|| holder.clone());
+    }
+
+    /// Records a VLAN id on `physnet` as held.
+    pub fn hold_vlan(&mut self, physnet: &str, id: u32, holder: &Key) {
+        self.vlans
+            .entry(physnet.to_string())
+            .or_default()
+            .entry(id)
+            .or_insert_with(|| holder.clone());
+    }
+
+    /// Records `physnet`'s flat network as held.
+    pub fn hold_flat(&mut self, physnet: &str, holder: &Key) {
+        self.flat
+            .entry(physnet.to_string())
+            .or_insert_with(|| holder.clone());
+    }
+
     /// Takes `id` as a VNI for `holder`, or the lowest free VNI when `None`.
     pub fn vni(
         &mut self,

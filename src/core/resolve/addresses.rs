@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use super::claims::ClaimIndex;
 use super::{Arrival, SubnetState, Verdict};
 use crate::core::allocate::{AddressBook, ClaimError, Holder};
 use crate::core::problem::Problems;
@@ -66,13 +67,23 @@ impl Addresses {
 }
 
 /// Serves every request against the subnets that are ready.
-pub fn run(subnets: &BTreeMap<Key, Verdict<SubnetState>>, requests: &[Request]) -> Addresses {
+pub fn run(
+    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    requests: &[Request],
+    claims: &ClaimIndex,
+) -> Addresses {
     let mut book = AddressBook::default();
     for (key, subnet) in subnets
         .iter()
         .filter_map(|(k, v)| Some((k, v.as_ref().ok()?)))
     {
         book.add_subnet(key, subnet.cidr, &subnet.pools, subnet.gateway);
+    }
+    // A claimed address is its holder's before any request is served.
+    for (subnet, address, holder) in &claims.addresses {
+        if book.has_subnet(subnet) {
+            let _ = book.claim(subnet, *address, holder);
+        }
     }
     let mut order: Vec<&Request> = requests.iter().collect();
     order.sort_by(|a, b| (a.stage(), &a.arrival, a.slot).cmp(&(b.stage(), &b.arrival, b.slot)));

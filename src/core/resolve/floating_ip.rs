@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::addresses::{Addresses, Request, Wanted, claim_problem};
+use super::claims::ClaimIndex;
 use super::{
     Arrival, FloatingIpState, FloatingTarget, Resolution, SubnetState, Verdict, arrival,
     by_arrival, lookup, subnets_of,
@@ -29,6 +30,7 @@ fn check_one(
     snapshot: &Snapshot,
     resolution: &Resolution,
     subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    claims: &ClaimIndex,
 ) -> Verdict<FloatingDraft> {
     let spec = &fip.spec;
     let id = ObjectId::new(Kind::FloatingIP, key.clone());
@@ -72,11 +74,16 @@ fn check_one(
             })
             .cloned()
     };
-    let recorded = fip
-        .status
-        .as_ref()
-        .and_then(|s| s.floating_ip_address.as_deref())
-        .and_then(|a| a.parse::<IpAddr>().ok());
+    let recorded = claims
+        .addresses_of(&Holder::FloatingIP(key.clone()))
+        .map(|(_, a)| a)
+        .next()
+        .or_else(|| {
+            fip.status
+                .as_ref()
+                .and_then(|s| s.floating_ip_address.as_deref())
+                .and_then(|a| a.parse::<IpAddr>().ok())
+        });
     let (subnets, wanted) = match spec.floating_ip_address.as_deref() {
         Some(text) => match text
             .parse::<IpAddr>()
@@ -161,6 +168,7 @@ pub fn check(
     snapshot: &Snapshot,
     resolution: &Resolution,
     subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    claims: &ClaimIndex,
 ) -> BTreeMap<Key, Verdict<FloatingDraft>> {
     snapshot
         .floating_ips
@@ -168,7 +176,7 @@ pub fn check(
         .map(|(key, fip)| {
             (
                 key.clone(),
-                check_one(key, fip, snapshot, resolution, subnets),
+                check_one(key, fip, snapshot, resolution, subnets, claims),
             )
         })
         .collect()

@@ -8,6 +8,7 @@
 //! honoured before anything new is handed out, so a replay changes nothing.
 
 mod addresses;
+mod claims;
 mod floating_ip;
 mod network;
 mod port;
@@ -26,6 +27,7 @@ use super::allocate::Mac;
 use super::{ClusterConfig, Key, Kind, ObjectId, Problem, Reason, Snapshot};
 use crate::api::{Direction, EtherType, NetworkType};
 use addresses::Request;
+pub use claims::{ClaimIndex, Segment, claim_holder, held_by};
 
 /// Either what was decided for an object, or why it is not ready.
 pub type Verdict<T> = Result<T, Vec<Problem>>;
@@ -301,22 +303,23 @@ pub(crate) fn lookup<'a, T>(
 
 /// Validates and allocates everything in `snapshot`.
 pub fn resolve(snapshot: &Snapshot, config: &ClusterConfig) -> Resolution {
+    let claims = ClaimIndex::new(snapshot);
     let mut resolution = Resolution {
         security_groups: security_group::check(snapshot),
-        networks: network::resolve(snapshot, config),
+        networks: network::resolve(snapshot, config, &claims),
         ..Resolution::default()
     };
     let subnets = subnet::check(snapshot, &resolution);
-    let ports = port::check(snapshot, config, &resolution, &subnets);
-    let routers = router::check(snapshot, &resolution, &subnets);
-    let floating_ips = floating_ip::check(snapshot, &resolution, &subnets);
+    let ports = port::check(snapshot, config, &resolution, &subnets, &claims);
+    let routers = router::check(snapshot, &resolution, &subnets, &claims);
+    let floating_ips = floating_ip::check(snapshot, &resolution, &subnets, &claims);
 
     let mut requests: Vec<Request> = Vec::new();
-    requests.extend(subnet::requests(snapshot, &subnets));
+    requests.extend(subnet::requests(snapshot, &subnets, &claims));
     requests.extend(port::requests(&ports));
     requests.extend(router::requests(&routers));
     requests.extend(floating_ip::requests(&floating_ips));
-    let book = addresses::run(&subnets, &requests);
+    let book = addresses::run(&subnets, &requests, &claims);
 
     resolution.subnets = subnet::finish(subnets, &book);
     resolution.ports = port::finish(snapshot, ports, &book, &resolution);

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::claims::{ClaimIndex, Segment};
 use super::{NetworkState, Verdict, by_arrival};
 use crate::api::{Network, NetworkType};
 use crate::core::allocate::mtu::max_mtu;
@@ -85,15 +86,29 @@ fn segment_problem(problems: &mut Problems, error: SegmentError) {
 pub fn resolve(
     snapshot: &Snapshot,
     config: &ClusterConfig,
+    claims: &ClaimIndex,
 ) -> BTreeMap<Key, Verdict<NetworkState>> {
     let mut book = SegmentBook::default();
+    // A claimed segment is its holder's, whatever else asks for it.
+    for (segment, holder) in &claims.segments {
+        match segment {
+            Segment::Vxlan(vni) => book.hold_vni(*vni, holder),
+            Segment::Vlan(physnet, id) => book.hold_vlan(physnet, *id, holder),
+            Segment::Flat(physnet) => book.hold_flat(physnet, holder),
+        }
+    }
+    let claimed_id = |key: &Key| match claims.segment_of(key)? {
+        Segment::Vxlan(id) | Segment::Vlan(_, id) => Some(*id),
+        Segment::Flat(_) => None,
+    };
     let mut verdicts = BTreeMap::new();
     let order = by_arrival(&snapshot.networks);
-    // Networks that already have an id (asked for, or recorded) go first, so
-    // an allocation never takes an id someone asked for.
+    // Networks that already have an id (asked for, claimed or recorded) go
+    // first, so an allocation never takes an id someone asked for.
     let (fixed, open): (Vec<&Key>, Vec<&Key>) = order.into_iter().partition(|k| {
         let n = &snapshot.networks[*k];
         n.spec.segmentation_id.is_some()
+            || claimed_id(k).is_some()
             || n.status.as_ref().and_then(|s| s.segmentation_id).is_some()
     });
     for key in fixed.into_iter().chain(open) {
@@ -120,6 +135,7 @@ pub fn resolve(
         }
         let wanted = spec
             .segmentation_id
+            .or_else(|| claimed_id(key))
             .or_else(|| network.status.as_ref().and_then(|s| s.segmentation_id));
         let segment = match (spec.network_type, physnet) {
             (NetworkType::Vxlan, _) => book.vni(&config.vni_ranges, wanted, key).map(Some),

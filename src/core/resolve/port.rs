@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::addresses::{Addresses, Request, Wanted, claim_problem};
+use super::claims::ClaimIndex;
 use super::{Arrival, PortState, Resolution, SubnetState, Verdict, arrival, lookup, subnets_of};
 use crate::api::Port;
 use crate::core::allocate::{Holder, Mac};
@@ -35,6 +36,7 @@ fn check_one(
     config: &ClusterConfig,
     resolution: &Resolution,
     subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    claims: &ClaimIndex,
 ) -> Verdict<PortDraft> {
     let spec = &port.spec;
     let id = ObjectId::new(Kind::Port, key.clone());
@@ -51,12 +53,20 @@ fn check_one(
         Ok(n) => n,
         Err(p) => return Err(vec![p]),
     };
-    let recorded: Vec<(Key, IpAddr)> = port
+    // What the port already holds: its claims first (on a cluster they are
+    // the truth), then what its status recorded.
+    let mut recorded: Vec<(Key, IpAddr)> =
+        claims.addresses_of(&Holder::Port(key.clone())).collect();
+    for held in port
         .status
         .iter()
         .flat_map(|s| &s.fixed_ips)
         .filter_map(|a| Some((key.reference(&a.subnet), a.ip_address.parse().ok()?)))
-        .collect();
+    {
+        if !recorded.contains(&held) {
+            recorded.push(held);
+        }
+    }
     let mut used_recorded = BTreeSet::new();
     let mut take_recorded = |candidates: &[Key]| {
         let found = recorded
@@ -293,6 +303,7 @@ pub fn check(
     config: &ClusterConfig,
     resolution: &Resolution,
     subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    claims: &ClaimIndex,
 ) -> BTreeMap<Key, Verdict<PortDraft>> {
     snapshot
         .ports
@@ -300,7 +311,7 @@ pub fn check(
         .map(|(key, port)| {
             (
                 key.clone(),
-                check_one(key, port, snapshot, config, resolution, subnets),
+                check_one(key, port, snapshot, config, resolution, subnets, claims),
             )
         })
         .collect()

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::addresses::{Addresses, Request, Wanted, claim_problem};
+use super::claims::ClaimIndex;
 use super::{
     Arrival, GatewayState, Resolution, RouterLeg, RouterState, SubnetState, Verdict, arrival,
     by_arrival, lookup, subnets_of,
@@ -60,6 +61,7 @@ fn check_one(
     snapshot: &Snapshot,
     resolution: &Resolution,
     subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    claims: &ClaimIndex,
 ) -> Verdict<RouterDraft> {
     let spec = &router.spec;
     let id = ObjectId::new(Kind::Router, key.clone());
@@ -131,11 +133,17 @@ fn check_one(
                         .filter_map(|k| subnets[k].as_ref().ok())
                         .map(|s| s.cidr),
                 );
-                let recorded = router
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.external_gateway.as_ref())
-                    .and_then(|g| g.ip_address.parse::<IpAddr>().ok());
+                let recorded = claims
+                    .addresses_of(&Holder::RouterGateway(key.clone()))
+                    .map(|(_, a)| a)
+                    .next()
+                    .or_else(|| {
+                        router
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.external_gateway.as_ref())
+                            .and_then(|g| g.ip_address.parse::<IpAddr>().ok())
+                    });
                 let containing = |address: IpAddr| {
                     candidates
                         .iter()
@@ -215,6 +223,7 @@ pub fn check(
     snapshot: &Snapshot,
     resolution: &Resolution,
     subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    claims: &ClaimIndex,
 ) -> BTreeMap<Key, Verdict<RouterDraft>> {
     snapshot
         .routers
@@ -222,7 +231,7 @@ pub fn check(
         .map(|(key, router)| {
             (
                 key.clone(),
-                check_one(key, router, snapshot, resolution, subnets),
+                check_one(key, router, snapshot, resolution, subnets, claims),
             )
         })
         .collect()

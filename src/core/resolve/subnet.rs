@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::addresses::{Addresses, Request, Wanted};
+use super::claims::ClaimIndex;
 use super::{Resolution, SubnetState, Verdict, arrival, by_arrival, lookup};
 use crate::api::Subnet;
 use crate::core::allocate::Holder;
@@ -274,6 +275,7 @@ pub fn check(snapshot: &Snapshot, resolution: &Resolution) -> BTreeMap<Key, Verd
 pub fn requests(
     snapshot: &Snapshot,
     subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    claims: &ClaimIndex,
 ) -> Vec<Request> {
     subnets
         .iter()
@@ -281,14 +283,21 @@ pub fn requests(
         .filter(|(_, s)| s.enable_dhcp)
         .map(|(key, state)| {
             let subnet = &snapshot.subnets[key];
-            let recorded = subnet
-                .status
-                .as_ref()
-                .and_then(|s| s.dhcp_ip.as_deref())
-                .and_then(|a| a.parse::<IpAddr>().ok())
+            let holder = Holder::Dhcp(key.clone());
+            let recorded = claims
+                .addresses_of(&holder)
+                .map(|(_, a)| a)
+                .next()
+                .or_else(|| {
+                    subnet
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.dhcp_ip.as_deref())
+                        .and_then(|a| a.parse::<IpAddr>().ok())
+                })
                 .filter(|a| state.cidr.contains(a));
             Request {
-                holder: Holder::Dhcp(key.clone()),
+                holder,
                 slot: 0,
                 subnets: vec![key.clone()],
                 wanted: match recorded {

@@ -1,0 +1,286 @@
+//! What the controller must do to the API, as values: the claims to create
+//! and delete, and the statuses to write. Pure; the Kubernetes adapter
+//! carries the actions out.
+//!
+//! The guarantee: a status never shows an allocation that is not claimed.
+//! Claims are created first; creating one fails when its name exists, so of
+//! two writers racing for an address (two replicas, a restart in the middle
+//! of a reconcile) only one succeeds, and an object's status is written
+//! only once every claim it needs is held by that very object.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::core::object::HasStatus;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::allocate::{Holder, claim_name};
+use super::resolve::{Resolution, Segment, claim_holder, held_by};
+use super::{Key, Kind, ObjectId, Snapshot, status};
+use crate::api::ClaimHolder;
+use crate::api::{IPClaim, IPClaimSpec, SegmentClaim, SegmentClaimSpec};
+
+/// One address claim the allocations need.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AddressClaim {
+    pub subnet: Key,
+    pub address: IpAddr,
+    pub holder: Holder,
+}
+
+impl AddressClaim {
+    /// The claim object's namespace and name.
+    pub fn key(&self) -> Key {
+        Key::new(
+            self.subnet.namespace.clone(),
+            claim_name(&self.subnet.name, self.address),
+        )
+    }
+
+    pub fn object(&self) -> IPClaim {
+        let key = self.key();
+        IPClaim {
+            metadata: ObjectMeta {
+                name: Some(key.name),
+                namespace: Some(key.namespace),
+                ..ObjectMeta::default()
+            },
+            spec: IPClaimSpec {
+                subnet: self.subnet.name.clone(),
+                address: self.address.to_string(),
+                holder: claim_holder(&self.holder).expect("gateways are never claimed"),
+            },
+        }
+    }
+}
+
+/// What the controller must do.
+#[derive(Debug, Default)]
+pub struct Actions {
+    pub create_ip_claims: Vec<IPClaim>,
+    /// Claims whose holder is gone or, ready, holds other addresses now.
+    pub delete_ip_claims: Vec<Key>,
+    pub create_segment_claims: Vec<SegmentClaim>,
+    pub delete_segment_claims: Vec<String>,
+    /// Objects whose status must change, with their new status set; those
+    /// still waiting for a claim are left for the next round.
+    pub statuses: Snapshot,
+}
+
+impl Actions {
+    pub fn is_empty(&self) -> bool {
+        self.create_ip_claims.is_empty()
+            && self.delete_ip_claims.is_empty()
+            && self.create_segment_claims.is_empty()
+            && self.delete_segment_claims.is_empty()
+            && self.statuses.networks.is_empty()
+            && self.statuses.subnets.is_empty()
+            && self.statuses.ports.is_empty()
+            && self.statuses.routers.is_empty()
+            && self.statuses.floating_ips.is_empty()
+            && self.statuses.security_groups.is_empty()
+    }
+}
+
+/// Every address the resolution allocated, as the claims it needs.
+pub fn address_claims(resolution: &Resolution) -> Vec<AddressClaim> {
+    let mut claims = Vec::new();
+    for (key, port) in resolution.ready_ports() {
+        for (subnet, address) in &port.fixed_ips {
+            claims.push(AddressClaim {
+                subnet: subnet.clone(),
+                address: *address,
+                holder: Holder::Port(key.clone()),
+            });
+        }
+    }
+    for (key, subnet) in resolution.ready_subnets() {
+        if let Some(address) = subnet.dhcp {
+            claims.push(AddressClaim {
+                subnet: key.clone(),
+                address,
+                holder: Holder::Dhcp(key.clone()),
+            });
+        }
+    }
+    for (key, router) in resolution.ready_routers() {
+        if let Some(gateway) = &router.gateway {
+            claims.push(AddressClaim {
+                subnet: gateway.leg.subnet.clone(),
+                address: gateway.leg.address.addr(),
+                holder: Holder::RouterGateway(key.clone()),
+            });
+        }
+    }
+    for (key, fip) in resolution.ready_floating_ips() {
+        claims.push(AddressClaim {
+            subnet: fip.subnet.clone(),
+            address: fip.address,
+            holder: Holder::FloatingIP(key.clone()),
+        });
+    }
+    claims.sort();
+    claims
+}
+
+/// Every segment the resolution allocated, by claim name, with its network.
+pub fn segment_claims(resolution: &Resolution) -> BTreeMap<String, Key> {
+    resolution
+        .ready_networks()
+        .filter_map(|(key, network)| {
+            let segment = match (network.segmentation_id, network.physical_network.as_deref()) {
+                (Some(id), Some(physnet)) => Segment::Vlan(physnet.into(), id),
+                (Some(id), None) => Segment::Vxlan(id),
+                (None, Some(physnet)) => Segment::Flat(physnet.into()),
+                (None, None) => return None,
+            };
+            Some((segment.name(), key.clone()))
+        })
+        .collect()
+}
+
+fn holder_exists(snapshot: &Snapshot, holder: &Holder) -> bool {
+    match holder {
+        Holder::Port(k) => snapshot.ports.contains_key(k),
+        Holder::Dhcp(k) | Holder::Gateway(k) => snapshot.subnets.contains_key(k),
+        Holder::RouterGateway(k) => snapshot.routers.contains_key(k),
+        Holder::FloatingIP(k) => snapshot.floating_ips.contains_key(k),
+    }
+}
+
+fn holder_ready(resolution: &Resolution, holder: &Holder) -> bool {
+    let ok = |v: Option<bool>| v.unwrap_or(false);
+    match holder {
+        Holder::Port(k) => ok(resolution.ports.get(k).map(Result::is_ok)),
+        Holder::Dhcp(k) | Holder::Gateway(k) => ok(resolution.subnets.get(k).map(Result::is_ok)),
+        Holder::RouterGateway(k) => ok(resolution.routers.get(k).map(Result::is_ok)),
+        Holder::FloatingIP(k) => ok(resolution.floating_ips.get(k).map(Result::is_ok)),
+    }
+}
+
+fn object_of(holder: &Holder) -> ObjectId {
+    match holder {
+        Holder::Port(k) => ObjectId::new(Kind::Port, k.clone()),
+        Holder::Dhcp(k) | Holder::Gateway(k) => ObjectId::new(Kind::Subnet, k.clone()),
+        Holder::RouterGateway(k) => ObjectId::new(Kind::Router, k.clone()),
+        Holder::FloatingIP(k) => ObjectId::new(Kind::FloatingIP, k.clone()),
+    }
+}
+
+/// Keeps in `to` the objects whose status differs from `from`'s and that
+/// wait for no claim.
+fn changed<T: HasStatus + Clone>(
+    from: &BTreeMap<Key, T>,
+    to: &mut BTreeMap<Key, T>,
+    kind: Kind,
+    waiting: &BTreeSet<ObjectId>,
+) where
+    T::Status: PartialEq,
+{
+    to.retain(|key, object| {
+        !waiting.contains(&ObjectId::new(kind, key.clone()))
+            && from
+                .get(key)
+                .is_none_or(|old| old.status() != object.status())
+    });
+}
+
+/// The actions that take the API from `snapshot` (objects and claims, as
+/// the controller sees them) to `resolution`.
+pub fn actions(snapshot: &Snapshot, resolution: &Resolution, now: &Time) -> Actions {
+    let mut actions = Actions::default();
+    let wanted = address_claims(resolution);
+    let mut waiting = BTreeSet::new();
+    for claim in &wanted {
+        let key = claim.key();
+        match snapshot.ip_claims.get(&key) {
+            Some(existing)
+                if existing.spec.holder == claim_holder(&claim.holder).expect("claimable") => {}
+            // Held by someone else in this view: the resolution cannot have
+            // chosen it, so the view is stale; the next round sorts it out.
+            Some(_) => {
+                waiting.insert(object_of(&claim.holder));
+            }
+            None => {
+                actions.create_ip_claims.push(claim.object());
+                waiting.insert(object_of(&claim.holder));
+            }
+        }
+    }
+    let wanted_keys: BTreeSet<Key> = wanted.iter().map(AddressClaim::key).collect();
+    for (key, claim) in &snapshot.ip_claims {
+        let Some(holder) = held_by(&claim.spec.holder) else {
+            continue;
+        };
+        // A holder that is not ready keeps what it holds until it is again.
+        let stale = !holder_exists(snapshot, &holder)
+            || (holder_ready(resolution, &holder) && !wanted_keys.contains(key));
+        if stale {
+            actions.delete_ip_claims.push(key.clone());
+        }
+    }
+
+    let segments = segment_claims(resolution);
+    for (name, network) in &segments {
+        let holder = ClaimHolder {
+            kind: "Network".into(),
+            namespace: network.namespace.clone(),
+            name: network.name.clone(),
+        };
+        match snapshot.segment_claims.get(name) {
+            Some(existing) if existing.spec.network == holder => {}
+            Some(_) => {
+                waiting.insert(ObjectId::new(Kind::Network, network.clone()));
+            }
+            None => {
+                actions.create_segment_claims.push(SegmentClaim {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: SegmentClaimSpec { network: holder },
+                });
+                waiting.insert(ObjectId::new(Kind::Network, network.clone()));
+            }
+        }
+    }
+    for (name, claim) in &snapshot.segment_claims {
+        let network = Key::new(
+            claim.spec.network.namespace.clone(),
+            claim.spec.network.name.clone(),
+        );
+        let ready = resolution.networks.get(&network).is_some_and(Result::is_ok);
+        if !snapshot.networks.contains_key(&network)
+            || (ready && segments.get(name) != Some(&network))
+        {
+            actions.delete_segment_claims.push(name.clone());
+        }
+    }
+
+    let mut next = snapshot.clone();
+    next.ip_claims.clear();
+    next.segment_claims.clear();
+    status::apply(&mut next, resolution, now);
+    changed(
+        &snapshot.networks,
+        &mut next.networks,
+        Kind::Network,
+        &waiting,
+    );
+    changed(&snapshot.subnets, &mut next.subnets, Kind::Subnet, &waiting);
+    changed(&snapshot.ports, &mut next.ports, Kind::Port, &waiting);
+    changed(&snapshot.routers, &mut next.routers, Kind::Router, &waiting);
+    changed(
+        &snapshot.floating_ips,
+        &mut next.floating_ips,
+        Kind::FloatingIP,
+        &waiting,
+    );
+    changed(
+        &snapshot.security_groups,
+        &mut next.security_groups,
+        Kind::SecurityGroup,
+        &waiting,
+    );
+    actions.statuses = next;
+    actions
+}
