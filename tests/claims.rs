@@ -197,3 +197,267 @@ fn claims_first_then_statuses_then_nothing() {
         vec![Key::new("tenant-a", "blue-v4.10.10.0.12")]
     );
 }
+
+mod race {
+    //! Two controllers, each acting on its own, possibly stale, view of the
+    //! API, against a model API server that refuses a second object of one
+    //! name and a status write on an object that changed since it was read.
+
+    use super::*;
+    use neutrino::api::{FixedIP, Port, PortSpec};
+    use neutrino::core::controller::Actions;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[derive(Clone, Debug)]
+    pub enum Step {
+        AddPort,
+        DeletePort(usize),
+        Refresh(usize),
+        Reconcile(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => Just(Step::AddPort),
+            1 => any::<usize>().prop_map(Step::DeletePort),
+            3 => (0usize..2).prop_map(Step::Refresh),
+            4 => (0usize..2).prop_map(Step::Reconcile),
+        ]
+    }
+
+    /// The server's objects with a version each, bumped on every write.
+    #[derive(Clone, Default)]
+    struct Server {
+        objects: Snapshot,
+        versions: BTreeMap<String, u64>,
+        next_port: usize,
+    }
+
+    fn id(kind: &str, key: &Key) -> String {
+        format!("{kind} {key}")
+    }
+
+    fn tiny() -> Snapshot {
+        let mut snapshot = quickstart();
+        snapshot.ports.clear();
+        let key = Key::new("tenant-a", "blue-v4");
+        let mut subnet = snapshot.subnets[&key].clone();
+        subnet.spec.cidr = "10.10.0.0/28".into();
+        subnet.spec.allocation_pools = vec![];
+        subnet.spec.dns_nameservers = vec![];
+        snapshot.subnets.insert(key, subnet);
+        snapshot
+    }
+
+    fn port(n: usize) -> Port {
+        let mut port = Port::new(
+            &format!("p{n}"),
+            PortSpec {
+                network: "blue".into(),
+                fixed_ips: vec![FixedIP {
+                    subnet: "blue-v4".into(),
+                    ip_address: None,
+                }],
+                mac_address: None,
+                security_groups: vec![],
+                port_security: true,
+                allowed_address_pairs: vec![],
+                node_name: Some("node-1".into()),
+            },
+        );
+        port.metadata.namespace = Some("tenant-a".into());
+        port
+    }
+
+    /// Writes `status` objects whose version is still the one read.
+    fn write_statuses<T: Clone + kube::core::object::HasStatus>(
+        kind: &str,
+        wanted: &BTreeMap<Key, T>,
+        server: &mut BTreeMap<Key, T>,
+        versions: &mut BTreeMap<String, u64>,
+        read: &BTreeMap<String, u64>,
+        failed: &BTreeSet<String>,
+    ) where
+        T::Status: Clone,
+    {
+        for (key, object) in wanted {
+            let id = id(kind, key);
+            if failed.contains(&id) || read.get(&id) != versions.get(&id) {
+                continue;
+            }
+            if let Some(current) = server.get_mut(key) {
+                *current.status_mut() = object.status().cloned();
+                *versions.entry(id).or_default() += 1;
+            }
+        }
+    }
+
+    fn execute(server: &mut Server, view: &(Snapshot, BTreeMap<String, u64>), actions: Actions) {
+        let (seen, read) = view;
+        let mut failed = BTreeSet::new();
+        for claim in actions.create_ip_claims {
+            let key = Key::new(
+                claim.metadata.namespace.clone().unwrap(),
+                claim.metadata.name.clone().unwrap(),
+            );
+            // The API server refuses a second object of one name.
+            let holder = id(
+                &claim.spec.holder.kind,
+                &Key::new(
+                    claim.spec.holder.namespace.clone(),
+                    claim.spec.holder.name.clone(),
+                ),
+            );
+            if let std::collections::btree_map::Entry::Vacant(free) =
+                server.objects.ip_claims.entry(key)
+            {
+                free.insert(claim);
+            } else {
+                failed.insert(holder);
+            }
+        }
+        for claim in actions.create_segment_claims {
+            let name = claim.metadata.name.clone().unwrap();
+            let network = Key::new(
+                claim.spec.network.namespace.clone(),
+                claim.spec.network.name.clone(),
+            );
+            if let std::collections::btree_map::Entry::Vacant(free) =
+                server.objects.segment_claims.entry(name)
+            {
+                free.insert(claim);
+            } else {
+                failed.insert(id("Network", &network));
+            }
+        }
+        let statuses = actions.statuses;
+        write_statuses(
+            "Port",
+            &statuses.ports,
+            &mut server.objects.ports,
+            &mut server.versions,
+            read,
+            &failed,
+        );
+        write_statuses(
+            "Subnet",
+            &statuses.subnets,
+            &mut server.objects.subnets,
+            &mut server.versions,
+            read,
+            &failed,
+        );
+        write_statuses(
+            "Network",
+            &statuses.networks,
+            &mut server.objects.networks,
+            &mut server.versions,
+            read,
+            &failed,
+        );
+        // A claim is removed only on a view that is current for its holder
+        // (a leader whose cache has seen its own writes).
+        for key in actions.delete_ip_claims {
+            let Some(claim) = seen.ip_claims.get(&key) else {
+                continue;
+            };
+            let holder = &claim.spec.holder;
+            let holder_key = Key::new(holder.namespace.clone(), holder.name.clone());
+            let holder_id = id(&holder.kind, &holder_key);
+            if read.get(&holder_id) == server.versions.get(&holder_id)
+                && server
+                    .objects
+                    .ip_claims
+                    .get(&key)
+                    .is_some_and(|c| c.spec == claim.spec)
+            {
+                server.objects.ip_claims.remove(&key);
+            }
+        }
+    }
+
+    fn check(server: &Server) -> Result<(), TestCaseError> {
+        let mut seen: BTreeMap<String, Key> = BTreeMap::new();
+        for (key, port) in &server.objects.ports {
+            for fixed in port.status.iter().flat_map(|s| &s.fixed_ips) {
+                if let Some(other) = seen.insert(fixed.ip_address.clone(), key.clone()) {
+                    return Err(TestCaseError::fail(format!(
+                        "{} shown by {other} and {key}",
+                        fixed.ip_address
+                    )));
+                }
+                let claim = Key::new(
+                    "tenant-a",
+                    neutrino::core::allocate::claim_name(
+                        "blue-v4",
+                        fixed.ip_address.parse().unwrap(),
+                    ),
+                );
+                let held = server.objects.ip_claims.get(&claim).is_some_and(|c| {
+                    c.spec.holder.name == key.name && c.spec.holder.kind == "Port"
+                });
+                prop_assert!(
+                    held,
+                    "{} shown by {} is not claimed by it",
+                    fixed.ip_address,
+                    key
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn two_racing_controllers_never_show_one_address_twice(steps in proptest::collection::vec(step(), 1..60)) {
+            let config = ClusterConfig::default();
+            let mut server = Server { objects: tiny(), ..Server::default() };
+            let mut views: [Option<(Snapshot, BTreeMap<String, u64>)>; 2] = [None, None];
+            for step in steps {
+                match step {
+                    Step::AddPort => {
+                        let port = port(server.next_port);
+                        server.next_port += 1;
+                        server.objects.ports.insert(Key::new("tenant-a", port.metadata.name.clone().unwrap()), port);
+                    }
+                    Step::DeletePort(i) => {
+                        if let Some(key) = server.objects.ports.keys().nth(i % server.objects.ports.len().max(1)).cloned() {
+                            server.objects.ports.remove(&key);
+                            server.versions.remove(&id("Port", &key));
+                        }
+                    }
+                    Step::Refresh(c) => views[c] = Some((server.objects.clone(), server.versions.clone())),
+                    Step::Reconcile(c) => {
+                        if let Some(view) = &views[c] {
+                            let resolution = resolve(&view.0, &config);
+                            let actions = actions(&view.0, &resolution, &now());
+                            execute(&mut server, view, actions);
+                        }
+                    }
+                }
+                check(&server)?;
+            }
+            // Left alone with a fresh view, one controller converges: every
+            // port the pool can take shows a claimed address.
+            for _ in 0..4 {
+                let view = (server.objects.clone(), server.versions.clone());
+                let resolution = resolve(&view.0, &config);
+                let actions = actions(&view.0, &resolution, &now());
+                execute(&mut server, &view, actions);
+                check(&server)?;
+            }
+            let view = (server.objects.clone(), server.versions.clone());
+            let resolution = resolve(&view.0, &config);
+            prop_assert!(actions(&view.0, &resolution, &now()).is_empty(), "converged");
+            for (key, verdict) in &resolution.ports {
+                if verdict.is_ok() {
+                    let shown = server.objects.ports[key].status.as_ref().map(|s| s.fixed_ips.len()).unwrap_or(0);
+                    prop_assert_eq!(shown, 1, "{} shows its address", key);
+                }
+            }
+        }
+    }
+}

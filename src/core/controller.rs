@@ -157,6 +157,34 @@ fn holder_ready(resolution: &Resolution, holder: &Holder) -> bool {
     }
 }
 
+/// Whether the holder's recorded status shows `address`.
+fn shows(snapshot: &Snapshot, holder: &Holder, address: &str) -> bool {
+    match holder {
+        Holder::Port(k) => snapshot
+            .ports
+            .get(k)
+            .and_then(|o| o.status.as_ref())
+            .is_some_and(|s| s.fixed_ips.iter().any(|f| f.ip_address == address)),
+        Holder::Dhcp(k) => snapshot
+            .subnets
+            .get(k)
+            .and_then(|o| o.status.as_ref())
+            .is_some_and(|s| s.dhcp_ip.as_deref() == Some(address)),
+        Holder::RouterGateway(k) => snapshot
+            .routers
+            .get(k)
+            .and_then(|o| o.status.as_ref())
+            .and_then(|s| s.external_gateway.as_ref())
+            .is_some_and(|g| g.ip_address == address),
+        Holder::FloatingIP(k) => snapshot
+            .floating_ips
+            .get(k)
+            .and_then(|o| o.status.as_ref())
+            .is_some_and(|s| s.floating_ip_address.as_deref() == Some(address)),
+        Holder::Gateway(_) => false,
+    }
+}
+
 fn object_of(holder: &Holder) -> ObjectId {
     match holder {
         Holder::Port(k) => ObjectId::new(Kind::Port, k.clone()),
@@ -211,9 +239,13 @@ pub fn actions(snapshot: &Snapshot, resolution: &Resolution, now: &Time) -> Acti
         let Some(holder) = held_by(&claim.spec.holder) else {
             continue;
         };
-        // A holder that is not ready keeps what it holds until it is again.
+        // A holder that is not ready keeps what it holds until it is again,
+        // and an address a status still shows stays claimed until the status
+        // stops showing it.
         let stale = !holder_exists(snapshot, &holder)
-            || (holder_ready(resolution, &holder) && !wanted_keys.contains(key));
+            || (holder_ready(resolution, &holder)
+                && !wanted_keys.contains(key)
+                && !shows(snapshot, &holder, &claim.spec.address));
         if stale {
             actions.delete_ip_claims.push(key.clone());
         }
