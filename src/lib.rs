@@ -1,5 +1,6 @@
 pub mod api;
 pub mod core;
 pub mod dataplane;
+pub mod k8s;
 pub mod lab;
 pub mod manifest;

@@ -1,0 +1,4 @@
+//! The Kubernetes adapter: the controller and the agent against a real API
+//! server, carrying out what the pure core decides.
+
+pub mod execute;

@@ -1,0 +1,299 @@
+//! The requests the controller makes, against a mocked API server that
+//! checks each one: claims before statuses, statuses by server-side apply
+//! with the field manager and the resourceVersion read, a 409 on a claim
+//! holding its holder's status back, deletions with the claim's uid.
+
+use http::{Request, Response};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::client::Body;
+use kube::{Client, Resource};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use tower_test::mock;
+
+use neutrino::core::controller::actions;
+use neutrino::core::{ClusterConfig, Key, Snapshot, resolve};
+use neutrino::k8s::execute::{FIELD_MANAGER, execute};
+
+/// One request the server expects, and its answer.
+struct Expect {
+    method: &'static str,
+    path: String,
+    status: u16,
+}
+
+fn expect(method: &'static str, path: &str, status: u16) -> Expect {
+    Expect {
+        method,
+        path: path.into(),
+        status,
+    }
+}
+
+/// Serves `script` in order and returns what it saw. A success answers a
+/// POST with the object sent, a status PATCH with the stored object (from
+/// `objects`, by path) carrying the new status, and a DELETE with a Status.
+async fn serve(
+    mut handle: mock::Handle<Request<Body>, Response<Body>>,
+    script: Vec<Expect>,
+    objects: BTreeMap<String, Value>,
+) -> Vec<(String, Value)> {
+    let mut seen = Vec::new();
+    for step in script {
+        let (request, respond) = handle.next_request().await.expect("a request");
+        let method = request.method().to_string();
+        let uri = request.uri().to_string();
+        assert_eq!(method, step.method, "{uri}");
+        let path = uri.split('?').next().unwrap().to_string();
+        assert_eq!(path, step.path, "{method} {uri}");
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let status = |code: u16, reason: &str| {
+            json!({"kind": "Status", "apiVersion": "v1", "status": if code < 300 { "Success" } else { "Failure" },
+                   "code": code, "reason": reason, "message": reason, "metadata": {}})
+        };
+        let answer = match (step.status, step.method) {
+            (code, _) if code >= 300 => status(
+                code,
+                if code == 409 {
+                    "AlreadyExists"
+                } else {
+                    "Failure"
+                },
+            ),
+            (_, "POST") => {
+                let mut object = body.clone();
+                object["metadata"]["uid"] = json!("uid-new");
+                object["metadata"]["resourceVersion"] = json!("2");
+                object
+            }
+            (_, "PATCH") => {
+                let mut object = objects[path.trim_end_matches("/status")].clone();
+                object["status"] = body["status"].clone();
+                object
+            }
+            _ => status(200, "Success"),
+        };
+        seen.push((uri, body));
+        respond.send_response(
+            Response::builder()
+                .status(step.status)
+                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                .unwrap(),
+        );
+    }
+    seen
+}
+
+/// The objects of `snapshot` by their API path, as the server stores them.
+fn stored(snapshot: &Snapshot) -> BTreeMap<String, Value> {
+    fn each<K: Resource<DynamicType = ()> + serde::Serialize>(
+        out: &mut BTreeMap<String, Value>,
+        map: &BTreeMap<Key, K>,
+    ) {
+        for (key, object) in map {
+            let path = format!(
+                "/apis/neutrino.dev/v1alpha1/namespaces/{}/{}/{}",
+                key.namespace,
+                K::plural(&()),
+                key.name
+            );
+            out.insert(path, serde_json::to_value(object).unwrap());
+        }
+    }
+    let mut out = BTreeMap::new();
+    each(&mut out, &snapshot.networks);
+    each(&mut out, &snapshot.subnets);
+    each(&mut out, &snapshot.ports);
+    out
+}
+
+/// The quickstart as an API server would hand it out: with uids and
+/// resource versions.
+fn quickstart() -> Snapshot {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    let mut snapshot = neutrino::manifest::load(&dir).unwrap().snapshot;
+    fn stamp<K: Resource>(map: &mut std::collections::BTreeMap<Key, K>) {
+        for (key, object) in map.iter_mut() {
+            object.meta_mut().uid = Some(format!("uid-{}", key.name));
+            object.meta_mut().resource_version = Some("1".into());
+        }
+    }
+    stamp(&mut snapshot.networks);
+    stamp(&mut snapshot.subnets);
+    stamp(&mut snapshot.ports);
+    snapshot
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+}
+
+const CLAIMS: &str = "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ipclaims";
+
+#[tokio::test]
+async fn claims_first_and_a_lost_claim_holds_its_holder_back() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let snapshot = quickstart();
+    let config = ClusterConfig::default();
+    let round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+
+    // Someone else took web-2's address first.
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            expect("POST", CLAIMS, 201),
+            expect("POST", CLAIMS, 201),
+            expect("POST", CLAIMS, 409),
+            expect("POST", "/apis/neutrino.dev/v1alpha1/segmentclaims", 201),
+        ],
+        stored(&snapshot),
+    ));
+    let outcome = execute(&client, &snapshot, round).await;
+    let seen = server.await.unwrap();
+    assert_eq!(outcome.claims_created, 3);
+    assert_eq!(outcome.claims_lost, vec!["blue-v4.10.10.0.12".to_string()]);
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    assert_eq!(outcome.statuses_written, 0, "no status before its claims");
+
+    let (uri, claim) = &seen[1];
+    assert!(
+        uri.contains(&format!("fieldManager={FIELD_MANAGER}")),
+        "{uri}"
+    );
+    assert_eq!(claim["metadata"]["name"], "blue-v4.10.10.0.11");
+    assert_eq!(
+        claim["spec"]["holder"],
+        json!({"kind": "Port", "namespace": "tenant-a", "name": "web-1"})
+    );
+    let owner = &claim["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "Port");
+    assert_eq!(owner["uid"], "uid-web-1", "the claim goes with its port");
+    assert_eq!(seen[3].1["spec"]["network"]["name"], "blue");
+}
+
+#[tokio::test]
+async fn statuses_by_server_side_apply_with_the_version_read() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let mut snapshot = quickstart();
+    let config = ClusterConfig::default();
+    // The claims exist (round one went through).
+    let first = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    for claim in first.create_ip_claims {
+        let key = Key::new(
+            claim.metadata.namespace.clone().unwrap(),
+            claim.metadata.name.clone().unwrap(),
+        );
+        snapshot.ip_claims.insert(key, claim);
+    }
+    for claim in first.create_segment_claims {
+        snapshot
+            .segment_claims
+            .insert(claim.metadata.name.clone().unwrap(), claim);
+    }
+    let round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+
+    // web-2 changed since it was read: its write is refused, the rest land.
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            expect(
+                "PATCH",
+                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/networks/blue/status",
+                201,
+            ),
+            expect(
+                "PATCH",
+                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/subnets/blue-v4/status",
+                201,
+            ),
+            expect(
+                "PATCH",
+                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ports/web-1/status",
+                201,
+            ),
+            expect(
+                "PATCH",
+                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ports/web-2/status",
+                409,
+            ),
+        ],
+        stored(&snapshot),
+    ));
+    let outcome = execute(&client, &snapshot, round).await;
+    let seen = server.await.unwrap();
+    assert_eq!((outcome.statuses_written, outcome.statuses_stale), (3, 1));
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+
+    let (uri, patch) = &seen[2];
+    assert!(
+        uri.contains("fieldManager=neutrino-controller") && uri.contains("force=true"),
+        "{uri}"
+    );
+    assert_eq!(patch["apiVersion"], "neutrino.dev/v1alpha1");
+    assert_eq!(patch["kind"], "Port");
+    assert_eq!(
+        patch["metadata"]["resourceVersion"], "1",
+        "the write is conditional on what was read"
+    );
+    assert_eq!(patch["status"]["fixedIPs"][0]["ipAddress"], "10.10.0.11");
+    assert_eq!(patch["status"]["conditions"][0]["type"], "Ready");
+    assert_eq!(patch["status"]["conditions"][0]["status"], "True");
+    assert_eq!(patch["status"]["observedGeneration"], 0);
+    assert!(patch.get("spec").is_none(), "spec is the user's alone");
+}
+
+#[tokio::test]
+async fn a_deleted_port_releases_its_claim_by_uid() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let mut snapshot = quickstart();
+    let config = ClusterConfig::default();
+    let first = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    for mut claim in first.create_ip_claims {
+        let key = Key::new(
+            claim.metadata.namespace.clone().unwrap(),
+            claim.metadata.name.clone().unwrap(),
+        );
+        claim.metadata.uid = Some(format!("uid-{}", key.name));
+        snapshot.ip_claims.insert(key, claim);
+    }
+    for claim in first.create_segment_claims {
+        snapshot
+            .segment_claims
+            .insert(claim.metadata.name.clone().unwrap(), claim);
+    }
+    snapshot.ports.remove(&Key::new("tenant-a", "web-2"));
+    let round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    assert!(round.create_ip_claims.is_empty());
+
+    let mut script = Vec::new();
+    for path in ["networks/blue", "subnets/blue-v4", "ports/web-1"] {
+        script.push(expect(
+            "PATCH",
+            &format!("/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/{path}/status"),
+            200,
+        ));
+    }
+    script.push(expect(
+        "DELETE",
+        &format!("{CLAIMS}/blue-v4.10.10.0.12"),
+        200,
+    ));
+    let server = tokio::spawn(serve(handle, script, stored(&snapshot)));
+    let outcome = execute(&client, &snapshot, round).await;
+    let seen = server.await.unwrap();
+    assert_eq!(outcome.claims_deleted, 1, "{outcome:?}");
+    let delete = &seen.last().unwrap().1;
+    assert_eq!(
+        delete["preconditions"]["uid"], "uid-blue-v4.10.10.0.12",
+        "only the claim that was seen goes"
+    );
+}
