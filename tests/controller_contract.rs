@@ -21,6 +21,8 @@ struct Expect {
     method: &'static str,
     path: String,
     status: u16,
+    /// An answer of its own, instead of the one the method implies.
+    answer: Option<Value>,
 }
 
 fn expect(method: &'static str, path: &str, status: u16) -> Expect {
@@ -28,6 +30,7 @@ fn expect(method: &'static str, path: &str, status: u16) -> Expect {
         method,
         path: path.into(),
         status,
+        answer: None,
     }
 }
 
@@ -58,6 +61,7 @@ async fn serve(
                    "code": code, "reason": reason, "message": reason, "metadata": {}})
         };
         let answer = match (step.status, step.method) {
+            _ if step.answer.is_some() => step.answer.clone().unwrap(),
             (code, _) if code >= 300 => status(
                 code,
                 if code == 409 {
@@ -151,6 +155,16 @@ async fn claims_first_and_a_lost_claim_holds_its_holder_back() {
             expect("POST", CLAIMS, 201),
             expect("POST", CLAIMS, 201),
             expect("POST", CLAIMS, 409),
+            // Whose is it? Another port's: web-2 lost the race.
+            Expect {
+                answer: Some(json!({
+                    "apiVersion": "neutrino.dev/v1alpha1", "kind": "IPClaim",
+                    "metadata": {"name": "blue-v4.10.10.0.12", "namespace": "tenant-a", "uid": "uid-other"},
+                    "spec": {"subnet": "blue-v4", "address": "10.10.0.12",
+                             "holder": {"kind": "Port", "namespace": "tenant-a", "name": "someone-else"}},
+                })),
+                ..expect("GET", &format!("{CLAIMS}/blue-v4.10.10.0.12"), 200)
+            },
             expect("POST", "/apis/neutrino.dev/v1alpha1/segmentclaims", 201),
         ],
         stored(&snapshot),
@@ -175,7 +189,44 @@ async fn claims_first_and_a_lost_claim_holds_its_holder_back() {
     let owner = &claim["metadata"]["ownerReferences"][0];
     assert_eq!(owner["kind"], "Port");
     assert_eq!(owner["uid"], "uid-web-1", "the claim goes with its port");
-    assert_eq!(seen[3].1["spec"]["network"]["name"], "blue");
+    assert_eq!(seen[4].1["spec"]["network"]["name"], "blue");
+}
+
+#[tokio::test]
+async fn a_claim_already_held_by_its_holder_is_no_loss() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let snapshot = quickstart();
+    let config = ClusterConfig::default();
+    let round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    // The first claim was created in an earlier round the caches do not show yet.
+    let mine = json!({
+        "apiVersion": "neutrino.dev/v1alpha1", "kind": "IPClaim",
+        "metadata": {"name": "blue-v4.10.10.0.10", "namespace": "tenant-a", "uid": "uid-mine"},
+        "spec": {"subnet": "blue-v4", "address": "10.10.0.10",
+                 "holder": {"kind": "Subnet", "namespace": "tenant-a", "name": "blue-v4"}},
+    });
+    let server = tokio::spawn(serve(
+        handle,
+        vec![
+            expect("POST", CLAIMS, 409),
+            Expect {
+                answer: Some(mine),
+                ..expect("GET", &format!("{CLAIMS}/blue-v4.10.10.0.10"), 200)
+            },
+            expect("POST", CLAIMS, 201),
+            expect("POST", CLAIMS, 201),
+            expect("POST", "/apis/neutrino.dev/v1alpha1/segmentclaims", 201),
+        ],
+        stored(&snapshot),
+    ));
+    let outcome = execute(&client, &snapshot, round).await;
+    server.await.unwrap();
+    assert!(
+        outcome.claims_lost.is_empty() && outcome.errors.is_empty(),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.claims_created, 3);
 }
 
 #[tokio::test]

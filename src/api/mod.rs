@@ -10,6 +10,7 @@ mod cel;
 mod claim;
 mod floating_ip;
 mod network;
+mod node_agent;
 mod port;
 mod router;
 mod security_group;
@@ -19,6 +20,7 @@ mod subnet;
 pub use claim::{ClaimHolder, IPClaim, IPClaimSpec, SegmentClaim, SegmentClaimSpec};
 pub use floating_ip::{FloatingIP, FloatingIPSpec, FloatingIPStatus};
 pub use network::{Network, NetworkSpec, NetworkStatus, NetworkType};
+pub use node_agent::{NodeAgent, NodeAgentSpec, NodeAgentStatus};
 pub use port::{AddressPair, FixedIP, Port, PortSpec, PortStatus};
 pub use router::{
     ExternalGateway, Router, RouterGatewayStatus, RouterInterface, RouterSpec, RouterStatus,
@@ -50,6 +52,7 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("securitygroup.yaml", SecurityGroup::crd()),
         ("ipclaim.yaml", IPClaim::crd()),
         ("segmentclaim.yaml", SegmentClaim::crd()),
+        ("nodeagent.yaml", NodeAgent::crd()),
     ];
     crds.into_iter()
         .map(|(file, crd)| (file, tidy(crd)))

@@ -1,5 +1,6 @@
 //! Command-line parsing and the subcommands. Errors gain their context here.
 
+mod controller;
 mod crds;
 mod lab;
 mod plan;
@@ -18,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Validate, allocate and write status for a cluster (leader-elected).
+    Controller(controller::Args),
     /// Print the CustomResourceDefinitions, or write one file per kind.
     Crds(crds::Args),
     /// Show what each node's kernel would get from a set of manifests.
@@ -47,6 +50,7 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Controller(args) => controller::run_command(args),
         Command::Crds(args) => crds::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Lab(args) => lab::run(args),

@@ -3,6 +3,8 @@
 //! the defaults; the lab uses the same defaults.
 
 use serde::{Deserialize, Serialize};
+
+use crate::api::NodeAgent;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -154,6 +156,41 @@ impl ClusterConfig {
             .unwrap_or(self.underlay_mtu)
     }
 
+    /// The configuration with its nodes taken from the agents' records;
+    /// a record whose tunnel IP does not parse is left out and named.
+    pub fn with_agents(&self, agents: &[NodeAgent]) -> (Self, Vec<String>) {
+        let mut skipped = Vec::new();
+        let mut nodes: Vec<NodeConfig> = agents
+            .iter()
+            .filter_map(|agent| {
+                let name = agent.metadata.name.clone()?;
+                match agent.spec.tunnel_ip.parse() {
+                    Ok(tunnel_ip) => Some(NodeConfig {
+                        name,
+                        tunnel_ip,
+                        physical_interfaces: agent.spec.physical_interfaces.clone(),
+                        gateway: agent.spec.gateway,
+                    }),
+                    Err(_) => {
+                        skipped.push(format!(
+                            "NodeAgent {name}: spec.tunnelIP {:?} is not an IP address",
+                            agent.spec.tunnel_ip
+                        ));
+                        None
+                    }
+                }
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        (
+            Self {
+                nodes,
+                ..self.clone()
+            },
+            skipped,
+        )
+    }
+
     /// Checks the configuration itself; every message names the setting.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
@@ -221,6 +258,40 @@ mod tests {
         assert_eq!(config.nodes[1].tunnel_ip.to_string(), "198.18.0.2");
         assert_eq!(config.nodes[1].physical_interfaces["physnet1"], "eth2");
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn nodes_come_from_the_agents_records() {
+        let agent = |name: &str, ip: &str| {
+            let mut a = NodeAgent::new(
+                name,
+                crate::api::NodeAgentSpec {
+                    tunnel_ip: ip.into(),
+                    physical_interfaces: BTreeMap::from([("physnet1".into(), "eth1".into())]),
+                    gateway: name == "b",
+                },
+            );
+            a.metadata.name = Some(name.into());
+            a
+        };
+        let (config, skipped) = ClusterConfig::default().with_agents(&[
+            agent("b", "192.0.2.2"),
+            agent("a", "192.0.2.1"),
+            agent("c", "nope"),
+        ]);
+        let names: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(config.nodes[1].gateway && !config.nodes[0].gateway);
+        assert_eq!(
+            config.vni_ranges,
+            ClusterConfig::default().vni_ranges,
+            "the rest stays"
+        );
+        assert_eq!(skipped.len(), 1);
+        assert!(
+            skipped[0].contains("NodeAgent c: spec.tunnelIP"),
+            "{skipped:?}"
+        );
     }
 
     #[test]

@@ -104,35 +104,60 @@ async fn write_statuses<K>(
     }
 }
 
-/// Creates one claim; on a conflict the holder is lost for this round.
+/// A claim's holder, whatever the claim's kind.
+pub trait Claim {
+    fn holder(&self) -> &ClaimHolder;
+}
+
+impl Claim for IPClaim {
+    fn holder(&self) -> &ClaimHolder {
+        &self.spec.holder
+    }
+}
+
+impl Claim for SegmentClaim {
+    fn holder(&self) -> &ClaimHolder {
+        &self.spec.network
+    }
+}
+
+/// Creates one claim. A conflict is a claim of that name already there: the
+/// holder's own (created in an earlier round the caches have not shown yet)
+/// is fine; anyone else's means the holder lost it and waits a round.
 async fn create_claim<K>(
     api: &Api<K>,
     claim: &K,
-    holder: &ClaimHolder,
     outcome: &mut Outcome,
     lost: &mut BTreeSet<String>,
 ) where
-    K: Resource + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource + Claim + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
+    let holder = claim.holder();
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
     };
-    match api.create(&params, claim).await {
-        Ok(_) => outcome.claims_created += 1,
-        Err(e) if code(&e) == Some(409) => {
-            outcome.claims_lost.push(claim.name_any());
-            lost.insert(holder_id(holder));
+    let failed = match api.create(&params, claim).await {
+        Ok(_) => {
+            outcome.claims_created += 1;
+            return;
         }
-        Err(e) => {
-            outcome.errors.push(format!(
-                "claiming {} for {}: {e}",
-                claim.name_any(),
-                holder_id(holder)
-            ));
-            lost.insert(holder_id(holder));
-        }
+        Err(e) if code(&e) == Some(409) => match api.get(&claim.name_any()).await {
+            Ok(existing) if existing.holder() == holder => return,
+            Ok(_) => None,
+            Err(e) => Some(e),
+        },
+        Err(e) => Some(e),
+    };
+    match failed {
+        None => outcome.claims_lost.push(claim.name_any()),
+        Some(e) => outcome.errors.push(format!(
+            "claiming {} for {}: {e}",
+            claim.name_any(),
+            holder_id(holder)
+        )),
     }
+    lost.insert(holder_id(holder));
 }
 
 /// Deletes one claim, only if it is still the one seen (by uid).
@@ -165,19 +190,12 @@ pub async fn execute(client: &Client, snapshot: &Snapshot, actions: Actions) -> 
         claim.metadata.owner_references = owner(snapshot, &holder).map(|o| vec![o]);
         let api: Api<IPClaim> =
             Api::namespaced(client.clone(), &claim.namespace().unwrap_or_default());
-        create_claim(&api, &claim, &holder, &mut outcome, &mut lost).await;
+        create_claim(&api, &claim, &mut outcome, &mut lost).await;
     }
     for mut claim in actions.create_segment_claims {
         let holder = claim.spec.network.clone();
         claim.metadata.owner_references = owner(snapshot, &holder).map(|o| vec![o]);
-        create_claim(
-            &Api::all(client.clone()),
-            &claim,
-            &holder,
-            &mut outcome,
-            &mut lost,
-        )
-        .await;
+        create_claim(&Api::all(client.clone()), &claim, &mut outcome, &mut lost).await;
     }
 
     let statuses = actions.statuses;

@@ -1,0 +1,69 @@
+//! NodeAgent: one node's agent as it reports itself, like Neutron's agent
+//! list. The agent writes it; the controller reads the nodes from it.
+
+// The printer columns below repeat `type_ = "string"`; clippy takes them for
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A node's agent: where its tunnel ends, which physical networks it reaches
+/// and whether routers may run on it. Named after the node; cluster-scoped.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "neutrino.dev",
+    version = "v1alpha1",
+    kind = "NodeAgent",
+    status = "NodeAgentStatus",
+    shortname = "nagent",
+    category = "neutrino",
+    doc = "A node's neutrino agent, as it reports itself: tunnel endpoint, physical networks, version, heartbeat and the result of its last apply.",
+    printcolumn(name = "Tunnel IP", type_ = "string", json_path = ".spec.tunnelIP"),
+    printcolumn(name = "Gateway", type_ = "boolean", json_path = ".spec.gateway"),
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
+    printcolumn(name = "Heartbeat", type_ = "date", json_path = ".status.heartbeat"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeAgentSpec {
+    /// The node's VXLAN tunnel endpoint.
+    #[serde(rename = "tunnelIP")]
+    #[x_kube(validation = Rule::new("isIP(self)").message("tunnelIP must be an IP address"))]
+    pub tunnel_ip: String,
+    /// Physical network name → the node's interface on it.
+    #[serde(default)]
+    pub physical_interfaces: BTreeMap<String, String>,
+    /// Whether routers may be scheduled onto this node.
+    #[serde(default)]
+    pub gateway: bool,
+}
+
+/// What the agent last did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeAgentStatus {
+    /// The agent's version.
+    #[serde(default)]
+    pub version: String,
+    /// When the agent last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<Time>,
+    /// Kernel writes of the last apply.
+    #[serde(default)]
+    pub last_apply_writes: i64,
+    /// What the last apply could not do, each naming the object and the operation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_apply_errors: Vec<String>,
+    /// Ready when the last apply realised the whole plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,136 @@
+//! Watch caches of every kind the controller reasons about; any change
+//! wakes the controller's loop.
+
+use futures::StreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+use crate::api::{
+    FloatingIP, IPClaim, Network, NodeAgent, Port, Router, SecurityGroup, SegmentClaim, Subnet,
+};
+use crate::core::{Key, Snapshot};
+
+/// One store per kind.
+pub struct Stores {
+    networks: Store<Network>,
+    subnets: Store<Subnet>,
+    ports: Store<Port>,
+    routers: Store<Router>,
+    floating_ips: Store<FloatingIP>,
+    security_groups: Store<SecurityGroup>,
+    ip_claims: Store<IPClaim>,
+    segment_claims: Store<SegmentClaim>,
+    agents: Store<NodeAgent>,
+}
+
+/// Starts a reflector for `K` that notifies `changed` on every event. A
+/// failing watch is retried with backoff and logged, never fatal.
+fn watch<K>(client: &Client, changed: &Arc<Notify>) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let api: Api<K> = Api::all(client.clone());
+    let changed = changed.clone();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
+    tokio::spawn(async move {
+        stream
+            .for_each(|event| {
+                match event {
+                    Ok(_) => changed.notify_one(),
+                    Err(e) => {
+                        tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying")
+                    }
+                }
+                futures::future::ready(())
+            })
+            .await;
+    });
+    reader
+}
+
+fn by_key<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> BTreeMap<Key, K> {
+    store
+        .state()
+        .into_iter()
+        .map(|o| {
+            (
+                Key::new(o.namespace().unwrap_or_default(), o.name_any()),
+                (*o).clone(),
+            )
+        })
+        .collect()
+}
+
+impl Stores {
+    /// Starts watching everything; `changed` is notified on every event.
+    pub fn start(client: &Client, changed: &Arc<Notify>) -> Self {
+        Self {
+            networks: watch(client, changed),
+            subnets: watch(client, changed),
+            ports: watch(client, changed),
+            routers: watch(client, changed),
+            floating_ips: watch(client, changed),
+            security_groups: watch(client, changed),
+            ip_claims: watch(client, changed),
+            segment_claims: watch(client, changed),
+            agents: watch(client, changed),
+        }
+    }
+
+    /// Waits until every store has had its first full list.
+    pub async fn ready(&self) {
+        let _ = futures::join!(
+            self.networks.wait_until_ready(),
+            self.subnets.wait_until_ready(),
+            self.ports.wait_until_ready(),
+            self.routers.wait_until_ready(),
+            self.floating_ips.wait_until_ready(),
+            self.security_groups.wait_until_ready(),
+            self.ip_claims.wait_until_ready(),
+            self.segment_claims.wait_until_ready(),
+            self.agents.wait_until_ready(),
+        );
+    }
+
+    /// Everything as one snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            networks: by_key(&self.networks),
+            subnets: by_key(&self.subnets),
+            ports: by_key(&self.ports),
+            routers: by_key(&self.routers),
+            floating_ips: by_key(&self.floating_ips),
+            security_groups: by_key(&self.security_groups),
+            ip_claims: by_key(&self.ip_claims),
+            segment_claims: self
+                .segment_claims
+                .state()
+                .into_iter()
+                .map(|c| (c.name_any(), (*c).clone()))
+                .collect(),
+        }
+    }
+
+    /// The agents' records.
+    pub fn agents(&self) -> Vec<NodeAgent> {
+        self.agents
+            .state()
+            .into_iter()
+            .map(|a| (*a).clone())
+            .collect()
+    }
+}
