@@ -1,5 +1,6 @@
 //! Command-line parsing and the subcommands. Errors gain their context here.
 
+mod agent;
 mod controller;
 mod crds;
 mod lab;
@@ -19,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Realise this node's share of the cluster in its kernel.
+    Agent(agent::Args),
     /// Validate, allocate and write status for a cluster (leader-elected).
     Controller(controller::Args),
     /// Print the CustomResourceDefinitions, or write one file per kind.
@@ -50,6 +53,7 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Agent(args) => agent::run_command(args),
         Command::Controller(args) => controller::run_command(args),
         Command::Crds(args) => crds::run(args),
         Command::Plan(args) => plan::run(args),

@@ -216,3 +216,73 @@ pub fn apply(snapshot: &mut Snapshot, resolution: &Resolution, now: &Time) {
         },
     );
 }
+
+/// Whether an object's status says Ready for the spec it has now.
+fn ready_now<R: Resource>(object: &R, conditions: Option<&[Condition]>) -> bool {
+    let generation = generation(object);
+    conditions.into_iter().flatten().any(|c| {
+        c.type_ == "Ready" && c.status == "True" && c.observed_generation.unwrap_or(0) == generation
+    })
+}
+
+/// Only the objects the controller has found Ready for their current spec,
+/// with their recorded allocations: what an agent may realise. Security
+/// groups are kept whole (an implicit default group has no object).
+pub fn ready_only(snapshot: &Snapshot) -> Snapshot {
+    fn keep<R: Resource + Clone>(
+        map: &BTreeMap<Key, R>,
+        conditions: impl Fn(&R) -> Option<&[Condition]>,
+    ) -> BTreeMap<Key, R> {
+        map.iter()
+            .filter(|(_, o)| ready_now(*o, conditions(o)))
+            .map(|(k, o)| (k.clone(), o.clone()))
+            .collect()
+    }
+    Snapshot {
+        networks: keep(&snapshot.networks, |o| {
+            o.status.as_ref().map(|s| s.conditions.as_slice())
+        }),
+        subnets: keep(&snapshot.subnets, |o| {
+            o.status.as_ref().map(|s| s.conditions.as_slice())
+        }),
+        ports: keep(&snapshot.ports, |o| {
+            o.status.as_ref().map(|s| s.conditions.as_slice())
+        }),
+        routers: keep(&snapshot.routers, |o| {
+            o.status.as_ref().map(|s| s.conditions.as_slice())
+        }),
+        floating_ips: keep(&snapshot.floating_ips, |o| {
+            o.status.as_ref().map(|s| s.conditions.as_slice())
+        }),
+        security_groups: snapshot.security_groups.clone(),
+        ip_claims: snapshot.ip_claims.clone(),
+        segment_claims: snapshot.segment_claims.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{ClusterConfig, resolve};
+
+    #[test]
+    fn only_what_is_ready_for_its_current_spec_is_realised() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+        let mut snapshot = crate::manifest::load(&dir).unwrap().snapshot;
+        assert!(
+            ready_only(&snapshot).ports.is_empty(),
+            "nothing before the controller has spoken"
+        );
+        let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let resolution = resolve(&snapshot, &ClusterConfig::default());
+        apply(&mut snapshot, &resolution, &now);
+        assert_eq!(ready_only(&snapshot).ports.len(), 2);
+        // A changed spec the controller has not looked at yet waits.
+        let web1 = snapshot
+            .ports
+            .get_mut(&Key::new("tenant-a", "web-1"))
+            .unwrap();
+        web1.metadata.generation = Some(2);
+        assert_eq!(ready_only(&snapshot).ports.len(), 1);
+    }
+}

@@ -152,6 +152,57 @@ impl Netlink {
     }
 }
 
+impl Netlink {
+    /// The address this namespace reaches others from: the first global
+    /// address of the default route's interface, else its only global
+    /// address. `None` when that does not single one out.
+    pub async fn primary_address(&self) -> Result<Option<IpAddr>, NetlinkError> {
+        let mut query = RouteMessageBuilder::<IpAddr>::new().build();
+        query.header.address_family = AddressFamily::Inet;
+        let routes: Vec<RouteMessage> = self
+            .handle()
+            .route()
+            .get(query)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(failed("listing routes".into()))?;
+        let default_interface = routes
+            .iter()
+            .filter(|r| r.header.destination_prefix_length == 0)
+            .find_map(|r| {
+                r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Oif(index) => Some(*index),
+                    _ => None,
+                })
+            });
+        let addresses: Vec<_> = self
+            .handle()
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(failed("listing addresses".into()))?;
+        let global: Vec<(u32, IpAddr)> = addresses
+            .iter()
+            .filter(|m| m.header.scope == AddressScope::Universe)
+            .filter_map(|m| {
+                let ip = m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })?;
+                Some((m.header.index, ip))
+            })
+            .collect();
+        Ok(match default_interface {
+            Some(index) => global.iter().find(|(i, _)| *i == index).map(|(_, ip)| *ip),
+            None if global.len() == 1 => Some(global[0].1),
+            None => None,
+        })
+    }
+}
+
 fn route_address(address: &RouteAddress) -> Option<IpAddr> {
     match address {
         RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),

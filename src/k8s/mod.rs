@@ -1,6 +1,7 @@
 //! The Kubernetes adapter: the controller and the agent against a real API
 //! server, carrying out what the pure core decides.
 
+pub mod agent;
 pub mod controller;
 pub mod execute;
 pub mod metrics;

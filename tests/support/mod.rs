@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_api;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use neutrino::dataplane::netns;

@@ -1,0 +1,113 @@
+//! `neutrino agent`: one node's dataplane, driven from the API server.
+
+use anyhow::{Context, bail};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use neutrino::core::ClusterConfig;
+use neutrino::dataplane::netlink::Netlink;
+use neutrino::k8s::agent::{Options, run};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// This node's name.
+    #[arg(long, env = "NODE_NAME")]
+    node: String,
+    /// The VXLAN tunnel endpoint; the default route's address when omitted.
+    #[arg(long, env = "NEUTRINO_TUNNEL_IP")]
+    tunnel_ip: Option<IpAddr>,
+    /// A physical network and this node's interface on it: PHYSNET=INTERFACE. Repeatable.
+    #[arg(long = "physical-interface", value_name = "PHYSNET=INTERFACE")]
+    physical_interfaces: Vec<String>,
+    /// Routers may be scheduled onto this node.
+    #[arg(long)]
+    gateway: bool,
+    /// Program this network namespace instead of the agent's own.
+    #[arg(long)]
+    netns: Option<String>,
+    /// Where DHCP servers and the firewall keep their files.
+    #[arg(long, default_value = "/var/lib/neutrino/agent")]
+    state: PathBuf,
+    /// A cluster file: vniRanges, physicalNetworks, underlayMTU.
+    #[arg(long, value_name = "FILE", env = "NEUTRINO_CLUSTER")]
+    cluster: Option<PathBuf>,
+    /// Seconds between applies (and heartbeats) when nothing changes.
+    #[arg(long, default_value_t = 30)]
+    resync_seconds: u64,
+}
+
+fn mappings(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((physnet, interface)) if !physnet.is_empty() && !interface.is_empty() => {
+                Ok((physnet.to_string(), interface.to_string()))
+            }
+            _ => bail!(
+                "--physical-interface {pair:?}: write it as PHYSNET=INTERFACE, e.g. physnet1=eth1"
+            ),
+        })
+        .collect()
+}
+
+pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
+    let physical_interfaces = mappings(&args.physical_interfaces)?;
+    let mut cluster = match &args.cluster {
+        None => ClusterConfig::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_saphyr::from_str(&text)
+                .with_context(|| format!("{}: not a cluster file", path.display()))?
+        }
+    };
+    cluster.nodes.clear();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let tunnel_ip = match args.tunnel_ip {
+            Some(ip) => ip,
+            None => Netlink::connect(args.netns.as_deref())
+                .await?
+                .primary_address()
+                .await?
+                .context("cannot tell this node's tunnel IP: pass --tunnel-ip")?,
+        };
+        let client = kube::Client::try_default()
+            .await
+            .context("finding the API server (in-cluster config, KUBECONFIG or ~/.kube/config)")?;
+        run(
+            client,
+            Options {
+                node: args.node,
+                tunnel_ip,
+                physical_interfaces,
+                gateway: args.gateway,
+                netns: args.netns,
+                state_dir: args.state,
+                cluster,
+                resync: Duration::from_secs(args.resync_seconds),
+            },
+        )
+        .await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn physical_interfaces_are_physnet_equals_interface() {
+        let parsed = mappings(&["physnet1=eth1".into(), "extnet=eth2".into()]).unwrap();
+        assert_eq!(parsed["physnet1"], "eth1");
+        let error = mappings(&["physnet1".into()]).unwrap_err().to_string();
+        assert!(error.contains("PHYSNET=INTERFACE"), "{error}");
+    }
+}

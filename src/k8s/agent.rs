@@ -1,0 +1,168 @@
+//! `neutrino agent` on a cluster: publishes the node's NodeAgent record,
+//! watches what the node needs, and drives the same dataplane agent as the
+//! lab — but only with objects the controller found Ready, and only once
+//! its caches are filled, so that a restart or an unreachable API server
+//! never takes down what is running: the kernel stays as it is.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+use super::stores::Stores;
+use crate::api::{NodeAgent, NodeAgentSpec, NodeAgentStatus};
+use crate::core::plan::plan_node;
+use crate::core::status::ready_only;
+use crate::core::{ClusterConfig, NodeConfig, resolve};
+use crate::dataplane::agent::{Agent, AgentConfig, ApplyReport};
+use crate::dataplane::netlink::NetlinkError;
+
+/// The field manager of what agents write.
+pub const FIELD_MANAGER: &str = "neutrino-agent";
+
+/// How an agent runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub node: String,
+    pub tunnel_ip: IpAddr,
+    pub physical_interfaces: BTreeMap<String, String>,
+    pub gateway: bool,
+    /// Program this namespace instead of the agent's own.
+    pub netns: Option<String>,
+    /// Where DHCP servers and the firewall keep their files.
+    pub state_dir: PathBuf,
+    /// Ranges and physical networks; nodes come from the NodeAgent records.
+    pub cluster: ClusterConfig,
+    /// An apply and a heartbeat at least this often.
+    pub resync: Duration,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("publishing NodeAgent {node}: {cause}")]
+    Publish { node: String, cause: kube::Error },
+    #[error(transparent)]
+    Dataplane(#[from] NetlinkError),
+    #[error("waiting for SIGTERM: {0}")]
+    Signal(std::io::Error),
+}
+
+/// The NodeAgent status an apply report makes.
+pub fn report_status(report: &ApplyReport, now: &Time) -> NodeAgentStatus {
+    let ready = report.errors.is_empty();
+    NodeAgentStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        heartbeat: Some(now.clone()),
+        last_apply_writes: report.writes as i64,
+        last_apply_errors: report
+            .errors
+            .iter()
+            .chain(&report.conflicts)
+            .cloned()
+            .collect(),
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: if ready { "True" } else { "False" }.into(),
+            reason: if ready { "Realised" } else { "ApplyFailed" }.into(),
+            message: if ready {
+                format!(
+                    "the node's plan is realised ({} kernel writes in the last apply)",
+                    report.writes
+                )
+            } else {
+                report.errors.join("; ")
+            },
+            observed_generation: Some(0),
+            last_transition_time: now.clone(),
+        }],
+    }
+}
+
+/// Runs the agent until SIGTERM.
+pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
+    let api: Api<NodeAgent> = Api::all(client.clone());
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    let spec = NodeAgentSpec {
+        tunnel_ip: options.tunnel_ip.to_string(),
+        physical_interfaces: options.physical_interfaces.clone(),
+        gateway: options.gateway,
+    };
+    let body = json!({
+        "apiVersion": NodeAgent::api_version(&()),
+        "kind": NodeAgent::kind(&()),
+        "metadata": {"name": options.node},
+        "spec": spec,
+    });
+    api.patch(&options.node, &apply, &Patch::Apply(&body))
+        .await
+        .map_err(|cause| AgentError::Publish {
+            node: options.node.clone(),
+            cause,
+        })?;
+
+    let changed = Arc::new(Notify::new());
+    let stores = Stores::start(&client, &changed);
+    stores.ready().await;
+    tracing::info!(node = %options.node, "caches filled");
+
+    let prefix = options
+        .netns
+        .as_ref()
+        .map_or(String::new(), |ns| format!("{ns}-"));
+    let dataplane = Agent::new(AgentConfig {
+        netns: options.netns.clone(),
+        namespace_prefix: prefix,
+        state_dir: options.state_dir.clone(),
+    })
+    .await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(AgentError::Signal)?;
+    let me = NodeConfig {
+        name: options.node.clone(),
+        tunnel_ip: options.tunnel_ip,
+        physical_interfaces: options.physical_interfaces.clone(),
+        gateway: options.gateway,
+    };
+    loop {
+        let (mut config, _) = options.cluster.with_agents(&stores.agents());
+        // Our own record may not have reached the cache yet.
+        if config.node(&options.node).is_none() {
+            config.nodes.push(me.clone());
+        }
+        let snapshot = ready_only(&stores.snapshot());
+        let resolution = resolve(&snapshot, &config);
+        let node = config.node(&options.node).expect("added above");
+        let report = dataplane
+            .apply(&plan_node(&resolution, &config, node))
+            .await;
+        if report.writes > 0 || !report.errors.is_empty() {
+            tracing::info!(writes = report.writes, errors = ?report.errors, "applied");
+        }
+        let status = report_status(&report, &Time(k8s_openapi::jiff::Timestamp::now()));
+        let body = json!({
+            "apiVersion": NodeAgent::api_version(&()),
+            "kind": NodeAgent::kind(&()),
+            "metadata": {"name": options.node},
+            "status": status,
+        });
+        if let Err(e) = api
+            .patch_status(&options.node, &apply, &Patch::Apply(&body))
+            .await
+        {
+            // The dataplane does not depend on the API: keep going.
+            tracing::warn!(error = %e, "could not report to the API server");
+        }
+        tokio::select! {
+            _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ = tokio::time::sleep(options.resync) => {}
+            _ = terminate.recv() => return Ok(()),
+        }
+    }
+}
