@@ -1,0 +1,15 @@
+# The one image of neutrino: the controller and the agent.
+# docker build -t neutrino:0.1.0 .
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin neutrino
+
+FROM debian:bookworm-slim
+# The agent drives dnsmasq, iptables, ipset and (for the lab) iproute2.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      ca-certificates dnsmasq-base iptables ipset iproute2 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/neutrino /usr/local/bin/neutrino
+ENTRYPOINT ["/usr/local/bin/neutrino"]

@@ -1,0 +1,18 @@
+{{/* The name every object of this release starts with. */}}
+{{- define "neutrino.fullname" -}}
+{{- printf "%s-neutrino" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "neutrino.labels" -}}
+app.kubernetes.io/name: neutrino
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* The image of both components. */}}
+{{- define "neutrino.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
