@@ -150,11 +150,28 @@ fn claims_first_then_statuses_then_nothing() {
         first.create_segment_claims[0].metadata.name.as_deref(),
         Some("vxlan.1001")
     );
-    assert!(
-        first.statuses.ports.is_empty()
-            && first.statuses.subnets.is_empty()
-            && first.statuses.networks.is_empty()
-    );
+    // Meanwhile their status says they are being allocated (so kstatus
+    // does not take an empty status for health), and shows nothing claimed.
+    assert_eq!(first.statuses.ports.len(), 2);
+    for port in first.statuses.ports.values() {
+        let status = port.status.as_ref().unwrap();
+        assert!(status.fixed_ips.is_empty() && status.mac_address.is_none());
+        let kinds: Vec<(&str, &str)> = status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
+        assert_eq!(kinds, [("Ready", "Unknown"), ("Reconciling", "True")]);
+    }
+    for (key, port) in first.statuses.ports {
+        snapshot.ports.insert(key, port);
+    }
+    for (key, subnet) in first.statuses.subnets {
+        snapshot.subnets.insert(key, subnet);
+    }
+    for (key, network) in first.statuses.networks {
+        snapshot.networks.insert(key, network);
+    }
 
     for claim in first.create_ip_claims {
         add(&mut snapshot, claim);

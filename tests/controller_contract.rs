@@ -166,6 +166,23 @@ async fn claims_first_and_a_lost_claim_holds_its_holder_back() {
                 ..expect("GET", &format!("{CLAIMS}/blue-v4.10.10.0.12"), 200)
             },
             expect("POST", "/apis/neutrino.dev/v1alpha1/segmentclaims", 201),
+            // Meanwhile the statuses say "allocating", and show nothing;
+            // web-2, which lost, is left for the next round.
+            expect(
+                "PATCH",
+                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/networks/blue/status",
+                200,
+            ),
+            expect(
+                "PATCH",
+                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/subnets/blue-v4/status",
+                200,
+            ),
+            expect(
+                "PATCH",
+                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ports/web-1/status",
+                200,
+            ),
         ],
         stored(&snapshot),
     ));
@@ -174,7 +191,14 @@ async fn claims_first_and_a_lost_claim_holds_its_holder_back() {
     assert_eq!(outcome.claims_created, 3);
     assert_eq!(outcome.claims_lost, vec!["blue-v4.10.10.0.12".to_string()]);
     assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
-    assert_eq!(outcome.statuses_written, 0, "no status before its claims");
+    assert_eq!(outcome.statuses_written, 3);
+    let initial = &seen[7].1["status"];
+    assert!(
+        initial.get("fixedIPs").is_none(),
+        "no status shows an address before its claim: {initial}"
+    );
+    assert_eq!(initial["conditions"][0]["status"], "Unknown");
+    assert_eq!(initial["conditions"][1]["type"], "Reconciling");
 
     let (uri, claim) = &seen[1];
     assert!(
@@ -217,6 +241,26 @@ async fn a_claim_already_held_by_its_holder_is_no_loss() {
             expect("POST", CLAIMS, 201),
             expect("POST", CLAIMS, 201),
             expect("POST", "/apis/neutrino.dev/v1alpha1/segmentclaims", 201),
+            expect(
+                "PATCH",
+                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/networks/blue/status",
+                200,
+            ),
+            expect(
+                "PATCH",
+                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/subnets/blue-v4/status",
+                200,
+            ),
+            expect(
+                "PATCH",
+                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ports/web-1/status",
+                200,
+            ),
+            expect(
+                "PATCH",
+                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ports/web-2/status",
+                200,
+            ),
         ],
         stored(&snapshot),
     ));

@@ -85,6 +85,47 @@ fn tidy(crd: CustomResourceDefinition) -> CustomResourceDefinition {
     serde_json::from_value(value).expect("a tidied CRD deserializes")
 }
 
+/// The status types of the six kinds, which all carry conditions and the
+/// generation they describe.
+pub trait ObjectStatus: Default {
+    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition];
+    /// A status with only these conditions: nothing allocated shown yet.
+    fn only_conditions(
+        generation: i64,
+        conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    ) -> Self;
+}
+
+macro_rules! object_status {
+    ($($status:ty),*) => {$(
+        impl ObjectStatus for $status {
+            fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+                &self.conditions
+            }
+
+            fn only_conditions(
+                generation: i64,
+                conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+            ) -> Self {
+                Self {
+                    observed_generation: generation,
+                    conditions,
+                    ..Self::default()
+                }
+            }
+        }
+    )*};
+}
+
+object_status!(
+    NetworkStatus,
+    SubnetStatus,
+    PortStatus,
+    RouterStatus,
+    FloatingIPStatus,
+    SecurityGroupStatus
+);
+
 /// A CRD as the YAML document kept in `crds/`.
 pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
     serde_saphyr::to_string(crd).expect("a CRD serializes to YAML")

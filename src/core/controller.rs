@@ -9,6 +9,7 @@
 //! only once every claim it needs is held by that very object.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::Resource;
 use kube::core::object::HasStatus;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -17,7 +18,7 @@ use super::allocate::{Holder, claim_name};
 use super::resolve::{Resolution, Segment, claim_holder, held_by};
 use super::{Key, Kind, ObjectId, Snapshot, status};
 use crate::api::ClaimHolder;
-use crate::api::{IPClaim, IPClaimSpec, SegmentClaim, SegmentClaimSpec};
+use crate::api::{IPClaim, IPClaimSpec, ObjectStatus, SegmentClaim, SegmentClaimSpec};
 
 /// One address claim the allocations need.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -194,21 +195,33 @@ fn object_of(holder: &Holder) -> ObjectId {
     }
 }
 
-/// Keeps in `to` the objects whose status differs from `from`'s and that
-/// wait for no claim.
-fn changed<T: HasStatus + Clone>(
+/// Keeps in `to` the objects whose status differs from `from`'s. An object
+/// waiting for a claim shows no allocation yet: it keeps its status, or,
+/// having none, gets one that says it is being allocated.
+fn changed<T>(
     from: &BTreeMap<Key, T>,
     to: &mut BTreeMap<Key, T>,
     kind: Kind,
     waiting: &BTreeSet<ObjectId>,
+    now: &Time,
 ) where
-    T::Status: PartialEq,
+    T: HasStatus + Resource + Clone,
+    T::Status: PartialEq + ObjectStatus,
 {
     to.retain(|key, object| {
-        !waiting.contains(&ObjectId::new(kind, key.clone()))
-            && from
-                .get(key)
-                .is_none_or(|old| old.status() != object.status())
+        let old = from.get(key).and_then(|o| o.status());
+        if waiting.contains(&ObjectId::new(kind, key.clone())) {
+            if old.is_some_and(|s| !s.conditions().is_empty()) {
+                return false;
+            }
+            let generation = object.meta().generation.unwrap_or(0);
+            *object.status_mut() = Some(T::Status::only_conditions(
+                generation,
+                status::allocating(generation, now),
+            ));
+            return true;
+        }
+        old != object.status()
     });
 }
 
@@ -297,21 +310,36 @@ pub fn actions(snapshot: &Snapshot, resolution: &Resolution, now: &Time) -> Acti
         &mut next.networks,
         Kind::Network,
         &waiting,
+        now,
     );
-    changed(&snapshot.subnets, &mut next.subnets, Kind::Subnet, &waiting);
-    changed(&snapshot.ports, &mut next.ports, Kind::Port, &waiting);
-    changed(&snapshot.routers, &mut next.routers, Kind::Router, &waiting);
+    changed(
+        &snapshot.subnets,
+        &mut next.subnets,
+        Kind::Subnet,
+        &waiting,
+        now,
+    );
+    changed(&snapshot.ports, &mut next.ports, Kind::Port, &waiting, now);
+    changed(
+        &snapshot.routers,
+        &mut next.routers,
+        Kind::Router,
+        &waiting,
+        now,
+    );
     changed(
         &snapshot.floating_ips,
         &mut next.floating_ips,
         Kind::FloatingIP,
         &waiting,
+        now,
     );
     changed(
         &snapshot.security_groups,
         &mut next.security_groups,
         Kind::SecurityGroup,
         &waiting,
+        now,
     );
     actions.statuses = next;
     actions

@@ -6,7 +6,7 @@ use kube::Resource;
 use std::collections::BTreeMap;
 
 use super::resolve::{Resolution, Verdict};
-use super::{Key, Problem, Snapshot};
+use super::{Key, Problem, Reason, Snapshot};
 use crate::api::{
     AllocatedIP, FloatingIPStatus, NetworkStatus, PortStatus, RouterGatewayStatus, RouterStatus,
     SecurityGroupStatus, SubnetStatus,
@@ -42,18 +42,89 @@ pub fn ready_condition<T>(
                 .join("; "),
         ),
     };
+    condition("Ready", status, reason, message, generation, now, previous)
+}
+
+fn condition(
+    kind: &str,
+    status: &str,
+    reason: String,
+    message: String,
+    generation: i64,
+    now: &Time,
+    previous: &[Condition],
+) -> Condition {
     let last_transition_time = previous
         .iter()
-        .find(|c| c.type_ == "Ready" && c.status == status)
+        .find(|c| c.type_ == kind && c.status == status)
         .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
     Condition {
-        type_: "Ready".into(),
+        type_: kind.into(),
         status: status.into(),
         reason,
         message,
         observed_generation: Some(generation),
         last_transition_time,
     }
+}
+
+/// The conditions of a verdict, as kstatus (Argo CD, Flux) reads them:
+/// `Ready`, and beside a `Ready=False` either `Reconciling` (waiting for
+/// another object) or `Stalled` (it needs the user to change something).
+pub fn verdict_conditions<T>(
+    verdict: &Verdict<T>,
+    generation: i64,
+    now: &Time,
+    previous: &[Condition],
+) -> Vec<Condition> {
+    let ready = ready_condition(verdict, generation, now, previous);
+    let mut all = vec![ready.clone()];
+    if let Err(problems) = verdict {
+        let waiting = problems
+            .iter()
+            .all(|p| p.reason == Reason::DependencyNotReady);
+        let kind = if waiting { "Reconciling" } else { "Stalled" };
+        all.push(condition(
+            kind,
+            "True",
+            ready.reason,
+            ready.message,
+            generation,
+            now,
+            previous,
+        ));
+    }
+    all
+}
+
+/// The reason of the conditions an object has while its claims are made.
+pub const ALLOCATING_REASON: &str = "Allocating";
+
+/// The conditions of an object whose allocations are being claimed:
+/// `Ready=Unknown` and `Reconciling=True`, so no tool takes the silence of
+/// an empty status for health.
+pub fn allocating(generation: i64, now: &Time) -> Vec<Condition> {
+    let message = "claiming its allocations".to_string();
+    vec![
+        condition(
+            "Ready",
+            "Unknown",
+            ALLOCATING_REASON.into(),
+            message.clone(),
+            generation,
+            now,
+            &[],
+        ),
+        condition(
+            "Reconciling",
+            "True",
+            ALLOCATING_REASON.into(),
+            message,
+            generation,
+            now,
+            &[],
+        ),
+    ]
 }
 
 fn problem_text(problem: &Problem) -> String {
@@ -79,12 +150,7 @@ pub fn apply(snapshot: &mut Snapshot, resolution: &Resolution, now: &Time) {
     where
         R: Resource,
     {
-        vec![ready_condition(
-            verdict,
-            generation(object),
-            now,
-            previous.unwrap_or(&[]),
-        )]
+        verdict_conditions(verdict, generation(object), now, previous.unwrap_or(&[]))
     }
     fn each<R, S>(
         map: &mut BTreeMap<Key, R>,
@@ -264,6 +330,33 @@ pub fn ready_only(snapshot: &Snapshot) -> Snapshot {
 mod tests {
     use super::*;
     use crate::core::{ClusterConfig, resolve};
+
+    #[test]
+    fn kstatus_reads_stalled_or_reconciling_beside_ready_false() {
+        let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let id = crate::core::ObjectId::new(crate::core::Kind::Port, Key::new("t", "p"));
+        let verdict =
+            |reason| -> Verdict<()> { Err(vec![Problem::new(&id, "spec.network", reason, "x")]) };
+        let kinds = |v: &Verdict<()>| -> Vec<(String, String)> {
+            verdict_conditions(v, 3, &now, &[])
+                .into_iter()
+                .map(|c| (c.type_, c.status))
+                .collect()
+        };
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(kinds(&Ok(())), [pair("Ready", "True")]);
+        assert_eq!(
+            kinds(&verdict(Reason::InvalidSpec)),
+            [pair("Ready", "False"), pair("Stalled", "True")]
+        );
+        assert_eq!(
+            kinds(&verdict(Reason::DependencyNotReady)),
+            [pair("Ready", "False"), pair("Reconciling", "True")]
+        );
+        let conditions = verdict_conditions(&verdict(Reason::InUse), 3, &now, &[]);
+        assert!(conditions.iter().all(|c| c.observed_generation == Some(3)));
+        assert_eq!(conditions[1].reason, "InUse");
+    }
 
     #[test]
     fn only_what_is_ready_for_its_current_spec_is_realised() {
