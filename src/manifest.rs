@@ -7,7 +7,11 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::api::{FloatingIP, GROUP, Network, Port, Router, SecurityGroup, Subnet, VERSION};
+use kube::ResourceExt;
+
+use crate::api::{
+    FloatingIP, GROUP, IPClaim, Network, Port, Router, SecurityGroup, SegmentClaim, Subnet, VERSION,
+};
 use crate::core::{Object, ObjectId, Snapshot};
 
 /// Where an object was read from.
@@ -172,6 +176,41 @@ fn object(value: Value, source: &Source) -> Result<Option<Object>, LoadError> {
     }))
 }
 
+/// Takes the controller's bookkeeping from a dump of a cluster: claims go
+/// into the snapshot (allocation honours them), node records are skipped
+/// (nodes come from a cluster file). Says whether `value` was one of them.
+fn bookkeeping(value: &Value, snapshot: &mut Snapshot, source: &Source) -> Result<bool, LoadError> {
+    if value.get("apiVersion").and_then(Value::as_str) != Some(&format!("{GROUP}/{VERSION}")) {
+        return Ok(false);
+    }
+    let invalid = |(field, message): (String, String)| LoadError::Invalid {
+        at: source.clone(),
+        object: value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        field,
+        message,
+    };
+    match value.get("kind").and_then(Value::as_str) {
+        Some("IPClaim") => {
+            let claim: IPClaim = typed(value.clone()).map_err(invalid)?;
+            let key =
+                crate::core::Key::new(claim.namespace().unwrap_or_default(), claim.name_any());
+            snapshot.ip_claims.insert(key, claim);
+            Ok(true)
+        }
+        Some("SegmentClaim") => {
+            let claim: SegmentClaim = typed(value.clone()).map_err(invalid)?;
+            snapshot.segment_claims.insert(claim.name_any(), claim);
+            Ok(true)
+        }
+        Some("NodeAgent") => Ok(true),
+        _ => Ok(false),
+    }
+}
+
 /// Reads every neutrino object under `path`. Objects of other API groups
 /// (a Namespace, say) are skipped. Every error is reported, not just the first.
 pub fn load(path: &Path) -> Result<Manifests, Vec<LoadError>> {
@@ -195,7 +234,24 @@ pub fn load(path: &Path) -> Result<Manifests, Vec<LoadError>> {
                 continue;
             }
         };
-        for (i, value) in documents.into_iter().enumerate() {
+        // A `kubectl get -o yaml` of several objects is one List document.
+        let documents = documents
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, value)| match value {
+                Value::Object(ref map)
+                    if map.get("kind").and_then(Value::as_str) == Some("List") =>
+                {
+                    let items = map
+                        .get("items")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    items.into_iter().map(|item| (i, item)).collect::<Vec<_>>()
+                }
+                value => vec![(i, value)],
+            });
+        for (i, value) in documents {
             if value.is_null() {
                 continue;
             }
@@ -203,6 +259,14 @@ pub fn load(path: &Path) -> Result<Manifests, Vec<LoadError>> {
                 file: file.clone(),
                 document: i + 1,
             };
+            match bookkeeping(&value, &mut manifests.snapshot, &source) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            }
             match object(value, &source) {
                 Ok(None) => {}
                 Ok(Some(object)) => {

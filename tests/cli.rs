@@ -242,3 +242,51 @@ fn lab_commands_without_a_lab_say_how_to_start_one() {
         stderr(&out)
     );
 }
+
+#[test]
+fn plan_reads_a_kubectl_dump_with_its_claims() {
+    // `kubectl get neutrino -A -o yaml`: one List, with claims and node records.
+    let dump = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: neutrino.dev/v1alpha1
+  kind: Network
+  metadata: {name: blue, namespace: tenant-a}
+  spec: {type: vxlan, segmentationID: 1001}
+- apiVersion: neutrino.dev/v1alpha1
+  kind: Subnet
+  metadata: {name: blue-v4, namespace: tenant-a}
+  spec: {network: blue, cidr: 10.10.0.0/24}
+- apiVersion: neutrino.dev/v1alpha1
+  kind: Port
+  metadata: {name: web-2, namespace: tenant-a}
+  spec: {network: blue, nodeName: node-2}
+- apiVersion: neutrino.dev/v1alpha1
+  kind: IPClaim
+  metadata: {name: blue-v4.10.10.0.50, namespace: tenant-a}
+  spec: {subnet: blue-v4, address: 10.10.0.50, holder: {kind: Port, namespace: tenant-a, name: web-2}}
+- apiVersion: neutrino.dev/v1alpha1
+  kind: NodeAgent
+  metadata: {name: node-2}
+  spec: {tunnelIP: 198.18.0.2, gateway: true}
+"#;
+    let file = std::env::temp_dir().join(format!("neutrino-dump-{}.yaml", std::process::id()));
+    std::fs::write(&file, dump).unwrap();
+    let out = neutrino(&[
+        "plan",
+        "-f",
+        file.to_str().unwrap(),
+        "--node",
+        "node-2",
+        "-o",
+        "json",
+    ]);
+    std::fs::remove_file(&file).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        plan["ports"][0]["addresses"][0], "10.10.0.50/24",
+        "the claim is honoured"
+    );
+}
