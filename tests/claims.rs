@@ -8,9 +8,21 @@ use neutrino::api::{ClaimHolder, IPClaim, IPClaimSpec, SegmentClaim, SegmentClai
 use neutrino::core::controller::actions;
 use neutrino::core::{ClusterConfig, Key, Reason, Snapshot, resolve};
 
+/// The quickstart with the controller's finalizers already on its Network
+/// and Subnet, as after its first round.
 fn quickstart() -> Snapshot {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
-    neutrino::manifest::load(&dir).unwrap().snapshot
+    let mut snapshot = neutrino::manifest::load(&dir).unwrap().snapshot;
+    let guard = || Some(vec![neutrino::core::finalizers::FINALIZER.to_string()]);
+    snapshot
+        .networks
+        .values_mut()
+        .for_each(|n| n.metadata.finalizers = guard());
+    snapshot
+        .subnets
+        .values_mut()
+        .for_each(|n| n.metadata.finalizers = guard());
+    snapshot
 }
 
 fn ip_claim(subnet: &str, address: &str, kind: &str, holder: &str) -> IPClaim {

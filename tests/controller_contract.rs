@@ -131,6 +131,16 @@ fn quickstart() -> Snapshot {
     stamp(&mut snapshot.networks);
     stamp(&mut snapshot.subnets);
     stamp(&mut snapshot.ports);
+    // As after the first round: the Network and Subnet are guarded.
+    let guard = || Some(vec![neutrino::core::finalizers::FINALIZER.to_string()]);
+    snapshot
+        .networks
+        .values_mut()
+        .for_each(|n| n.metadata.finalizers = guard());
+    snapshot
+        .subnets
+        .values_mut()
+        .for_each(|n| n.metadata.finalizers = guard());
     snapshot
 }
 
@@ -391,4 +401,65 @@ async fn a_deleted_port_releases_its_claim_by_uid() {
         delete["preconditions"]["uid"], "uid-blue-v4.10.10.0.12",
         "only the claim that was seen goes"
     );
+}
+
+#[tokio::test]
+async fn networks_are_guarded_and_let_go_only_when_unused() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let config = ClusterConfig::default();
+    let mut snapshot = quickstart();
+    snapshot.ports.clear();
+    // A new network gets the finalizer, conditionally on the version read.
+    let blue = Key::new("tenant-a", "blue");
+    snapshot
+        .networks
+        .get_mut(&blue)
+        .unwrap()
+        .metadata
+        .finalizers = None;
+    let mut round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    round.statuses = Snapshot::default();
+    round.create_ip_claims.clear();
+    round.create_segment_claims.clear();
+    let server = tokio::spawn(serve(
+        handle,
+        vec![expect(
+            "PATCH",
+            "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/networks/blue",
+            200,
+        )],
+        stored(&snapshot),
+    ));
+    let outcome = execute(&client, &snapshot, round).await;
+    let seen = server.await.unwrap();
+    assert_eq!(outcome.finalizers_changed, 1, "{outcome:?}");
+    let (uri, patch) = &seen[0];
+    assert!(!uri.contains("/status"), "{uri}");
+    assert_eq!(
+        patch["metadata"]["finalizers"],
+        json!(["neutrino.dev/in-use"])
+    );
+    assert_eq!(patch["metadata"]["resourceVersion"], "1");
+
+    // Being deleted while its subnet remains: it waits, and says why.
+    let deleted = snapshot.networks.get_mut(&blue).unwrap();
+    deleted.metadata.finalizers = Some(vec!["neutrino.dev/in-use".into()]);
+    deleted.metadata.deletion_timestamp = Some(now());
+    let round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    assert!(round.finalizers.remove.is_empty());
+    let status = round.statuses.networks[&blue].status.clone().unwrap();
+    assert_eq!(status.conditions[0].reason, "Deleting");
+    assert!(
+        status.conditions[0]
+            .message
+            .contains("subnet tenant-a/blue-v4"),
+        "{:?}",
+        status.conditions
+    );
+
+    // Once nothing uses it, the finalizer goes.
+    snapshot.subnets.clear();
+    let round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    assert_eq!(round.finalizers.remove.len(), 1);
 }

@@ -89,6 +89,10 @@ fn tidy(crd: CustomResourceDefinition) -> CustomResourceDefinition {
 /// generation they describe.
 pub trait ObjectStatus: Default {
     fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition];
+    fn set_conditions(
+        &mut self,
+        conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    );
     /// A status with only these conditions: nothing allocated shown yet.
     fn only_conditions(
         generation: i64,
@@ -101,6 +105,10 @@ macro_rules! object_status {
         impl ObjectStatus for $status {
             fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
                 &self.conditions
+            }
+
+            fn set_conditions(&mut self, conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>) {
+                self.conditions = conditions;
             }
 
             fn only_conditions(

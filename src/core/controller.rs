@@ -8,13 +8,14 @@
 //! of a reconcile) only one succeeds, and an object's status is written
 //! only once every claim it needs is held by that very object.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use kube::Resource;
 use kube::core::object::HasStatus;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::allocate::{Holder, claim_name};
+use super::finalizers::{Finalizers, finalizers};
 use super::resolve::{Resolution, Segment, claim_holder, held_by};
 use super::{Key, Kind, ObjectId, Snapshot, status};
 use crate::api::ClaimHolder;
@@ -65,6 +66,8 @@ pub struct Actions {
     /// Objects whose status must change, with their new status set; those
     /// still waiting for a claim are left for the next round.
     pub statuses: Snapshot,
+    /// Finalizers to add and to remove.
+    pub finalizers: Finalizers,
 }
 
 impl Actions {
@@ -79,6 +82,8 @@ impl Actions {
             && self.statuses.routers.is_empty()
             && self.statuses.floating_ips.is_empty()
             && self.statuses.security_groups.is_empty()
+            && self.finalizers.add.is_empty()
+            && self.finalizers.remove.is_empty()
     }
 }
 
@@ -225,6 +230,25 @@ fn changed<T>(
     });
 }
 
+/// Gives an object whose deletion waits the conditions that say so.
+fn deleting<T>(object: &mut T, users: &[String], unclaimed: bool, now: &Time)
+where
+    T: HasStatus + Resource,
+    T::Status: ObjectStatus,
+{
+    let generation = object.meta().generation.unwrap_or(0);
+    let previous: Vec<Condition> = object
+        .status()
+        .map(|s| s.conditions().to_vec())
+        .unwrap_or_default();
+    let conditions = status::deleting(generation, now, users, &previous);
+    let status = object.status_mut();
+    match status {
+        Some(s) if !unclaimed => s.set_conditions(conditions),
+        _ => *status = Some(T::Status::only_conditions(generation, conditions)),
+    }
+}
+
 /// The actions that take the API from `snapshot` (objects and claims, as
 /// the controller sees them) to `resolution`.
 pub fn actions(snapshot: &Snapshot, resolution: &Resolution, now: &Time) -> Actions {
@@ -305,6 +329,26 @@ pub fn actions(snapshot: &Snapshot, resolution: &Resolution, now: &Time) -> Acti
     next.ip_claims.clear();
     next.segment_claims.clear();
     status::apply(&mut next, resolution, now);
+    // A Network or Subnet whose deletion waits says so, whatever else holds.
+    let finalizers = finalizers(snapshot);
+    for (id, users) in &finalizers.blocked {
+        // What is still being claimed is not shown; the rest stays.
+        let unclaimed = waiting.remove(id);
+        match id.kind {
+            Kind::Network => {
+                if let Some(n) = next.networks.get_mut(&id.key) {
+                    deleting(n, users, unclaimed, now);
+                }
+            }
+            Kind::Subnet => {
+                if let Some(n) = next.subnets.get_mut(&id.key) {
+                    deleting(n, users, unclaimed, now);
+                }
+            }
+            _ => {}
+        }
+    }
+    actions.finalizers = finalizers;
     changed(
         &snapshot.networks,
         &mut next.networks,

@@ -9,6 +9,7 @@
 pub mod allocate;
 pub mod config;
 pub mod controller;
+pub mod finalizers;
 pub mod firewall;
 pub mod ident;
 pub mod names;

@@ -97,6 +97,39 @@ pub fn verdict_conditions<T>(
     all
 }
 
+/// The conditions of an object whose deletion waits for its users.
+pub fn deleting(
+    generation: i64,
+    now: &Time,
+    users: &[String],
+    previous: &[Condition],
+) -> Vec<Condition> {
+    let message = format!(
+        "being deleted; waits until these no longer use it: {}",
+        users.join(", ")
+    );
+    vec![
+        condition(
+            "Ready",
+            "False",
+            "Deleting".into(),
+            message.clone(),
+            generation,
+            now,
+            previous,
+        ),
+        condition(
+            "Reconciling",
+            "True",
+            "Deleting".into(),
+            message,
+            generation,
+            now,
+            previous,
+        ),
+    ]
+}
+
 /// The reason of the conditions an object has while its claims are made.
 pub const ALLOCATING_REASON: &str = "Allocating";
 

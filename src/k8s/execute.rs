@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::{ClaimHolder, IPClaim, SegmentClaim};
 use crate::core::controller::Actions;
-use crate::core::{Key, Snapshot};
+use crate::core::finalizers::FINALIZER;
+use crate::core::{Key, Kind, ObjectId, Snapshot};
 
 /// The field manager of everything the controller writes.
 pub const FIELD_MANAGER: &str = "neutrino-controller";
@@ -29,6 +30,8 @@ pub struct Outcome {
     /// Status writes refused because the object changed since it was read.
     pub statuses_stale: usize,
     pub claims_deleted: usize,
+    /// Finalizers added or removed.
+    pub finalizers_changed: usize,
     /// Everything else that failed, each naming the object and the request.
     pub errors: Vec<String>,
 }
@@ -180,10 +183,73 @@ where
     }
 }
 
+/// Sets an object's finalizers to what it had, with ours added or removed,
+/// on condition that it has not changed since it was read.
+async fn finalize<K>(client: &Client, key: &Key, object: &K, add: bool, outcome: &mut Outcome)
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let mut finalizers: Vec<String> = object.meta().finalizers.clone().unwrap_or_default();
+    finalizers.retain(|f| f != FINALIZER);
+    if add {
+        finalizers.push(FINALIZER.into());
+    }
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
+    let api: Api<K> = Api::namespaced(client.clone(), &key.namespace);
+    match api
+        .patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => outcome.finalizers_changed += 1,
+        Err(e) if matches!(code(&e), Some(404 | 409)) => {}
+        Err(e) => outcome.errors.push(format!(
+            "{} the finalizer of {} {key}: {e}",
+            if add { "adding" } else { "removing" },
+            K::kind(&())
+        )),
+    }
+}
+
+async fn finalizers(
+    client: &Client,
+    snapshot: &Snapshot,
+    ids: &[ObjectId],
+    add: bool,
+    outcome: &mut Outcome,
+) {
+    for id in ids {
+        match id.kind {
+            Kind::Network => {
+                if let Some(o) = snapshot.networks.get(&id.key) {
+                    finalize(client, &id.key, o, add, outcome).await;
+                }
+            }
+            Kind::Subnet => {
+                if let Some(o) = snapshot.subnets.get(&id.key) {
+                    finalize(client, &id.key, o, add, outcome).await;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Carries out `actions`, computed from `snapshot`.
 pub async fn execute(client: &Client, snapshot: &Snapshot, actions: Actions) -> Outcome {
     let mut outcome = Outcome::default();
     let mut lost = BTreeSet::new();
+    // A Network or Subnet is guarded before anything comes to depend on it.
+    finalizers(
+        client,
+        snapshot,
+        &actions.finalizers.add,
+        true,
+        &mut outcome,
+    )
+    .await;
 
     for mut claim in actions.create_ip_claims {
         let holder = claim.spec.holder.clone();
@@ -235,5 +301,14 @@ pub async fn execute(client: &Client, snapshot: &Snapshot, actions: Actions) -> 
         )
         .await;
     }
+    // Let go of what nothing uses any more, last.
+    finalizers(
+        client,
+        snapshot,
+        &actions.finalizers.remove,
+        false,
+        &mut outcome,
+    )
+    .await;
     outcome
 }
