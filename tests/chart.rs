@@ -169,6 +169,11 @@ fn rbac_grants_what_each_component_uses_and_no_more() {
         "leader election stays in its namespace"
     );
     assert!(agent.contains("nodeagents/status"));
+    assert!(
+        controller.contains("events.k8s.io")
+            && controller.contains("[networks, subnets]\n    verbs: [patch]"),
+        "events, finalizers"
+    );
     for (name, text) in [("controller", &controller), ("agent", &agent)] {
         assert!(
             !text.contains("\"*\"") && !text.contains("[\"*\"]"),

@@ -490,3 +490,40 @@ mod race {
         }
     }
 }
+
+#[test]
+fn events_tell_what_changed_once() {
+    use neutrino::core::controller::notices;
+    let config = ClusterConfig::default();
+    let mut snapshot = quickstart();
+    let mut bad = snapshot.ports[&Key::new("tenant-a", "web-1")].clone();
+    bad.metadata.name = Some("web-3".into());
+    bad.spec.fixed_ips = vec![neutrino::api::FixedIP {
+        subnet: "blue-v4".into(),
+        ip_address: Some("10.99.0.1".into()),
+    }];
+    snapshot.ports.insert(Key::new("tenant-a", "web-3"), bad);
+    let round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let told = notices(&snapshot, &round.statuses);
+    let web3 = told
+        .iter()
+        .find(|n| n.object.key.name == "web-3")
+        .expect("a notice for web-3");
+    assert!(web3.warning);
+    assert_eq!(web3.reason, "OutOfRange");
+    assert!(
+        web3.note.contains("spec.fixedIPs[0].ipAddress"),
+        "{}",
+        web3.note
+    );
+    // The same state again tells nothing.
+    for (key, port) in round.statuses.ports {
+        snapshot.ports.insert(key, port);
+    }
+    let again = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    assert!(
+        notices(&snapshot, &again.statuses)
+            .iter()
+            .all(|n| n.object.key.name != "web-3")
+    );
+}

@@ -89,5 +89,16 @@ async fn the_controller_claims_then_writes_status_as_leader() {
     let subnet = &objects["/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/subnets/blue-v4"];
     assert_eq!(subnet["status"]["dhcpIP"], "10.10.0.10");
     assert!(objects[port]["spec"].is_object(), "spec untouched");
+    let events: Vec<&Value> = objects
+        .iter()
+        .filter(|(path, _)| path.starts_with("/apis/events.k8s.io/v1/namespaces/tenant-a/events/"))
+        .map(|(_, e)| e)
+        .collect();
+    assert!(
+        events.iter().any(|e| e["regarding"]["name"] == "web-1"
+            && e["reason"] == "Allocated"
+            && e["type"] == "Normal"),
+        "an Event tells web-1 was allocated: {events:#?}"
+    );
     assert_eq!(objects[port]["spec"]["nodeName"], "node-1");
 }

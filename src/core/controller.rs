@@ -388,3 +388,82 @@ pub fn actions(snapshot: &Snapshot, resolution: &Resolution, now: &Time) -> Acti
     actions.statuses = next;
     actions
 }
+
+/// Something a user should see as a Kubernetes Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub object: ObjectId,
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+fn ready_of(conditions: &[Condition]) -> Option<(&str, &str, &str)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
+}
+
+/// The Events a round's statuses call for: an object that became Ready,
+/// or that stopped being Ready or changed why, as it changes.
+pub fn notices(snapshot: &Snapshot, statuses: &Snapshot) -> Vec<Notice> {
+    fn each<T>(
+        kind: Kind,
+        before: &BTreeMap<Key, T>,
+        after: &BTreeMap<Key, T>,
+        out: &mut Vec<Notice>,
+    ) where
+        T: HasStatus,
+        T::Status: ObjectStatus,
+    {
+        for (key, object) in after {
+            let now = object.status().map(|s| s.conditions()).and_then(ready_of);
+            let then = before
+                .get(key)
+                .and_then(|o| o.status())
+                .map(|s| s.conditions())
+                .and_then(ready_of);
+            let Some((status, reason, message)) = now else {
+                continue;
+            };
+            if then.is_some_and(|(s, r, _)| s == status && r == reason) {
+                continue;
+            }
+            let (warning, note) = match status {
+                "True" => (false, format!("{kind} {key} is ready: {message}")),
+                "False" => (reason != "Deleting", message.to_string()),
+                _ => continue,
+            };
+            out.push(Notice {
+                object: ObjectId::new(kind, key.clone()),
+                warning,
+                reason: reason.to_string(),
+                note,
+            });
+        }
+    }
+    let mut out = Vec::new();
+    each(
+        Kind::Network,
+        &snapshot.networks,
+        &statuses.networks,
+        &mut out,
+    );
+    each(Kind::Subnet, &snapshot.subnets, &statuses.subnets, &mut out);
+    each(Kind::Port, &snapshot.ports, &statuses.ports, &mut out);
+    each(Kind::Router, &snapshot.routers, &statuses.routers, &mut out);
+    each(
+        Kind::FloatingIP,
+        &snapshot.floating_ips,
+        &statuses.floating_ips,
+        &mut out,
+    );
+    each(
+        Kind::SecurityGroup,
+        &snapshot.security_groups,
+        &statuses.security_groups,
+        &mut out,
+    );
+    out
+}

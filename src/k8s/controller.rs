@@ -13,11 +13,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+use super::events;
 use super::execute::{FIELD_MANAGER, execute};
 use super::metrics::{self, Metrics};
 use super::stores::Stores;
-use crate::core::controller::actions;
+use crate::core::controller::{actions, notices};
 use crate::core::{ClusterConfig, resolve};
+use kube::runtime::events::{Recorder, Reporter};
+use std::collections::BTreeMap;
 
 /// The Lease the replicas compete for.
 pub const LEASE_NAME: &str = "neutrino-controller";
@@ -62,6 +65,8 @@ async fn round(
     stores: &Stores,
     cluster: &ClusterConfig,
     metrics: &Metrics,
+    recorder: &Recorder,
+    agents_seen: &mut BTreeMap<String, String>,
 ) -> bool {
     let started = Instant::now();
     let snapshot = stores.snapshot();
@@ -77,11 +82,14 @@ async fn round(
         &Time(k8s_openapi::jiff::Timestamp::now()),
     );
     metrics.rounds.inc();
+    events::publish_agents(recorder, &stores.agents(), agents_seen).await;
     if planned.is_empty() {
         metrics.duration.observe(started.elapsed().as_secs_f64());
         return false;
     }
+    let notices = notices(&snapshot, &planned.statuses);
     let outcome = execute(client, &snapshot, planned).await;
+    events::publish_notices(recorder, &snapshot, &notices).await;
     metrics.duration.observe(started.elapsed().as_secs_f64());
     metrics.errors.inc_by(outcome.errors.len() as u64);
     metrics.claims_lost.inc_by(outcome.claims_lost.len() as u64);
@@ -137,6 +145,14 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(ControllerError::Signal)?;
 
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(options.identity.clone()),
+        },
+    );
+    let mut agents_seen = BTreeMap::new();
     let mut again = true;
     let mut first = true;
     loop {
@@ -156,7 +172,16 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         first = false;
-        again = *leader.borrow() && round(&client, &stores, &options.cluster, &metrics).await;
+        again = *leader.borrow()
+            && round(
+                &client,
+                &stores,
+                &options.cluster,
+                &metrics,
+                &recorder,
+                &mut agents_seen,
+            )
+            .await;
     }
     // Closing the channel releases the Lease, so another replica takes over at once.
     drop(leader);

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod controller;
+pub mod events;
 pub mod execute;
 pub mod metrics;
 pub mod stores;
