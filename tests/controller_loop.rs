@@ -102,3 +102,44 @@ async fn the_controller_claims_then_writes_status_as_leader() {
     );
     assert_eq!(objects[port]["spec"]["nodeName"], "node-1");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_keeps_its_caches_and_writes_nothing() {
+    let mut stored = cluster();
+    // Another replica holds the Lease, freshly renewed.
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    stored.insert(
+        "/apis/coordination.k8s.io/v1/namespaces/neutrino-system/leases/neutrino-controller".into(),
+        serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "neutrino-controller", "namespace": "neutrino-system", "resourceVersion": "1"},
+            "spec": {"holderIdentity": "replica-b", "leaseDurationSeconds": 3600,
+                     "acquireTime": now, "renewTime": now, "leaseTransitions": 1},
+        }),
+    );
+    let before: Vec<String> = stored.keys().cloned().collect();
+    let objects: Objects = Arc::new(Mutex::new(stored));
+    let controller = tokio::spawn(run(
+        fake_api::client(objects.clone()),
+        Options {
+            cluster: ClusterConfig {
+                nodes: vec![],
+                ..ClusterConfig::default()
+            },
+            listen: "127.0.0.1:0".parse().unwrap(),
+            lease_namespace: "neutrino-system".into(),
+            identity: "replica-a".into(),
+            resync: Duration::from_millis(100),
+        },
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    controller.abort();
+    let objects = objects.lock().unwrap();
+    let after: Vec<String> = objects.keys().cloned().collect();
+    assert_eq!(after, before, "a follower creates nothing");
+    let port = &objects["/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ports/web-1"];
+    assert!(
+        port.get("status").is_none_or(Value::is_null),
+        "a follower writes no status: {port:#}"
+    );
+}
