@@ -57,12 +57,7 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     let physical_interfaces = mappings(&args.physical_interfaces)?;
     let mut cluster = match &args.cluster {
         None => ClusterConfig::default(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            serde_saphyr::from_str(&text)
-                .with_context(|| format!("{}: not a cluster file", path.display()))?
-        }
+        Some(path) => super::read_cluster(path)?,
     };
     cluster.nodes.clear();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -32,12 +32,7 @@ pub struct Args {
 pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     let mut cluster = match &args.cluster {
         None => ClusterConfig::default(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            serde_saphyr::from_str(&text)
-                .with_context(|| format!("{}: not a cluster file", path.display()))?
-        }
+        Some(path) => super::read_cluster(path)?,
     };
     cluster.nodes.clear();
     let identity = args

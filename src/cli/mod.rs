@@ -34,6 +34,14 @@ enum Command {
     Version,
 }
 
+/// Reads a cluster file: ranges, physical networks, underlay MTU, nodes.
+pub fn read_cluster(path: &std::path::Path) -> anyhow::Result<neutrino::core::ClusterConfig> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_saphyr::from_str(&text).with_context(|| format!("{}: not a cluster file", path.display()))
+}
+
 /// Writes `text` to stdout; a reader that went away (`| head`) is not an error.
 pub fn print(text: &str) -> anyhow::Result<()> {
     use std::io::Write;

@@ -39,12 +39,7 @@ pub struct Args {
 fn cluster(args: &Args) -> anyhow::Result<ClusterConfig> {
     let config = match &args.cluster {
         None => ClusterConfig::with_nodes(args.nodes),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            serde_saphyr::from_str(&text)
-                .with_context(|| format!("{}: not a cluster file", path.display()))?
-        }
+        Some(path) => super::read_cluster(path)?,
     };
     if let Err(errors) = config.validate() {
         bail!(

@@ -95,6 +95,19 @@ fn neighbour_ip(address: &NeighbourAddress) -> Option<IpAddr> {
     }
 }
 
+/// The MAC and the address of a neighbour or FDB entry.
+fn mac_and_ip(entry: &NeighbourMessage) -> Option<(Mac, IpAddr)> {
+    let mac = entry.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(b) => mac_of(b),
+        _ => None,
+    })?;
+    let ip = entry.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(d) => neighbour_ip(d),
+        _ => None,
+    })?;
+    Some((mac, ip))
+}
+
 fn mac_of(bytes: &[u8]) -> Option<Mac> {
     Some(Mac(bytes.try_into().ok()?))
 }
@@ -232,26 +245,14 @@ impl Netlink {
         let mut fdb = Vec::new();
         let mut neighbours = Vec::new();
         if !vxlans.is_empty() {
-            let mut request = self.handle.neighbours().get();
-            request.message_mut().header.family = AddressFamily::Bridge;
-            let entries: Vec<NeighbourMessage> = request
-                .execute()
-                .try_collect()
-                .await
-                .map_err(failed("listing FDB entries"))?;
-            for entry in entries {
+            for entry in self
+                .neighbour_dump(AddressFamily::Bridge, "listing FDB entries")
+                .await?
+            {
                 let Some(device) = vxlans.get(&entry.header.ifindex) else {
                     continue;
                 };
-                let mac = entry.attributes.iter().find_map(|a| match a {
-                    NeighbourAttribute::LinkLayerAddress(b) => mac_of(b),
-                    _ => None,
-                });
-                let destination = entry.attributes.iter().find_map(|a| match a {
-                    NeighbourAttribute::Destination(d) => neighbour_ip(d),
-                    _ => None,
-                });
-                if let (Some(mac), Some(destination)) = (mac, destination) {
+                if let Some((mac, destination)) = mac_and_ip(&entry) {
                     fdb.push(FdbKey {
                         device: device.clone(),
                         mac,
@@ -260,29 +261,14 @@ impl Netlink {
                 }
             }
             for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-                let mut request = self.handle.neighbours().get();
-                request.message_mut().header.family = family;
-                let entries: Vec<NeighbourMessage> = request
-                    .execute()
-                    .try_collect()
-                    .await
-                    .map_err(failed("listing neighbours"))?;
-                for entry in entries {
+                for entry in self.neighbour_dump(family, "listing neighbours").await? {
                     let Some(device) = vxlans.get(&entry.header.ifindex) else {
                         continue;
                     };
                     if entry.header.state != NeighbourState::Permanent {
                         continue;
                     }
-                    let mac = entry.attributes.iter().find_map(|a| match a {
-                        NeighbourAttribute::LinkLayerAddress(b) => mac_of(b),
-                        _ => None,
-                    });
-                    let ip = entry.attributes.iter().find_map(|a| match a {
-                        NeighbourAttribute::Destination(d) => neighbour_ip(d),
-                        _ => None,
-                    });
-                    if let (Some(mac), Some(ip)) = (mac, ip) {
+                    if let Some((mac, ip)) = mac_and_ip(&entry) {
                         neighbours.push(NeighbourKey {
                             device: device.clone(),
                             ip,
@@ -297,6 +283,17 @@ impl Netlink {
             fdb,
             neighbours,
         })
+    }
+
+    /// Every neighbour (or, for the bridge family, FDB) entry of `family`.
+    async fn neighbour_dump(
+        &self,
+        family: AddressFamily,
+        what: &str,
+    ) -> Result<Vec<NeighbourMessage>> {
+        let mut request = self.handle.neighbours().get();
+        request.message_mut().header.family = family;
+        request.execute().try_collect().await.map_err(failed(what))
     }
 
     /// Applies `changes` in order. Every change is tried; the failures are
