@@ -249,12 +249,14 @@ where
     }
 }
 
-/// The actions that take the API from `snapshot` (objects and claims, as
-/// the controller sees them) to `resolution`.
-pub fn actions(snapshot: &Snapshot, resolution: &Resolution, now: &Time) -> Actions {
-    let mut actions = Actions::default();
+/// Claims to create for addresses that have none, and to release.
+fn ip_claim_actions(
+    snapshot: &Snapshot,
+    resolution: &Resolution,
+    actions: &mut Actions,
+    waiting: &mut BTreeSet<ObjectId>,
+) {
     let wanted = address_claims(resolution);
-    let mut waiting = BTreeSet::new();
     for claim in &wanted {
         let key = claim.key();
         match snapshot.ip_claims.get(&key) {
@@ -287,7 +289,15 @@ pub fn actions(snapshot: &Snapshot, resolution: &Resolution, now: &Time) -> Acti
             actions.delete_ip_claims.push(key.clone());
         }
     }
+}
 
+/// Claims to create for segments that have none, and to release.
+fn segment_claim_actions(
+    snapshot: &Snapshot,
+    resolution: &Resolution,
+    actions: &mut Actions,
+    waiting: &mut BTreeSet<ObjectId>,
+) {
     let segments = segment_claims(resolution);
     for (name, network) in &segments {
         let holder = ClaimHolder {
@@ -324,7 +334,15 @@ pub fn actions(snapshot: &Snapshot, resolution: &Resolution, now: &Time) -> Acti
             actions.delete_segment_claims.push(name.clone());
         }
     }
+}
 
+/// The actions that take the API from `snapshot` (objects and claims, as
+/// the controller sees them) to `resolution`.
+pub fn actions(snapshot: &Snapshot, resolution: &Resolution, now: &Time) -> Actions {
+    let mut actions = Actions::default();
+    let mut waiting = BTreeSet::new();
+    ip_claim_actions(snapshot, resolution, &mut actions, &mut waiting);
+    segment_claim_actions(snapshot, resolution, &mut actions, &mut waiting);
     let mut next = snapshot.clone();
     next.ip_claims.clear();
     next.segment_claims.clear();
