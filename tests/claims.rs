@@ -130,7 +130,7 @@ fn a_segment_claim_is_its_networks() {
         Some(4242)
     );
 
-    let a = actions(&snapshot, &r, &now());
+    let a = actions(&snapshot, &r, &Default::default(), &now());
     assert_eq!(
         a.delete_segment_claims,
         vec!["vxlan.1000".to_string()],
@@ -144,7 +144,12 @@ fn claims_first_then_statuses_then_nothing() {
     let mut snapshot = quickstart();
 
     // Round 1: every allocation needs its claim; no status shows one yet.
-    let first = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let first = actions(
+        &snapshot,
+        &resolve(&snapshot, &config),
+        &Default::default(),
+        &now(),
+    );
     let names: Vec<String> = first
         .create_ip_claims
         .iter()
@@ -195,7 +200,12 @@ fn claims_first_then_statuses_then_nothing() {
     }
 
     // Round 2: the claims are there; the statuses follow.
-    let second = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let second = actions(
+        &snapshot,
+        &resolve(&snapshot, &config),
+        &Default::default(),
+        &now(),
+    );
     assert!(second.create_ip_claims.is_empty() && second.delete_ip_claims.is_empty());
     assert_eq!(second.statuses.ports.len(), 2);
     assert_eq!(second.statuses.subnets.len(), 1);
@@ -216,11 +226,24 @@ fn claims_first_then_statuses_then_nothing() {
     }
 
     // Round 3: converged.
-    assert!(actions(&snapshot, &resolve(&snapshot, &config), &now()).is_empty());
+    assert!(
+        actions(
+            &snapshot,
+            &resolve(&snapshot, &config),
+            &Default::default(),
+            &now()
+        )
+        .is_empty()
+    );
 
     // A deleted port's claim goes; nobody else's does.
     snapshot.ports.remove(&Key::new("tenant-a", "web-2"));
-    let after = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let after = actions(
+        &snapshot,
+        &resolve(&snapshot, &config),
+        &Default::default(),
+        &now(),
+    );
     assert_eq!(
         after.delete_ip_claims,
         vec![Key::new("tenant-a", "blue-v4.10.10.0.12")]
@@ -462,7 +485,7 @@ mod race {
                     Step::Reconcile(c) => {
                         if let Some(view) = &views[c] {
                             let resolution = resolve(&view.0, &config);
-                            let actions = actions(&view.0, &resolution, &now());
+                            let actions = actions(&view.0, &resolution, &Default::default(), &now());
                             execute(&mut server, view, actions);
                         }
                     }
@@ -474,13 +497,13 @@ mod race {
             for _ in 0..4 {
                 let view = (server.objects.clone(), server.versions.clone());
                 let resolution = resolve(&view.0, &config);
-                let actions = actions(&view.0, &resolution, &now());
+                let actions = actions(&view.0, &resolution, &Default::default(), &now());
                 execute(&mut server, &view, actions);
                 check(&server)?;
             }
             let view = (server.objects.clone(), server.versions.clone());
             let resolution = resolve(&view.0, &config);
-            prop_assert!(actions(&view.0, &resolution, &now()).is_empty(), "converged");
+            prop_assert!(actions(&view.0, &resolution, &Default::default(), &now()).is_empty(), "converged");
             for (key, verdict) in &resolution.ports {
                 if verdict.is_ok() {
                     let shown = server.objects.ports[key].status.as_ref().map(|s| s.fixed_ips.len()).unwrap_or(0);
@@ -503,7 +526,12 @@ fn events_tell_what_changed_once() {
         ip_address: Some("10.99.0.1".into()),
     }];
     snapshot.ports.insert(Key::new("tenant-a", "web-3"), bad);
-    let round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let round = actions(
+        &snapshot,
+        &resolve(&snapshot, &config),
+        &Default::default(),
+        &now(),
+    );
     let told = notices(&snapshot, &round.statuses);
     let web3 = told
         .iter()
@@ -520,7 +548,12 @@ fn events_tell_what_changed_once() {
     for (key, port) in round.statuses.ports {
         snapshot.ports.insert(key, port);
     }
-    let again = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let again = actions(
+        &snapshot,
+        &resolve(&snapshot, &config),
+        &Default::default(),
+        &now(),
+    );
     assert!(
         notices(&snapshot, &again.statuses)
             .iter()

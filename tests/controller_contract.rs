@@ -156,7 +156,12 @@ async fn claims_first_and_a_lost_claim_holds_its_holder_back() {
     let client = Client::new(service, "default");
     let snapshot = quickstart();
     let config = ClusterConfig::default();
-    let round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let round = actions(
+        &snapshot,
+        &resolve(&snapshot, &config),
+        &Default::default(),
+        &now(),
+    );
 
     // Someone else took web-2's address first.
     let server = tokio::spawn(serve(
@@ -232,7 +237,12 @@ async fn a_claim_already_held_by_its_holder_is_no_loss() {
     let client = Client::new(service, "default");
     let snapshot = quickstart();
     let config = ClusterConfig::default();
-    let round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let round = actions(
+        &snapshot,
+        &resolve(&snapshot, &config),
+        &Default::default(),
+        &now(),
+    );
     // The first claim was created in an earlier round the caches do not show yet.
     let mine = json!({
         "apiVersion": "neutrino.dev/v1alpha1", "kind": "IPClaim",
@@ -290,7 +300,12 @@ async fn statuses_by_server_side_apply_with_the_version_read() {
     let mut snapshot = quickstart();
     let config = ClusterConfig::default();
     // The claims exist (round one went through).
-    let first = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let first = actions(
+        &snapshot,
+        &resolve(&snapshot, &config),
+        &Default::default(),
+        &now(),
+    );
     for claim in first.create_ip_claims {
         let key = Key::new(
             claim.metadata.namespace.clone().unwrap(),
@@ -303,7 +318,12 @@ async fn statuses_by_server_side_apply_with_the_version_read() {
             .segment_claims
             .insert(claim.metadata.name.clone().unwrap(), claim);
     }
-    let round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let round = actions(
+        &snapshot,
+        &resolve(&snapshot, &config),
+        &Default::default(),
+        &now(),
+    );
 
     // web-2 changed since it was read: its write is refused, the rest land.
     let server = tokio::spawn(serve(
@@ -361,7 +381,12 @@ async fn a_deleted_port_releases_its_claim_by_uid() {
     let client = Client::new(service, "default");
     let mut snapshot = quickstart();
     let config = ClusterConfig::default();
-    let first = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let first = actions(
+        &snapshot,
+        &resolve(&snapshot, &config),
+        &Default::default(),
+        &now(),
+    );
     for mut claim in first.create_ip_claims {
         let key = Key::new(
             claim.metadata.namespace.clone().unwrap(),
@@ -376,7 +401,12 @@ async fn a_deleted_port_releases_its_claim_by_uid() {
             .insert(claim.metadata.name.clone().unwrap(), claim);
     }
     snapshot.ports.remove(&Key::new("tenant-a", "web-2"));
-    let round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let round = actions(
+        &snapshot,
+        &resolve(&snapshot, &config),
+        &Default::default(),
+        &now(),
+    );
     assert!(round.create_ip_claims.is_empty());
 
     let mut script = Vec::new();
@@ -418,7 +448,12 @@ async fn networks_are_guarded_and_let_go_only_when_unused() {
         .unwrap()
         .metadata
         .finalizers = None;
-    let mut round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let mut round = actions(
+        &snapshot,
+        &resolve(&snapshot, &config),
+        &Default::default(),
+        &now(),
+    );
     round.statuses = Snapshot::default();
     round.create_ip_claims.clear();
     round.create_segment_claims.clear();
@@ -446,7 +481,12 @@ async fn networks_are_guarded_and_let_go_only_when_unused() {
     let deleted = snapshot.networks.get_mut(&blue).unwrap();
     deleted.metadata.finalizers = Some(vec!["neutrino.dev/in-use".into()]);
     deleted.metadata.deletion_timestamp = Some(now());
-    let round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let round = actions(
+        &snapshot,
+        &resolve(&snapshot, &config),
+        &Default::default(),
+        &now(),
+    );
     assert!(round.finalizers.remove.is_empty());
     let status = round.statuses.networks[&blue].status.clone().unwrap();
     assert_eq!(status.conditions[0].reason, "Deleting");
@@ -460,6 +500,11 @@ async fn networks_are_guarded_and_let_go_only_when_unused() {
 
     // Once nothing uses it, the finalizer goes.
     snapshot.subnets.clear();
-    let round = actions(&snapshot, &resolve(&snapshot, &config), &now());
+    let round = actions(
+        &snapshot,
+        &resolve(&snapshot, &config),
+        &Default::default(),
+        &now(),
+    );
     assert_eq!(round.finalizers.remove.len(), 1);
 }

@@ -86,6 +86,15 @@ async fn the_controller_claims_then_writes_status_as_leader() {
         objects[port]["status"]["fixedIPs"][0]["ipAddress"],
         "10.10.0.11"
     );
+    // node-1's agent has not reported yet: the port says so.
+    let nodes = &objects[port]["status"]["nodes"];
+    assert_eq!(
+        (nodes["desired"].as_i64(), nodes["ready"].as_i64()),
+        (Some(1), Some(0)),
+        "{nodes}"
+    );
+    assert_eq!(nodes["failed"][0]["node"], "node-1");
+    assert_eq!(nodes["failed"][0]["message"], "its agent has not reported");
     let subnet = &objects["/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/subnets/blue-v4"];
     assert_eq!(subnet["status"]["dhcpIP"], "10.10.0.10");
     assert!(objects[port]["spec"].is_object(), "spec untouched");

@@ -5,6 +5,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::NodeRealisation;
+
 /// An address on an external network, translated 1:1 to a port's fixed IP by
 /// the router that joins the port's subnet to that network (Neutron's floating IP).
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,6 +97,9 @@ pub struct FloatingIPStatus {
     /// The router that translates it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router: Option<String>,
+    /// How many nodes have realised it, and which have not and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeRealisation>,
     /// Ready, with a reason and message naming the field and the conflict when not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

@@ -28,7 +28,7 @@ pub use router::{
 pub use security_group::{
     Direction, EtherType, SecurityGroup, SecurityGroupRule, SecurityGroupSpec, SecurityGroupStatus,
 };
-pub use shared::{AllocatedIP, Route};
+pub use shared::{AllocatedIP, NodeFailure, NodeRealisation, Route};
 pub use subnet::{AllocationPool, Subnet, SubnetSpec, SubnetStatus};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -5,6 +5,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::NodeRealisation;
+
 /// How a network's frames travel between nodes.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
@@ -120,6 +122,9 @@ pub struct NetworkStatus {
     /// The MTU in effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// How many nodes have realised it, and which have not and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeRealisation>,
     /// Ready, with a reason and message naming the field and the conflict when not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::AllocatedIP;
+use super::NodeRealisation;
 
 /// A virtual NIC on a network (Neutron's port): a VM's or a pod's interface.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -129,6 +130,9 @@ pub struct PortStatus {
     /// The MTU of the port's network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// How many nodes have realised it, and which have not and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeRealisation>,
     /// Ready, with a reason and message naming the field and the conflict when not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

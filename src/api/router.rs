@@ -5,6 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::NodeRealisation;
 use super::Route;
 
 /// Routes between its subnets and, through an external gateway with SNAT,
@@ -93,6 +94,9 @@ pub struct RouterStatus {
     /// The external gateway's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_gateway: Option<RouterGatewayStatus>,
+    /// How many nodes have realised it, and which have not and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeRealisation>,
     /// Ready, with a reason and message naming the field and the conflict when not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

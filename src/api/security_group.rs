@@ -5,6 +5,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::NodeRealisation;
+
 /// A set of stateful allow rules applied to the ports that name it (Neutron's
 /// security group). A port with no group gets its namespace's `default` group:
 /// all egress, and ingress only from members of `default`.
@@ -123,6 +125,9 @@ pub struct SecurityGroupStatus {
     /// How many ports are members.
     #[serde(default)]
     pub port_count: i64,
+    /// How many nodes have realised it, and which have not and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeRealisation>,
     /// Ready, with a reason and message naming the field and the conflict when not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

@@ -26,3 +26,26 @@ pub struct AllocatedIP {
     /// The address.
     pub ip_address: String,
 }
+
+/// How far the nodes that must realise an object have come.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRealisation {
+    /// Nodes whose share of the cluster includes the object.
+    pub desired: i32,
+    /// Of those, nodes whose agent's last apply realised everything.
+    pub ready: i32,
+    /// Nodes that have not, with what their agent reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<NodeFailure>,
+}
+
+/// One node that has not realised an object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeFailure {
+    /// The node.
+    pub node: String,
+    /// Why, as its agent reported it (or that it has not reported).
+    pub message: String,
+}

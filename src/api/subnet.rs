@@ -5,6 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::NodeRealisation;
 use super::Route;
 use super::cel::ip_range_ordered;
 
@@ -123,6 +124,9 @@ pub struct SubnetStatus {
     /// Addresses left in the allocation pools.
     #[serde(default)]
     pub free_addresses: i64,
+    /// How many nodes have realised it, and which have not and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeRealisation>,
     /// Ready, with a reason and message naming the field and the conflict when not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

@@ -16,10 +16,13 @@ use std::net::IpAddr;
 
 use super::allocate::{Holder, claim_name};
 use super::finalizers::{Finalizers, finalizers};
+use super::realisation;
 use super::resolve::{Resolution, Segment, claim_holder, held_by};
 use super::{Key, Kind, ObjectId, Snapshot, status};
 use crate::api::ClaimHolder;
-use crate::api::{IPClaim, IPClaimSpec, ObjectStatus, SegmentClaim, SegmentClaimSpec};
+use crate::api::{
+    IPClaim, IPClaimSpec, NodeRealisation, ObjectStatus, SegmentClaim, SegmentClaimSpec,
+};
 
 /// One address claim the allocations need.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -338,7 +341,15 @@ fn segment_claim_actions(
 
 /// The actions that take the API from `snapshot` (objects and claims, as
 /// the controller sees them) to `resolution`.
-pub fn actions(snapshot: &Snapshot, resolution: &Resolution, now: &Time) -> Actions {
+///
+/// `realised` says, for each object, how far the nodes that must realise
+/// it have come (from the agents' reports); it goes to `status.nodes`.
+pub fn actions(
+    snapshot: &Snapshot,
+    resolution: &Resolution,
+    realised: &BTreeMap<ObjectId, NodeRealisation>,
+    now: &Time,
+) -> Actions {
     let mut actions = Actions::default();
     let mut waiting = BTreeSet::new();
     ip_claim_actions(snapshot, resolution, &mut actions, &mut waiting);
@@ -347,6 +358,7 @@ pub fn actions(snapshot: &Snapshot, resolution: &Resolution, now: &Time) -> Acti
     next.ip_claims.clear();
     next.segment_claims.clear();
     status::apply(&mut next, resolution, now);
+    realisation::apply(&mut next, realised);
     // A Network or Subnet whose deletion waits says so, whatever else holds.
     let finalizers = finalizers(snapshot);
     for (id, users) in &finalizers.blocked {

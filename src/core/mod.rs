@@ -15,6 +15,7 @@ pub mod ident;
 pub mod names;
 pub mod plan;
 pub mod problem;
+pub mod realisation;
 pub mod reconcile;
 pub mod resolve;
 pub mod snapshot;

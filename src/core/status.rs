@@ -200,6 +200,7 @@ pub fn apply(snapshot: &mut Snapshot, resolution: &Resolution, now: &Time) {
     each(&mut snapshot.networks, &resolution.networks, |_, o, v| {
         let state = v.as_ref().ok();
         o.status = Some(NetworkStatus {
+            nodes: o.status.as_ref().and_then(|s| s.nodes.clone()),
             observed_generation: generation(o),
             segmentation_id: state.and_then(|s| s.segmentation_id),
             mtu: state.map(|s| s.mtu),
@@ -214,6 +215,7 @@ pub fn apply(snapshot: &mut Snapshot, resolution: &Resolution, now: &Time) {
     each(&mut snapshot.subnets, &resolution.subnets, |_, o, v| {
         let state = v.as_ref().ok();
         o.status = Some(SubnetStatus {
+            nodes: o.status.as_ref().and_then(|s| s.nodes.clone()),
             observed_generation: generation(o),
             gateway_ip: state.and_then(|s| s.gateway).map(|g| g.to_string()),
             dhcp_ip: state.and_then(|s| s.dhcp).map(|d| d.to_string()),
@@ -230,6 +232,7 @@ pub fn apply(snapshot: &mut Snapshot, resolution: &Resolution, now: &Time) {
     each(&mut snapshot.ports, &resolution.ports, |key, o, v| {
         let state = v.as_ref().ok();
         o.status = Some(PortStatus {
+            nodes: o.status.as_ref().and_then(|s| s.nodes.clone()),
             observed_generation: generation(o),
             fixed_ips: state
                 .map(|s| {
@@ -255,6 +258,7 @@ pub fn apply(snapshot: &mut Snapshot, resolution: &Resolution, now: &Time) {
     each(&mut snapshot.routers, &resolution.routers, |key, o, v| {
         let state = v.as_ref().ok();
         o.status = Some(RouterStatus {
+            nodes: o.status.as_ref().and_then(|s| s.nodes.clone()),
             observed_generation: generation(o),
             node: state.map(|s| s.node.clone()),
             external_gateway: state
@@ -278,6 +282,7 @@ pub fn apply(snapshot: &mut Snapshot, resolution: &Resolution, now: &Time) {
             let state = v.as_ref().ok();
             let target = state.and_then(|s| s.target.as_ref());
             o.status = Some(FloatingIPStatus {
+                nodes: o.status.as_ref().and_then(|s| s.nodes.clone()),
                 observed_generation: generation(o),
                 floating_ip_address: state.map(|s| s.address.to_string()),
                 fixed_ip_address: target.map(|t| t.fixed.to_string()),
@@ -302,6 +307,7 @@ pub fn apply(snapshot: &mut Snapshot, resolution: &Resolution, now: &Time) {
         &resolution.security_groups,
         |key, o, v| {
             o.status = Some(SecurityGroupStatus {
+                nodes: o.status.as_ref().and_then(|s| s.nodes.clone()),
                 observed_generation: generation(o),
                 rule_count: o.spec.rules.len() as i64,
                 port_count: members(key),

@@ -17,7 +17,9 @@ use super::events;
 use super::execute::{FIELD_MANAGER, execute};
 use super::metrics::{self, Metrics};
 use super::stores::Stores;
+use crate::api::NodeAgent;
 use crate::core::controller::{actions, notices};
+use crate::core::realisation::{AgentHealth, realisation};
 use crate::core::{ClusterConfig, resolve};
 use kube::runtime::events::{Recorder, Reporter};
 use std::collections::BTreeMap;
@@ -58,6 +60,33 @@ pub enum ControllerError {
     Signal(std::io::Error),
 }
 
+/// An agent whose heartbeat is older than this is taken for gone.
+const HEARTBEAT_TIMEOUT: i64 = 120;
+
+/// Each node's agent as its record last said: Ready, or failed and why.
+pub fn health(
+    agents: &[NodeAgent],
+    now: k8s_openapi::jiff::Timestamp,
+) -> BTreeMap<String, AgentHealth> {
+    agents
+        .iter()
+        .filter_map(|agent| {
+            let name = agent.metadata.name.clone()?;
+            let status = agent.status.as_ref()?;
+            let age = status.heartbeat.as_ref().map(|h| (now - h.0).get_seconds());
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+            let health = match age {
+                Some(age) if age > HEARTBEAT_TIMEOUT => {
+                    AgentHealth::Failed(format!("no heartbeat for {age}s"))
+                }
+                _ if ready.status == "True" => AgentHealth::Ready,
+                _ => AgentHealth::Failed(ready.message.clone()),
+            };
+            Some((name, health))
+        })
+        .collect()
+}
+
 /// One round; returns whether another should follow at once (a claim was
 /// lost or a status was stale: the caches are behind).
 async fn round(
@@ -70,19 +99,18 @@ async fn round(
 ) -> bool {
     let started = Instant::now();
     let snapshot = stores.snapshot();
-    let (config, skipped) = cluster.with_agents(&stores.agents());
+    let agents = stores.agents();
+    let (config, skipped) = cluster.with_agents(&agents);
     for record in skipped {
         tracing::warn!(%record, "node left out");
     }
     let resolution = resolve(&snapshot, &config);
     metrics.observe(&resolution);
-    let planned = actions(
-        &snapshot,
-        &resolution,
-        &Time(k8s_openapi::jiff::Timestamp::now()),
-    );
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let realised = realisation(&resolution, &config, &health(&agents, now));
+    let planned = actions(&snapshot, &resolution, &realised, &Time(now));
     metrics.rounds.inc();
-    events::publish_agents(recorder, &stores.agents(), agents_seen).await;
+    events::publish_agents(recorder, &agents, agents_seen).await;
     if planned.is_empty() {
         metrics.duration.observe(started.elapsed().as_secs_f64());
         return false;
@@ -187,4 +215,54 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
     drop(leader);
     let _ = lease.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{NodeAgentSpec, NodeAgentStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+    fn agent(name: &str, ready: &str, heartbeat: k8s_openapi::jiff::Timestamp) -> NodeAgent {
+        let mut agent = NodeAgent::new(
+            name,
+            NodeAgentSpec {
+                tunnel_ip: "192.0.2.1".into(),
+                physical_interfaces: Default::default(),
+                gateway: true,
+            },
+        );
+        agent.status = Some(NodeAgentStatus {
+            heartbeat: Some(Time(heartbeat)),
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: ready.into(),
+                reason: "x".into(),
+                message: format!("{name} says {ready}"),
+                observed_generation: Some(0),
+                last_transition_time: Time(heartbeat),
+            }],
+            ..NodeAgentStatus::default()
+        });
+        agent
+    }
+
+    #[test]
+    fn agents_are_ready_failed_or_silent() {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let old = now - k8s_openapi::jiff::SignedDuration::from_secs(600);
+        let health = health(
+            &[
+                agent("a", "True", now),
+                agent("b", "False", now),
+                agent("c", "True", old),
+            ],
+            now,
+        );
+        assert_eq!(health["a"], AgentHealth::Ready);
+        assert_eq!(health["b"], AgentHealth::Failed("b says False".into()));
+        assert!(
+            matches!(&health["c"], AgentHealth::Failed(m) if m.starts_with("no heartbeat for 6"))
+        );
+    }
 }
