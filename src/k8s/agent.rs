@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::stores::Stores;
@@ -130,6 +130,8 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         physical_interfaces: options.physical_interfaces.clone(),
         gateway: options.gateway,
     };
+    let mut last_report = Instant::now();
+    let mut last_outcome = None;
     loop {
         let (mut config, _) = options.cluster.with_agents(&stores.agents());
         // Our own record may not have reached the cache yet.
@@ -145,19 +147,35 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         if report.writes > 0 || !report.errors.is_empty() {
             tracing::info!(writes = report.writes, errors = ?report.errors, "applied");
         }
-        let status = report_status(&report, &Time(k8s_openapi::jiff::Timestamp::now()));
-        let body = json!({
-            "apiVersion": NodeAgent::api_version(&()),
-            "kind": NodeAgent::kind(&()),
-            "metadata": {"name": options.node},
-            "status": status,
-        });
-        if let Err(e) = api
-            .patch_status(&options.node, &apply, &Patch::Apply(&body))
-            .await
+        // Report what changed at once and a heartbeat every resync, but not
+        // on every wake-up: our own report wakes us (and every agent) again.
+        let outcome = (
+            report.writes > 0,
+            report.errors.clone(),
+            report.conflicts.clone(),
+        );
+        if outcome.0
+            || last_outcome.as_ref() != Some(&outcome)
+            || last_report.elapsed() >= options.resync
         {
-            // The dataplane does not depend on the API: keep going.
-            tracing::warn!(error = %e, "could not report to the API server");
+            let status = report_status(&report, &Time(k8s_openapi::jiff::Timestamp::now()));
+            let body = json!({
+                "apiVersion": NodeAgent::api_version(&()),
+                "kind": NodeAgent::kind(&()),
+                "metadata": {"name": options.node},
+                "status": status,
+            });
+            match api
+                .patch_status(&options.node, &apply, &Patch::Apply(&body))
+                .await
+            {
+                Ok(_) => {
+                    last_report = Instant::now();
+                    last_outcome = Some(outcome);
+                }
+                // The dataplane does not depend on the API: keep going.
+                Err(e) => tracing::warn!(error = %e, "could not report to the API server"),
+            }
         }
         tokio::select! {
             _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
