@@ -64,6 +64,7 @@ fn values_fit_the_schema_and_bad_ones_do_not() {
 
     for (pointer, bad) in [
         ("/controller/replicas", serde_json::json!(0)),
+        ("/controller/leaseSeconds", serde_json::json!(1)),
         ("/agent/stateDir", serde_json::json!("relative/dir")),
         ("/image/pullPolicy", serde_json::json!("Sometimes")),
         ("/cluster/vniRanges", serde_json::json!([{"min": 10}])),

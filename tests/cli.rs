@@ -290,3 +290,14 @@ items:
         "the claim is honoured"
     );
 }
+
+#[test]
+fn controller_refuses_a_lease_too_short_to_renew() {
+    let out = neutrino(&["controller", "--lease-seconds", "1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--lease-seconds") && stderr(&out).contains("1 is not in 2.."),
+        "{}",
+        stderr(&out)
+    );
+}

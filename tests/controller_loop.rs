@@ -42,6 +42,7 @@ async fn the_controller_claims_then_writes_status_as_leader() {
             lease_namespace: "neutrino-system".into(),
             identity: "replica-a".into(),
             resync: Duration::from_millis(200),
+            lease_duration: Duration::from_secs(15),
         },
     ));
 
@@ -139,6 +140,7 @@ async fn a_follower_keeps_its_caches_and_writes_nothing() {
             lease_namespace: "neutrino-system".into(),
             identity: "replica-a".into(),
             resync: Duration::from_millis(100),
+            lease_duration: Duration::from_secs(15),
         },
     ));
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -151,4 +153,119 @@ async fn a_follower_keeps_its_caches_and_writes_nothing() {
         port.get("status").is_none_or(Value::is_null),
         "a follower writes no status: {port:#}"
     );
+}
+
+/// The whole path a replica's leadership takes: it leads, another replica
+/// takes the Lease and keeps renewing it, and a Port created meanwhile is
+/// neither claimed nor written by the deposed replica; when the other
+/// replica stops renewing, the first takes over again and finishes the job.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_that_loses_the_lease_stops_writing_until_it_leads_again() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let objects: Objects = Arc::new(Mutex::new(cluster()));
+    let client = fake_api::client(objects.clone());
+    let controller = tokio::spawn(run(
+        client.clone(),
+        Options {
+            cluster: ClusterConfig {
+                nodes: vec![],
+                ..ClusterConfig::default()
+            },
+            listen: "127.0.0.1:0".parse().unwrap(),
+            lease_namespace: "neutrino-system".into(),
+            identity: "replica-a".into(),
+            resync: Duration::from_millis(200),
+            lease_duration: Duration::from_secs(2),
+        },
+    ));
+    let ready = |name: &str| {
+        objects.lock().unwrap()
+            [&format!("/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ports/{name}")]["status"]["conditions"]
+            [0]["status"]
+            == "True"
+    };
+    let lease_path =
+        "/apis/coordination.k8s.io/v1/namespaces/neutrino-system/leases/neutrino-controller";
+    let holder = || objects.lock().unwrap()[lease_path]["spec"]["holderIdentity"].clone();
+    for _ in 0..100 {
+        if ready("web-1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready("web-1"), "replica-a led and wrote web-1's status");
+
+    // replica-b takes the Lease and renews it, as a live leader does.
+    let renewing = Arc::new(AtomicBool::new(true));
+    let usurper = tokio::spawn({
+        let (leases, renewing) = (
+            Api::<Lease>::namespaced(client.clone(), "neutrino-system"),
+            renewing.clone(),
+        );
+        async move {
+            while renewing.load(Ordering::Relaxed) {
+                let now = k8s_openapi::jiff::Timestamp::now().to_string();
+                let lease = serde_json::json!({"spec": {"holderIdentity": "replica-b",
+                    "renewTime": now, "leaseDurationSeconds": 2}});
+                leases
+                    .patch(
+                        "neutrino-controller",
+                        &PatchParams::default(),
+                        &Patch::Merge(lease),
+                    )
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    });
+    // replica-a notices at its next renewal, a second or so later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let claims_before = claim_paths(&objects);
+    let port: neutrino::api::Port = serde_json::from_value(serde_json::json!({
+        "apiVersion": "neutrino.dev/v1alpha1", "kind": "Port",
+        "metadata": {"name": "web-3", "namespace": "tenant-a"},
+        "spec": {"network": "blue", "nodeName": "node-1"},
+    }))
+    .unwrap();
+    Api::<neutrino::api::Port>::namespaced(client.clone(), "tenant-a")
+        .create(&PostParams::default(), &port)
+        .await
+        .unwrap();
+    // A leader resyncing every 200 ms would have claimed and written by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(holder(), "replica-b");
+    assert_eq!(
+        claim_paths(&objects),
+        claims_before,
+        "the deposed replica claims nothing"
+    );
+    assert!(!ready("web-3"), "the deposed replica writes no status");
+
+    // replica-b stops renewing: once the Lease expires, replica-a leads again.
+    renewing.store(false, Ordering::Relaxed);
+    usurper.await.unwrap();
+    for _ in 0..150 {
+        if ready("web-3") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(holder(), "replica-a");
+    assert!(ready("web-3"), "replica-a, leading again, finished web-3");
+    assert_eq!(claim_paths(&objects).len(), claims_before.len() + 1);
+    controller.abort();
+}
+
+fn claim_paths(objects: &Objects) -> Vec<String> {
+    objects
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|path| path.contains("/ipclaims/"))
+        .cloned()
+        .collect()
 }

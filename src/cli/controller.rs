@@ -27,6 +27,10 @@ pub struct Args {
     /// Seconds between rounds when nothing changes.
     #[arg(long, default_value_t = 30)]
     resync_seconds: u64,
+    /// Seconds the leader Lease holds without renewal; a replica that loses
+    /// it stops writing within this time.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..))]
+    lease_seconds: u64,
 }
 
 pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
@@ -54,6 +58,7 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
                 lease_namespace: args.lease_namespace,
                 identity,
                 resync: Duration::from_secs(args.resync_seconds),
+                lease_duration: Duration::from_secs(args.lease_seconds),
             },
         )
         .await?;

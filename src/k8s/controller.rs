@@ -41,6 +41,9 @@ pub struct Options {
     pub identity: String,
     /// A round at least this often, changes or not.
     pub resync: Duration,
+    /// How long the Lease holds without renewal (whole seconds, at least
+    /// 2): a replica that stops renewing loses its writes after this long.
+    pub lease_duration: Duration,
 }
 
 /// Why the controller stopped.
@@ -162,8 +165,12 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
         namespace: options.lease_namespace.clone(),
         cause,
     };
+    // Renew with a third of the lease to spare, so one slow request does not lose it.
+    let duration = options.lease_duration.as_secs().max(2);
     let manager = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
         .with_namespace(&options.lease_namespace)
+        .with_duration(duration)
+        .with_grace((duration / 3).max(1))
         .with_identity(&options.identity)
         .with_field_manager(FIELD_MANAGER)
         .build()
