@@ -67,6 +67,7 @@ fn values_fit_the_schema_and_bad_ones_do_not() {
         ("/controller/leaseSeconds", serde_json::json!(1)),
         ("/agent/stateDir", serde_json::json!("relative/dir")),
         ("/image/pullPolicy", serde_json::json!("Sometimes")),
+        ("/logFormat", serde_json::json!("xml")),
         ("/cluster/vniRanges", serde_json::json!([{"min": 10}])),
     ] {
         let mut values = good.clone();

@@ -301,3 +301,50 @@ fn controller_refuses_a_lease_too_short_to_renew() {
         stderr(&out)
     );
 }
+
+#[test]
+fn logs_are_json_objects_when_asked() {
+    let kubeconfig = Path::new(env!("CARGO_TARGET_TMPDIR")).join("unreachable.kubeconfig");
+    // An API server nobody listens on: the controller logs its failed watches.
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n\
+         clusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}]\n\
+         users: [{name: u, user: {}}]\n\
+         contexts: [{name: x, context: {cluster: c, user: u}}]\n",
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_neutrino"))
+        .args(["controller", "--listen", "127.0.0.1:0"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("NEUTRINO_LOG", "neutrino=info")
+        .env("NEUTRINO_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let out = child.wait_with_output().unwrap();
+    let lines: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["message"] == "watch failed; retrying"
+            && l["kind"].is_string()),
+        "{lines:#?}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_neutrino"))
+        .arg("version")
+        .env("NEUTRINO_LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("NEUTRINO_LOG_FORMAT: expected text or json, got \"xml\""),
+        "{}",
+        stderr(&out)
+    );
+}

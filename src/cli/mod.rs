@@ -52,13 +52,29 @@ pub fn print(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Logs go to stderr, filtered by `NEUTRINO_LOG`; `NEUTRINO_LOG_FORMAT=json`
+/// makes them one JSON object a line, for a cluster's log pipeline.
+fn init_logs() -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_env("NEUTRINO_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("NEUTRINO_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("text") => logs.init(),
+        Ok("json") => logs.json().flatten_event(true).init(),
+        Ok(other) => anyhow::bail!("NEUTRINO_LOG_FORMAT: expected text or json, got {other:?}"),
+    }
+    Ok(())
+}
+
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("NEUTRINO_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // rustls cannot pick a provider when a build enables two (a dependency's
+    // feature is enough): name ours, so no TLS connection panics later.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Err(e) = init_logs() {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Agent(args) => agent::run_command(args),
