@@ -314,7 +314,7 @@ fn logs_are_json_objects_when_asked() {
          contexts: [{name: x, context: {cluster: c, user: u}}]\n",
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_neutrino"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_neutrino"))
         .args(["controller", "--listen", "127.0.0.1:0"])
         .env("KUBECONFIG", &kubeconfig)
         .env("NEUTRINO_LOG", "neutrino=info")
@@ -323,7 +323,7 @@ fn logs_are_json_objects_when_asked() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
     let lines: Vec<serde_json::Value> = stderr(&out)
         .lines()
