@@ -433,7 +433,7 @@ async fn flat_network_over_a_physical_interface() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs a kernel with 802.1Q VLAN support (CONFIG_VLAN_8021Q), which this machine's kernel lacks"]
+#[ignore = "needs 802.1Q VLAN support, which some kernels lack; scripts/test runs it in a VM (scripts/in-vm)"]
 async fn provider_vlan_network_over_a_physical_interface() {
     let lab = TestLab::new("vlan");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/provider-vlan");
