@@ -15,6 +15,25 @@ use support::fake_api::{self, Objects};
 use neutrino::core::ClusterConfig;
 use neutrino::k8s::controller::{Options, run};
 
+/// Where the fake server keeps the leader Lease.
+const LEASE: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/neutrino-system/leases/neutrino-controller";
+
+/// How replica `replica-a` runs: nodes come from the NodeAgent records.
+fn replica_a(resync: Duration, lease_duration: Duration) -> Options {
+    Options {
+        cluster: ClusterConfig {
+            nodes: vec![],
+            ..ClusterConfig::default()
+        },
+        listen: "127.0.0.1:0".parse().unwrap(),
+        lease_namespace: "neutrino-system".into(),
+        identity: "replica-a".into(),
+        resync,
+        lease_duration,
+    }
+}
+
 /// The quickstart and two node records, stored by path.
 fn cluster() -> BTreeMap<String, Value> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
@@ -33,28 +52,16 @@ async fn the_controller_claims_then_writes_status_as_leader() {
 
     let controller = tokio::spawn(run(
         client,
-        Options {
-            cluster: ClusterConfig {
-                nodes: vec![],
-                ..ClusterConfig::default()
-            },
-            listen: "127.0.0.1:0".parse().unwrap(),
-            lease_namespace: "neutrino-system".into(),
-            identity: "replica-a".into(),
-            resync: Duration::from_millis(200),
-            lease_duration: Duration::from_secs(15),
-        },
+        replica_a(Duration::from_millis(200), Duration::from_secs(15)),
     ));
 
     let port = "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ports/web-1";
-    let lease =
-        "/apis/coordination.k8s.io/v1/namespaces/neutrino-system/leases/neutrino-controller";
     let mut holder = Value::Null;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let objects = objects.lock().unwrap();
         if objects[port]["status"]["conditions"][0]["status"] == "True" {
-            holder = objects[lease]["spec"]["holderIdentity"].clone();
+            holder = objects[LEASE]["spec"]["holderIdentity"].clone();
             break;
         }
     }
@@ -69,15 +76,15 @@ async fn the_controller_claims_then_writes_status_as_leader() {
     controller.abort();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if objects.lock().unwrap()[lease]["spec"]["holderIdentity"].is_null() {
+        if objects.lock().unwrap()[LEASE]["spec"]["holderIdentity"].is_null() {
             break;
         }
     }
     let objects = objects.lock().unwrap();
     assert!(
-        objects[lease]["spec"]["holderIdentity"].is_null(),
+        objects[LEASE]["spec"]["holderIdentity"].is_null(),
         "{:#}",
-        objects[lease]
+        objects[LEASE]
     );
     let claim =
         &objects["/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ipclaims/blue-v4.10.10.0.11"];
@@ -119,7 +126,7 @@ async fn a_follower_keeps_its_caches_and_writes_nothing() {
     // Another replica holds the Lease, freshly renewed.
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     stored.insert(
-        "/apis/coordination.k8s.io/v1/namespaces/neutrino-system/leases/neutrino-controller".into(),
+        LEASE.into(),
         serde_json::json!({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": "neutrino-controller", "namespace": "neutrino-system", "resourceVersion": "1"},
@@ -131,17 +138,7 @@ async fn a_follower_keeps_its_caches_and_writes_nothing() {
     let objects: Objects = Arc::new(Mutex::new(stored));
     let controller = tokio::spawn(run(
         fake_api::client(objects.clone()),
-        Options {
-            cluster: ClusterConfig {
-                nodes: vec![],
-                ..ClusterConfig::default()
-            },
-            listen: "127.0.0.1:0".parse().unwrap(),
-            lease_namespace: "neutrino-system".into(),
-            identity: "replica-a".into(),
-            resync: Duration::from_millis(100),
-            lease_duration: Duration::from_secs(15),
-        },
+        replica_a(Duration::from_millis(100), Duration::from_secs(15)),
     ));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     controller.abort();
@@ -169,17 +166,7 @@ async fn a_replica_that_loses_the_lease_stops_writing_until_it_leads_again() {
     let client = fake_api::client(objects.clone());
     let controller = tokio::spawn(run(
         client.clone(),
-        Options {
-            cluster: ClusterConfig {
-                nodes: vec![],
-                ..ClusterConfig::default()
-            },
-            listen: "127.0.0.1:0".parse().unwrap(),
-            lease_namespace: "neutrino-system".into(),
-            identity: "replica-a".into(),
-            resync: Duration::from_millis(200),
-            lease_duration: Duration::from_secs(2),
-        },
+        replica_a(Duration::from_millis(200), Duration::from_secs(2)),
     ));
     let ready = |name: &str| {
         objects.lock().unwrap()
@@ -187,9 +174,7 @@ async fn a_replica_that_loses_the_lease_stops_writing_until_it_leads_again() {
             [0]["status"]
             == "True"
     };
-    let lease_path =
-        "/apis/coordination.k8s.io/v1/namespaces/neutrino-system/leases/neutrino-controller";
-    let holder = || objects.lock().unwrap()[lease_path]["spec"]["holderIdentity"].clone();
+    let holder = || objects.lock().unwrap()[LEASE]["spec"]["holderIdentity"].clone();
     for _ in 0..100 {
         if ready("web-1") {
             break;
