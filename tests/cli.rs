@@ -3,12 +3,15 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// The binary, run from the repository root.
+fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_neutrino"));
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
 fn neutrino(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_neutrino"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
+    command().args(args).output().expect("the binary runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -208,7 +211,7 @@ fn the_lab_names_what_it_misses() {
     );
 
     // Root without the programs the lab drives: it names the packages.
-    let out = Command::new(env!("CARGO_BIN_EXE_neutrino"))
+    let out = command()
         .args([
             "lab",
             "--state",
@@ -217,7 +220,6 @@ fn the_lab_names_what_it_misses() {
             "-f",
             "examples/quickstart",
         ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("PATH", "/nonexistent")
         .output()
         .unwrap();
@@ -314,7 +316,7 @@ fn logs_are_json_objects_when_asked() {
          contexts: [{name: x, context: {cluster: c, user: u}}]\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_neutrino"))
+    let mut child = command()
         .args(["controller", "--listen", "127.0.0.1:0"])
         .env("KUBECONFIG", &kubeconfig)
         .env("NEUTRINO_LOG", "neutrino=info")
@@ -336,7 +338,7 @@ fn logs_are_json_objects_when_asked() {
         "{lines:#?}"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_neutrino"))
+    let out = command()
         .arg("version")
         .env("NEUTRINO_LOG_FORMAT", "xml")
         .output()
