@@ -73,6 +73,26 @@ fn family(ip: IpAddr) -> AddressFamily {
     }
 }
 
+/// A permanent entry: `mac` at `destination` on link `index`, for the bridge
+/// family (a VXLAN FDB entry) or an address family (a neighbour).
+fn permanent_entry(
+    family: AddressFamily,
+    index: u32,
+    mac: Mac,
+    destination: IpAddr,
+) -> NeighbourMessage {
+    let mut message = NeighbourMessage::default();
+    message.header.family = family;
+    message.header.ifindex = index;
+    message.header.state = NeighbourState::Permanent;
+    message.header.kind = RouteType::Unspec;
+    message.attributes.extend([
+        NeighbourAttribute::Destination(neighbour_address(destination)),
+        NeighbourAttribute::LinkLayerAddress(mac.0.to_vec()),
+    ]);
+    message
+}
+
 fn neighbour_address(ip: IpAddr) -> NeighbourAddress {
     match ip {
         IpAddr::V4(a) => NeighbourAddress::Inet(a),
@@ -538,20 +558,9 @@ impl Netlink {
         let Some(index) = self.entry_device(&entry.device, add, &what).await? else {
             return Ok(());
         };
-        let mut message = NeighbourMessage::default();
-        message.header.family = AddressFamily::Bridge;
-        message.header.ifindex = index;
-        message.header.state = NeighbourState::Permanent;
+        let mut message =
+            permanent_entry(AddressFamily::Bridge, index, entry.mac, entry.destination);
         message.header.flags = NeighbourFlags::Own;
-        message.header.kind = RouteType::Unspec;
-        message
-            .attributes
-            .push(NeighbourAttribute::LinkLayerAddress(entry.mac.0.to_vec()));
-        message
-            .attributes
-            .push(NeighbourAttribute::Destination(neighbour_address(
-                entry.destination,
-            )));
         let flags = if entry.mac == Mac::ZERO {
             NLM_F_APPEND
         } else {
@@ -572,17 +581,7 @@ impl Netlink {
         let Some(index) = self.entry_device(&entry.device, add, &what).await? else {
             return Ok(());
         };
-        let mut message = NeighbourMessage::default();
-        message.header.family = family(entry.ip);
-        message.header.ifindex = index;
-        message.header.state = NeighbourState::Permanent;
-        message.header.kind = RouteType::Unspec;
-        message
-            .attributes
-            .push(NeighbourAttribute::Destination(neighbour_address(entry.ip)));
-        message
-            .attributes
-            .push(NeighbourAttribute::LinkLayerAddress(entry.mac.0.to_vec()));
+        let message = permanent_entry(family(entry.ip), index, entry.mac, entry.ip);
         self.send(message, add, NLM_F_REPLACE, what).await
     }
 
