@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use tower_test::mock;
 
-use neutrino::core::controller::actions;
+use neutrino::core::controller::{Actions, actions};
 use neutrino::core::{ClusterConfig, Key, Snapshot, resolve};
 use neutrino::k8s::execute::{FIELD_MANAGER, execute};
 
@@ -148,6 +148,38 @@ fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
+/// What the controller would do with `snapshot` in one round.
+fn round_of(snapshot: &Snapshot) -> Actions {
+    actions(
+        snapshot,
+        &resolve(snapshot, &ClusterConfig::default()),
+        &Default::default(),
+        &now(),
+    )
+}
+
+/// The claims a round created, as the server then stores them (with uids).
+fn record_claims(snapshot: &mut Snapshot, round: Actions) {
+    for mut claim in round.create_ip_claims {
+        let key = Key::new(
+            claim.metadata.namespace.clone().unwrap(),
+            claim.metadata.name.clone().unwrap(),
+        );
+        claim.metadata.uid = Some(format!("uid-{}", key.name));
+        snapshot.ip_claims.insert(key, claim);
+    }
+    for claim in round.create_segment_claims {
+        snapshot
+            .segment_claims
+            .insert(claim.metadata.name.clone().unwrap(), claim);
+    }
+}
+
+/// Where a tenant-a object's status is written.
+fn status_of(plural: &str, name: &str) -> String {
+    format!("/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/{plural}/{name}/status")
+}
+
 const CLAIMS: &str = "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ipclaims";
 
 #[tokio::test]
@@ -155,13 +187,7 @@ async fn claims_first_and_a_lost_claim_holds_its_holder_back() {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let snapshot = quickstart();
-    let config = ClusterConfig::default();
-    let round = actions(
-        &snapshot,
-        &resolve(&snapshot, &config),
-        &Default::default(),
-        &now(),
-    );
+    let round = round_of(&snapshot);
 
     // Someone else took web-2's address first.
     let server = tokio::spawn(serve(
@@ -183,21 +209,9 @@ async fn claims_first_and_a_lost_claim_holds_its_holder_back() {
             expect("POST", "/apis/neutrino.dev/v1alpha1/segmentclaims", 201),
             // Meanwhile the statuses say "allocating", and show nothing;
             // web-2, which lost, is left for the next round.
-            expect(
-                "PATCH",
-                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/networks/blue/status",
-                200,
-            ),
-            expect(
-                "PATCH",
-                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/subnets/blue-v4/status",
-                200,
-            ),
-            expect(
-                "PATCH",
-                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ports/web-1/status",
-                200,
-            ),
+            expect("PATCH", &status_of("networks", "blue"), 200),
+            expect("PATCH", &status_of("subnets", "blue-v4"), 200),
+            expect("PATCH", &status_of("ports", "web-1"), 200),
         ],
         stored(&snapshot),
     ));
@@ -236,13 +250,7 @@ async fn a_claim_already_held_by_its_holder_is_no_loss() {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let snapshot = quickstart();
-    let config = ClusterConfig::default();
-    let round = actions(
-        &snapshot,
-        &resolve(&snapshot, &config),
-        &Default::default(),
-        &now(),
-    );
+    let round = round_of(&snapshot);
     // The first claim was created in an earlier round the caches do not show yet.
     let mine = json!({
         "apiVersion": "neutrino.dev/v1alpha1", "kind": "IPClaim",
@@ -261,26 +269,10 @@ async fn a_claim_already_held_by_its_holder_is_no_loss() {
             expect("POST", CLAIMS, 201),
             expect("POST", CLAIMS, 201),
             expect("POST", "/apis/neutrino.dev/v1alpha1/segmentclaims", 201),
-            expect(
-                "PATCH",
-                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/networks/blue/status",
-                200,
-            ),
-            expect(
-                "PATCH",
-                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/subnets/blue-v4/status",
-                200,
-            ),
-            expect(
-                "PATCH",
-                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ports/web-1/status",
-                200,
-            ),
-            expect(
-                "PATCH",
-                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ports/web-2/status",
-                200,
-            ),
+            expect("PATCH", &status_of("networks", "blue"), 200),
+            expect("PATCH", &status_of("subnets", "blue-v4"), 200),
+            expect("PATCH", &status_of("ports", "web-1"), 200),
+            expect("PATCH", &status_of("ports", "web-2"), 200),
         ],
         stored(&snapshot),
     ));
@@ -298,57 +290,19 @@ async fn statuses_by_server_side_apply_with_the_version_read() {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let mut snapshot = quickstart();
-    let config = ClusterConfig::default();
     // The claims exist (round one went through).
-    let first = actions(
-        &snapshot,
-        &resolve(&snapshot, &config),
-        &Default::default(),
-        &now(),
-    );
-    for claim in first.create_ip_claims {
-        let key = Key::new(
-            claim.metadata.namespace.clone().unwrap(),
-            claim.metadata.name.clone().unwrap(),
-        );
-        snapshot.ip_claims.insert(key, claim);
-    }
-    for claim in first.create_segment_claims {
-        snapshot
-            .segment_claims
-            .insert(claim.metadata.name.clone().unwrap(), claim);
-    }
-    let round = actions(
-        &snapshot,
-        &resolve(&snapshot, &config),
-        &Default::default(),
-        &now(),
-    );
+    let first = round_of(&snapshot);
+    record_claims(&mut snapshot, first);
+    let round = round_of(&snapshot);
 
     // web-2 changed since it was read: its write is refused, the rest land.
     let server = tokio::spawn(serve(
         handle,
         vec![
-            expect(
-                "PATCH",
-                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/networks/blue/status",
-                201,
-            ),
-            expect(
-                "PATCH",
-                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/subnets/blue-v4/status",
-                201,
-            ),
-            expect(
-                "PATCH",
-                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ports/web-1/status",
-                201,
-            ),
-            expect(
-                "PATCH",
-                "/apis/neutrino.dev/v1alpha1/namespaces/tenant-a/ports/web-2/status",
-                409,
-            ),
+            expect("PATCH", &status_of("networks", "blue"), 201),
+            expect("PATCH", &status_of("subnets", "blue-v4"), 201),
+            expect("PATCH", &status_of("ports", "web-1"), 201),
+            expect("PATCH", &status_of("ports", "web-2"), 409),
         ],
         stored(&snapshot),
     ));
@@ -380,33 +334,10 @@ async fn a_deleted_port_releases_its_claim_by_uid() {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let mut snapshot = quickstart();
-    let config = ClusterConfig::default();
-    let first = actions(
-        &snapshot,
-        &resolve(&snapshot, &config),
-        &Default::default(),
-        &now(),
-    );
-    for mut claim in first.create_ip_claims {
-        let key = Key::new(
-            claim.metadata.namespace.clone().unwrap(),
-            claim.metadata.name.clone().unwrap(),
-        );
-        claim.metadata.uid = Some(format!("uid-{}", key.name));
-        snapshot.ip_claims.insert(key, claim);
-    }
-    for claim in first.create_segment_claims {
-        snapshot
-            .segment_claims
-            .insert(claim.metadata.name.clone().unwrap(), claim);
-    }
+    let first = round_of(&snapshot);
+    record_claims(&mut snapshot, first);
     snapshot.ports.remove(&Key::new("tenant-a", "web-2"));
-    let round = actions(
-        &snapshot,
-        &resolve(&snapshot, &config),
-        &Default::default(),
-        &now(),
-    );
+    let round = round_of(&snapshot);
     assert!(round.create_ip_claims.is_empty());
 
     let mut script = Vec::new();
@@ -437,7 +368,6 @@ async fn a_deleted_port_releases_its_claim_by_uid() {
 async fn networks_are_guarded_and_let_go_only_when_unused() {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    let config = ClusterConfig::default();
     let mut snapshot = quickstart();
     snapshot.ports.clear();
     // A new network gets the finalizer, conditionally on the version read.
@@ -448,12 +378,7 @@ async fn networks_are_guarded_and_let_go_only_when_unused() {
         .unwrap()
         .metadata
         .finalizers = None;
-    let mut round = actions(
-        &snapshot,
-        &resolve(&snapshot, &config),
-        &Default::default(),
-        &now(),
-    );
+    let mut round = round_of(&snapshot);
     round.statuses = Snapshot::default();
     round.create_ip_claims.clear();
     round.create_segment_claims.clear();
@@ -481,12 +406,7 @@ async fn networks_are_guarded_and_let_go_only_when_unused() {
     let deleted = snapshot.networks.get_mut(&blue).unwrap();
     deleted.metadata.finalizers = Some(vec!["neutrino.dev/in-use".into()]);
     deleted.metadata.deletion_timestamp = Some(now());
-    let round = actions(
-        &snapshot,
-        &resolve(&snapshot, &config),
-        &Default::default(),
-        &now(),
-    );
+    let round = round_of(&snapshot);
     assert!(round.finalizers.remove.is_empty());
     let status = round.statuses.networks[&blue].status.clone().unwrap();
     assert_eq!(status.conditions[0].reason, "Deleting");
@@ -500,11 +420,6 @@ async fn networks_are_guarded_and_let_go_only_when_unused() {
 
     // Once nothing uses it, the finalizer goes.
     snapshot.subnets.clear();
-    let round = actions(
-        &snapshot,
-        &resolve(&snapshot, &config),
-        &Default::default(),
-        &now(),
-    );
+    let round = round_of(&snapshot);
     assert_eq!(round.finalizers.remove.len(), 1);
 }
