@@ -151,6 +151,41 @@ fn crds_are_structural_and_explained() {
     assert!(errors.is_empty(), "{errors:#?}");
 }
 
+/// What the API server needs to bound the cost of CEL rules: every string
+/// a user writes has a maximum length (or a fixed set of values) and every
+/// list a maximum size. Without them the server estimates the worst case
+/// and refuses the CRD (`estimated rule cost exceeds budget`).
+fn bounded(path: &str, schema: &Value, errors: &mut Vec<String>) {
+    match schema["type"].as_str() {
+        Some("string") if schema["maxLength"].is_null() && schema["enum"].is_null() => {
+            errors.push(format!("{path}: a string without maxLength"));
+        }
+        Some("array") if schema["maxItems"].is_null() => {
+            errors.push(format!("{path}: a list without maxItems"));
+        }
+        _ => {}
+    }
+    if let Some(properties) = schema["properties"].as_object() {
+        for (name, child) in properties {
+            bounded(&format!("{path}.{name}"), child, errors);
+        }
+    }
+    if schema["items"].is_object() {
+        bounded(&format!("{path}[]"), &schema["items"], errors);
+    }
+}
+
+#[test]
+fn every_string_and_list_users_write_is_bounded() {
+    let mut errors = Vec::new();
+    for (file, crd) in crds() {
+        let crd = serde_json::to_value(&crd).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        bounded(&format!("{file}:spec"), spec, &mut errors);
+    }
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
 #[test]
 fn edited_lists_merge_by_key() {
     let expected = [

@@ -15,10 +15,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub struct ClaimHolder {
     /// Port, Subnet (its DHCP server), Router (its external gateway) or FloatingIP.
+    #[schemars(length(max = 63))]
     pub kind: String,
     /// The holder's namespace.
+    #[schemars(length(max = 63))]
     pub namespace: String,
     /// The holder's name.
+    #[schemars(length(max = 253))]
     pub name: String,
 }
 
@@ -46,8 +49,10 @@ pub struct ClaimHolder {
 #[serde(rename_all = "camelCase")]
 pub struct IPClaimSpec {
     /// The subnet, in the claim's namespace.
+    #[schemars(length(max = 63))]
     pub subnet: String,
     /// The address held.
+    #[schemars(length(max = 45))]
     pub address: String,
     /// Who holds it.
     pub holder: ClaimHolder,

@@ -48,6 +48,7 @@ pub struct FloatingIPSpec {
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(length(max = 45))]
     #[x_kube(
         validation = Rule::new("isIP(self) && ip(self).family() == 4").message("floatingIPAddress must be an IPv4 address"),
         validation = Rule::new("self == oldSelf").message("floatingIPAddress is immutable")
@@ -69,6 +70,7 @@ pub struct FloatingIPSpec {
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(length(max = 45))]
     #[x_kube(validation = Rule::new("isIP(self) && ip(self).family() == 4").message("fixedIPAddress must be an IPv4 address"))]
     pub fixed_ip_address: Option<String>,
 }

@@ -36,6 +36,7 @@ use std::collections::BTreeMap;
 pub struct NodeAgentSpec {
     /// The node's VXLAN tunnel endpoint.
     #[serde(rename = "tunnelIP")]
+    #[schemars(length(max = 45))]
     #[x_kube(validation = Rule::new("isIP(self)").message("tunnelIP must be an IP address"))]
     pub tunnel_ip: String,
     /// Physical network name → the node's interface on it.

@@ -51,14 +51,17 @@ pub struct PortSpec {
     /// The port's MAC address. A stable, locally administered one is
     /// allocated when omitted; the address in effect is in status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"))]
+    #[schemars(
+        length(max = 17),
+        regex(pattern = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+    )]
     #[x_kube(validation = Rule::new("self.substring(1, 2).lowerAscii() in ['0', '2', '4', '6', '8', 'a', 'c', 'e']").message("macAddress must be a unicast address (the lowest bit of the first octet clear)"))]
     pub mac_address: Option<String>,
 
     /// Security groups of the port's namespace. Empty: the namespace's
     /// `default` group, as in Neutron.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub security_groups: Vec<String>,
 
@@ -97,6 +100,7 @@ pub struct FixedIP {
     pub subnet: String,
     /// The address; allocated from the subnet's pools when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 45))]
     #[x_kube(validation = Rule::new("isIP(self)").message("ipAddress must be an IP address"))]
     pub ip_address: Option<String>,
 }
@@ -106,11 +110,15 @@ pub struct FixedIP {
 #[serde(rename_all = "camelCase")]
 pub struct AddressPair {
     /// An address or CIDR, for example `10.10.0.100/32` or `10.10.0.100`.
+    #[schemars(length(max = 49))]
     #[x_kube(validation = Rule::new("isIP(self) || isCIDR(self)").message("ipAddress must be an IP address or a CIDR"))]
     pub ip_address: String,
     /// The MAC that goes with it; the port's own when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"))]
+    #[schemars(
+        length(max = 17),
+        regex(pattern = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+    )]
     pub mac_address: Option<String>,
 }
 

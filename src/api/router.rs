@@ -73,6 +73,7 @@ pub struct ExternalGateway {
     pub enable_snat: bool,
     /// The gateway address on the external network; allocated when omitted.
     #[serde(rename = "ipAddress", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 45))]
     #[x_kube(validation = Rule::new("isIP(self)").message("ipAddress must be an IP address"))]
     pub ip_address: Option<String>,
 }

@@ -62,12 +62,12 @@ pub enum EtherType {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("!(has(self.remoteIPPrefix) && has(self.remoteGroup))").message("remoteIPPrefix and remoteGroup are mutually exclusive"),
-    validation = Rule::new("!has(self.portRangeMin) || !has(self.portRangeMax) || self.portRangeMin <= self.portRangeMax || (has(self.protocol) && self.protocol in ['icmp', 'icmpv6', 'ipv6-icmp', '1', '58'])").message("portRangeMin must not be above portRangeMax"),
-    validation = Rule::new("(!has(self.portRangeMin) && !has(self.portRangeMax)) || (has(self.protocol) && self.protocol in ['tcp', 'udp', 'sctp', 'icmp', 'icmpv6', 'ipv6-icmp', '6', '17', '132', '1', '58'])").message("a port range needs protocol tcp, udp or sctp (or icmp, where portRangeMin is the type and portRangeMax the code)"),
-    validation = Rule::new("!has(self.protocol) || !(self.protocol in ['icmp', '1']) || self.ethertype == 'IPv4'").message("protocol icmp needs ethertype IPv4; use icmpv6 for IPv6"),
-    validation = Rule::new("!has(self.protocol) || !(self.protocol in ['icmpv6', 'ipv6-icmp', '58']) || self.ethertype == 'IPv6'").message("protocol icmpv6 needs ethertype IPv6"),
-    validation = Rule::new("!has(self.remoteIPPrefix) || !isCIDR(self.remoteIPPrefix) || cidr(self.remoteIPPrefix).ip().family() == (self.ethertype == 'IPv4' ? 4 : 6)").message("remoteIPPrefix must be of the rule's ethertype")
+    validation = Rule::new("!(has(self.remoteIPPrefix) && has(self.remoteGroup))").message("remoteIPPrefix and remoteGroup are mutually exclusive").field_path(".remoteGroup"),
+    validation = Rule::new("!has(self.portRangeMin) || !has(self.portRangeMax) || self.portRangeMin <= self.portRangeMax || (has(self.protocol) && self.protocol in ['icmp', 'icmpv6', 'ipv6-icmp', '1', '58'])").message("portRangeMin must not be above portRangeMax").field_path(".portRangeMin"),
+    validation = Rule::new("(!has(self.portRangeMin) && !has(self.portRangeMax)) || (has(self.protocol) && self.protocol in ['tcp', 'udp', 'sctp', 'icmp', 'icmpv6', 'ipv6-icmp', '6', '17', '132', '1', '58'])").message("a port range needs protocol tcp, udp or sctp (or icmp, where portRangeMin is the type and portRangeMax the code)").field_path(".portRangeMin"),
+    validation = Rule::new("!has(self.protocol) || !(self.protocol in ['icmp', '1']) || self.ethertype == 'IPv4'").message("protocol icmp needs ethertype IPv4; use icmpv6 for IPv6").field_path(".protocol"),
+    validation = Rule::new("!has(self.protocol) || !(self.protocol in ['icmpv6', 'ipv6-icmp', '58']) || self.ethertype == 'IPv6'").message("protocol icmpv6 needs ethertype IPv6").field_path(".protocol"),
+    validation = Rule::new("!has(self.remoteIPPrefix) || !isCIDR(self.remoteIPPrefix) || cidr(self.remoteIPPrefix).ip().family() == (self.ethertype == 'IPv4' ? 4 : 6)").message("remoteIPPrefix must be of the rule's ethertype").field_path(".remoteIPPrefix")
 )]
 pub struct SecurityGroupRule {
     /// ingress (to the port) or egress (from the port).
@@ -77,6 +77,7 @@ pub struct SecurityGroupRule {
     pub ethertype: EtherType,
     /// tcp, udp, sctp, icmp, icmpv6, or an IP protocol number 0-255. Any when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
     #[x_kube(validation = Rule::new("self in ['tcp', 'udp', 'sctp', 'icmp', 'icmpv6', 'ipv6-icmp'] || (self.matches('^[0-9]{1,3}$') && int(self) <= 255)").message("protocol must be tcp, udp, sctp, icmp, icmpv6 or a number 0-255"))]
     pub protocol: Option<String>,
     /// First port of the range (tcp, udp, sctp), or the ICMP type.
@@ -93,6 +94,7 @@ pub struct SecurityGroupRule {
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(length(max = 49))]
     #[x_kube(validation = Rule::new("isCIDR(self)").message("remoteIPPrefix must be a CIDR such as 0.0.0.0/0"))]
     pub remote_ip_prefix: Option<String>,
     /// The peer: every port that is a member of this group, in the same namespace.

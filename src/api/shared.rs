@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct Route {
     /// Destination CIDR, for example `192.168.50.0/24`.
+    #[schemars(length(max = 49))]
     #[x_kube(validation = Rule::new("isCIDR(self)").message("destination must be a CIDR such as 192.168.50.0/24"))]
     pub destination: String,
     /// Next hop address; it must be reachable on one of the attached subnets.
     #[serde(rename = "nexthop")]
+    #[schemars(length(max = 45))]
     #[x_kube(validation = Rule::new("isIP(self)").message("nexthop must be an IP address"))]
     pub nexthop: String,
 }

@@ -47,6 +47,7 @@ pub struct SubnetSpec {
 
     /// The address range in CIDR notation, IPv4 (`10.10.0.0/24`) or IPv6
     /// (`2001:db8::/64`), with no host bits set. Immutable.
+    #[schemars(length(max = 49))]
     #[x_kube(
         validation = Rule::new("isCIDR(self)").message("cidr must be a CIDR such as 10.10.0.0/24"),
         validation = Rule::new("!isCIDR(self) || cidr(self) == cidr(self).masked()").message("cidr must have no host bits set, for example 10.10.0.0/24 rather than 10.10.0.5/24"),
@@ -58,6 +59,7 @@ pub struct SubnetSpec {
     /// The gateway address. The first host of the CIDR when omitted; the empty
     /// string for a subnet without a gateway.
     #[serde(rename = "gatewayIP", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 45))]
     #[x_kube(validation = Rule::new("self == '' || isIP(self)").message("gatewayIP must be an IP address or empty"))]
     pub gateway_ip: Option<String>,
 
@@ -70,7 +72,7 @@ pub struct SubnetSpec {
 
     /// DNS servers handed out by DHCP.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8))]
+    #[schemars(length(max = 8), inner(length(max = 45)))]
     #[x_kube(
         merge_strategy = ListMerge::Set,
         validation = Rule::new("self.all(d, isIP(d))").message("dnsNameservers must be IP addresses")
@@ -95,12 +97,14 @@ fn enabled() -> bool {
 /// An inclusive range of addresses inside a subnet's CIDR.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = Rule::new(ip_range_ordered("self.start", "self.end")).message("start must not be above end"))]
-#[x_kube(validation = Rule::new("!isIP(self.start) || !isIP(self.end) || ip(self.start).family() == ip(self.end).family()").message("start and end must be of the same IP family"))]
+#[x_kube(validation = Rule::new("!isIP(self.start) || !isIP(self.end) || ip(self.start).family() == ip(self.end).family()").message("start and end must be of the same IP family").field_path(".end"))]
 pub struct AllocationPool {
     /// First address of the range.
+    #[schemars(length(max = 45))]
     #[x_kube(validation = Rule::new("isIP(self)").message("start must be an IP address"))]
     pub start: String,
     /// Last address of the range.
+    #[schemars(length(max = 45))]
     #[x_kube(validation = Rule::new("isIP(self)").message("end must be an IP address"))]
     pub end: String,
 }

@@ -1,0 +1,274 @@
+//! neutrino on a real Kubernetes control plane (etcd, kube-apiserver,
+//! kube-controller-manager, built by scripts/install-deps), driven with the
+//! real kubectl and helm, as a user meets it.
+
+mod support;
+
+use std::sync::OnceLock;
+
+use support::control_plane::{ControlPlane, control_plane, repository};
+
+const RELEASE: &str = "neutrino";
+const RELEASE_NAMESPACE: &str = "neutrino-system";
+
+/// The chart installed once for this test binary, with helm's own output.
+fn installed() -> &'static (ControlPlane, String) {
+    static ONE: OnceLock<(ControlPlane, String)> = OnceLock::new();
+    ONE.get_or_init(|| {
+        let cluster = control_plane();
+        let run = cluster.helm(&[
+            "install",
+            RELEASE,
+            "charts/neutrino",
+            "--namespace",
+            RELEASE_NAMESPACE,
+            "--create-namespace",
+        ]);
+        assert!(run.ok, "helm install failed:\n{}{}", run.stdout, run.stderr);
+        (
+            ControlPlane {
+                dir: cluster.dir.clone(),
+                kubeconfig: cluster.kubeconfig.clone(),
+            },
+            run.stdout,
+        )
+    })
+}
+
+fn cluster() -> &'static ControlPlane {
+    &installed().0
+}
+
+#[test]
+fn helm_installs_the_chart_and_the_server_accepts_every_object() {
+    let (cluster, output) = installed();
+    assert!(output.contains("STATUS: deployed"), "{output}");
+    // Every CRD the code generates is served, schema and CEL rules accepted.
+    for (_, crd) in neutrino::api::crds() {
+        let name = crd.metadata.name.unwrap();
+        cluster.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            &format!("crd/{name}"),
+        ]);
+    }
+    // Every object the templates render exists on the server.
+    let manifest = cluster
+        .helm(&["get", "manifest", RELEASE, "--namespace", RELEASE_NAMESPACE])
+        .stdout;
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&manifest).unwrap();
+    let mut checked = 0;
+    for document in documents.iter().filter(|d| !d.is_null()) {
+        let kind = document["kind"].as_str().unwrap();
+        let name = document["metadata"]["name"].as_str().unwrap();
+        let namespace = document["metadata"]["namespace"].as_str();
+        let mut args = vec!["get", kind, name, "-o", "name"];
+        if let Some(namespace) = namespace {
+            args.extend(["--namespace", namespace]);
+        }
+        cluster.kubectl_ok(&args);
+        checked += 1;
+    }
+    assert!(checked >= 10, "the chart rendered only {checked} objects");
+}
+
+#[test]
+fn kubectl_explain_shows_the_field_descriptions() {
+    let cluster = cluster();
+    // The server publishes a new CRD's OpenAPI a moment after it is established.
+    for _ in 0..100 {
+        if cluster.kubectl(&["explain", "networks"]).ok {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let explained = cluster.kubectl_ok(&["explain", "networks.spec.segmentationID"]);
+    assert!(explained.contains("VNI"), "{explained}");
+    let explained = cluster.kubectl_ok(&["explain", "ports.spec.fixedIPs"]);
+    assert!(explained.contains("ipAddress"), "{explained}");
+    assert!(explained.contains("DESCRIPTION"), "{explained}");
+}
+
+#[test]
+fn kubectl_get_shows_the_printer_columns() {
+    let cluster = cluster();
+    // Objects of every kind, in a namespace of this test's own.
+    let namespace = "printer-columns";
+    cluster.kubectl_ok(&["create", "namespace", namespace]);
+    for path in example_files("three-tier") {
+        for mut doc in documents(&std::fs::read_to_string(path).unwrap()) {
+            doc["metadata"]["namespace"] = namespace.into();
+            let run = apply(cluster, &doc);
+            assert!(run.ok, "{}", run.stderr);
+        }
+    }
+    for (_, crd) in neutrino::api::crds() {
+        let plural = &crd.spec.names.plural;
+        if crd.spec.scope != "Namespaced" || plural.ends_with("claims") {
+            continue;
+        }
+        let table = cluster.kubectl_ok(&["get", plural, "--namespace", namespace, "-o", "wide"]);
+        let header = table.lines().next().unwrap_or_default();
+        for column in crd.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+        {
+            assert!(
+                header.contains(&column.name.to_uppercase()),
+                "{plural}: column {} missing from {header:?}",
+                column.name
+            );
+        }
+    }
+    cluster.kubectl_ok(&["delete", "namespace", namespace, "--wait=false"]);
+}
+
+/// The manifest files of an example.
+fn example_files(example: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(repository().join("examples").join(example))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn directives(text: &str, key: &str) -> Vec<String> {
+    let prefix = format!("# {key}:");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().to_string())
+        .collect()
+}
+
+/// The documents of a manifest file.
+fn documents(text: &str) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple::<serde_json::Value>(text)
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn apply(cluster: &ControlPlane, object: &serde_json::Value) -> support::control_plane::Run {
+    cluster.kubectl_with(
+        &["apply", "-f", "-"],
+        &serde_json::to_string(object).unwrap(),
+    )
+}
+
+fn delete(cluster: &ControlPlane, object: &serde_json::Value) {
+    cluster.kubectl_with(
+        &["delete", "--ignore-not-found", "--wait=false", "-f", "-"],
+        &serde_json::to_string(object).unwrap(),
+    );
+}
+
+/// The bad manifests whose rules CEL holds are refused by the real server
+/// too, with the same message and the field named: what the offline
+/// evaluator says is what `kubectl apply` says.
+#[test]
+fn the_server_refuses_what_the_cel_rules_refuse_naming_the_field() {
+    let cluster = cluster();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    let mut files: Vec<_> = std::fs::read_dir(repository().join("tests/invalid"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    for (index, path) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(path).unwrap();
+        let cel = directives(&text, "cel");
+        let cel_update = directives(&text, "cel-update");
+        if cel.is_empty() && cel_update.is_empty() {
+            continue;
+        }
+        // Each file in a namespace of its own: no file sees another's objects.
+        let namespace = format!("invalid-{index}");
+        let mut docs = documents(&text);
+        for doc in &mut docs {
+            doc["metadata"]["namespace"] = namespace.clone().into();
+        }
+        cluster.kubectl_ok(&["create", "namespace", &namespace]);
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        if let Some(message) = cel.first() {
+            let expect = directives(&text, "expect");
+            let line = expect
+                .first()
+                .expect("a cel file says which object with expect");
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let (kind, name, field) = (parts[0], parts[1].split('/').nth(1).unwrap(), parts[2]);
+            let object = docs
+                .iter()
+                .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+                .expect("the expected object is in the file");
+            let run = apply(cluster, object);
+            check_refusal(&mut failures, &file, &run, message, Some(field));
+        }
+        if let Some(message) = cel_update.first() {
+            let run = apply(cluster, &docs[0]);
+            if run.ok {
+                let run = apply(cluster, &docs[1]);
+                check_refusal(&mut failures, &file, &run, message, None);
+            } else {
+                failures.push(format!(
+                    "{file}: the first object was refused: {}",
+                    run.stderr
+                ));
+            }
+            delete(cluster, &docs[0]);
+        }
+        cluster.kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
+        checked += 1;
+    }
+    assert!(checked >= 40, "only {checked} files have CEL rules");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn check_refusal(
+    failures: &mut Vec<String>,
+    file: &str,
+    run: &support::control_plane::Run,
+    message: &str,
+    field: Option<&str>,
+) {
+    if run.ok {
+        failures.push(format!(
+            "{file}: the server accepted it: {}",
+            run.stdout.trim()
+        ));
+    } else if !run.stderr.contains(message) {
+        failures.push(format!(
+            "{file}: expected {message:?}, the server said {}",
+            run.stderr.trim()
+        ));
+    } else if let Some(field) = field
+        && !named_fields(&run.stderr)
+            .iter()
+            .any(|named| field.starts_with(named.as_str()) || named.starts_with(field))
+    {
+        failures.push(format!(
+            "{file}: the server did not name {field}: {}",
+            run.stderr.trim()
+        ));
+    }
+}
+
+/// The field paths an API server error names (`spec.rules[0].protocol: …`).
+/// A rule over a whole list names the list, where the core names the item.
+fn named_fields(error: &str) -> Vec<String> {
+    error
+        .match_indices("spec")
+        .filter_map(|(at, _)| {
+            let path: String = error[at..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || "._[]".contains(*c))
+                .collect();
+            error[at + path.len()..].starts_with(':').then_some(path)
+        })
+        .collect()
+}
