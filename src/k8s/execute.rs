@@ -44,8 +44,21 @@ fn code(error: &kube::Error) -> Option<u16> {
 }
 
 /// The owner reference that makes Kubernetes delete a claim with its holder,
-/// if the holder is known (with its uid) to this snapshot.
-fn owner(snapshot: &Snapshot, holder: &ClaimHolder) -> Option<OwnerReference> {
+/// if the holder is known (with its uid) to this snapshot and lives in the
+/// claim's namespace. The garbage collector resolves an owner only in its
+/// dependent's namespace and deletes a dependent whose owner it cannot
+/// find there: a router's claim on another namespace's external subnet
+/// would vanish as soon as it was made. A cluster-scoped claim cannot have
+/// a namespaced owner at all. Claims without an owner are released by the
+/// controller once their holder is gone.
+fn owner(
+    snapshot: &Snapshot,
+    holder: &ClaimHolder,
+    claim_namespace: Option<&str>,
+) -> Option<OwnerReference> {
+    if claim_namespace != Some(holder.namespace.as_str()) {
+        return None;
+    }
     fn reference<K: Resource<DynamicType = ()>>(object: &K) -> Option<OwnerReference> {
         object.controller_owner_ref(&()).map(|mut r| {
             r.controller = Some(false);
@@ -58,7 +71,6 @@ fn owner(snapshot: &Snapshot, holder: &ClaimHolder) -> Option<OwnerReference> {
         "Subnet" => snapshot.subnets.get(&key).and_then(reference),
         "Router" => snapshot.routers.get(&key).and_then(reference),
         "FloatingIP" => snapshot.floating_ips.get(&key).and_then(reference),
-        "Network" => snapshot.networks.get(&key).and_then(reference),
         _ => None,
     }
 }
@@ -253,14 +265,13 @@ pub async fn execute(client: &Client, snapshot: &Snapshot, actions: Actions) -> 
 
     for mut claim in actions.create_ip_claims {
         let holder = claim.spec.holder.clone();
-        claim.metadata.owner_references = owner(snapshot, &holder).map(|o| vec![o]);
-        let api: Api<IPClaim> =
-            Api::namespaced(client.clone(), &claim.namespace().unwrap_or_default());
+        let namespace = claim.namespace().unwrap_or_default();
+        claim.metadata.owner_references =
+            owner(snapshot, &holder, Some(&namespace)).map(|o| vec![o]);
+        let api: Api<IPClaim> = Api::namespaced(client.clone(), &namespace);
         create_claim(&api, &claim, &mut outcome, &mut lost).await;
     }
-    for mut claim in actions.create_segment_claims {
-        let holder = claim.spec.network.clone();
-        claim.metadata.owner_references = owner(snapshot, &holder).map(|o| vec![o]);
+    for claim in actions.create_segment_claims {
         create_claim(&Api::all(client.clone()), &claim, &mut outcome, &mut lost).await;
     }
 
