@@ -5,8 +5,11 @@
 mod support;
 
 use std::sync::OnceLock;
+use tokio::sync::{Mutex, MutexGuard};
 
+use support::TestLab;
 use support::control_plane::{ControlPlane, control_plane, repository};
+use support::examples::{self, example};
 
 const RELEASE: &str = "neutrino";
 const RELEASE_NAMESPACE: &str = "neutrino-system";
@@ -271,4 +274,69 @@ fn named_fields(error: &str) -> Vec<String> {
             error[at + path.len()..].starts_with(':').then_some(path)
         })
         .collect()
+}
+
+/// Cluster labs share the cluster's node names and the examples'
+/// namespaces: one runs at a time.
+async fn one_lab_at_a_time() -> MutexGuard<'static, ()> {
+    static ONE: Mutex<()> = Mutex::const_new(());
+    ONE.lock().await
+}
+
+/// `kubectl wait` agrees that every object of the example is Ready.
+fn kubectl_waits_for_every_object(cluster: &ControlPlane, name: &str) {
+    let folder = example(name);
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "--timeout=30s",
+        "--filename",
+        &folder.to_string_lossy(),
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quickstart_through_the_cluster() {
+    let _one = one_lab_at_a_time().await;
+    let cluster = cluster();
+    let lab = TestLab::new("c-qs");
+    let summary = lab
+        .lab
+        .up_on_cluster(&example("quickstart"), 2, &lab.name, &cluster.kubeconfig)
+        .await
+        .unwrap();
+    kubectl_waits_for_every_object(cluster, "quickstart");
+    examples::quickstart_ports_meet(&lab, &summary);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overlapping_tenants_through_the_cluster() {
+    let _one = one_lab_at_a_time().await;
+    let cluster = cluster();
+    let lab = TestLab::new("c-ot");
+    lab.lab
+        .up_on_cluster(
+            &example("overlapping-tenants"),
+            2,
+            &lab.name,
+            &cluster.kubeconfig,
+        )
+        .await
+        .unwrap();
+    kubectl_waits_for_every_object(cluster, "overlapping-tenants");
+    examples::overlapping_tenants_stay_apart(&lab);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_tier_through_the_cluster() {
+    let _one = one_lab_at_a_time().await;
+    let cluster = cluster();
+    let lab = TestLab::new("c-3t");
+    let summary = lab
+        .lab
+        .up_on_cluster(&example("three-tier"), 3, &lab.name, &cluster.kubeconfig)
+        .await
+        .unwrap();
+    kubectl_waits_for_every_object(cluster, "three-tier");
+    examples::three_tier_routes_filters_and_translates(&lab, &summary).await;
 }

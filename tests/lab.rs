@@ -11,7 +11,8 @@ use neutrino::core::Key;
 use neutrino::core::reconcile::{Changes, DesiredLink, LinkChange, LinkKind, ObservedKind};
 use neutrino::dataplane::netlink::Netlink;
 use neutrino::dataplane::netns;
-use support::{TestLab, manifests};
+use support::examples::{self, example};
+use support::{TestLab, manifests, port_mac};
 
 const TENANTS: &str = r#"
 apiVersion: neutrino.dev/v1alpha1
@@ -73,18 +74,6 @@ fn without(yaml: &str, port: &str) -> String {
         .filter(|doc| !doc.contains(&format!("name: {port},")))
         .collect::<Vec<_>>()
         .join("\n---\n")
-}
-
-fn port_mac(lab: &TestLab, port: &str) -> String {
-    let (ns, name) = port.split_once('/').unwrap();
-    let snapshot = lab.lab.snapshot().unwrap();
-    snapshot.ports[&Key::new(ns, name)]
-        .status
-        .as_ref()
-        .unwrap()
-        .mac_address
-        .clone()
-        .unwrap()
 }
 
 /// The pid of the dnsmasq of `subnet` on `node`.
@@ -455,16 +444,6 @@ async fn provider_vlan_network_over_a_physical_interface() {
     );
 }
 
-fn example(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(name)
-}
-
-fn neighbour_mac(lab: &TestLab, from: &str, ip: &str) -> String {
-    lab.exec(from, &["ip", "neigh", "show", ip]).1
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn example_quickstart_comes_up_and_its_ports_meet() {
     let lab = TestLab::new("ex-qs");
@@ -473,11 +452,8 @@ async fn example_quickstart_comes_up_and_its_ports_meet() {
         .up(&example("quickstart"), 2, &lab.name)
         .await
         .unwrap();
+    examples::quickstart_ports_meet(&lab, &summary);
     let web2 = summary.workloads["tenant-a/web-2"].lease.clone().unwrap();
-    assert!(lab.pings("tenant-a/web-1", &web2.ip));
-    let (code, text) = lab.exec("tenant-a/web-1", &["ip", "route"]);
-    assert_eq!(code, 0);
-    assert!(text.contains("default via 10.10.0.1"), "{text}");
 
     // node-2 goes down (agent gone, tunnel cut): web-1 on node-1 still gets
     // its lease, from node-1's own DHCP server.
@@ -507,15 +483,7 @@ async fn example_overlapping_tenants_stay_apart() {
         .up(&example("overlapping-tenants"), 2, &lab.name)
         .await
         .unwrap();
-    for tenant in ["tenant-a", "tenant-b"] {
-        let from = format!("{tenant}/vm-1");
-        assert!(lab.pings(&from, "10.0.0.11"), "{tenant}");
-        let mac = port_mac(&lab, &format!("{tenant}/vm-2"));
-        assert!(
-            neighbour_mac(&lab, &from, "10.0.0.11").contains(&mac),
-            "{tenant} reached its own vm-2"
-        );
-    }
+    examples::overlapping_tenants_stay_apart(&lab);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -526,84 +494,7 @@ async fn example_three_tier_routes_filters_and_translates() {
         .up(&example("three-tier"), 3, &lab.name)
         .await
         .unwrap();
-    let ip = |port: &str| summary.workloads[port].lease.clone().unwrap().ip;
-    let (web, app, db) = (ip("shop/web-1"), ip("shop/app-1"), ip("shop/db-1"));
-
-    // The router joins the tiers; the security groups decide who talks.
-    assert!(lab.pings("shop/web-1", &app), "app takes ICMP from web");
-    assert!(!lab.pings("shop/web-1", &db), "db takes nothing from web");
-    assert!(lab.pings("shop/app-1", &db), "db takes ICMP from app");
-    assert!(lab.pings("shop/db-1", &web), "web takes ICMP from anyone");
-    assert!(!lab.pings("shop/db-1", &app), "app takes nothing from db");
-    let (_, refused) = lab.exec(
-        "shop/app-1",
-        &[
-            "bash",
-            "-c",
-            &format!("timeout 3 bash -c 'echo > /dev/tcp/{web}/80'"),
-        ],
-    );
-    assert!(
-        refused.contains("Connection refused"),
-        "TCP 80 reaches web (nothing listens): {refused}"
-    );
-    let (_, dropped) = lab.exec(
-        "shop/app-1",
-        &[
-            "bash",
-            "-c",
-            &format!("timeout 3 bash -c 'echo > /dev/tcp/{web}/22' ; echo exit=$?"),
-        ],
-    );
-    assert!(
-        dropped.contains("exit=124"),
-        "TCP 22 to web is dropped, not refused: {dropped}"
-    );
-
-    // The floating IP reaches web from outside; SNAT takes the tiers out.
-    let outside = lab.lab.outside_namespace().unwrap();
-    let ping = |from: &str, ip: &str| {
-        netns::command(from, "ping")
-            .unwrap()
-            .args(["-c", "2", "-i", "0.2", "-W", "1", ip])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    };
-    assert!(ping(&outside, "203.0.113.10"), "the floating IP answers");
-    assert!(
-        !ping(&outside, &web),
-        "fixed IPs are not reachable from outside"
-    );
-    assert!(
-        lab.pings("shop/app-1", "203.0.113.1"),
-        "SNAT out of the gateway"
-    );
-    let snapshot = lab.lab.snapshot().unwrap();
-    let router = snapshot.routers[&Key::new("shop", "edge")]
-        .status
-        .clone()
-        .unwrap();
-    let gateway = router.external_gateway.unwrap().ip_address;
-    let node = router.node.unwrap();
-    let namespace = format!(
-        "{}-{}",
-        lab.node(&node),
-        neutrino::core::names::router_namespace(&Key::new("shop", "edge"))
-    );
-    let counters = netns::command(&namespace, "iptables")
-        .unwrap()
-        .args(["-t", "nat", "-L", "POSTROUTING", "-v", "-n"])
-        .output()
-        .unwrap();
-    let counters = String::from_utf8_lossy(&counters.stdout);
-    let snat = counters
-        .lines()
-        .find(|l| l.contains("10.20.2.0/24") && l.contains(&gateway))
-        .unwrap_or_else(|| panic!("{counters}"));
-    let packets: u64 = snat.split_whitespace().next().unwrap().parse().unwrap();
-    assert!(packets > 0, "app's traffic left as {gateway}: {counters}");
+    examples::three_tier_routes_filters_and_translates(&lab, &summary).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -30,6 +30,11 @@ enum Command {
         /// Put NAME- before every namespace, to run labs side by side.
         #[arg(long, default_value = "")]
         name: String,
+        /// Put a real cluster in the middle: apply the manifests to the API
+        /// server this kubeconfig names, run `neutrino controller` against
+        /// it, and make every node a `neutrino agent`.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
     },
     /// Make the lab hold exactly the objects under PATH (added, changed, removed).
     Apply {
@@ -84,15 +89,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("starting the runtime")?;
     runtime.block_on(async move {
         match args.command {
-            Command::Up { path, nodes, name } => {
-                let summary = lab.up(&path, nodes, &name).await?;
+            Command::Up {
+                path,
+                nodes,
+                name,
+                kubeconfig,
+            } => {
+                let summary = match kubeconfig {
+                    Some(file) => lab.up_on_cluster(&path, nodes, &name, &file).await?,
+                    None => lab.up(&path, nodes, &name).await?,
+                };
                 print_summary(&summary)?;
             }
             Command::Apply { path } => {
                 let summary = lab.apply(&path).await?;
                 print_summary(&summary)?;
             }
-            Command::Status => super::print(&lab.status()?)?,
+            Command::Status => super::print(&lab.status().await?)?,
             Command::Exec { port, command } => {
                 let code = if port == "outside" {
                     lab.exec_in(&lab.outside_namespace()?, &command)?

@@ -109,7 +109,26 @@ fn ready<T>(verdict: &Result<T, Vec<crate::core::Problem>>) -> String {
     }
 }
 
-fn rows(resolution: &Resolution) -> Vec<[String; 4]> {
+/// One row per object: kind, name, readiness, what was allocated.
+/// `ready_of` says an object's readiness where another judge than the
+/// local resolution has the last word (a cluster's controller).
+fn rows(
+    resolution: &Resolution,
+    ready_of: &dyn Fn(&str, &crate::core::Key) -> Option<String>,
+) -> Vec<[String; 4]> {
+    let mut rows = local_rows(resolution);
+    for row in &mut rows {
+        let key = row[1]
+            .split_once('/')
+            .map(|(namespace, name)| crate::core::Key::new(namespace, name));
+        if let Some(ready) = key.and_then(|key| ready_of(&row[0], &key)) {
+            row[2] = ready;
+        }
+    }
+    rows
+}
+
+fn local_rows(resolution: &Resolution) -> Vec<[String; 4]> {
     let mut rows = Vec::new();
     for (key, v) in &resolution.networks {
         let details = v.as_ref().map_or(String::new(), |n| {
@@ -226,7 +245,7 @@ pub fn render_status(
     table(
         &mut out,
         ["KIND", "NAME", "READY", "ALLOCATED"],
-        &rows(&resolution),
+        &rows(&resolution, &|_, _| None),
     );
 
     let _ = writeln!(out, "\nNodes");
@@ -259,6 +278,11 @@ pub fn render_status(
         &nodes,
     );
 
+    workloads_table(&mut out, state);
+    out
+}
+
+fn workloads_table(out: &mut String, state: &LabState) {
     let _ = writeln!(out, "\nWorkloads");
     let workloads: Vec<[String; 4]> = state
         .workloads
@@ -276,10 +300,74 @@ pub fn render_status(
             [port.clone(), w.node.clone(), w.namespace.clone(), lease]
         })
         .collect();
+    table(out, ["PORT", "NODE", "NAMESPACE", "DHCP LEASE"], &workloads);
+}
+
+/// `lab status` of a cluster lab: readiness as the cluster's objects say
+/// it, nodes as their NodeAgent records say it.
+pub fn render_cluster_status(
+    state: &LabState,
+    config: &ClusterConfig,
+    snapshot: &Snapshot,
+    agents: &[crate::api::NodeAgent],
+    controller: Option<i32>,
+    agent_pid: impl Fn(&str) -> Option<i32>,
+) -> String {
+    let mut out = String::new();
+    let resolution = resolve(snapshot, config);
+    let server = state
+        .kubeconfig
+        .as_ref()
+        .map_or(String::new(), |k| k.display().to_string());
+    let _ = writeln!(
+        out,
+        "Lab on the cluster of {server} ({} nodes; controller {})\n",
+        config.nodes.len(),
+        controller.map_or("not running".into(), |p| format!("running ({p})"))
+    );
+    let _ = writeln!(out, "Objects");
     table(
         &mut out,
-        ["PORT", "NODE", "NAMESPACE", "DHCP LEASE"],
-        &workloads,
+        ["KIND", "NAME", "READY", "ALLOCATED"],
+        &rows(&resolution, &|kind, key| {
+            super::cluster::ready_text(snapshot, kind, key)
+        }),
     );
+    let _ = writeln!(out, "\nNodes");
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let nodes: Vec<[String; 5]> = config
+        .nodes
+        .iter()
+        .map(|n| {
+            let record = agents
+                .iter()
+                .find(|a| a.metadata.name.as_deref() == Some(n.name.as_str()));
+            let status = record.and_then(|a| a.status.as_ref());
+            let heartbeat = status
+                .and_then(|s| s.heartbeat.as_ref())
+                .map_or("-".into(), |h| {
+                    format!("{}s ago", (now - h.0).get_seconds())
+                });
+            let realised =
+                match status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready")) {
+                    Some(c) if c.status == "True" => "yes".to_string(),
+                    Some(c) => format!("no: {}", c.message),
+                    None => "no: the agent has not reported".into(),
+                };
+            [
+                n.name.clone(),
+                record.map_or(n.tunnel_ip.to_string(), |a| a.spec.tunnel_ip.clone()),
+                agent_pid(&n.name).map_or("not running".into(), |p| format!("running ({p})")),
+                heartbeat,
+                realised,
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        ["NODE", "TUNNEL IP", "AGENT", "HEARTBEAT", "REALISED"],
+        &nodes,
+    );
+    workloads_table(&mut out, state);
     out
 }

@@ -4,11 +4,13 @@
 //! workload namespace that takes its address by real DHCP.
 
 pub mod agent;
+pub mod cluster;
 pub mod state;
 mod underlay;
 pub mod workload;
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::core::resolve::Resolution;
-use crate::core::{ClusterConfig, Key, Snapshot, names, resolve, status};
+use crate::core::{ClusterConfig, Key, NodeConfig, Snapshot, names, resolve, status};
 use crate::dataplane::dnsmasq::Dnsmasq;
 use crate::dataplane::netns;
 use crate::manifest::{self, Manifests};
@@ -29,6 +31,13 @@ pub const DEFAULT_STATE_DIR: &str = "/run/neutrino-lab";
 
 /// How long agents get to realise a generation.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a cluster lab waits for its objects to become Ready (the
+/// controller and the agents start, elect, list and watch first).
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The namespace of the controller's Lease in a cluster lab, as the chart's.
+pub const LEASE_NAMESPACE: &str = "neutrino-system";
 
 /// Why a lab command failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +60,8 @@ pub enum LabError {
     AlreadyUp(PathBuf),
     #[error("{0}")]
     Setup(String),
+    #[error("{0}")]
+    Api(String),
 }
 
 impl LabError {
@@ -156,6 +167,29 @@ impl Lab {
 
     /// Brings a lab up: underlay, nodes, agents, then the manifests.
     pub async fn up(&self, path: &Path, nodes: usize, name: &str) -> Result<Summary, LabError> {
+        self.bring_up(path, nodes, name, None).await
+    }
+
+    /// Brings a lab up with the cluster of `kubeconfig` in the middle: the
+    /// manifests go to its API server, `neutrino controller` allocates and
+    /// writes status there, and every node runs `neutrino agent`.
+    pub async fn up_on_cluster(
+        &self,
+        path: &Path,
+        nodes: usize,
+        name: &str,
+        kubeconfig: &Path,
+    ) -> Result<Summary, LabError> {
+        self.bring_up(path, nodes, name, Some(kubeconfig)).await
+    }
+
+    async fn bring_up(
+        &self,
+        path: &Path,
+        nodes: usize,
+        name: &str,
+        kubeconfig: Option<&Path>,
+    ) -> Result<Summary, LabError> {
         preflight()?;
         if self.files.exists() {
             return Err(LabError::AlreadyUp(self.files.dir.clone()));
@@ -169,8 +203,18 @@ impl Lab {
             move |e| LabError::io(what, e)
         };
         std::fs::create_dir_all(&self.files.dir).map_err(io("creating the state directory"))?;
+        let kubeconfig = kubeconfig
+            .map(std::path::absolute)
+            .transpose()
+            .map_err(io("finding the kubeconfig"))?;
+        // Reach the API server before anything is built.
+        let client = match &kubeconfig {
+            Some(file) => Some(cluster::connect(file).await?),
+            None => None,
+        };
         let mut state = LabState {
             name: name.to_string(),
+            kubeconfig: kubeconfig.clone(),
             ..LabState::default()
         };
         let prefix = Self::prefix(&state);
@@ -216,11 +260,77 @@ impl Lab {
                 .map_err(io("writing the lab state"))?;
             underlay::build_node(&underlay, &namespace, i + 1, node, &config).await?;
         }
-        self.publish(&manifests.snapshot, &config, &mut state)?;
+        let Some(client) = client else {
+            self.publish(&manifests.snapshot, &config, &mut state)?;
+            for node in &config.nodes {
+                self.start_agent(&node.name)?;
+            }
+            return self.converge(&mut state, &config).await;
+        };
+        cluster::install_crds(&client).await?;
+        cluster::register_nodes(&client, &config).await?;
+        self.start_controller(&state)?;
         for node in &config.nodes {
             self.start_agent(&node.name)?;
         }
-        self.converge(&mut state, &config).await
+        self.publish_to_cluster(&client, &manifests.snapshot, &mut state)
+            .await?;
+        self.converge_on_cluster(&client, &mut state, &config).await
+    }
+
+    /// Applies the objects to the cluster, deletes those the lab applied
+    /// before and no longer holds, and records what it applied.
+    async fn publish_to_cluster(
+        &self,
+        client: &kube::Client,
+        snapshot: &Snapshot,
+        state: &mut LabState,
+    ) -> Result<(), LabError> {
+        let created = cluster::ensure_namespaces(client, snapshot, LEASE_NAMESPACE).await?;
+        state.created_namespaces.extend(created);
+        let previous = applied(state);
+        state.applied = cluster::ids(snapshot)
+            .into_iter()
+            .map(|(kind, key)| (kind, key.namespace, key.name))
+            .collect();
+        state.generation += 1;
+        self.files
+            .write_state(state)
+            .map_err(|e| LabError::io("writing the lab state".into(), e))?;
+        cluster::apply(client, snapshot, &previous).await
+    }
+
+    /// Waits until the cluster has every object Ready and realised on its
+    /// nodes, then brings the outside host and the workloads in line.
+    async fn converge_on_cluster(
+        &self,
+        client: &kube::Client,
+        state: &mut LabState,
+        config: &ClusterConfig,
+    ) -> Result<Summary, LabError> {
+        let snapshot = cluster::wait_ready(client, &applied(state), CLUSTER_TIMEOUT)
+            .await
+            .map_err(|e| {
+                LabError::Setup(format!(
+                    "{e}\nsee {} and the agents' logs under {}",
+                    self.files.controller_log().display(),
+                    self.files.dir.join("nodes").display()
+                ))
+            })?;
+        self.sync_outside(state, config, &snapshot).await?;
+        self.sync_workloads(state, config, &snapshot).await?;
+        Ok(Summary {
+            generation: state.generation,
+            workloads: state.workloads.clone(),
+        })
+    }
+
+    /// The cluster of a cluster lab.
+    async fn client(&self, state: &LabState) -> Result<Option<kube::Client>, LabError> {
+        match &state.kubeconfig {
+            Some(file) => Ok(Some(cluster::connect(file).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Replaces the lab's objects with those under `path`: added, changed
@@ -234,13 +344,33 @@ impl Lab {
             .read_cluster()
             .map_err(|e| LabError::io("reading the cluster file".into(), e))?;
         let mut manifests = read(path)?;
+        if let Some(client) = self.client(&state).await? {
+            // Refuse what would not become Ready, judged with the
+            // allocations the cluster holds, before anything is applied.
+            let previous = cluster::read(&client).await?;
+            let mut judged = manifests.snapshot.clone();
+            carry_status(&previous, &mut judged);
+            resolve_or_refuse(&judged, &config)?;
+            self.publish_to_cluster(&client, &manifests.snapshot, &mut state)
+                .await?;
+            return self.converge_on_cluster(&client, &mut state, &config).await;
+        }
         let previous = self.snapshot()?;
         carry_status(&previous, &mut manifests.snapshot);
         self.publish(&manifests.snapshot, &config, &mut state)?;
         self.converge(&mut state, &config).await
     }
 
-    /// The objects the lab holds, statuses included.
+    /// The objects the lab holds, statuses included: read from the cluster
+    /// on a cluster lab, else from the lab's files.
+    pub async fn objects(&self) -> Result<Snapshot, LabError> {
+        match self.client(&self.state()?).await? {
+            Some(client) => cluster::read(&client).await,
+            None => self.snapshot(),
+        }
+    }
+
+    /// The objects a lab without a cluster holds, statuses included.
     pub fn snapshot(&self) -> Result<Snapshot, LabError> {
         let file = self.files.objects();
         if !file.exists() {
@@ -278,20 +408,129 @@ impl Lab {
         .map_err(|e| LabError::io("writing the generation".into(), e))
     }
 
+    /// Starts `node`'s agent: a `neutrino lab agent` that reads the lab's
+    /// files, or on a cluster lab a `neutrino agent` as a DaemonSet runs it.
     fn start_agent(&self, node: &str) -> Result<(), LabError> {
         let dir = self.files.node_dir(node);
         std::fs::create_dir_all(&dir)
             .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
-        let log = std::fs::File::create(self.files.agent_log(node))
-            .map_err(|e| LabError::io("creating the agent's log".into(), e))?;
+        let state = self.state()?;
+        let args: Vec<OsString> = match &state.kubeconfig {
+            None => vec![
+                "lab".into(),
+                "agent".into(),
+                "--node".into(),
+                node.into(),
+                "--state".into(),
+                self.files.dir.clone().into(),
+            ],
+            Some(_) => {
+                let config = self
+                    .files
+                    .read_cluster()
+                    .map_err(|e| LabError::io("reading the cluster file".into(), e))?;
+                let me = config.node(node).ok_or_else(|| {
+                    LabError::Setup(format!("node {node} is not in the cluster file"))
+                })?;
+                self.cluster_agent_args(&state, me)
+            }
+        };
+        self.spawn(
+            &format!("the agent of {node}"),
+            &args,
+            state.kubeconfig.as_deref(),
+            &self.files.agent_log(node),
+            &self.files.agent_pid(node),
+        )
+    }
+
+    fn cluster_agent_args(&self, state: &LabState, node: &NodeConfig) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "agent".into(),
+            "--node".into(),
+            node.name.clone().into(),
+            "--tunnel-ip".into(),
+            node.tunnel_ip.to_string().into(),
+            "--netns".into(),
+            Self::node_namespace(&Self::prefix(state), &node.name).into(),
+            "--state".into(),
+            self.files.node_dir(&node.name).into(),
+            "--cluster".into(),
+            self.files.cluster().into(),
+            "--resync-seconds".into(),
+            "5".into(),
+        ];
+        for (physnet, interface) in &node.physical_interfaces {
+            args.push(format!("--physical-interface={physnet}={interface}").into());
+        }
+        if node.gateway {
+            args.push("--gateway".into());
+        }
+        args
+    }
+
+    /// Starts a cluster lab's controller, as the chart's Deployment runs it.
+    fn start_controller(&self, state: &LabState) -> Result<(), LabError> {
+        let args: Vec<OsString> = vec![
+            "controller".into(),
+            "--cluster".into(),
+            self.files.cluster().into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--lease-namespace".into(),
+            LEASE_NAMESPACE.into(),
+            "--identity".into(),
+            format!("lab-{}", std::process::id()).into(),
+            "--resync-seconds".into(),
+            "10".into(),
+        ];
+        self.spawn(
+            "the controller",
+            &args,
+            state.kubeconfig.as_deref(),
+            &self.files.controller_log(),
+            &self.files.controller_pid(),
+        )
+    }
+
+    /// The pid of a cluster lab's controller, if it runs.
+    pub fn controller_pid(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.files.controller_pid())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let ours =
+            cmdline.contains("controller") && cmdline.contains(&*self.files.dir.to_string_lossy());
+        ours.then_some(pid)
+    }
+
+    /// Runs the neutrino binary with `args` in a session of its own, logging
+    /// to `log` and recording its pid in `pid_file`.
+    fn spawn(
+        &self,
+        what: &str,
+        args: &[OsString],
+        kubeconfig: Option<&Path>,
+        log: &Path,
+        pid_file: &Path,
+    ) -> Result<(), LabError> {
+        let log = std::fs::File::create(log)
+            .map_err(|e| LabError::io(format!("creating the log of {what}"), e))?;
         let mut command = std::process::Command::new(&self.binary);
+        command.args(args);
+        if let Some(file) = kubeconfig {
+            command
+                .env("KUBECONFIG", file)
+                .env("NEUTRINO_LOG", "info,kube=warn");
+        }
         command
-            .args(["lab", "agent", "--node", node, "--state"])
-            .arg(&self.files.dir)
             .stdin(std::process::Stdio::null())
             .stdout(
                 log.try_clone()
-                    .map_err(|e| LabError::io("opening the agent's log".into(), e))?,
+                    .map_err(|e| LabError::io(format!("opening the log of {what}"), e))?,
             )
             .stderr(log);
         // Its own session: the agent outlives the command that started it.
@@ -305,12 +544,9 @@ impl Lab {
         }
         let mut child = command
             .spawn()
-            .map_err(|e| LabError::io(format!("starting the agent of {node}"), e))?;
-        write_atomic(
-            &self.files.agent_pid(node),
-            child.id().to_string().as_bytes(),
-        )
-        .map_err(|e| LabError::io("recording the agent's pid".into(), e))?;
+            .map_err(|e| LabError::io(format!("starting {what}"), e))?;
+        write_atomic(pid_file, child.id().to_string().as_bytes())
+            .map_err(|e| LabError::io(format!("recording the pid of {what}"), e))?;
         // While this process lives the agent is its child: reap it when it
         // ends, so that a dead agent is seen as dead.
         std::thread::spawn(move || child.wait());
@@ -394,8 +630,9 @@ impl Lab {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.sync_outside(state, config).await?;
-        self.sync_workloads(state, config).await?;
+        let snapshot = self.snapshot()?;
+        self.sync_outside(state, config, &snapshot).await?;
+        self.sync_workloads(state, config, &snapshot).await?;
         Ok(Summary {
             generation: state.generation,
             workloads: state.workloads.clone(),
@@ -413,9 +650,10 @@ impl Lab {
         &self,
         state: &mut LabState,
         config: &ClusterConfig,
+        snapshot: &Snapshot,
     ) -> Result<(), LabError> {
         let prefix = Self::prefix(state);
-        let resolution = resolve(&self.snapshot()?, config);
+        let resolution = resolve(snapshot, config);
         let physnets: Vec<&String> = config.physical_networks.keys().collect();
         let mut wanted: BTreeMap<usize, Vec<ipnet::IpNet>> = BTreeMap::new();
         for (key, network) in resolution.ready_networks() {
@@ -469,10 +707,10 @@ impl Lab {
         &self,
         state: &mut LabState,
         config: &ClusterConfig,
+        snapshot: &Snapshot,
     ) -> Result<(), LabError> {
         let prefix = Self::prefix(state);
-        let snapshot = self.snapshot()?;
-        let resolution = resolve(&snapshot, config);
+        let resolution = resolve(snapshot, config);
         let mut wanted: BTreeMap<String, (Key, String, String, Vec<String>)> = BTreeMap::new();
         for (key, port) in resolution.ready_ports() {
             if let Some(node) = &port.node {
@@ -553,12 +791,24 @@ impl Lab {
 
     /// The lab's objects, their allocations and readiness, the agents, and
     /// the workloads' leases.
-    pub fn status(&self) -> Result<String, LabError> {
+    pub async fn status(&self) -> Result<String, LabError> {
         let state = self.state()?;
         let config = self
             .files
             .read_cluster()
             .map_err(|e| LabError::io("reading the cluster file".into(), e))?;
+        if let Some(client) = self.client(&state).await? {
+            let snapshot = cluster::read(&client).await?;
+            let agents = cluster::agents(&client).await?;
+            return Ok(agent::render_cluster_status(
+                &state,
+                &config,
+                &snapshot,
+                &agents,
+                self.controller_pid(),
+                |n| self.agent_pid(n),
+            ));
+        }
         let snapshot = self.snapshot()?;
         Ok(agent::render_status(
             &state,
@@ -596,17 +846,35 @@ impl Lab {
         let config = self.files.read_cluster().unwrap_or_default();
         let mut removed = Vec::new();
         let mut errors = Vec::new();
+        // On a cluster, the objects go first, while the controller and the
+        // agents still run to release their finalizers and their kernel
+        // state; then the components, the nodes' records and the namespaces
+        // the lab created.
+        if state.kubeconfig.is_some() {
+            let objects = applied(&state);
+            let outcome = on_fresh_runtime(async {
+                let client = self.client(&state).await?.expect("a cluster lab");
+                let mut errors = cluster::delete(&client, &objects).await;
+                if let Err(e) = cluster::wait_gone(&client, &objects, CLUSTER_TIMEOUT).await {
+                    errors.push(e.to_string());
+                }
+                Ok::<_, LabError>(errors)
+            });
+            match outcome {
+                Ok(failed) if failed.is_empty() => {
+                    removed.push(format!("{} objects on the cluster", objects.len()));
+                }
+                Ok(failed) => errors.extend(failed),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if let Some(pid) = self.controller_pid() {
+            stop(pid);
+            removed.push("the controller".into());
+        }
         for node in &config.nodes {
             if let Some(pid) = self.agent_pid(&node.name) {
-                let pid = Pid::from_raw(pid);
-                let _ = kill(pid, Signal::SIGTERM);
-                for _ in 0..200 {
-                    if kill(pid, None).is_err() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                let _ = kill(pid, Signal::SIGKILL);
+                stop(pid);
                 removed.push(format!("agent of {}", node.name));
             }
             let (report, dhcp_errors) =
@@ -618,6 +886,18 @@ impl Lab {
                     .map(|n| format!("dnsmasq in {n}")),
             );
             errors.extend(dhcp_errors.into_iter().map(|e| e.to_string()));
+        }
+        if state.kubeconfig.is_some() {
+            let outcome = on_fresh_runtime(async {
+                let client = self.client(&state).await?.expect("a cluster lab");
+                let mut errors = cluster::unregister_nodes(&client, &config).await;
+                errors.extend(cluster::delete_namespaces(&client, &state.created_namespaces).await);
+                Ok::<_, LabError>(errors)
+            });
+            match outcome {
+                Ok(failed) => errors.extend(failed),
+                Err(e) => errors.push(e.to_string()),
+            }
         }
         let ours = |name: &str| {
             state.namespaces.iter().any(|n| n == name)
@@ -697,6 +977,46 @@ fn carry_status(previous: &Snapshot, next: &mut Snapshot) {
     carry(&previous.routers, &mut next.routers);
     carry(&previous.floating_ips, &mut next.floating_ips);
     carry(&previous.security_groups, &mut next.security_groups);
+}
+
+/// Runs `future` to completion on a runtime of its own, in a thread of its
+/// own, so that `down` works from synchronous code and from inside another
+/// runtime (a test's guard dropped in an async test) alike.
+fn on_fresh_runtime<T: Send>(future: impl std::future::Future<Output = T> + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for lab down")
+                    .block_on(future)
+            })
+            .join()
+            .expect("lab down's runtime thread")
+    })
+}
+
+/// Stops a process: SIGTERM, two seconds' grace, then SIGKILL.
+fn stop(pid: i32) {
+    let pid = Pid::from_raw(pid);
+    let _ = kill(pid, Signal::SIGTERM);
+    for _ in 0..200 {
+        if kill(pid, None).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+}
+
+/// What a cluster lab applied, as (kind, key).
+fn applied(state: &LabState) -> Vec<(String, Key)> {
+    state
+        .applied
+        .iter()
+        .map(|(kind, namespace, name)| (kind.clone(), Key::new(namespace, name)))
+        .collect()
 }
 
 /// Seconds since the epoch, for agent reports.

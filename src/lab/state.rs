@@ -39,6 +39,15 @@ pub struct LabState {
     pub namespaces: Vec<String>,
     /// Workloads by port (`namespace/name`).
     pub workloads: BTreeMap<String, Workload>,
+    /// The cluster in the middle, when the lab runs against an API server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+    /// What the lab applied to that cluster: kind, namespace, name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied: Vec<(String, String, String)>,
+    /// Namespaces the lab created on that cluster, removed by `lab down`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created_namespaces: Vec<String>,
 }
 
 /// What an agent last did, as it reports it.
@@ -96,6 +105,14 @@ impl Files {
 
     pub fn agent_log(&self, node: &str) -> PathBuf {
         self.node_dir(node).join("agent.log")
+    }
+
+    pub fn controller_pid(&self) -> PathBuf {
+        self.dir.join("controller.pid")
+    }
+
+    pub fn controller_log(&self) -> PathBuf {
+        self.dir.join("controller.log")
     }
 
     pub fn agent_status(&self, node: &str) -> PathBuf {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod control_plane;
+pub mod examples;
 pub mod fake_api;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -138,4 +139,11 @@ pub fn manifests(tag: &str, yaml: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("objects.yaml"), yaml).unwrap();
     dir
+}
+
+/// The MAC a port's workload was plugged with.
+pub fn port_mac(lab: &TestLab, port: &str) -> String {
+    lab.lab.files().read_state().unwrap().workloads[port]
+        .mac
+        .clone()
 }
