@@ -7,6 +7,7 @@ mod support;
 use std::sync::OnceLock;
 use tokio::sync::{Mutex, MutexGuard};
 
+use neutrino::lab::{ChartRelease, Summary};
 use support::TestLab;
 use support::control_plane::{ControlPlane, control_plane, repository};
 use support::examples::{self, example};
@@ -295,48 +296,97 @@ fn kubectl_waits_for_every_object(cluster: &ControlPlane, name: &str) {
     ]);
 }
 
+/// Brings an example up through the cluster, the controller and the
+/// agents running with the chart's service accounts, never as admin.
+async fn up_as_the_chart_runs_it(lab: &TestLab, name: &str, nodes: usize) -> Summary {
+    let cluster = cluster();
+    let release: ChartRelease = format!("{RELEASE_NAMESPACE}/{RELEASE}").parse().unwrap();
+    lab.lab
+        .up_on_cluster(
+            &example(name),
+            nodes,
+            &lab.name,
+            &cluster.kubeconfig,
+            Some(&release),
+        )
+        .await
+        .unwrap()
+}
+
+/// Nothing the controller or an agent asked for was refused by RBAC.
+fn nothing_was_forbidden(lab: &TestLab) {
+    let mut logs = vec![lab.lab.files().controller_log()];
+    let nodes = std::fs::read_dir(lab.dir.join("nodes")).unwrap();
+    logs.extend(nodes.map(|n| n.unwrap().path().join("agent.log")));
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let refused: Vec<&str> = text
+            .lines()
+            .filter(|l| l.to_lowercase().contains("forbidden"))
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "{}:\n{}",
+            log.display(),
+            refused.join("\n")
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn quickstart_through_the_cluster() {
     let _one = one_lab_at_a_time().await;
-    let cluster = cluster();
     let lab = TestLab::new("c-qs");
-    let summary = lab
-        .lab
-        .up_on_cluster(&example("quickstart"), 2, &lab.name, &cluster.kubeconfig)
-        .await
-        .unwrap();
-    kubectl_waits_for_every_object(cluster, "quickstart");
+    let summary = up_as_the_chart_runs_it(&lab, "quickstart", 2).await;
+    kubectl_waits_for_every_object(cluster(), "quickstart");
     examples::quickstart_ports_meet(&lab, &summary);
+    nothing_was_forbidden(&lab);
+
+    // They ran as the chart's service accounts; an agent's token is bound
+    // to its node.
+    let whoami = |kubeconfig: std::path::PathBuf| {
+        cluster().kubectl_ok(&[
+            "auth",
+            "whoami",
+            "--kubeconfig",
+            &kubeconfig.to_string_lossy(),
+            "-o",
+            "yaml",
+        ])
+    };
+    let controller = whoami(lab.lab.files().controller_kubeconfig());
+    assert!(
+        controller.contains("system:serviceaccount:neutrino-system:neutrino-controller"),
+        "{controller}"
+    );
+    let agent = whoami(lab.lab.files().agent_kubeconfig("node-2"));
+    assert!(
+        agent.contains("system:serviceaccount:neutrino-system:neutrino-agent"),
+        "{agent}"
+    );
+    assert!(
+        agent.contains("authentication.kubernetes.io/node-name"),
+        "{agent}"
+    );
+    assert!(agent.contains("- node-2"), "{agent}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overlapping_tenants_through_the_cluster() {
     let _one = one_lab_at_a_time().await;
-    let cluster = cluster();
     let lab = TestLab::new("c-ot");
-    lab.lab
-        .up_on_cluster(
-            &example("overlapping-tenants"),
-            2,
-            &lab.name,
-            &cluster.kubeconfig,
-        )
-        .await
-        .unwrap();
-    kubectl_waits_for_every_object(cluster, "overlapping-tenants");
+    up_as_the_chart_runs_it(&lab, "overlapping-tenants", 2).await;
+    kubectl_waits_for_every_object(cluster(), "overlapping-tenants");
     examples::overlapping_tenants_stay_apart(&lab);
+    nothing_was_forbidden(&lab);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_tier_through_the_cluster() {
     let _one = one_lab_at_a_time().await;
-    let cluster = cluster();
     let lab = TestLab::new("c-3t");
-    let summary = lab
-        .lab
-        .up_on_cluster(&example("three-tier"), 3, &lab.name, &cluster.kubeconfig)
-        .await
-        .unwrap();
-    kubectl_waits_for_every_object(cluster, "three-tier");
+    let summary = up_as_the_chart_runs_it(&lab, "three-tier", 3).await;
+    kubectl_waits_for_every_object(cluster(), "three-tier");
     examples::three_tier_routes_filters_and_translates(&lab, &summary).await;
+    nothing_was_forbidden(&lab);
 }

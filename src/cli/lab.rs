@@ -35,6 +35,12 @@ enum Command {
         /// it, and make every node a `neutrino agent`.
         #[arg(long, value_name = "FILE")]
         kubeconfig: Option<PathBuf>,
+        /// With --kubeconfig: run the controller and the agents with the
+        /// service accounts of this Helm release of charts/neutrino, as its
+        /// pods would (tokens from the TokenRequest API; each agent's bound
+        /// to a stand-in pod on its node).
+        #[arg(long, value_name = "NAMESPACE/NAME", requires = "kubeconfig")]
+        chart_release: Option<neutrino::lab::ChartRelease>,
     },
     /// Make the lab hold exactly the objects under PATH (added, changed, removed).
     Apply {
@@ -94,9 +100,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 nodes,
                 name,
                 kubeconfig,
+                chart_release,
             } => {
                 let summary = match kubeconfig {
-                    Some(file) => lab.up_on_cluster(&path, nodes, &name, &file).await?,
+                    Some(file) => {
+                        lab.up_on_cluster(&path, nodes, &name, &file, chart_release.as_ref())
+                            .await?
+                    }
                     None => lab.up(&path, nodes, &name).await?,
                 };
                 print_summary(&summary)?;

@@ -4,9 +4,10 @@
 //! cluster, as on a real cluster. This module is the lab's side of that
 //! conversation: CRDs, Node records, the objects, and reading them back.
 
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -493,4 +494,167 @@ pub fn ready_text(snapshot: &Snapshot, kind: &str, key: &Key) -> Option<String> 
         "SecurityGroup" => of(&snapshot.security_groups, key),
         _ => None,
     }
+}
+
+/// A Helm release of charts/neutrino whose service accounts the lab's
+/// controller and agents run with, as the chart's pods would.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChartRelease {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::str::FromStr for ChartRelease {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.split_once('/') {
+            Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() => Ok(Self {
+                namespace: namespace.into(),
+                name: name.into(),
+            }),
+            _ => Err(format!(
+                "{text:?}: name the release as NAMESPACE/NAME, e.g. neutrino-system/neutrino"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ChartRelease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl ChartRelease {
+    /// The service account of one of its components (`controller`, `agent`).
+    pub fn service_account(&self, component: &str) -> String {
+        format!("{}-{component}", self.name)
+    }
+
+    /// The stand-in for the agent pod the DaemonSet would run on `node`.
+    pub fn agent_pod(&self, node: &str) -> String {
+        format!("{}-agent-{node}", self.name)
+    }
+}
+
+/// How long the components' tokens hold: longer than any lab session.
+const TOKEN_SECONDS: i64 = 24 * 3600;
+
+/// A token of `component`'s service account from the TokenRequest API; an
+/// agent's is bound to a stand-in Pod on its node, as a kubelet binds the
+/// token of the DaemonSet's pod, so it carries the node's name.
+pub async fn service_account_token(
+    client: &Client,
+    release: &ChartRelease,
+    component: &str,
+    node: Option<&str>,
+) -> Result<String, LabError> {
+    let account = release.service_account(component);
+    let bound = match node {
+        None => None,
+        Some(node) => {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &release.namespace);
+            let name = release.agent_pod(node);
+            let body = json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "labels": {NODE_LABEL: "true"}},
+                "spec": {
+                    "nodeName": node,
+                    "serviceAccountName": account,
+                    "containers": [{"name": "agent", "image": "neutrino"}],
+                },
+            });
+            let pod = pods
+                .patch(&name, &apply_params(), &Patch::Apply(&body))
+                .await
+                .map_err(api_error(format!("creating the agent pod {name}")))?;
+            Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(name),
+                uid: pod.metadata.uid,
+            })
+        }
+    };
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: Vec::new(),
+            expiration_seconds: Some(TOKEN_SECONDS),
+            bound_object_ref: bound,
+        },
+        ..TokenRequest::default()
+    };
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &release.namespace);
+    let granted = accounts
+        .create_token_request(&account, &PostParams::default(), &request)
+        .await
+        .map_err(api_error(format!(
+            "requesting a token of service account {}/{account} (is the chart installed as {release}?)",
+            release.namespace
+        )))?;
+    granted
+        .status
+        .map(|s| s.token)
+        .ok_or_else(|| LabError::Api(format!("no token granted for {account}")))
+}
+
+/// Removes the stand-in agent pods.
+pub async fn delete_agent_pods(
+    client: &Client,
+    release: &ChartRelease,
+    config: &ClusterConfig,
+) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &release.namespace);
+    // No kubelet confirms a graceful deletion: delete at once.
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    let mut errors = Vec::new();
+    for node in &config.nodes {
+        let name = release.agent_pod(&node.name);
+        if let Err(e) = pods.delete(&name, &now).await
+            && !not_found(&e)
+        {
+            errors.push(format!("deleting pod {name}: {e}"));
+        }
+    }
+    errors
+}
+
+/// A kubeconfig for the cluster `admin` names that authenticates with
+/// `token` instead.
+pub fn token_kubeconfig(admin: &Path, token: &str) -> Result<String, LabError> {
+    let file = Kubeconfig::read_from(admin)
+        .map_err(|e| LabError::Api(format!("reading {}: {e}", admin.display())))?;
+    let unusable = |why: &str| LabError::Api(format!("{}: {why}", admin.display()));
+    let context = file
+        .current_context
+        .as_ref()
+        .and_then(|name| file.contexts.iter().find(|c| &c.name == name))
+        .and_then(|c| c.context.as_ref())
+        .ok_or_else(|| unusable("no current context"))?;
+    let mut cluster = file
+        .clusters
+        .iter()
+        .find(|c| c.name == context.cluster)
+        .and_then(|c| c.cluster.clone())
+        .ok_or_else(|| unusable("the current context names no cluster"))?;
+    // A relative path is relative to the file that names it.
+    if let Some(ca) = &cluster.certificate_authority
+        && Path::new(ca).is_relative()
+    {
+        let base = admin.parent().unwrap_or(Path::new("."));
+        cluster.certificate_authority = Some(base.join(ca).to_string_lossy().into_owned());
+    }
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "cluster", "cluster": cluster}],
+        "users": [{"name": "service-account", "user": {"token": token}}],
+        "contexts": [{"name": "lab", "context": {"cluster": "cluster", "user": "service-account"}}],
+        "current-context": "lab",
+    });
+    Ok(serde_json::to_string_pretty(&config).expect("JSON"))
 }

@@ -24,6 +24,7 @@ use crate::core::{ClusterConfig, Key, NodeConfig, Snapshot, names, resolve, stat
 use crate::dataplane::dnsmasq::Dnsmasq;
 use crate::dataplane::netns;
 use crate::manifest::{self, Manifests};
+pub use cluster::ChartRelease;
 use state::{Files, LabState, Workload, write_atomic};
 
 /// The default state directory.
@@ -167,20 +168,24 @@ impl Lab {
 
     /// Brings a lab up: underlay, nodes, agents, then the manifests.
     pub async fn up(&self, path: &Path, nodes: usize, name: &str) -> Result<Summary, LabError> {
-        self.bring_up(path, nodes, name, None).await
+        self.bring_up(path, nodes, name, None, None).await
     }
 
     /// Brings a lab up with the cluster of `kubeconfig` in the middle: the
     /// manifests go to its API server, `neutrino controller` allocates and
-    /// writes status there, and every node runs `neutrino agent`.
+    /// writes status there, and every node runs `neutrino agent` — with the
+    /// kubeconfig's own credentials, or with the service accounts of a
+    /// release of the chart.
     pub async fn up_on_cluster(
         &self,
         path: &Path,
         nodes: usize,
         name: &str,
         kubeconfig: &Path,
+        release: Option<&ChartRelease>,
     ) -> Result<Summary, LabError> {
-        self.bring_up(path, nodes, name, Some(kubeconfig)).await
+        self.bring_up(path, nodes, name, Some(kubeconfig), release)
+            .await
     }
 
     async fn bring_up(
@@ -189,6 +194,7 @@ impl Lab {
         nodes: usize,
         name: &str,
         kubeconfig: Option<&Path>,
+        release: Option<&ChartRelease>,
     ) -> Result<Summary, LabError> {
         preflight()?;
         if self.files.exists() {
@@ -215,6 +221,7 @@ impl Lab {
         let mut state = LabState {
             name: name.to_string(),
             kubeconfig: kubeconfig.clone(),
+            chart_release: release.map(ToString::to_string),
             ..LabState::default()
         };
         let prefix = Self::prefix(&state);
@@ -269,6 +276,10 @@ impl Lab {
         };
         cluster::install_crds(&client).await?;
         cluster::register_nodes(&client, &config).await?;
+        if let (Some(release), Some(admin)) = (release, &kubeconfig) {
+            self.write_service_account_kubeconfigs(&client, admin, release, &config)
+                .await?;
+        }
         self.start_controller(&state)?;
         for node in &config.nodes {
             self.start_agent(&node.name)?;
@@ -286,7 +297,8 @@ impl Lab {
         snapshot: &Snapshot,
         state: &mut LabState,
     ) -> Result<(), LabError> {
-        let created = cluster::ensure_namespaces(client, snapshot, LEASE_NAMESPACE).await?;
+        let created =
+            cluster::ensure_namespaces(client, snapshot, &Self::lease_namespace(state)).await?;
         state.created_namespaces.extend(created);
         let previous = applied(state);
         state.applied = cluster::ids(snapshot)
@@ -323,6 +335,68 @@ impl Lab {
             generation: state.generation,
             workloads: state.workloads.clone(),
         })
+    }
+
+    /// Kubeconfigs with the chart's service-account tokens: the
+    /// controller's, and each agent's bound to its node.
+    async fn write_service_account_kubeconfigs(
+        &self,
+        client: &kube::Client,
+        admin: &Path,
+        release: &ChartRelease,
+        config: &ClusterConfig,
+    ) -> Result<(), LabError> {
+        let token = cluster::service_account_token(client, release, "controller", None).await?;
+        self.write_secret(
+            &self.files.controller_kubeconfig(),
+            &cluster::token_kubeconfig(admin, &token)?,
+        )?;
+        for node in &config.nodes {
+            let token =
+                cluster::service_account_token(client, release, "agent", Some(&node.name)).await?;
+            std::fs::create_dir_all(self.files.node_dir(&node.name))
+                .map_err(|e| LabError::io("creating the node's directory".into(), e))?;
+            self.write_secret(
+                &self.files.agent_kubeconfig(&node.name),
+                &cluster::token_kubeconfig(admin, &token)?,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn write_secret(&self, path: &Path, text: &str) -> Result<(), LabError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let what = || format!("writing {}", path.display());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| LabError::io(what(), e))
+    }
+
+    /// The kubeconfig a cluster lab's component runs with.
+    fn component_kubeconfig(&self, state: &LabState, agent_of: Option<&str>) -> Option<PathBuf> {
+        let admin = state.kubeconfig.clone()?;
+        if state.chart_release.is_none() {
+            return Some(admin);
+        }
+        Some(match agent_of {
+            Some(node) => self.files.agent_kubeconfig(node),
+            None => self.files.controller_kubeconfig(),
+        })
+    }
+
+    /// The namespace of the controller's Lease: the release's, as the chart's.
+    fn lease_namespace(state: &LabState) -> String {
+        state
+            .chart_release
+            .as_ref()
+            .and_then(|r| r.parse::<ChartRelease>().ok())
+            .map_or(LEASE_NAMESPACE.to_string(), |r| r.namespace)
     }
 
     /// The cluster of a cluster lab.
@@ -438,7 +512,7 @@ impl Lab {
         self.spawn(
             &format!("the agent of {node}"),
             &args,
-            state.kubeconfig.as_deref(),
+            self.component_kubeconfig(&state, Some(node)).as_deref(),
             &self.files.agent_log(node),
             &self.files.agent_pid(node),
         )
@@ -478,7 +552,7 @@ impl Lab {
             "--listen".into(),
             "127.0.0.1:0".into(),
             "--lease-namespace".into(),
-            LEASE_NAMESPACE.into(),
+            Self::lease_namespace(state).into(),
             "--identity".into(),
             format!("lab-{}", std::process::id()).into(),
             "--resync-seconds".into(),
@@ -487,7 +561,7 @@ impl Lab {
         self.spawn(
             "the controller",
             &args,
-            state.kubeconfig.as_deref(),
+            self.component_kubeconfig(state, None).as_deref(),
             &self.files.controller_log(),
             &self.files.controller_pid(),
         )
@@ -891,6 +965,9 @@ impl Lab {
             let outcome = on_fresh_runtime(async {
                 let client = self.client(&state).await?.expect("a cluster lab");
                 let mut errors = cluster::unregister_nodes(&client, &config).await;
+                if let Some(release) = state.chart_release.as_ref().and_then(|r| r.parse().ok()) {
+                    errors.extend(cluster::delete_agent_pods(&client, &release, &config).await);
+                }
                 errors.extend(cluster::delete_namespaces(&client, &state.created_namespaces).await);
                 Ok::<_, LabError>(errors)
             });

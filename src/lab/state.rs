@@ -45,6 +45,10 @@ pub struct LabState {
     /// What the lab applied to that cluster: kind, namespace, name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub applied: Vec<(String, String, String)>,
+    /// The Helm release (`NAMESPACE/NAME`) whose service accounts the
+    /// controller and agents run with; the kubeconfig's own user when None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart_release: Option<String>,
     /// Namespaces the lab created on that cluster, removed by `lab down`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created_namespaces: Vec<String>,
@@ -109,6 +113,14 @@ impl Files {
 
     pub fn controller_pid(&self) -> PathBuf {
         self.dir.join("controller.pid")
+    }
+
+    pub fn controller_kubeconfig(&self) -> PathBuf {
+        self.dir.join("controller.kubeconfig")
+    }
+
+    pub fn agent_kubeconfig(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("agent.kubeconfig")
     }
 
     pub fn controller_log(&self) -> PathBuf {

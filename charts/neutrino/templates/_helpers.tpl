@@ -1,6 +1,12 @@
-{{/* The name every object of this release starts with. */}}
+{{/* The name every object of this release starts with: the release's own
+name when it already says neutrino (`helm install neutrino` makes
+neutrino-controller, not neutrino-neutrino-controller). */}}
 {{- define "neutrino.fullname" -}}
+{{- if contains "neutrino" .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
 {{- printf "%s-neutrino" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Labels on every object. */}}
