@@ -43,8 +43,12 @@ async fn publish(
         action: action.to_string(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&event, reference).await {
-        tracing::warn!(error = %e, "could not publish an event");
+    match recorder.publish(&event, reference).await {
+        Ok(()) => {}
+        Err(e) if super::execute::namespace_terminating(&e) => {
+            tracing::debug!(error = %e, "no event: the namespace is being deleted");
+        }
+        Err(e) => tracing::warn!(error = %e, "could not publish an event"),
     }
 }
 

@@ -43,6 +43,18 @@ fn code(error: &kube::Error) -> Option<u16> {
     }
 }
 
+/// Whether the server refused a create because the namespace is being
+/// deleted: nothing is wrong, and everything in it is about to go.
+pub fn namespace_terminating(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status
+            .details
+            .as_ref()
+            .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating")),
+        _ => false,
+    }
+}
+
 /// The owner reference that makes Kubernetes delete a claim with its holder,
 /// if the holder is known (with its uid) to this snapshot and lives in the
 /// claim's namespace. The garbage collector resolves an owner only in its
@@ -162,6 +174,11 @@ async fn create_claim<K>(
             Ok(_) => None,
             Err(e) => Some(e),
         },
+        // The holder waits; its namespace (or the claim's) is going away.
+        Err(e) if namespace_terminating(&e) => {
+            lost.insert(holder_id(holder));
+            return;
+        }
         Err(e) => Some(e),
     };
     match failed {

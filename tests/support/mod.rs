@@ -147,3 +147,65 @@ pub fn port_mac(lab: &TestLab, port: &str) -> String {
         .mac
         .clone()
 }
+
+/// What neutrino left in the kernels of a lab's nodes: links it made, its
+/// DHCP and router namespaces, rules in its chains, ipsets, and dnsmasq
+/// processes. A running agent keeps only its empty hook chains.
+pub async fn kernel_leftovers(lab: &TestLab, nodes: &[&str]) -> Vec<String> {
+    use neutrino::dataplane::netlink::Netlink;
+    let mut found = Vec::new();
+    let namespaces = netns::list().unwrap_or_default();
+    for node in nodes {
+        let namespace = lab.node(node);
+        let kernel = Netlink::connect(Some(&namespace)).await.unwrap();
+        let observed = kernel.observe().await.unwrap();
+        found.extend(
+            observed
+                .links
+                .iter()
+                .filter(|l| l.is_ours())
+                .map(|l| format!("{node}: link {}", l.name)),
+        );
+        found.extend(
+            namespaces
+                .iter()
+                .filter(|n| n.starts_with(&format!("{namespace}-")))
+                .map(|n| format!("{node}: namespace {n}")),
+        );
+        for save in ["iptables-save", "ip6tables-save"] {
+            let output = netns::command(&namespace, save).unwrap().output().unwrap();
+            let rules = String::from_utf8_lossy(&output.stdout);
+            found.extend(
+                rules
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("-A neutrino-")
+                            || (l.starts_with(":neutrino-")
+                                && !l.starts_with(":neutrino-FORWARD ")
+                                && !l.starts_with(":neutrino-ZONES "))
+                    })
+                    .map(|l| format!("{node}: {save}: {l}")),
+            );
+        }
+        let output = netns::command(&namespace, "ipset")
+            .unwrap()
+            .args(["list", "-n"])
+            .output()
+            .unwrap();
+        found.extend(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(|s| format!("{node}: ipset {s}")),
+        );
+    }
+    let dir = lab.dir.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let program = cmdline.split(' ').next().unwrap_or_default();
+        if program.ends_with("dnsmasq") && cmdline.contains(&dir) {
+            found.push(format!("dnsmasq: {cmdline}"));
+        }
+    }
+    found
+}
