@@ -39,7 +39,11 @@ async fn the_agent_realises_what_is_ready_and_reports() {
     web3.status = None;
     snapshot.ports.insert(Key::new("tenant-a", "web-3"), web3);
     let mut stored = fake_api::stored(&snapshot);
-    stored.extend([fake_api::node_agent("node-2", "198.18.0.2")]);
+    stored.extend([
+        fake_api::node_agent("node-2", "198.18.0.2"),
+        fake_api::node("node-1", "198.18.0.1"),
+        fake_api::node("node-2", "198.18.0.2"),
+    ]);
     let objects: Objects = Arc::new(Mutex::new(stored));
 
     let agent = run(

@@ -448,3 +448,220 @@ async fn deleting_the_tenants_namespaces_leaves_nothing_behind() {
     nothing_is_left(&lab, &["node-1", "node-2", "node-3"]).await;
     nothing_was_forbidden(&lab);
 }
+
+/// A tenant: a service account of its own namespace, bound there to
+/// Kubernetes' own `edit` role (which the chart's roles aggregate into);
+/// returns a kubeconfig with its token.
+fn tenant(cluster: &ControlPlane, namespace: &str) -> String {
+    cluster.kubectl_ok(&["create", "namespace", namespace]);
+    cluster.kubectl_ok(&[
+        "--namespace",
+        namespace,
+        "create",
+        "serviceaccount",
+        "tenant",
+    ]);
+    cluster.kubectl_ok(&[
+        "--namespace",
+        namespace,
+        "create",
+        "rolebinding",
+        "tenant-edit",
+        "--clusterrole=edit",
+        &format!("--serviceaccount={namespace}:tenant"),
+    ]);
+    let token = cluster.kubectl_ok(&["--namespace", namespace, "create", "token", "tenant"]);
+    cluster
+        .kubeconfig_for_token(&format!("tenant-{namespace}"), token.trim())
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn network(namespace: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: neutrino.dev/v1alpha1\nkind: Network\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {spec}\n"
+    )
+}
+
+#[test]
+fn tenants_manage_their_networks_but_not_provider_attributes() {
+    let cluster = cluster();
+    let namespace = "tenancy-a";
+    let kubeconfig = tenant(cluster, namespace);
+    let apply =
+        |yaml: &str| cluster.kubectl_with(&["--kubeconfig", &kubeconfig, "apply", "-f", "-"], yaml);
+    // An overlay network of its own: the tenant's to make and change.
+    let run = apply(&network(namespace, "blue", "{type: vxlan}"));
+    assert!(run.ok, "{}", run.stderr);
+    let run = apply(&network(namespace, "blue", "{type: vxlan, mtu: 1400}"));
+    assert!(run.ok, "{}", run.stderr);
+
+    // Provider attributes are refused, saying why.
+    for (name, spec) in [
+        ("by-vni", "{type: vxlan, segmentationID: 4242}"),
+        (
+            "on-a-vlan",
+            "{type: vlan, physicalNetwork: physnet1, segmentationID: 150}",
+        ),
+        ("flat", "{type: flat, physicalNetwork: extnet}"),
+        ("public", "{type: vxlan, external: true}"),
+    ] {
+        let run = apply(&network(namespace, name, spec));
+        assert!(!run.ok, "{name} was accepted");
+        assert!(
+            run.stderr.contains("are provider attributes")
+                && run
+                    .stderr
+                    .contains("system:serviceaccount:tenancy-a:tenant"),
+            "{name}: {}",
+            run.stderr
+        );
+    }
+    let run = apply(&network(
+        namespace,
+        "blue",
+        "{type: vxlan, mtu: 1400, external: true}",
+    ));
+    assert!(!run.ok, "blue became external: {}", run.stdout);
+
+    // Other namespaces are not the tenant's at all.
+    let run = cluster.kubectl(&[
+        "--kubeconfig",
+        &kubeconfig,
+        "get",
+        "networks",
+        "--namespace",
+        "default",
+    ]);
+    assert!(
+        !run.ok && run.stderr.contains("forbidden"),
+        "{}",
+        run.stderr
+    );
+
+    // Granted the provider role in its namespace, it may.
+    cluster.kubectl_ok(&[
+        "--namespace",
+        namespace,
+        "create",
+        "rolebinding",
+        "tenant-provider",
+        "--clusterrole=neutrino-network-provider",
+        "--serviceaccount=tenancy-a:tenant",
+    ]);
+    let run = apply(&network(
+        namespace,
+        "by-vni",
+        "{type: vxlan, segmentationID: 4242}",
+    ));
+    assert!(run.ok, "{}", run.stderr);
+    cluster.kubectl_ok(&["delete", "namespace", namespace, "--wait=false"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_writes_only_its_own_record_and_only_node_addresses_are_trusted() {
+    let _one = one_lab_at_a_time().await;
+    let lab = TestLab::new("c-own");
+    up_as_the_chart_runs_it(&lab, "quickstart", 2).await;
+    let cluster = cluster();
+    let node1 = lab.lab.files().agent_kubeconfig("node-1");
+    let as_node1 = |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", node1.to_str().unwrap()];
+        all.extend(args);
+        cluster.kubectl(&all)
+    };
+    let tunnel = |ip: &str| format!("{{\"spec\":{{\"tunnelIP\":\"{ip}\"}}}}");
+
+    // Another node's record: refused, naming both nodes.
+    let run = as_node1(&[
+        "patch",
+        "nodeagent",
+        "node-2",
+        "--type=merge",
+        "-p",
+        &tunnel("198.18.0.1"),
+    ]);
+    assert!(!run.ok, "node-1 rewrote node-2's record");
+    assert!(
+        run.stderr
+            .contains("this token is bound to node node-1, not node-2"),
+        "{}",
+        run.stderr
+    );
+    // The agent's account with a token bound to no pod: refused too.
+    let token = cluster.kubectl_ok(&[
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "create",
+        "token",
+        "neutrino-agent",
+    ]);
+    let unbound = cluster.kubeconfig_for_token("unbound-agent", token.trim());
+    let run = cluster.kubectl(&[
+        "--kubeconfig",
+        unbound.to_str().unwrap(),
+        "patch",
+        "nodeagent",
+        "node-1",
+        "--type=merge",
+        "-p",
+        &tunnel("198.18.0.1"),
+    ]);
+    assert!(
+        !run.ok && run.stderr.contains("bound to no node"),
+        "{}",
+        run.stderr
+    );
+
+    // Its own record it may write, but an address its Node does not have
+    // is not believed: no peer sends it tunnel traffic.
+    let run = as_node1(&[
+        "patch",
+        "nodeagent",
+        "node-1",
+        "--type=merge",
+        "-p",
+        &tunnel("198.18.0.99"),
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let wanted = "spec.tunnelIP 198.18.0.99 is not an address of Node node-1";
+    loop {
+        let log = std::fs::read_to_string(lab.lab.files().controller_log()).unwrap();
+        if log.contains(wanted) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the controller believed it:\n{log}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let fdb = std::process::Command::new("bridge")
+        .args(["-n", &lab.node("node-2"), "fdb", "show"])
+        .output()
+        .unwrap();
+    let fdb = String::from_utf8_lossy(&fdb.stdout);
+    assert!(
+        !fdb.contains("198.18.0.99"),
+        "node-2 tunnels to the claimed address:\n{fdb}"
+    );
+
+    // Put back, the node is trusted again and its port Ready. While node-1
+    // was left out its port was not Ready and its agent took the port's
+    // veth away, workload end and all: the lab plugs the workload again,
+    // as a pod's sandbox would be.
+    let run = as_node1(&[
+        "patch",
+        "nodeagent",
+        "node-1",
+        "--type=merge",
+        "-p",
+        &tunnel("198.18.0.1"),
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+    let summary = lab.lab.apply(&example("quickstart")).await.unwrap();
+    kubectl_waits_for_every_object(cluster, "quickstart");
+    examples::quickstart_ports_meet(&lab, &summary);
+}

@@ -41,6 +41,8 @@ fn cluster() -> BTreeMap<String, Value> {
     objects.extend([
         fake_api::node_agent("node-1", "198.18.0.1"),
         fake_api::node_agent("node-2", "198.18.0.2"),
+        fake_api::node("node-1", "198.18.0.1"),
+        fake_api::node("node-2", "198.18.0.2"),
     ]);
     objects
 }

@@ -8,6 +8,9 @@ use crate::api::NodeAgent;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
+/// Each Node's own addresses, by node name, as its kubelet reports them.
+pub type NodeAddresses = BTreeMap<String, Vec<IpAddr>>;
+
 /// The VXLAN UDP port assigned by IANA.
 pub const VXLAN_PORT: u16 = 4789;
 
@@ -156,15 +159,35 @@ impl ClusterConfig {
             .unwrap_or(self.underlay_mtu)
     }
 
-    /// The configuration with its nodes taken from the agents' records;
-    /// a record whose tunnel IP does not parse is left out and named.
-    pub fn with_agents(&self, agents: &[NodeAgent]) -> (Self, Vec<String>) {
+    /// The configuration with its nodes taken from the agents' records.
+    /// A record is trusted only if its tunnel IP is one of its Node's own
+    /// addresses (`addresses`, by node name, as the kubelet reports them):
+    /// an agent can write nothing but its own record, but it could claim
+    /// any address there and so draw every node's tunnel traffic to itself.
+    /// A record left out is named, with why.
+    pub fn with_agents(
+        &self,
+        agents: &[NodeAgent],
+        addresses: &NodeAddresses,
+    ) -> (Self, Vec<String>) {
         let mut skipped = Vec::new();
         let mut nodes: Vec<NodeConfig> = agents
             .iter()
             .filter_map(|agent| {
                 let name = agent.metadata.name.clone()?;
-                match agent.spec.tunnel_ip.parse() {
+                match agent.spec.tunnel_ip.parse::<IpAddr>() {
+                    Ok(tunnel_ip) if !addresses.get(&name).is_some_and(|a| a.contains(&tunnel_ip)) => {
+                        skipped.push(match addresses.get(&name) {
+                            None => format!(
+                                "NodeAgent {name}: no Node {name} vouches for spec.tunnelIP {tunnel_ip}"
+                            ),
+                            Some(own) => format!(
+                                "NodeAgent {name}: spec.tunnelIP {tunnel_ip} is not an address of Node {name} ({})",
+                                own.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                            ),
+                        });
+                        None
+                    }
                     Ok(tunnel_ip) => Some(NodeConfig {
                         name,
                         tunnel_ip,
@@ -274,11 +297,23 @@ mod tests {
             a.metadata.name = Some(name.into());
             a
         };
-        let (config, skipped) = ClusterConfig::default().with_agents(&[
-            agent("b", "192.0.2.2"),
-            agent("a", "192.0.2.1"),
-            agent("c", "nope"),
+        let addresses = NodeAddresses::from([
+            ("a".to_string(), vec!["192.0.2.1".parse().unwrap()]),
+            ("b".to_string(), vec!["192.0.2.2".parse().unwrap()]),
+            ("c".to_string(), vec!["192.0.2.3".parse().unwrap()]),
+            ("d".to_string(), vec!["192.0.2.4".parse().unwrap()]),
         ]);
+        let (config, skipped) = ClusterConfig::default().with_agents(
+            &[
+                agent("b", "192.0.2.2"),
+                agent("a", "192.0.2.1"),
+                agent("c", "nope"),
+                // Another node's address, and an address no node has.
+                agent("d", "192.0.2.1"),
+                agent("e", "192.0.2.5"),
+            ],
+            &addresses,
+        );
         let names: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert!(config.nodes[1].gateway && !config.nodes[0].gateway);
@@ -287,10 +322,18 @@ mod tests {
             ClusterConfig::default().vni_ranges,
             "the rest stays"
         );
-        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
         assert!(
             skipped[0].contains("NodeAgent c: spec.tunnelIP"),
             "{skipped:?}"
+        );
+        assert_eq!(
+            skipped[1],
+            "NodeAgent d: spec.tunnelIP 192.0.2.1 is not an address of Node d (192.0.2.4)"
+        );
+        assert_eq!(
+            skipped[2],
+            "NodeAgent e: no Node e vouches for spec.tunnelIP 192.0.2.5"
         );
     }
 

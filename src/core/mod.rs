@@ -21,7 +21,7 @@ pub mod resolve;
 pub mod snapshot;
 pub mod status;
 
-pub use config::{ClusterConfig, NodeConfig};
+pub use config::{ClusterConfig, NodeAddresses, NodeConfig};
 pub use ident::{Key, Kind, ObjectId};
 pub use problem::{Problem, Reason};
 pub use resolve::{Resolution, resolve};

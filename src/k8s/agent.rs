@@ -132,8 +132,17 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     };
     let mut last_report = Instant::now();
     let mut last_outcome = None;
+    let mut last_skipped = Vec::new();
     loop {
-        let (mut config, _) = options.cluster.with_agents(&stores.agents());
+        let (mut config, skipped) = options
+            .cluster
+            .with_agents(&stores.agents(), &stores.node_addresses());
+        if skipped != last_skipped {
+            for record in &skipped {
+                tracing::warn!(%record, "peer left out");
+            }
+            last_skipped = skipped;
+        }
         // Our own record may not have reached the cache yet.
         if config.node(&options.node).is_none() {
             config.nodes.push(me.clone());

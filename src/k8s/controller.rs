@@ -103,7 +103,7 @@ async fn round(
     let started = Instant::now();
     let snapshot = stores.snapshot();
     let agents = stores.agents();
-    let (config, skipped) = cluster.with_agents(&agents);
+    let (config, skipped) = cluster.with_agents(&agents, &stores.node_addresses());
     for record in skipped {
         tracing::warn!(%record, "node left out");
     }

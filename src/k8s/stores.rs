@@ -12,7 +12,8 @@ use tokio::sync::Notify;
 use crate::api::{
     FloatingIP, IPClaim, Network, NodeAgent, Port, Router, SecurityGroup, SegmentClaim, Subnet,
 };
-use crate::core::{Key, Snapshot};
+use crate::core::{Key, NodeAddresses, Snapshot};
+use k8s_openapi::api::core::v1::Node;
 
 /// One store per kind.
 pub struct Stores {
@@ -25,6 +26,7 @@ pub struct Stores {
     ip_claims: Store<IPClaim>,
     segment_claims: Store<SegmentClaim>,
     agents: Store<NodeAgent>,
+    nodes: Store<Node>,
 }
 
 /// Starts a reflector for `K` that notifies `changed` on every event. A
@@ -88,6 +90,7 @@ impl Stores {
             ip_claims: watch(client, changed),
             segment_claims: watch(client, changed),
             agents: watch(client, changed),
+            nodes: watch(client, changed),
         }
     }
 
@@ -103,6 +106,7 @@ impl Stores {
             self.ip_claims.wait_until_ready(),
             self.segment_claims.wait_until_ready(),
             self.agents.wait_until_ready(),
+            self.nodes.wait_until_ready(),
         );
     }
 
@@ -131,6 +135,23 @@ impl Stores {
             .state()
             .into_iter()
             .map(|a| (*a).clone())
+            .collect()
+    }
+
+    /// Each Node's addresses, as its kubelet reports them.
+    pub fn node_addresses(&self) -> NodeAddresses {
+        self.nodes
+            .state()
+            .iter()
+            .map(|node| {
+                let addresses = node
+                    .status
+                    .iter()
+                    .flat_map(|s| s.addresses.iter().flatten())
+                    .filter_map(|a| a.address.parse().ok())
+                    .collect();
+                (node.name_any(), addresses)
+            })
             .collect()
     }
 }

@@ -34,6 +34,7 @@ fn collection_of(path: &str) -> Option<(String, String)> {
             format!("/apis/{group}/{version}/namespaces/{namespace}"),
             plural.to_string(),
         )),
+        ["api", version, plural] => Some((format!("/api/{version}"), plural.to_string())),
         _ => None,
     }
 }
@@ -237,6 +238,16 @@ pub fn stored(snapshot: &neutrino::core::Snapshot) -> BTreeMap<String, Value> {
     each(&mut objects, &snapshot.subnets);
     each(&mut objects, &snapshot.ports);
     objects
+}
+
+/// A Node whose kubelet reports `address` as its InternalIP.
+pub fn node(name: &str, address: &str) -> (String, Value) {
+    (
+        format!("/api/v1/nodes/{name}"),
+        json!({"apiVersion": "v1", "kind": "Node",
+               "metadata": {"name": name, "uid": format!("uid-node-{name}"), "resourceVersion": "1"},
+               "status": {"addresses": [{"type": "InternalIP", "address": address}]}}),
+    )
 }
 
 /// A NodeAgent record as an agent publishes it.
