@@ -2,7 +2,8 @@
 //! wakes the controller's loop.
 
 use futures::StreamExt;
-use kube::runtime::reflector::{self, Store};
+use kube::core::{ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::BTreeMap;
@@ -30,7 +31,13 @@ pub struct Stores {
 }
 
 /// Starts a reflector for `K` that notifies `changed` on every event. A
-/// failing watch is retried with backoff and logged, never fatal.
+/// failing watch is retried with backoff and logged, never fatal. Objects
+/// are read leniently: one that does not parse as `K` (stored before a
+/// schema change, or written around the schema) is skipped with a warning
+/// naming it and the field, instead of failing the list of its whole kind
+/// and with it every object of that kind. An object that turns malformed
+/// keeps its last good version in the cache, so nothing it holds is
+/// released on its account.
 fn watch<K>(client: &Client, changed: &Arc<Notify>) -> Store<K>
 where
     K: Resource<DynamicType = ()>
@@ -41,27 +48,72 @@ where
         + Sync
         + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let api: Api<K> = Api::all(client.clone());
+    let (reader, mut writer) = reflector::store();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<K>(&()));
     let changed = changed.clone();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
-    );
+    let cached = reader.clone();
     tokio::spawn(async move {
-        stream
-            .for_each(|event| {
-                match event {
-                    Ok(_) => changed.notify_one(),
-                    Err(e) => {
-                        tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying")
+        let mut events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => {
+                    if let Some(event) = typed::<K>(event, &cached) {
+                        writer.apply_watcher_event(&event);
+                        changed.notify_one();
                     }
                 }
-                futures::future::ready(())
-            })
-            .await;
+                Err(e) => {
+                    tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying")
+                }
+            }
+        }
     });
     reader
+}
+
+/// The event with its object read as `K`; None for an object that does not
+/// parse, which is logged — except a deletion, which removes the cached
+/// version of a malformed object.
+fn typed<K>(event: watcher::Event<DynamicObject>, cached: &Store<K>) -> Option<watcher::Event<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned,
+{
+    use watcher::Event;
+    let read = |object: DynamicObject| -> Option<K> {
+        let namespace = object.metadata.namespace.clone().unwrap_or_default();
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let value = serde_json::to_value(&object).ok()?;
+        match serde_path_to_error::deserialize(value) {
+            Ok(typed) => Some(typed),
+            Err(e) => {
+                tracing::warn!(
+                    kind = %K::kind(&()),
+                    %namespace,
+                    %name,
+                    field = %e.path(),
+                    error = %e.inner(),
+                    "skipping a malformed object"
+                );
+                None
+            }
+        }
+    };
+    Some(match event {
+        Event::Apply(object) => Event::Apply(read(object)?),
+        Event::Delete(object) => {
+            let mut key = ObjectRef::<K>::new(&object.name_any());
+            if let Some(namespace) = &object.metadata.namespace {
+                key = key.within(namespace);
+            }
+            let last = cached.get(&key).map(|k| (*k).clone());
+            Event::Delete(read(object).or(last)?)
+        }
+        Event::InitApply(object) => Event::InitApply(read(object)?),
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
+    })
 }
 
 fn by_key<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> BTreeMap<Key, K> {
