@@ -4,44 +4,13 @@
 
 mod support;
 
-use std::sync::OnceLock;
-use tokio::sync::{Mutex, MutexGuard};
-
-use neutrino::lab::{ChartRelease, Summary};
 use support::TestLab;
-use support::control_plane::{ControlPlane, control_plane, repository};
+use support::chart::{
+    RELEASE, RELEASE_NAMESPACE, cluster, installed, kubectl_waits_for_every_object,
+    nothing_was_forbidden, one_lab_at_a_time, up_as_the_chart_runs_it,
+};
+use support::control_plane::{ControlPlane, repository};
 use support::examples::{self, example};
-
-const RELEASE: &str = "neutrino";
-const RELEASE_NAMESPACE: &str = "neutrino-system";
-
-/// The chart installed once for this test binary, with helm's own output.
-fn installed() -> &'static (ControlPlane, String) {
-    static ONE: OnceLock<(ControlPlane, String)> = OnceLock::new();
-    ONE.get_or_init(|| {
-        let cluster = control_plane();
-        let run = cluster.helm(&[
-            "install",
-            RELEASE,
-            "charts/neutrino",
-            "--namespace",
-            RELEASE_NAMESPACE,
-            "--create-namespace",
-        ]);
-        assert!(run.ok, "helm install failed:\n{}{}", run.stdout, run.stderr);
-        (
-            ControlPlane {
-                dir: cluster.dir.clone(),
-                kubeconfig: cluster.kubeconfig.clone(),
-            },
-            run.stdout,
-        )
-    })
-}
-
-fn cluster() -> &'static ControlPlane {
-    &installed().0
-}
 
 #[test]
 fn helm_installs_the_chart_and_the_server_accepts_every_object() {
@@ -275,62 +244,6 @@ fn named_fields(error: &str) -> Vec<String> {
             error[at + path.len()..].starts_with(':').then_some(path)
         })
         .collect()
-}
-
-/// Cluster labs share the cluster's node names and the examples'
-/// namespaces: one runs at a time.
-async fn one_lab_at_a_time() -> MutexGuard<'static, ()> {
-    static ONE: Mutex<()> = Mutex::const_new(());
-    ONE.lock().await
-}
-
-/// `kubectl wait` agrees that every object of the example is Ready.
-fn kubectl_waits_for_every_object(cluster: &ControlPlane, name: &str) {
-    let folder = example(name);
-    cluster.kubectl_ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "--timeout=30s",
-        "--filename",
-        &folder.to_string_lossy(),
-    ]);
-}
-
-/// Brings an example up through the cluster, the controller and the
-/// agents running with the chart's service accounts, never as admin.
-async fn up_as_the_chart_runs_it(lab: &TestLab, name: &str, nodes: usize) -> Summary {
-    let cluster = cluster();
-    let release: ChartRelease = format!("{RELEASE_NAMESPACE}/{RELEASE}").parse().unwrap();
-    lab.lab
-        .up_on_cluster(
-            &example(name),
-            nodes,
-            &lab.name,
-            &cluster.kubeconfig,
-            Some(&release),
-        )
-        .await
-        .unwrap()
-}
-
-/// Nothing the controller or an agent asked for was refused by RBAC.
-fn nothing_was_forbidden(lab: &TestLab) {
-    let mut logs = vec![lab.lab.files().controller_log()];
-    let nodes = std::fs::read_dir(lab.dir.join("nodes")).unwrap();
-    logs.extend(nodes.map(|n| n.unwrap().path().join("agent.log")));
-    for log in logs {
-        let text = std::fs::read_to_string(&log).unwrap();
-        let refused: Vec<&str> = text
-            .lines()
-            .filter(|l| l.contains("forbidden") || l.contains("Forbidden"))
-            .collect();
-        assert!(
-            refused.is_empty(),
-            "{}:\n{}",
-            log.display(),
-            refused.join("\n")
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

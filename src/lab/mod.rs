@@ -567,6 +567,20 @@ impl Lab {
         )
     }
 
+    /// Stops a cluster lab's controller (for tests: a failover, a replica
+    /// of their own); returns whether one ran.
+    pub fn stop_controller(&self) -> bool {
+        self.controller_pid().map(stop).is_some()
+    }
+
+    /// Starts a cluster lab's controller again, unless it runs.
+    pub fn restart_controller(&self) -> Result<(), LabError> {
+        if self.controller_pid().is_some() {
+            return Ok(());
+        }
+        self.start_controller(&self.state()?)
+    }
+
     /// The pid of a cluster lab's controller, if it runs.
     pub fn controller_pid(&self) -> Option<i32> {
         let pid: i32 = std::fs::read_to_string(self.files.controller_pid())
@@ -591,8 +605,12 @@ impl Lab {
         log: &Path,
         pid_file: &Path,
     ) -> Result<(), LabError> {
-        let log = std::fs::File::create(log)
-            .map_err(|e| LabError::io(format!("creating the log of {what}"), e))?;
+        // Appended to: a restarted component's log keeps what came before.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| LabError::io(format!("opening the log of {what}"), e))?;
         let mut command = std::process::Command::new(&self.binary);
         command.args(args);
         if let Some(file) = kubeconfig {
@@ -926,9 +944,19 @@ impl Lab {
         // the lab created.
         if state.kubeconfig.is_some() {
             let objects = applied(&state);
+            // The tenants' namespaces the lab made go now too, with whatever
+            // else was put in them, while the controller still leads; the
+            // Lease's namespace goes last.
+            let tenants: Vec<String> = state
+                .created_namespaces
+                .iter()
+                .filter(|n| **n != Self::lease_namespace(&state))
+                .cloned()
+                .collect();
             let outcome = on_fresh_runtime(async {
                 let client = self.client(&state).await?.expect("a cluster lab");
                 let mut errors = cluster::delete(&client, &objects).await;
+                errors.extend(cluster::delete_namespaces(&client, &tenants).await);
                 if let Err(e) = cluster::wait_gone(&client, &objects, CLUSTER_TIMEOUT).await {
                     errors.push(e.to_string());
                 }
@@ -968,7 +996,13 @@ impl Lab {
                 if let Some(release) = state.chart_release.as_ref().and_then(|r| r.parse().ok()) {
                     errors.extend(cluster::delete_agent_pods(&client, &release, &config).await);
                 }
-                errors.extend(cluster::delete_namespaces(&client, &state.created_namespaces).await);
+                let lease: Vec<String> = state
+                    .created_namespaces
+                    .iter()
+                    .filter(|n| **n == Self::lease_namespace(&state))
+                    .cloned()
+                    .collect();
+                errors.extend(cluster::delete_namespaces(&client, &lease).await);
                 Ok::<_, LabError>(errors)
             });
             match outcome {

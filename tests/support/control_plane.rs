@@ -166,4 +166,37 @@ impl ControlPlane {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Kills one of its processes with SIGKILL, as a crash would.
+    pub fn kill(&self, component: &str) {
+        use nix::sys::signal::{Signal, kill};
+        kill(
+            nix::unistd::Pid::from_raw(self.pid(component)),
+            Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+
+    /// Starts a killed component again on its ports and data, and waits
+    /// until the API server answers ready.
+    pub fn restart(&self, component: &str) {
+        let output = Command::new(repository().join("scripts/control-plane"))
+            .args(["restart", component, "--dir"])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "restarting {component}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for _ in 0..600 {
+            if self.kubectl(&["get", "--raw", "/readyz"]).ok {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the API server is not ready 60 s after {component} came back");
+    }
 }

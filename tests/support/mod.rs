@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod chart;
 pub mod control_plane;
 pub mod examples;
 pub mod fake_api;
