@@ -43,3 +43,48 @@ async fn a_resync_with_nothing_to_do_writes_nothing() {
     assert_eq!(kernel.writes(), before);
     assert!(netns::exists(&node));
 }
+
+/// The rules of neutrino's chains in `namespace`, both families.
+fn our_rules(namespace: &str) -> Vec<String> {
+    ["iptables-save", "ip6tables-save"]
+        .into_iter()
+        .flat_map(|save| {
+            let output = netns::command(namespace, save).unwrap().output().unwrap();
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter(|l| l.starts_with("-A neutrino-"))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_firewall_follows_bridges_after_the_last_port_goes() {
+    require_root();
+    let mut spaces = Namespaces::new("fw");
+    let node = spaces.create("node");
+    let state = std::env::temp_dir().join(format!("neutrino-{}", spaces.prefix()));
+    let firewall = neutrino::dataplane::iptables::Firewall::new(&state);
+    let mut plan = plan("quickstart", "node-1");
+    let bridges: Vec<String> = plan.bridges.iter().map(|b| b.name.clone()).collect();
+    firewall
+        .sync_node(Some(&node), &plan.security, &bridges)
+        .unwrap();
+    let bridge = &bridges[0];
+    assert!(our_rules(&node).iter().any(|r| r.contains(bridge)));
+
+    // The port goes first; its network's bridge a round later, as when a
+    // namespace is emptied: the bridge's rules go with it.
+    plan.security.ports.clear();
+    plan.security.ipsets.clear();
+    firewall
+        .sync_node(Some(&node), &plan.security, &bridges)
+        .unwrap();
+    assert!(our_rules(&node).iter().any(|r| r.contains(bridge)));
+    firewall
+        .sync_node(Some(&node), &plan.security, &[])
+        .unwrap();
+    assert_eq!(our_rules(&node), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&state);
+}

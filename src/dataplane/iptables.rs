@@ -121,9 +121,10 @@ impl Firewall {
         let sets = ipset_restore(&plan.ipsets);
         let hash = digest(&[&v4, &v6, &sets]);
         let previous = self.applied(key);
-        if previous.as_deref() == Some(hash.as_str())
-            || (previous.is_none() && plan.ports.is_empty())
-        {
+        // Rules follow the bridges as well as the ports (a conntrack zone
+        // and a forward rule each): only a node with neither has nothing.
+        let empty = plan.ports.is_empty() && bridges.is_empty();
+        if previous.as_deref() == Some(hash.as_str()) || (previous.is_none() && empty) {
             return Ok(0);
         }
         let mut writes = 0;
@@ -180,7 +181,7 @@ impl Firewall {
             run(namespace, "ipset", &["restore"], &input)?;
             writes += 1;
         }
-        if plan.ports.is_empty() {
+        if empty {
             self.forget(key);
         } else {
             self.remember(key, &hash)?;
