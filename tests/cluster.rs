@@ -334,32 +334,65 @@ async fn nothing_is_left(lab: &TestLab, nodes: &[&str]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn kubectl_delete_of_an_example_leaves_nothing_behind() {
-    let _one = one_lab_at_a_time().await;
-    let lab = TestLab::new("c-del");
-    up_as_the_chart_runs_it(&lab, "three-tier", 3).await;
-    let folder = example("three-tier");
-    cluster().kubectl_ok(&[
-        "delete",
-        "--filename",
-        &folder.to_string_lossy(),
-        "--timeout=60s",
-    ]);
-    nothing_is_left(&lab, &["node-1", "node-2", "node-3"]).await;
-    nothing_was_forbidden(&lab);
+/// The examples that run on any kernel (provider-vlan needs 802.1Q), with
+/// their node counts.
+const EXAMPLES: [(&str, usize); 3] = [
+    ("quickstart", 2),
+    ("overlapping-tenants", 2),
+    ("three-tier", 3),
+];
+
+/// The namespaces an example's objects live in.
+fn namespaces_of(name: &str) -> Vec<String> {
+    let mut namespaces: Vec<String> = example_files(name)
+        .iter()
+        .flat_map(|path| documents(&std::fs::read_to_string(path).unwrap()))
+        .filter_map(|doc| doc["metadata"]["namespace"].as_str().map(String::from))
+        .collect();
+    namespaces.sort();
+    namespaces.dedup();
+    namespaces
+}
+
+fn node_names(count: usize) -> Vec<String> {
+    (1..=count).map(|i| format!("node-{i}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn deleting_the_tenants_namespaces_leaves_nothing_behind() {
+async fn kubectl_delete_of_every_example_leaves_nothing_behind() {
     let _one = one_lab_at_a_time().await;
-    let lab = TestLab::new("c-ns");
-    up_as_the_chart_runs_it(&lab, "three-tier", 3).await;
-    // The external network's namespace goes too: its finalizer holds it
-    // until the router in the other namespace lets go.
-    cluster().kubectl_ok(&["delete", "namespace", "shop", "infra", "--timeout=90s"]);
-    nothing_is_left(&lab, &["node-1", "node-2", "node-3"]).await;
-    nothing_was_forbidden(&lab);
+    for (name, nodes) in EXAMPLES {
+        let lab = TestLab::new("c-del");
+        up_as_the_chart_runs_it(&lab, name, nodes).await;
+        let folder = example(name);
+        cluster().kubectl_ok(&[
+            "delete",
+            "--filename",
+            &folder.to_string_lossy(),
+            "--timeout=60s",
+        ]);
+        let nodes = node_names(nodes);
+        nothing_is_left(&lab, &nodes.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        nothing_was_forbidden(&lab);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_every_examples_namespaces_leaves_nothing_behind() {
+    let _one = one_lab_at_a_time().await;
+    for (name, nodes) in EXAMPLES {
+        let lab = TestLab::new("c-ns");
+        up_as_the_chart_runs_it(&lab, name, nodes).await;
+        // three-tier's external network lives in a namespace of its own: its
+        // finalizer holds it until the router in the other one lets go.
+        let mut args = vec!["delete".to_string(), "namespace".to_string()];
+        args.extend(namespaces_of(name));
+        args.push("--timeout=90s".into());
+        cluster().kubectl_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let nodes = node_names(nodes);
+        nothing_is_left(&lab, &nodes.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        nothing_was_forbidden(&lab);
+    }
 }
 
 /// A tenant: a service account of its own namespace, bound there to
