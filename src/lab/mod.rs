@@ -5,23 +5,22 @@
 
 pub mod agent;
 pub mod cluster;
+mod credentials;
+mod processes;
 pub mod state;
+mod teardown;
 mod underlay;
 pub mod workload;
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::object::HasStatus;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 use crate::core::resolve::Resolution;
-use crate::core::{ClusterConfig, Key, NodeConfig, Snapshot, names, resolve, status};
-use crate::dataplane::dnsmasq::Dnsmasq;
+use crate::core::{ClusterConfig, Key, Snapshot, names, resolve, status};
 use crate::dataplane::netns;
 use crate::manifest::{self, Manifests};
 pub use cluster::ChartRelease;
@@ -337,68 +336,6 @@ impl Lab {
         })
     }
 
-    /// Kubeconfigs with the chart's service-account tokens: the
-    /// controller's, and each agent's bound to its node.
-    async fn write_service_account_kubeconfigs(
-        &self,
-        client: &kube::Client,
-        admin: &Path,
-        release: &ChartRelease,
-        config: &ClusterConfig,
-    ) -> Result<(), LabError> {
-        let token = cluster::service_account_token(client, release, "controller", None).await?;
-        self.write_secret(
-            &self.files.controller_kubeconfig(),
-            &cluster::token_kubeconfig(admin, &token)?,
-        )?;
-        for node in &config.nodes {
-            let token =
-                cluster::service_account_token(client, release, "agent", Some(&node.name)).await?;
-            std::fs::create_dir_all(self.files.node_dir(&node.name))
-                .map_err(|e| LabError::io("creating the node's directory".into(), e))?;
-            self.write_secret(
-                &self.files.agent_kubeconfig(&node.name),
-                &cluster::token_kubeconfig(admin, &token)?,
-            )?;
-        }
-        Ok(())
-    }
-
-    fn write_secret(&self, path: &Path, text: &str) -> Result<(), LabError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let what = || format!("writing {}", path.display());
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(|e| LabError::io(what(), e))
-    }
-
-    /// The kubeconfig a cluster lab's component runs with.
-    fn component_kubeconfig(&self, state: &LabState, agent_of: Option<&str>) -> Option<PathBuf> {
-        let admin = state.kubeconfig.clone()?;
-        if state.chart_release.is_none() {
-            return Some(admin);
-        }
-        Some(match agent_of {
-            Some(node) => self.files.agent_kubeconfig(node),
-            None => self.files.controller_kubeconfig(),
-        })
-    }
-
-    /// The namespace of the controller's Lease: the release's, as the chart's.
-    fn lease_namespace(state: &LabState) -> String {
-        state
-            .chart_release
-            .as_ref()
-            .and_then(|r| r.parse::<ChartRelease>().ok())
-            .map_or(LEASE_NAMESPACE.to_string(), |r| r.namespace)
-    }
-
     /// The cluster of a cluster lab.
     async fn client(&self, state: &LabState) -> Result<Option<kube::Client>, LabError> {
         match &state.kubeconfig {
@@ -480,199 +417,6 @@ impl Lab {
             state.generation.to_string().as_bytes(),
         )
         .map_err(|e| LabError::io("writing the generation".into(), e))
-    }
-
-    /// Starts `node`'s agent: a `neutrino lab agent` that reads the lab's
-    /// files, or on a cluster lab a `neutrino agent` as a DaemonSet runs it.
-    fn start_agent(&self, node: &str) -> Result<(), LabError> {
-        let dir = self.files.node_dir(node);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
-        let state = self.state()?;
-        let args: Vec<OsString> = match &state.kubeconfig {
-            None => vec![
-                "lab".into(),
-                "agent".into(),
-                "--node".into(),
-                node.into(),
-                "--state".into(),
-                self.files.dir.clone().into(),
-            ],
-            Some(_) => {
-                let config = self
-                    .files
-                    .read_cluster()
-                    .map_err(|e| LabError::io("reading the cluster file".into(), e))?;
-                let me = config.node(node).ok_or_else(|| {
-                    LabError::Setup(format!("node {node} is not in the cluster file"))
-                })?;
-                self.cluster_agent_args(&state, me)
-            }
-        };
-        self.spawn(
-            &format!("the agent of {node}"),
-            &args,
-            self.component_kubeconfig(&state, Some(node)).as_deref(),
-            &self.files.agent_log(node),
-            &self.files.agent_pid(node),
-        )
-    }
-
-    fn cluster_agent_args(&self, state: &LabState, node: &NodeConfig) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec![
-            "agent".into(),
-            "--node".into(),
-            node.name.clone().into(),
-            "--tunnel-ip".into(),
-            node.tunnel_ip.to_string().into(),
-            "--netns".into(),
-            Self::node_namespace(&Self::prefix(state), &node.name).into(),
-            "--state".into(),
-            self.files.node_dir(&node.name).into(),
-            "--cluster".into(),
-            self.files.cluster().into(),
-            "--resync-seconds".into(),
-            "5".into(),
-        ];
-        for (physnet, interface) in &node.physical_interfaces {
-            args.push(format!("--physical-interface={physnet}={interface}").into());
-        }
-        if node.gateway {
-            args.push("--gateway".into());
-        }
-        args
-    }
-
-    /// Starts a cluster lab's controller, as the chart's Deployment runs it.
-    fn start_controller(&self, state: &LabState) -> Result<(), LabError> {
-        let args: Vec<OsString> = vec![
-            "controller".into(),
-            "--cluster".into(),
-            self.files.cluster().into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--lease-namespace".into(),
-            Self::lease_namespace(state).into(),
-            "--identity".into(),
-            format!("lab-{}", std::process::id()).into(),
-            "--resync-seconds".into(),
-            "10".into(),
-        ];
-        self.spawn(
-            "the controller",
-            &args,
-            self.component_kubeconfig(state, None).as_deref(),
-            &self.files.controller_log(),
-            &self.files.controller_pid(),
-        )
-    }
-
-    /// Stops a cluster lab's controller (for tests: a failover, a replica
-    /// of their own); returns whether one ran.
-    pub fn stop_controller(&self) -> bool {
-        self.controller_pid().map(stop).is_some()
-    }
-
-    /// Starts a cluster lab's controller again, unless it runs.
-    pub fn restart_controller(&self) -> Result<(), LabError> {
-        if self.controller_pid().is_some() {
-            return Ok(());
-        }
-        self.start_controller(&self.state()?)
-    }
-
-    /// The pid of a cluster lab's controller, if it runs.
-    pub fn controller_pid(&self) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.files.controller_pid())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        let ours =
-            cmdline.contains("controller") && cmdline.contains(&*self.files.dir.to_string_lossy());
-        ours.then_some(pid)
-    }
-
-    /// Runs the neutrino binary with `args` in a session of its own, logging
-    /// to `log` and recording its pid in `pid_file`.
-    fn spawn(
-        &self,
-        what: &str,
-        args: &[OsString],
-        kubeconfig: Option<&Path>,
-        log: &Path,
-        pid_file: &Path,
-    ) -> Result<(), LabError> {
-        // Appended to: a restarted component's log keeps what came before.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| LabError::io(format!("opening the log of {what}"), e))?;
-        let mut command = std::process::Command::new(&self.binary);
-        command.args(args);
-        if let Some(file) = kubeconfig {
-            command
-                .env("KUBECONFIG", file)
-                .env("NEUTRINO_LOG", "info,kube=warn");
-        }
-        command
-            .stdin(std::process::Stdio::null())
-            .stdout(
-                log.try_clone()
-                    .map_err(|e| LabError::io(format!("opening the log of {what}"), e))?,
-            )
-            .stderr(log);
-        // Its own session: the agent outlives the command that started it.
-        use std::os::unix::process::CommandExt;
-        unsafe {
-            command.pre_exec(|| {
-                nix::unistd::setsid()
-                    .map(|_| ())
-                    .map_err(std::io::Error::from)
-            });
-        }
-        let mut child = command
-            .spawn()
-            .map_err(|e| LabError::io(format!("starting {what}"), e))?;
-        write_atomic(pid_file, child.id().to_string().as_bytes())
-            .map_err(|e| LabError::io(format!("recording the pid of {what}"), e))?;
-        // While this process lives the agent is its child: reap it when it
-        // ends, so that a dead agent is seen as dead.
-        std::thread::spawn(move || child.wait());
-        Ok(())
-    }
-
-    /// The pid of `node`'s agent, if it runs.
-    pub fn agent_pid(&self, node: &str) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.files.agent_pid(node))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        // The pid must still be this lab's agent of this node (a zombie has
-        // no command line left).
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        let ours = cmdline.contains(node) && cmdline.contains(&*self.files.dir.to_string_lossy());
-        ours.then_some(pid)
-    }
-
-    /// Kills `node`'s agent with SIGKILL, as a crash would (for tests).
-    pub fn kill_agent(&self, node: &str) -> Option<i32> {
-        let pid = self.agent_pid(node)?;
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        Some(pid)
-    }
-
-    /// Starts `node`'s agent again after it died.
-    pub fn restart_agent(&self, node: &str) -> Result<(), LabError> {
-        if self.agent_pid(node).is_some() {
-            return Ok(());
-        }
-        self.start_agent(node)
     }
 
     /// Waits until every agent realised the current generation, then
@@ -929,116 +673,6 @@ impl Lab {
             .map_err(|e| LabError::io(format!("running {program}"), e))?;
         Ok(status.code().unwrap_or(1))
     }
-
-    /// Removes everything the lab made: agents, DHCP servers, namespaces and
-    /// the state directory. Goes on past failures and reports them all.
-    pub fn down(&self) -> Result<Vec<String>, LabError> {
-        let state = self.state()?;
-        let prefix = Self::prefix(&state);
-        let config = self.files.read_cluster().unwrap_or_default();
-        let mut removed = Vec::new();
-        let mut errors = Vec::new();
-        // On a cluster, the objects go first, while the controller and the
-        // agents still run to release their finalizers and their kernel
-        // state; then the components, the nodes' records and the namespaces
-        // the lab created.
-        if state.kubeconfig.is_some() {
-            let objects = applied(&state);
-            // The tenants' namespaces the lab made go now too, with whatever
-            // else was put in them, while the controller still leads; the
-            // Lease's namespace goes last.
-            let tenants: Vec<String> = state
-                .created_namespaces
-                .iter()
-                .filter(|n| **n != Self::lease_namespace(&state))
-                .cloned()
-                .collect();
-            let outcome = on_fresh_runtime(async {
-                let client = self.client(&state).await?.expect("a cluster lab");
-                let mut errors = cluster::delete(&client, &objects).await;
-                errors.extend(cluster::delete_namespaces(&client, &tenants).await);
-                if let Err(e) = cluster::wait_gone(&client, &objects, CLUSTER_TIMEOUT).await {
-                    errors.push(e.to_string());
-                }
-                Ok::<_, LabError>(errors)
-            });
-            match outcome {
-                Ok(failed) if failed.is_empty() => {
-                    removed.push(format!("{} objects on the cluster", objects.len()));
-                }
-                Ok(failed) => errors.extend(failed),
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
-        if let Some(pid) = self.controller_pid() {
-            stop(pid);
-            removed.push("the controller".into());
-        }
-        for node in &config.nodes {
-            if let Some(pid) = self.agent_pid(&node.name) {
-                stop(pid);
-                removed.push(format!("agent of {}", node.name));
-            }
-            let (report, dhcp_errors) =
-                Dnsmasq::new(self.files.node_dir(&node.name).join("dhcp")).sync(&[]);
-            removed.extend(
-                report
-                    .stopped
-                    .into_iter()
-                    .map(|n| format!("dnsmasq in {n}")),
-            );
-            errors.extend(dhcp_errors.into_iter().map(|e| e.to_string()));
-        }
-        if state.kubeconfig.is_some() {
-            let outcome = on_fresh_runtime(async {
-                let client = self.client(&state).await?.expect("a cluster lab");
-                let mut errors = cluster::unregister_nodes(&client, &config).await;
-                if let Some(release) = state.chart_release.as_ref().and_then(|r| r.parse().ok()) {
-                    errors.extend(cluster::delete_agent_pods(&client, &release, &config).await);
-                }
-                let lease: Vec<String> = state
-                    .created_namespaces
-                    .iter()
-                    .filter(|n| **n == Self::lease_namespace(&state))
-                    .cloned()
-                    .collect();
-                errors.extend(cluster::delete_namespaces(&client, &lease).await);
-                Ok::<_, LabError>(errors)
-            });
-            match outcome {
-                Ok(failed) => errors.extend(failed),
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
-        let ours = |name: &str| {
-            state.namespaces.iter().any(|n| n == name)
-                || state.workloads.values().any(|w| w.namespace == name)
-                || config.nodes.iter().any(|node| {
-                    name.starts_with(&format!("{}-", Self::node_namespace(&prefix, &node.name)))
-                })
-        };
-        match netns::list() {
-            Ok(all) => {
-                for name in all.into_iter().filter(|n| ours(n)) {
-                    match netns::delete(&name) {
-                        Ok(()) => removed.push(format!("namespace {name}")),
-                        Err(e) => errors.push(format!("removing namespace {name}: {e}")),
-                    }
-                }
-            }
-            Err(e) => errors.push(format!("listing namespaces: {e}")),
-        }
-        if errors.is_empty() {
-            std::fs::remove_dir_all(&self.files.dir)
-                .map_err(|e| LabError::io(format!("removing {}", self.files.dir.display()), e))?;
-            Ok(removed)
-        } else {
-            Err(LabError::Setup(format!(
-                "lab down left things behind:\n  {}",
-                errors.join("\n  ")
-            )))
-        }
-    }
 }
 
 /// What an up or apply brought about.
@@ -1088,37 +722,6 @@ fn carry_status(previous: &Snapshot, next: &mut Snapshot) {
     carry(&previous.routers, &mut next.routers);
     carry(&previous.floating_ips, &mut next.floating_ips);
     carry(&previous.security_groups, &mut next.security_groups);
-}
-
-/// Runs `future` to completion on a runtime of its own, in a thread of its
-/// own, so that `down` works from synchronous code and from inside another
-/// runtime (a test's guard dropped in an async test) alike.
-fn on_fresh_runtime<T: Send>(future: impl std::future::Future<Output = T> + Send) -> T {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime for lab down")
-                    .block_on(future)
-            })
-            .join()
-            .expect("lab down's runtime thread")
-    })
-}
-
-/// Stops a process: SIGTERM, two seconds' grace, then SIGKILL.
-fn stop(pid: i32) {
-    let pid = Pid::from_raw(pid);
-    let _ = kill(pid, Signal::SIGTERM);
-    for _ in 0..200 {
-        if kill(pid, None).is_err() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = kill(pid, Signal::SIGKILL);
 }
 
 /// What a cluster lab applied, as (kind, key).
