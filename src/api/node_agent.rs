@@ -63,6 +63,12 @@ pub struct NodeAgentStatus {
     /// What the last apply could not do, each naming the object and the operation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_apply_errors: Vec<String>,
+    /// A digest of the objects, at their generations, that the last apply
+    /// realised in full; the controller counts this node as having realised
+    /// an object only when its own digest of what the node should hold is
+    /// the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realised: Option<String>,
     /// Ready when the last apply realised the whole plan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

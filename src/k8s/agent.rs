@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use super::stores::Stores;
 use crate::api::{NodeAgent, NodeAgentSpec, NodeAgentStatus};
 use crate::core::plan::plan_node;
+use crate::core::realisation::{planned_objects, realised_digest};
 use crate::core::status::ready_only;
 use crate::core::{ClusterConfig, NodeConfig, resolve};
 use crate::dataplane::agent::{Agent, AgentConfig, ApplyReport};
@@ -54,8 +55,9 @@ pub enum AgentError {
     Signal(std::io::Error),
 }
 
-/// The NodeAgent status an apply report makes.
-pub fn report_status(report: &ApplyReport, now: &Time) -> NodeAgentStatus {
+/// The NodeAgent status an apply report makes; `realised` is the digest of
+/// the objects the apply realised.
+pub fn report_status(report: &ApplyReport, realised: String, now: &Time) -> NodeAgentStatus {
     let ready = report.errors.is_empty();
     NodeAgentStatus {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -67,6 +69,7 @@ pub fn report_status(report: &ApplyReport, now: &Time) -> NodeAgentStatus {
             .chain(&report.conflicts)
             .cloned()
             .collect(),
+        realised: ready.then_some(realised),
         conditions: vec![Condition {
             type_: "Ready".into(),
             status: if ready { "True" } else { "False" }.into(),
@@ -150,9 +153,9 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         let snapshot = ready_only(&stores.snapshot());
         let resolution = resolve(&snapshot, &config);
         let node = config.node(&options.node).expect("added above");
-        let report = dataplane
-            .apply(&plan_node(&resolution, &config, node))
-            .await;
+        let plan = plan_node(&resolution, &config, node);
+        let realised = realised_digest(&planned_objects(&plan), &snapshot);
+        let report = dataplane.apply(&plan).await;
         if report.writes > 0 || !report.errors.is_empty() {
             tracing::info!(writes = report.writes, errors = ?report.errors, "applied");
         }
@@ -162,12 +165,14 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             report.writes > 0,
             report.errors.clone(),
             report.conflicts.clone(),
+            realised.clone(),
         );
         if outcome.0
             || last_outcome.as_ref() != Some(&outcome)
             || last_report.elapsed() >= options.resync
         {
-            let status = report_status(&report, &Time(k8s_openapi::jiff::Timestamp::now()));
+            let now = Time(k8s_openapi::jiff::Timestamp::now());
+            let status = report_status(&report, realised, &now);
             let body = json!({
                 "apiVersion": NodeAgent::api_version(&()),
                 "kind": NodeAgent::kind(&()),

@@ -82,7 +82,7 @@ pub fn health(
                 Some(age) if age > HEARTBEAT_TIMEOUT => {
                     AgentHealth::Failed(format!("no heartbeat for {age}s"))
                 }
-                _ if ready.status == "True" => AgentHealth::Ready,
+                _ if ready.status == "True" => AgentHealth::Ready(status.realised.clone()),
                 _ => AgentHealth::Failed(ready.message.clone()),
             };
             Some((name, health))
@@ -110,7 +110,7 @@ async fn round(
     let resolution = resolve(&snapshot, &config);
     metrics.observe(&resolution);
     let now = k8s_openapi::jiff::Timestamp::now();
-    let realised = realisation(&resolution, &config, &health(&agents, now));
+    let realised = realisation(&snapshot, &resolution, &config, &health(&agents, now));
     let planned = actions(&snapshot, &resolution, &realised, &Time(now));
     metrics.rounds.inc();
     events::publish_agents(recorder, &agents, agents_seen).await;
@@ -266,7 +266,7 @@ mod tests {
             ],
             now,
         );
-        assert_eq!(health["a"], AgentHealth::Ready);
+        assert_eq!(health["a"], AgentHealth::Ready(None));
         assert_eq!(health["b"], AgentHealth::Failed("b says False".into()));
         assert!(
             matches!(&health["c"], AgentHealth::Failed(m) if m.starts_with("no heartbeat for 6"))

@@ -16,9 +16,6 @@ use crate::dataplane::netns;
 /// The guest's interface.
 pub const GUEST_INTERFACE: &str = "eth0";
 
-/// How long a workload waits for its node to create its port.
-const PLUG_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// The DHCP client's script: configures the interface the way a guest's
 /// network scripts do (address, MTU, classless routes or the router) and
 /// records the lease for `lab status` and the tests.
@@ -60,12 +57,6 @@ pub async fn plug(node_namespace: &str, peer: &str, namespace: &str) -> Result<(
     netns::create(namespace)
         .map_err(|e| LabError::io(format!("creating namespace {namespace}"), e))?;
     let node = Netlink::connect(Some(node_namespace)).await?;
-    // A node's agent may realise the port a moment after its status says
-    // Ready (on a cluster the agent learns of it by its own watch).
-    let deadline = std::time::Instant::now() + PLUG_WAIT;
-    while node.index(peer).await?.is_none() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
     let index = node
         .require(peer, "moving a port into its workload")
         .await?;
