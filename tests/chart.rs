@@ -2,7 +2,10 @@
 //! its values fit its schema, its templates use only values that exist and
 //! flags the binary has, and its RBAC grants what the components use.
 
+mod support;
+
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -231,4 +234,137 @@ fn the_chart_renders_with_helm_into_valid_objects() {
         "{}",
         String::from_utf8_lossy(&plan.stderr)
     );
+}
+
+/// The `helm install` commands of docs/install.md, each as its arguments
+/// (continuation lines joined, single quotes taken off).
+fn documented_installs() -> Vec<Vec<String>> {
+    let doc = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/install.md"));
+    let joined = doc.replace("\\\n", " ");
+    joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("helm install neutrino charts/neutrino"))
+        .map(|line| {
+            let mut args = Vec::new();
+            let mut word = String::new();
+            let mut quoted = false;
+            for c in line.chars() {
+                match c {
+                    '\'' => quoted = !quoted,
+                    ' ' if !quoted => {
+                        if !word.is_empty() {
+                            args.push(std::mem::take(&mut word));
+                        }
+                    }
+                    _ => word.push(c),
+                }
+            }
+            args.push(word);
+            args
+        })
+        .collect()
+}
+
+/// The physical networks and interfaces a command's --set and --set-json
+/// flags ask for, as Helm users read them: what they write is what they get.
+fn asked_for(args: &[String]) -> (Vec<String>, BTreeMap<String, String>) {
+    let mut physnets = Vec::new();
+    let mut interfaces = BTreeMap::new();
+    for pair in args.windows(2) {
+        let value = &pair[1];
+        match pair[0].as_str() {
+            "--set-json" => {
+                let (key, json) = value.split_once('=').unwrap();
+                let json: Value = serde_json::from_str(json).unwrap();
+                let map = json.as_object().unwrap();
+                match key {
+                    "cluster.physicalNetworks" => physnets.extend(map.keys().cloned()),
+                    "agent.physicalInterfaces" => interfaces.extend(
+                        map.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())),
+                    ),
+                    _ => {}
+                }
+            }
+            "--set" => {
+                let (key, set) = value.split_once('=').unwrap();
+                if let Some(physnet) = key.strip_prefix("cluster.physicalNetworks.") {
+                    physnets.push(physnet.split('.').next().unwrap().to_string());
+                }
+                if let Some(physnet) = key.strip_prefix("agent.physicalInterfaces.") {
+                    interfaces.insert(physnet.to_string(), set.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    physnets.sort();
+    physnets.dedup();
+    (physnets, interfaces)
+}
+
+#[test]
+fn the_helm_commands_in_the_docs_give_what_they_say() {
+    let helm = support::control_plane::tools().join("helm");
+    assert!(
+        helm.is_file(),
+        "{} is missing: run scripts/install-deps --control-plane",
+        helm.display()
+    );
+    let installs = documented_installs();
+    assert!(installs.len() >= 3, "{installs:?}");
+    for args in installs {
+        let mut template: Vec<String> = args[1..].to_vec();
+        template[0] = "template".into();
+        template.push("--kube-version=v1.37.2".into());
+        let output = Command::new(&helm)
+            .args(&template)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "helm {}: {}",
+            template.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let rendered: Vec<Value> =
+            serde_saphyr::from_multiple(&String::from_utf8_lossy(&output.stdout)).unwrap();
+        let of_kind = |kind: &str| {
+            rendered
+                .iter()
+                .find(|d| d["kind"] == kind)
+                .unwrap_or_else(|| panic!("no {kind} rendered"))
+        };
+        let agent_args: Vec<&str> = of_kind("DaemonSet")["spec"]["template"]["spec"]["containers"]
+            [0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let mapped: BTreeMap<String, String> = agent_args
+            .iter()
+            .filter_map(|a| a.strip_prefix("--physical-interface="))
+            .map(|m| {
+                let (physnet, interface) = m.split_once('=').unwrap();
+                (physnet.to_string(), interface.to_string())
+            })
+            .collect();
+        let cluster: Value = serde_saphyr::from_str(
+            of_kind("ConfigMap")["data"]["cluster.yaml"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let mut physnets: Vec<String> = cluster["physicalNetworks"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        physnets.sort();
+        let (want_physnets, want_interfaces) = asked_for(&args);
+        assert_eq!(mapped, want_interfaces, "{}", args.join(" "));
+        assert_eq!(physnets, want_physnets, "{}", args.join(" "));
+    }
 }

@@ -34,12 +34,24 @@ enum Command {
     Version,
 }
 
-/// Reads a cluster file: ranges, physical networks, underlay MTU, nodes.
+/// Reads a cluster file: ranges, physical networks, underlay MTU, nodes. A
+/// file that names no nodes stands for `node-1` … `node-3` on its own
+/// physical networks (the chart's ConfigMap is such a file).
 pub fn read_cluster(path: &std::path::Path) -> anyhow::Result<neutrino::core::ClusterConfig> {
     use anyhow::Context;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_saphyr::from_str(&text).with_context(|| format!("{}: not a cluster file", path.display()))
+    let not_one = || format!("{}: not a cluster file", path.display());
+    let mut config: neutrino::core::ClusterConfig =
+        serde_saphyr::from_str(&text).with_context(not_one)?;
+    let fields: serde_json::Value = serde_saphyr::from_str(&text).with_context(not_one)?;
+    if fields.get("nodes").is_none() {
+        config.nodes = neutrino::core::config::nodes_on(
+            neutrino::core::config::DEFAULT_NODE_COUNT,
+            &config.physical_networks,
+        );
+    }
+    Ok(config)
 }
 
 /// Writes `text` to stdout; a reader that went away (`| head`) is not an error.

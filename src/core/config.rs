@@ -112,8 +112,16 @@ fn default_nodes() -> Vec<NodeConfig> {
 /// benchmarking range, never routed) and every default physical network
 /// mapped to `eth1`, `eth2`, … in name order.
 pub fn default_node_list(count: usize) -> Vec<NodeConfig> {
-    let physical_interfaces: BTreeMap<String, String> = default_physical_networks()
-        .into_keys()
+    nodes_on(count, &default_physical_networks())
+}
+
+/// Nodes `node-1` … `node-N` as `default_node_list` makes them, with each of
+/// `physical_networks` mapped to `eth1`, `eth2`, … in name order: the nodes
+/// a cluster file that names none stands for.
+pub fn nodes_on<T>(count: usize, physical_networks: &BTreeMap<String, T>) -> Vec<NodeConfig> {
+    let physical_interfaces: BTreeMap<String, String> = physical_networks
+        .keys()
+        .cloned()
         .enumerate()
         .map(|(i, physnet)| (physnet, format!("eth{}", i + 1)))
         .collect();
