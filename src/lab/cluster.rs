@@ -318,30 +318,54 @@ pub async fn agents(client: &Client) -> Result<Vec<NodeAgent>, LabError> {
         .items)
 }
 
+/// An object of `snapshot` as JSON, by kind name and key.
+fn object(snapshot: &Snapshot, kind: &str, key: &Key) -> Option<Value> {
+    fn of<K: Serialize>(map: &BTreeMap<Key, K>, key: &Key) -> Option<Value> {
+        map.get(key)
+            .map(|o| serde_json::to_value(o).expect("objects serialize"))
+    }
+    match kind {
+        "Network" => of(&snapshot.networks, key),
+        "Subnet" => of(&snapshot.subnets, key),
+        "Port" => of(&snapshot.ports, key),
+        "Router" => of(&snapshot.routers, key),
+        "FloatingIP" => of(&snapshot.floating_ips, key),
+        "SecurityGroup" => of(&snapshot.security_groups, key),
+        _ => None,
+    }
+}
+
+/// An object's Ready condition, if its status has one.
+fn ready_condition(object: &Value) -> Option<&Value> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+}
+
+/// A condition as `STATUS (Reason: message)`.
+fn condition_text(condition: &Value) -> String {
+    format!(
+        "{} ({}: {})",
+        condition["status"].as_str().unwrap_or("?"),
+        condition["reason"].as_str().unwrap_or(""),
+        condition["message"].as_str().unwrap_or("")
+    )
+}
+
 /// Why an object is not ready yet, from what its status says; None once it
 /// is Ready for its current generation and realised on every node it needs.
-pub fn not_ready<K: Resource + Serialize>(object: &K) -> Option<String> {
-    let value = serde_json::to_value(object).expect("objects serialize");
-    let generation = value["metadata"]["generation"].as_i64();
-    let status = &value["status"];
-    let Some(ready) = status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-    else {
+fn not_ready(object: &Value) -> Option<String> {
+    let Some(ready) = ready_condition(object) else {
         return Some("no Ready condition yet".into());
     };
     if ready["status"] != "True" {
-        return Some(format!(
-            "Ready={} ({}: {})",
-            ready["status"].as_str().unwrap_or("?"),
-            ready["reason"].as_str().unwrap_or(""),
-            ready["message"].as_str().unwrap_or("")
-        ));
+        return Some(format!("Ready={}", condition_text(ready)));
     }
-    if ready["observedGeneration"].as_i64() != generation {
+    if ready["observedGeneration"].as_i64() != object["metadata"]["generation"].as_i64() {
         return Some("its status is for an older generation".into());
     }
-    let nodes = &status["nodes"];
+    let nodes = &object["status"]["nodes"];
     if nodes.is_object() && nodes["ready"] != nodes["desired"] {
         return Some(format!(
             "realised on {} of {} nodes",
@@ -353,23 +377,12 @@ pub fn not_ready<K: Resource + Serialize>(object: &K) -> Option<String> {
 
 /// What keeps each of `wanted` from being ready, read from `snapshot`.
 pub fn waiting(snapshot: &Snapshot, wanted: &[(String, Key)]) -> Vec<String> {
-    fn check<K: Resource + Serialize>(map: &BTreeMap<Key, K>, key: &Key) -> Option<String> {
-        match map.get(key) {
-            None => Some("not on the server".into()),
-            Some(object) => not_ready(object),
-        }
-    }
     wanted
         .iter()
         .filter_map(|(kind, key)| {
-            let why = match kind.as_str() {
-                "Network" => check(&snapshot.networks, key),
-                "Subnet" => check(&snapshot.subnets, key),
-                "Port" => check(&snapshot.ports, key),
-                "Router" => check(&snapshot.routers, key),
-                "FloatingIP" => check(&snapshot.floating_ips, key),
-                "SecurityGroup" => check(&snapshot.security_groups, key),
-                _ => None,
+            let why = match object(snapshot, kind, key) {
+                None => Some("not on the server".into()),
+                Some(object) => not_ready(&object),
             }?;
             Some(format!("{kind} {key}: {why}"))
         })
@@ -467,33 +480,12 @@ pub async fn delete_namespaces(client: &Client, names: &[String]) -> Vec<String>
 /// An object's Ready condition as `lab status` shows it; None for an
 /// object the server does not hold (a namespace's implicit default group).
 pub fn ready_text(snapshot: &Snapshot, kind: &str, key: &Key) -> Option<String> {
-    fn of<K: Resource + Serialize>(map: &BTreeMap<Key, K>, key: &Key) -> Option<String> {
-        let object = map.get(key)?;
-        let value = serde_json::to_value(object).expect("objects serialize");
-        let text = match value["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        {
-            None => "Unknown (no status yet)".into(),
-            Some(c) if c["status"] == "True" => "True".into(),
-            Some(c) => format!(
-                "{} ({}: {})",
-                c["status"].as_str().unwrap_or("?"),
-                c["reason"].as_str().unwrap_or(""),
-                c["message"].as_str().unwrap_or("")
-            ),
-        };
-        Some(text)
-    }
-    match kind {
-        "Network" => of(&snapshot.networks, key),
-        "Subnet" => of(&snapshot.subnets, key),
-        "Port" => of(&snapshot.ports, key),
-        "Router" => of(&snapshot.routers, key),
-        "FloatingIP" => of(&snapshot.floating_ips, key),
-        "SecurityGroup" => of(&snapshot.security_groups, key),
-        _ => None,
-    }
+    let object = object(snapshot, kind, key)?;
+    Some(match ready_condition(&object) {
+        None => "Unknown (no status yet)".into(),
+        Some(c) if c["status"] == "True" => "True".into(),
+        Some(c) => condition_text(c),
+    })
 }
 
 /// A Helm release of charts/neutrino whose service accounts the lab's
