@@ -139,7 +139,7 @@ async fn two_replicas_and_a_failover_under_500_concurrent_ports_hand_out_no_addr
     // Two replicas with a 3 s Lease in place of the lab's controller.
     assert!(lab.lab.stop_controller());
     let files = lab.lab.files();
-    let replicas = Replicas(
+    let mut replicas = Replicas(
         ["replica-a", "replica-b"]
             .into_iter()
             .map(|identity| {
@@ -165,7 +165,6 @@ async fn two_replicas_and_a_failover_under_500_concurrent_ports_hand_out_no_addr
             })
             .collect(),
     );
-    let mut replicas = replicas;
 
     cluster.kubectl_ok(&["create", "namespace", "bulk"]);
     let run = cluster.kubectl_with(&["apply", "-f", "-"], BULK);

@@ -46,16 +46,10 @@ async fn a_resync_with_nothing_to_do_writes_nothing() {
 
 /// The rules of neutrino's chains in `namespace`, both families.
 fn our_rules(namespace: &str) -> Vec<String> {
-    ["iptables-save", "ip6tables-save"]
+    support::saved_rules(namespace)
         .into_iter()
-        .flat_map(|save| {
-            let output = netns::command(namespace, save).unwrap().output().unwrap();
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .filter(|l| l.starts_with("-A neutrino-"))
-                .map(String::from)
-                .collect::<Vec<_>>()
-        })
+        .map(|(_, line)| line)
+        .filter(|l| l.starts_with("-A neutrino-"))
         .collect()
 }
 

@@ -8,11 +8,10 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
-use support::control_plane::{ControlPlane, control_plane, repository};
+use support::control_plane::{ControlPlane, control_plane, repository, run_with_stdin};
 
 const NAMESPACE: &str = "gitops-health";
 const HEALTH_KEY: &str = "resource.customizations.health.neutrino.dev_Network: &health |";
@@ -84,26 +83,13 @@ fn argo_health(script: &str, object: &Value) -> (String, String) {
         lua_value(object),
         lua_string(script),
     );
-    let mut child = Command::new("lua5.4")
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting lua5.4");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(program.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let run = run_with_stdin(Command::new("lua5.4").arg("-"), &program);
     assert!(
-        output.status.success(),
+        run.ok,
         "the health check failed on {object}:\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        run.stderr
     );
+    let stdout = run.stdout;
     let (status, message) = stdout.split_once('\n').unwrap_or((&stdout, ""));
     (status.to_string(), message.to_string())
 }

@@ -5,7 +5,7 @@
 //! however it ends: the script watches this process's pid.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
@@ -88,6 +88,23 @@ impl From<Output> for Run {
     }
 }
 
+/// Runs `command` with `stdin` on its standard input.
+pub fn run_with_stdin(command: &mut Command, stdin: &str) -> Run {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {:?}: {e}", command.get_program()));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap().into()
+}
+
 impl ControlPlane {
     /// A tool from the tools cache, run as the cluster's admin unless the
     /// arguments name another kubeconfig.
@@ -102,21 +119,7 @@ impl ControlPlane {
 
     /// Runs kubectl with `args`, feeding it `stdin`.
     pub fn kubectl_with(&self, args: &[&str], stdin: &str) -> Run {
-        let mut child = self
-            .tool("kubectl")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting kubectl");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap().into()
+        run_with_stdin(self.tool("kubectl").args(args), stdin)
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Run {
@@ -161,10 +164,6 @@ impl ControlPlane {
             .trim()
             .parse()
             .unwrap()
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Kills one of its processes with SIGKILL, as a crash would.

@@ -173,21 +173,17 @@ pub async fn kernel_leftovers(lab: &TestLab, nodes: &[&str]) -> Vec<String> {
                 .filter(|n| n.starts_with(&format!("{namespace}-")))
                 .map(|n| format!("{node}: namespace {n}")),
         );
-        for save in ["iptables-save", "ip6tables-save"] {
-            let output = netns::command(&namespace, save).unwrap().output().unwrap();
-            let rules = String::from_utf8_lossy(&output.stdout);
-            found.extend(
-                rules
-                    .lines()
-                    .filter(|l| {
-                        l.starts_with("-A neutrino-")
-                            || (l.starts_with(":neutrino-")
-                                && !l.starts_with(":neutrino-FORWARD ")
-                                && !l.starts_with(":neutrino-ZONES "))
-                    })
-                    .map(|l| format!("{node}: {save}: {l}")),
-            );
-        }
+        found.extend(
+            saved_rules(&namespace)
+                .into_iter()
+                .filter(|(_, l)| {
+                    l.starts_with("-A neutrino-")
+                        || (l.starts_with(":neutrino-")
+                            && !l.starts_with(":neutrino-FORWARD ")
+                            && !l.starts_with(":neutrino-ZONES "))
+                })
+                .map(|(save, l)| format!("{node}: {save}: {l}")),
+        );
         let output = netns::command(&namespace, "ipset")
             .unwrap()
             .args(["list", "-n"])
@@ -209,4 +205,19 @@ pub async fn kernel_leftovers(lab: &TestLab, nodes: &[&str]) -> Vec<String> {
         }
     }
     found
+}
+
+/// Every line `iptables-save` and `ip6tables-save` print in `namespace`,
+/// with the program that printed it.
+pub fn saved_rules(namespace: &str) -> Vec<(&'static str, String)> {
+    ["iptables-save", "ip6tables-save"]
+        .into_iter()
+        .flat_map(|save| {
+            let output = netns::command(namespace, save).unwrap().output().unwrap();
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(|l| (save, l.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
