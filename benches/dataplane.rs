@@ -299,6 +299,7 @@ fn main() {
             netns: Some(ours_ns.0.clone()),
             namespace_prefix: format!("{}-", ours_ns.0),
             state_dir: state.clone(),
+            iptables: neutrino::core::xtables::Choice::Auto,
         })
         .await
         .unwrap();

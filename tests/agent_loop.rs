@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use neutrino::api::TunnelEndpoint;
 use neutrino::core::reconcile::ObservedKind;
 use neutrino::core::{ClusterConfig, Key, resolve, status};
 use neutrino::dataplane::dnsmasq::Dnsmasq;
@@ -51,10 +52,15 @@ async fn the_agent_realises_what_is_ready_and_reports() {
         Options {
             node: "node-1".into(),
             tunnel_ip: "198.18.0.1".parse().unwrap(),
+            tunnel_endpoint: Some(TunnelEndpoint {
+                rule: "cidr=198.18.0.0/16".into(),
+                interface: "eth0".into(),
+            }),
             physical_interfaces: Default::default(),
             gateway: true,
             netns: Some(node.clone()),
             state_dir: state.clone(),
+            iptables: neutrino::core::xtables::Choice::Auto,
             cluster: ClusterConfig {
                 nodes: vec![],
                 ..ClusterConfig::default()
@@ -94,6 +100,11 @@ async fn the_agent_realises_what_is_ready_and_reports() {
     assert_eq!(
         record["spec"]["tunnelIP"], "198.18.0.1",
         "it published itself"
+    );
+    assert_eq!(
+        record["spec"]["tunnelEndpoint"],
+        serde_json::json!({"rule": "cidr=198.18.0.0/16", "interface": "eth0"}),
+        "and how it chose its tunnel endpoint"
     );
     assert_eq!(record["status"]["version"], env!("CARGO_PKG_VERSION"));
     assert!(record["status"]["heartbeat"].is_string());

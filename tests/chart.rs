@@ -72,6 +72,9 @@ fn values_fit_the_schema_and_bad_ones_do_not() {
         ("/image/pullPolicy", serde_json::json!("Sometimes")),
         ("/logFormat", serde_json::json!("xml")),
         ("/cluster/vniRanges", serde_json::json!([{"min": 10}])),
+        ("/cluster/tunnelCIDRs", serde_json::json!(["10.0.0.0"])),
+        ("/agent/tunnelEndpoint", serde_json::json!("eth1")),
+        ("/agent/iptablesBackend", serde_json::json!("iptables")),
     ] {
         let mut values = good.clone();
         *values.pointer_mut(pointer).unwrap() = bad;
@@ -266,23 +269,42 @@ fn documented_installs() -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The physical networks and interfaces a command's --set and --set-json
-/// flags ask for, as Helm users read them: what they write is what they get.
-fn asked_for(args: &[String]) -> (Vec<String>, BTreeMap<String, String>) {
-    let mut physnets = Vec::new();
-    let mut interfaces = BTreeMap::new();
+/// What a command's --set and --set-json flags ask for, as Helm users read
+/// them: what they write is what they get.
+#[derive(Debug, Default, PartialEq)]
+struct Asked {
+    physnets: Vec<String>,
+    interfaces: BTreeMap<String, String>,
+    tunnel_endpoint: String,
+    tunnel_cidrs: Vec<String>,
+}
+
+fn asked_for(args: &[String]) -> Asked {
+    let mut asked = Asked {
+        tunnel_endpoint: "default-route".into(),
+        ..Asked::default()
+    };
     for pair in args.windows(2) {
         let value = &pair[1];
         match pair[0].as_str() {
             "--set-json" => {
                 let (key, json) = value.split_once('=').unwrap();
                 let json: Value = serde_json::from_str(json).unwrap();
-                let map = json.as_object().unwrap();
                 match key {
-                    "cluster.physicalNetworks" => physnets.extend(map.keys().cloned()),
-                    "agent.physicalInterfaces" => interfaces.extend(
-                        map.iter()
+                    "cluster.physicalNetworks" => asked
+                        .physnets
+                        .extend(json.as_object().unwrap().keys().cloned()),
+                    "agent.physicalInterfaces" => asked.interfaces.extend(
+                        json.as_object()
+                            .unwrap()
+                            .iter()
                             .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())),
+                    ),
+                    "cluster.tunnelCIDRs" => asked.tunnel_cidrs.extend(
+                        json.as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|c| c.as_str().unwrap().to_string()),
                     ),
                     _ => {}
                 }
@@ -290,18 +312,25 @@ fn asked_for(args: &[String]) -> (Vec<String>, BTreeMap<String, String>) {
             "--set" => {
                 let (key, set) = value.split_once('=').unwrap();
                 if let Some(physnet) = key.strip_prefix("cluster.physicalNetworks.") {
-                    physnets.push(physnet.split('.').next().unwrap().to_string());
+                    asked
+                        .physnets
+                        .push(physnet.split('.').next().unwrap().to_string());
                 }
                 if let Some(physnet) = key.strip_prefix("agent.physicalInterfaces.") {
-                    interfaces.insert(physnet.to_string(), set.to_string());
+                    asked
+                        .interfaces
+                        .insert(physnet.to_string(), set.to_string());
+                }
+                if key == "agent.tunnelEndpoint" {
+                    asked.tunnel_endpoint = set.replace("\\,", ",");
                 }
             }
             _ => {}
         }
     }
-    physnets.sort();
-    physnets.dedup();
-    (physnets, interfaces)
+    asked.physnets.sort();
+    asked.physnets.dedup();
+    asked
 }
 
 #[test]
@@ -313,7 +342,7 @@ fn the_helm_commands_in_the_docs_give_what_they_say() {
         helm.display()
     );
     let installs = documented_installs();
-    assert!(installs.len() >= 3, "{installs:?}");
+    assert!(installs.len() >= 4, "{installs:?}");
     for args in installs {
         let mut template: Vec<String> = args[1..].to_vec();
         template[0] = "template".into();
@@ -363,8 +392,21 @@ fn the_helm_commands_in_the_docs_give_what_they_say() {
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
         physnets.sort();
-        let (want_physnets, want_interfaces) = asked_for(&args);
-        assert_eq!(mapped, want_interfaces, "{}", args.join(" "));
-        assert_eq!(physnets, want_physnets, "{}", args.join(" "));
+        let got = Asked {
+            physnets,
+            interfaces: mapped,
+            tunnel_endpoint: agent_args
+                .iter()
+                .find_map(|a| a.strip_prefix("--tunnel-endpoint="))
+                .unwrap_or_default()
+                .to_string(),
+            tunnel_cidrs: cluster["tunnelCIDRs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect(),
+        };
+        assert_eq!(got, asked_for(&args), "{}", args.join(" "));
     }
 }

@@ -562,6 +562,26 @@ async fn an_agent_writes_only_its_own_record_and_only_node_addresses_are_trusted
     };
     let tunnel = |ip: &str| format!("{{\"spec\":{{\"tunnelIP\":\"{ip}\"}}}}");
 
+    // The lab's agents choose their endpoint by interface, and say so.
+    let table = cluster.kubectl_ok(&["get", "nodeagents"]);
+    assert!(table.contains("CHOSEN BY"), "{table}");
+    let node1_row = table.lines().find(|l| l.starts_with("node-1 ")).unwrap();
+    assert!(
+        node1_row.contains("198.18.0.1") && node1_row.contains("interface=eth0"),
+        "{table}"
+    );
+    let chosen = cluster.kubectl_ok(&[
+        "get",
+        "nodeagent",
+        "node-1",
+        "-o",
+        "jsonpath={.spec.tunnelEndpoint}",
+    ]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&chosen).unwrap(),
+        serde_json::json!({"rule": "interface=eth0", "interface": "eth0"})
+    );
+
     // Another node's record: refused, naming both nodes.
     let run = as_node1(&[
         "patch",

@@ -6,7 +6,10 @@ use std::path::Path;
 
 use neutrino::core::plan::{NodePlan, plan_node};
 use neutrino::core::reconcile::diff;
+use neutrino::core::xtables::{Backend, Choice};
 use neutrino::core::{ClusterConfig, resolve};
+use neutrino::dataplane::agent::{Agent, AgentConfig};
+use neutrino::dataplane::iptables::Firewall;
 use neutrino::dataplane::netlink::Netlink;
 use neutrino::dataplane::netns;
 use support::{Namespaces, require_root};
@@ -59,7 +62,7 @@ fn the_firewall_follows_bridges_after_the_last_port_goes() {
     let mut spaces = Namespaces::new("fw");
     let node = spaces.create("node");
     let state = std::env::temp_dir().join(format!("neutrino-{}", spaces.prefix()));
-    let firewall = neutrino::dataplane::iptables::Firewall::new(&state);
+    let firewall = Firewall::new(&state, Backend::Nft);
     let mut plan = plan("quickstart", "node-1");
     let bridges: Vec<String> = plan.bridges.iter().map(|b| b.name.clone()).collect();
     firewall
@@ -81,4 +84,98 @@ fn the_firewall_follows_bridges_after_the_last_port_goes() {
         .unwrap();
     assert_eq!(our_rules(&node), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&state);
+}
+
+fn saved(namespace: &str, backend: Backend) -> String {
+    [false, true]
+        .into_iter()
+        .map(|v6| {
+            let output = netns::command(namespace, &backend.program(v6, "save"))
+                .unwrap()
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        })
+        .collect()
+}
+
+fn our_chains(saved: &str) -> Vec<String> {
+    saved
+        .lines()
+        .filter_map(|l| l.strip_prefix(':'))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| c.starts_with("neutrino-") || c.starts_with("nt-"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_agent_writes_through_the_hosts_iptables_backend_only() {
+    require_root();
+    let mut spaces = Namespaces::new("xt");
+    let node = spaces.create("node");
+    let state = std::env::temp_dir().join(format!("neutrino-{}", spaces.prefix()));
+    // The host's own rules are legacy ones.
+    for rule in [
+        "-N HOST-CHAIN",
+        "-A HOST-CHAIN -j RETURN",
+        "-A FORWARD -s 10.9.9.9/32 -j HOST-CHAIN",
+        "-A INPUT -p tcp --dport 22 -j ACCEPT",
+    ] {
+        let status = netns::command(&node, "iptables-legacy")
+            .unwrap()
+            .args(rule.split_whitespace())
+            .status()
+            .unwrap();
+        assert!(status.success(), "iptables-legacy {rule}");
+    }
+    let host_rules = |saved: &str| -> Vec<String> {
+        saved
+            .lines()
+            .filter(|l| l.starts_with("-A ") && !l.contains("neutrino-") && !l.contains(" nt-"))
+            .map(str::to_string)
+            .collect()
+    };
+    let before = host_rules(&saved(&node, Backend::Legacy));
+    assert_eq!(before.len(), 3, "{before:?}");
+
+    // An earlier run wrote through nft.
+    let mut plan = plan("quickstart", "node-1");
+    plan.dhcp.clear();
+    let bridges: Vec<String> = plan.bridges.iter().map(|b| b.name.clone()).collect();
+    Firewall::new(state.join("firewall"), Backend::Nft)
+        .sync_node(Some(&node), &plan.security, &bridges)
+        .unwrap();
+    assert!(!our_chains(&saved(&node, Backend::Nft)).is_empty());
+
+    // The agent finds the host on legacy, moves there, and leaves nothing in nft.
+    let agent = Agent::new(AgentConfig {
+        netns: Some(node.clone()),
+        namespace_prefix: format!("{node}-"),
+        state_dir: state.clone(),
+        iptables: Choice::Auto,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        agent.iptables(),
+        (Backend::Legacy, "legacy holds 3 of the host's rules, nft 0")
+    );
+    let report = agent.apply(&plan).await;
+    let _ = std::fs::remove_dir_all(&state);
+    assert!(report.is_clean(), "{:?}", report.errors);
+    assert_eq!(
+        our_chains(&saved(&node, Backend::Nft)),
+        Vec::<String>::new()
+    );
+    let legacy = saved(&node, Backend::Legacy);
+    assert!(
+        our_chains(&legacy).contains(&"neutrino-FORWARD".to_string()),
+        "{legacy}"
+    );
+    assert_eq!(
+        host_rules(&legacy),
+        before,
+        "the host's rules are untouched"
+    );
 }

@@ -20,7 +20,7 @@ mod subnet;
 pub use claim::{ClaimHolder, IPClaim, IPClaimSpec, SegmentClaim, SegmentClaimSpec};
 pub use floating_ip::{FloatingIP, FloatingIPSpec, FloatingIPStatus};
 pub use network::{Network, NetworkSpec, NetworkStatus, NetworkType};
-pub use node_agent::{NodeAgent, NodeAgentSpec, NodeAgentStatus};
+pub use node_agent::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
 pub use port::{AddressPair, FixedIP, Port, PortSpec, PortStatus};
 pub use router::{
     ExternalGateway, Router, RouterGatewayStatus, RouterInterface, RouterSpec, RouterStatus,

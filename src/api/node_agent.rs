@@ -23,7 +23,17 @@ use std::collections::BTreeMap;
     category = "neutrino",
     doc = "A node's neutrino agent, as it reports itself: tunnel endpoint, physical networks, version, heartbeat and the result of its last apply.",
     printcolumn(name = "Tunnel IP", type_ = "string", json_path = ".spec.tunnelIP"),
+    printcolumn(
+        name = "Chosen By",
+        type_ = "string",
+        json_path = ".spec.tunnelEndpoint.rule"
+    ),
     printcolumn(name = "Gateway", type_ = "boolean", json_path = ".spec.gateway"),
+    printcolumn(
+        name = "Iptables",
+        type_ = "string",
+        json_path = ".status.iptables.backend"
+    ),
     printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
     printcolumn(name = "Heartbeat", type_ = "date", json_path = ".status.heartbeat"),
     printcolumn(
@@ -39,12 +49,39 @@ pub struct NodeAgentSpec {
     #[schemars(length(max = 45))]
     #[x_kube(validation = Rule::new("isIP(self)").message("tunnelIP must be an IP address"))]
     pub tunnel_ip: String,
+    /// How the agent chose `tunnelIP`, and the interface it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_endpoint: Option<TunnelEndpoint>,
     /// Physical network name → the node's interface on it.
     #[serde(default)]
     pub physical_interfaces: BTreeMap<String, String>,
     /// Whether routers may be scheduled onto this node.
     #[serde(default)]
     pub gateway: bool,
+}
+
+/// The chosen endpoint and why, as the agent reports it on its NodeAgent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelEndpoint {
+    /// The rule, as written: default-route, address=…, interface=…, cidr=…, can-reach=….
+    #[schemars(length(max = 253))]
+    pub rule: String,
+    /// The interface the address is on.
+    #[schemars(length(max = 15))]
+    pub interface: String,
+}
+
+/// The iptables backend an agent chose.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IptablesBackend {
+    /// nft or legacy.
+    #[schemars(length(max = 16))]
+    pub backend: String,
+    /// Why: kubelet's marker chain, or which backend held more of the host's rules.
+    #[schemars(length(max = 253))]
+    pub reason: String,
 }
 
 /// What the agent last did.
@@ -57,6 +94,9 @@ pub struct NodeAgentStatus {
     /// When the agent last reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<Time>,
+    /// The iptables backend the agent writes through, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iptables: Option<IptablesBackend>,
     /// Kernel writes of the last apply.
     #[serde(default)]
     pub last_apply_writes: i64,

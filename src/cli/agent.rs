@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use neutrino::core::ClusterConfig;
-use neutrino::dataplane::netlink::Netlink;
+use neutrino::core::tunnel::EndpointRule;
+use neutrino::core::xtables::Choice;
+use neutrino::dataplane::tunnel;
 use neutrino::k8s::agent::{Options, run};
 
 #[derive(clap::Args)]
@@ -16,9 +18,19 @@ pub struct Args {
     /// This node's name.
     #[arg(long, env = "NODE_NAME")]
     node: String,
-    /// The VXLAN tunnel endpoint; the default route's address when omitted.
-    #[arg(long, env = "NEUTRINO_TUNNEL_IP")]
+    /// The VXLAN tunnel endpoint, given outright; it must be one of the node's addresses.
+    #[arg(long, env = "NEUTRINO_TUNNEL_IP", conflicts_with = "tunnel_endpoint")]
     tunnel_ip: Option<IpAddr>,
+    /// How to choose the tunnel endpoint among the node's addresses:
+    /// default-route, interface=NAME-PATTERN (the whole name, a regular
+    /// expression), cidr=CIDR[,CIDR...] or can-reach=HOST.
+    #[arg(
+        long,
+        env = "NEUTRINO_TUNNEL_ENDPOINT",
+        value_name = "RULE",
+        default_value = "default-route"
+    )]
+    tunnel_endpoint: EndpointRule,
     /// A physical network and this node's interface on it: PHYSNET=INTERFACE. Repeatable.
     #[arg(long = "physical-interface", value_name = "PHYSNET=INTERFACE")]
     physical_interfaces: Vec<String>,
@@ -34,6 +46,10 @@ pub struct Args {
     /// A cluster file: vniRanges, physicalNetworks, underlayMTU.
     #[arg(long, value_name = "FILE", env = "NEUTRINO_CLUSTER")]
     cluster: Option<PathBuf>,
+    /// The iptables backend to write through: auto (the host's, as
+    /// kube-proxy's iptables wrapper tells it), nft or legacy.
+    #[arg(long, env = "NEUTRINO_IPTABLES_BACKEND", default_value = "auto")]
+    iptables_backend: Choice,
     /// Seconds between applies (and heartbeats) when nothing changes.
     #[arg(long, default_value_t = 30)]
     resync_seconds: u64,
@@ -65,14 +81,12 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
-        let tunnel_ip = match args.tunnel_ip {
-            Some(ip) => ip,
-            None => Netlink::connect(args.netns.as_deref())
-                .await?
-                .primary_address()
-                .await?
-                .context("cannot tell this node's tunnel IP: pass --tunnel-ip")?,
+        let rule = match args.tunnel_ip {
+            Some(ip) => EndpointRule::Address(ip),
+            None => args.tunnel_endpoint,
         };
+        let (tunnel_ip, endpoint) = tunnel::endpoint(args.netns.as_deref(), &rule).await?;
+        tracing::info!(%tunnel_ip, rule = %endpoint.rule, interface = %endpoint.interface, "tunnel endpoint chosen");
         let client = kube::Client::try_default()
             .await
             .context("finding the API server (in-cluster config, KUBECONFIG or ~/.kube/config)")?;
@@ -81,12 +95,14 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
             Options {
                 node: args.node,
                 tunnel_ip,
+                tunnel_endpoint: Some(endpoint),
                 physical_interfaces,
                 gateway: args.gateway,
                 netns: args.netns,
                 state_dir: args.state,
                 cluster,
                 resync: Duration::from_secs(args.resync_seconds),
+                iptables: args.iptables_backend,
             },
         )
         .await?;

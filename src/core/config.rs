@@ -2,6 +2,7 @@
 //! and the nodes. `neutrino plan` reads it from a small YAML file or takes
 //! the defaults; the lab uses the same defaults.
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::api::NodeAgent;
@@ -72,6 +73,10 @@ pub struct ClusterConfig {
     /// The physical networks by name.
     #[serde(default = "default_physical_networks")]
     pub physical_networks: BTreeMap<String, PhysicalNetwork>,
+    /// The underlay networks a NodeAgent's tunnel IP may lie in when it is
+    /// not one of its Node's addresses (a separate tunnel NIC).
+    #[serde(rename = "tunnelCIDRs", default)]
+    pub tunnel_cidrs: Vec<IpNet>,
     /// The nodes.
     #[serde(default = "default_nodes")]
     pub nodes: Vec<NodeConfig>,
@@ -141,6 +146,7 @@ impl Default for ClusterConfig {
             underlay_mtu: default_underlay_mtu(),
             vni_ranges: default_vni_ranges(),
             physical_networks: default_physical_networks(),
+            tunnel_cidrs: Vec::new(),
             nodes: default_nodes(),
         }
     }
@@ -168,11 +174,13 @@ impl ClusterConfig {
     }
 
     /// The configuration with its nodes taken from the agents' records.
-    /// A record is trusted only if its tunnel IP is one of its Node's own
-    /// addresses (`addresses`, by node name, as the kubelet reports them):
-    /// an agent can write nothing but its own record, but it could claim
-    /// any address there and so draw every node's tunnel traffic to itself.
-    /// A record left out is named, with why.
+    /// A record is trusted only if its Node exists and its tunnel IP is one
+    /// of that Node's own addresses (`addresses`, by node name, as the
+    /// kubelet reports them) or lies inside `tunnelCIDRs`, the underlay the
+    /// operator named: an agent can write nothing but its own record, but it
+    /// could claim any address there and so draw every node's tunnel
+    /// traffic to itself. Of records claiming one address only the node it
+    /// belongs to keeps it. A record left out is named, with why.
     pub fn with_agents(
         &self,
         agents: &[NodeAgent],
@@ -183,36 +191,62 @@ impl ClusterConfig {
             .iter()
             .filter_map(|agent| {
                 let name = agent.metadata.name.clone()?;
-                match agent.spec.tunnel_ip.parse::<IpAddr>() {
-                    Ok(tunnel_ip) if !addresses.get(&name).is_some_and(|a| a.contains(&tunnel_ip)) => {
-                        skipped.push(match addresses.get(&name) {
-                            None => format!(
-                                "NodeAgent {name}: no Node {name} vouches for spec.tunnelIP {tunnel_ip}"
-                            ),
-                            Some(own) => format!(
-                                "NodeAgent {name}: spec.tunnelIP {tunnel_ip} is not an address of Node {name} ({})",
-                                own.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-                            ),
-                        });
-                        None
+                let Ok(tunnel_ip) = agent.spec.tunnel_ip.parse::<IpAddr>() else {
+                    skipped.push(format!(
+                        "NodeAgent {name}: spec.tunnelIP {:?} is not an IP address",
+                        agent.spec.tunnel_ip
+                    ));
+                    return None;
+                };
+                let Some(own) = addresses.get(&name) else {
+                    skipped.push(format!(
+                        "NodeAgent {name}: no Node {name} vouches for spec.tunnelIP {tunnel_ip}"
+                    ));
+                    return None;
+                };
+                if !own.contains(&tunnel_ip) && !self.tunnel_cidrs.iter().any(|n| n.contains(&tunnel_ip)) {
+                    let mut message = format!(
+                        "NodeAgent {name}: spec.tunnelIP {tunnel_ip} is not an address of Node {name} ({})",
+                        own.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    );
+                    if !self.tunnel_cidrs.is_empty() {
+                        message.push_str(" nor inside tunnelCIDRs");
                     }
-                    Ok(tunnel_ip) => Some(NodeConfig {
-                        name,
-                        tunnel_ip,
-                        physical_interfaces: agent.spec.physical_interfaces.clone(),
-                        gateway: agent.spec.gateway,
-                    }),
-                    Err(_) => {
-                        skipped.push(format!(
-                            "NodeAgent {name}: spec.tunnelIP {:?} is not an IP address",
-                            agent.spec.tunnel_ip
-                        ));
-                        None
-                    }
+                    skipped.push(message);
+                    return None;
                 }
+                Some(NodeConfig {
+                    name,
+                    tunnel_ip,
+                    physical_interfaces: agent.spec.physical_interfaces.clone(),
+                    gateway: agent.spec.gateway,
+                })
             })
             .collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut claims: BTreeMap<IpAddr, Vec<&str>> = BTreeMap::new();
+        for node in &nodes {
+            claims.entry(node.tunnel_ip).or_default().push(&node.name);
+        }
+        let vouched = |name: &str, ip: &IpAddr| addresses.get(name).is_some_and(|a| a.contains(ip));
+        let mut dropped = std::collections::BTreeSet::new();
+        for (ip, names) in claims.iter().filter(|(_, names)| names.len() > 1) {
+            let owner = names.iter().find(|name| vouched(name, ip));
+            for name in names.iter().filter(|name| Some(*name) != owner) {
+                skipped.push(format!(
+                    "NodeAgent {name}: spec.tunnelIP {ip} is claimed by {} too{}",
+                    names
+                        .iter()
+                        .filter(|other| *other != name)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    owner.map_or(String::new(), |owner| format!(", and it is Node {owner}'s")),
+                ));
+                dropped.insert(name.to_string());
+            }
+        }
+        nodes.retain(|node| !dropped.contains(&node.name));
         (
             Self {
                 nodes,
@@ -297,6 +331,7 @@ mod tests {
             let mut a = NodeAgent::new(
                 name,
                 crate::api::NodeAgentSpec {
+                    tunnel_endpoint: None,
                     tunnel_ip: ip.into(),
                     physical_interfaces: BTreeMap::from([("physnet1".into(), "eth1".into())]),
                     gateway: name == "b",
@@ -342,6 +377,56 @@ mod tests {
         assert_eq!(
             skipped[2],
             "NodeAgent e: no Node e vouches for spec.tunnelIP 192.0.2.5"
+        );
+    }
+
+    #[test]
+    fn tunnel_cidrs_vouch_for_a_separate_underlay_nic() {
+        let agent = |name: &str, ip: &str| {
+            let mut a = NodeAgent::new(
+                name,
+                crate::api::NodeAgentSpec {
+                    tunnel_endpoint: None,
+                    tunnel_ip: ip.into(),
+                    physical_interfaces: BTreeMap::new(),
+                    gateway: false,
+                },
+            );
+            a.metadata.name = Some(name.into());
+            a
+        };
+        let addresses = NodeAddresses::from([
+            ("a".to_string(), vec!["192.168.1.1".parse().unwrap()]),
+            ("b".to_string(), vec!["192.168.1.2".parse().unwrap()]),
+            ("c".to_string(), vec!["192.168.1.3".parse().unwrap()]),
+            ("d".to_string(), vec!["10.0.0.4".parse().unwrap()]),
+        ]);
+        let config = ClusterConfig {
+            tunnel_cidrs: vec!["10.0.0.0/24".parse().unwrap()],
+            ..ClusterConfig::default()
+        };
+        let (config, skipped) = config.with_agents(
+            &[
+                agent("a", "10.0.0.1"),
+                agent("b", "10.0.1.2"),
+                // Node d's own address, claimed by c inside the CIDR.
+                agent("c", "10.0.0.4"),
+                agent("d", "10.0.0.4"),
+            ],
+            &addresses,
+        );
+        let chosen: Vec<(&str, String)> = config
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.tunnel_ip.to_string()))
+            .collect();
+        assert_eq!(chosen, [("a", "10.0.0.1".into()), ("d", "10.0.0.4".into())]);
+        assert_eq!(
+            skipped,
+            [
+                "NodeAgent b: spec.tunnelIP 10.0.1.2 is not an address of Node b (192.168.1.2) nor inside tunnelCIDRs",
+                "NodeAgent c: spec.tunnelIP 10.0.0.4 is claimed by d too, and it is Node d's",
+            ]
         );
     }
 

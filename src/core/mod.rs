@@ -20,6 +20,8 @@ pub mod reconcile;
 pub mod resolve;
 pub mod snapshot;
 pub mod status;
+pub mod tunnel;
+pub mod xtables;
 
 pub use config::{ClusterConfig, NodeAddresses, NodeConfig};
 pub use ident::{Key, Kind, ObjectId};

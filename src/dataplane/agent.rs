@@ -5,12 +5,13 @@
 use std::path::PathBuf;
 
 use super::dnsmasq::{DhcpReport, Dnsmasq};
-use super::iptables::Firewall;
+use super::iptables::{self, Firewall};
 use super::netlink::Netlink;
 use super::netns;
 use crate::core::names;
 use crate::core::plan::NodePlan;
 use crate::core::reconcile::{diff, inner_namespaces};
+use crate::core::xtables::{Backend, Choice};
 
 /// Where an agent works.
 #[derive(Clone, Debug)]
@@ -21,6 +22,8 @@ pub struct AgentConfig {
     pub namespace_prefix: String,
     /// Where DHCP servers keep their files.
     pub state_dir: PathBuf,
+    /// The iptables backend: the host's (auto) or one named.
+    pub iptables: Choice,
 }
 
 /// What one apply did.
@@ -49,19 +52,32 @@ pub struct Agent {
     kernel: Netlink,
     dnsmasq: Dnsmasq,
     firewall: Firewall,
+    /// Why the firewall's backend is the one it is.
+    backend_reason: String,
 }
 
 impl Agent {
     pub async fn new(config: AgentConfig) -> Result<Self, super::netlink::NetlinkError> {
         let kernel = Netlink::connect(config.netns.as_deref()).await?;
         let dnsmasq = Dnsmasq::new(config.state_dir.join("dhcp"));
-        let firewall = Firewall::new(config.state_dir.join("firewall"));
+        let (backend, backend_reason) = iptables::backend(config.netns.as_deref(), config.iptables);
+        tracing::info!(%backend, reason = %backend_reason, "iptables backend chosen");
+        let firewall = Firewall::new(config.state_dir.join("firewall"), backend);
+        if let Err(e) = firewall.evict_other_backend(config.netns.as_deref()) {
+            tracing::error!(error = %e, "could not take neutrino's chains out of the other iptables backend");
+        }
         Ok(Self {
             config,
             kernel,
             dnsmasq,
             firewall,
+            backend_reason,
         })
+    }
+
+    /// The iptables backend in use, and why.
+    pub fn iptables(&self) -> (Backend, &str) {
+        (self.firewall.backend(), &self.backend_reason)
     }
 
     /// The DHCP servers' manager, for looking at them.

@@ -1,17 +1,20 @@
 //! Addresses, routes and links going up inside a namespace: what DHCP and
 //! router namespaces need beyond their veth ends.
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
-use netlink_packet_route::AddressFamily;
+use netlink_packet_core::{NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressScope};
+use netlink_packet_route::link::LinkAttribute;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{LinkUnspec, RouteMessageBuilder};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::netlink::{Netlink, NetlinkError};
 use crate::core::plan::RoutePlan;
+use crate::core::tunnel::{HostAddress, RouteHit};
 
 fn failed(what: String) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
     move |cause| NetlinkError::Request { what, cause }
@@ -153,10 +156,55 @@ impl Netlink {
 }
 
 impl Netlink {
-    /// The address this namespace reaches others from: the first global
-    /// address of the default route's interface, else its only global
-    /// address. `None` when that does not single one out.
-    pub async fn primary_address(&self) -> Result<Option<IpAddr>, NetlinkError> {
+    /// The namespace's global addresses, by interface index and then in
+    /// the kernel's order: what a tunnel endpoint is chosen from.
+    pub async fn host_addresses(&self) -> Result<Vec<HostAddress>, NetlinkError> {
+        let links: Vec<_> = self
+            .handle()
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(failed("listing links".into()))?;
+        let names: BTreeMap<u32, String> = links
+            .iter()
+            .filter_map(|link| {
+                link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(name) => Some((link.header.index, name.clone())),
+                    _ => None,
+                })
+            })
+            .collect();
+        let messages: Vec<_> = self
+            .handle()
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(failed("listing addresses".into()))?;
+        let mut addresses: Vec<HostAddress> = messages
+            .iter()
+            .filter(|m| m.header.scope == AddressScope::Universe)
+            .filter_map(|m| {
+                let ip = m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })?;
+                Some(HostAddress {
+                    interface: names.get(&m.header.index)?.clone(),
+                    index: m.header.index,
+                    address: IpNet::new(ip, m.header.prefix_len).ok()?,
+                })
+            })
+            .collect();
+        addresses.sort_by_key(|a| a.index);
+        Ok(addresses)
+    }
+
+    /// The IPv4 default route's interface, if there is one.
+    pub async fn default_route(&self) -> Result<Option<RouteHit>, NetlinkError> {
         let mut query = RouteMessageBuilder::<IpAddr>::new().build();
         query.header.address_family = AddressFamily::Inet;
         let routes: Vec<RouteMessage> = self
@@ -167,40 +215,52 @@ impl Netlink {
             .try_collect()
             .await
             .map_err(failed("listing routes".into()))?;
-        let default_interface = routes
+        Ok(routes
             .iter()
             .filter(|r| r.header.destination_prefix_length == 0)
-            .find_map(|r| {
-                r.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Oif(index) => Some(*index),
-                    _ => None,
-                })
-            });
-        let addresses: Vec<_> = self
-            .handle()
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(failed("listing addresses".into()))?;
-        let global: Vec<(u32, IpAddr)> = addresses
-            .iter()
-            .filter(|m| m.header.scope == AddressScope::Universe)
-            .filter_map(|m| {
-                let ip = m.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Address(ip) => Some(*ip),
-                    _ => None,
-                })?;
-                Some((m.header.index, ip))
-            })
-            .collect();
-        Ok(match default_interface {
-            Some(index) => global.iter().find(|(i, _)| *i == index).map(|(_, ip)| *ip),
-            None if global.len() == 1 => Some(global[0].1),
-            None => None,
-        })
+            .find_map(route_hit))
     }
+
+    /// What the kernel's routing answers for `destination` (`ip route get`):
+    /// the interface and source address, or `None` when unreachable.
+    pub async fn route_to(&self, destination: IpAddr) -> Result<Option<RouteHit>, NetlinkError> {
+        let message = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(destination, if destination.is_ipv4() { 32 } else { 128 })
+            .map_err(|e| NetlinkError::Invalid {
+                what: format!("looking up the route to {destination}"),
+                message: e.to_string(),
+            })?
+            .build();
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetRoute(message));
+        request.header.flags = NLM_F_REQUEST;
+        let mut handle = self.handle().clone();
+        let mut responses = handle
+            .request(request)
+            .map_err(failed(format!("looking up the route to {destination}")))?;
+        while let Some(response) = responses.next().await {
+            match response.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(route)) => {
+                    return Ok(route_hit(&route));
+                }
+                // Unreachable and no route both come back as errors.
+                NetlinkPayload::Error(e) if e.code.is_some() => return Ok(None),
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn route_hit(route: &RouteMessage) -> Option<RouteHit> {
+    let index = route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(index) => Some(*index),
+        _ => None,
+    })?;
+    let source = route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::PrefSource(source) => route_address(source),
+        _ => None,
+    });
+    Some(RouteHit { index, source })
 }
 
 fn route_address(address: &RouteAddress) -> Option<IpAddr> {

@@ -4,6 +4,10 @@
 //! What was applied is remembered as a hash in the agent's state directory,
 //! so a resync (or a restarted agent) with nothing new runs no process and
 //! reads no table; reading the table back happens only to apply a change.
+//!
+//! Every program is the chosen backend's own (`iptables-nft-restore`,
+//! `iptables-legacy-save`, …), never the host's `iptables` alternative,
+//! so neutrino's rules are in one backend only.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -18,6 +22,7 @@ use crate::core::firewall::{
     router_nat,
 };
 use crate::core::plan::{RouterPlan, SecurityPlan};
+use crate::core::xtables::{Backend, Choice, detect, holds_ours, removal};
 
 /// A ruleset that could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -80,14 +85,94 @@ fn digest(parts: &[&str]) -> String {
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Both families' `iptables-save` output of `backend` in `namespace`;
+/// empty where the backend is missing from the host or the kernel.
+fn saved(namespace: Option<&str>, backend: Backend) -> String {
+    [false, true]
+        .iter()
+        .filter_map(|v6| run(namespace, &backend.program(*v6, "save"), &[], "").ok())
+        .collect()
+}
+
+/// The backend `choice` means in `namespace`, and why.
+pub fn backend(namespace: Option<&str>, choice: Choice) -> (Backend, String) {
+    match choice {
+        Choice::Fixed(backend) => (backend, "as configured".into()),
+        Choice::Auto => detect(
+            &saved(namespace, Backend::Nft),
+            &saved(namespace, Backend::Legacy),
+        ),
+    }
+}
+
+/// Takes neutrino's chains, and the jumps into them, out of `backend` in
+/// `namespace`; the number of processes run.
+pub fn remove_chains(namespace: Option<&str>, backend: Backend) -> Result<usize, FirewallError> {
+    let mut writes = 0;
+    for v6 in [false, true] {
+        let Ok(current) = run(namespace, &backend.program(v6, "save"), &[], "") else {
+            continue;
+        };
+        let text = removal(&current);
+        if !text.is_empty() {
+            run(
+                namespace,
+                &backend.program(v6, "restore"),
+                &["--noflush"],
+                &text,
+            )?;
+            writes += 1;
+        }
+    }
+    Ok(writes)
+}
+
+/// Destroys neutrino's ipsets in `namespace`; the number of processes run.
+pub fn remove_ipsets(namespace: Option<&str>) -> Result<usize, FirewallError> {
+    let sets_now = run(namespace, "ipset", &["list", "-n"], "")?;
+    let input: String = sets_now
+        .lines()
+        .filter(|s| s.starts_with("nt4-") || s.starts_with("nt6-"))
+        .map(|s| format!("destroy {s}\n"))
+        .collect();
+    if input.is_empty() {
+        return Ok(0);
+    }
+    run(namespace, "ipset", &["restore"], &input)?;
+    Ok(1)
+}
+
 /// The firewall of one node (its own namespace and its routers').
 pub struct Firewall {
     dir: PathBuf,
+    backend: Backend,
 }
 
 impl Firewall {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+    /// A firewall writing through `backend`, keeping what it applied in `dir`.
+    pub fn new(dir: impl Into<PathBuf>, backend: Backend) -> Self {
+        Self {
+            dir: dir.into(),
+            backend,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Makes sure none of neutrino's chains is left in the backend this
+    /// firewall does not use (an earlier run's choice, or the host's
+    /// changed): rules in both would be two firewalls for one packet.
+    pub fn evict_other_backend(&self, namespace: Option<&str>) -> Result<usize, FirewallError> {
+        let other = self.backend.other();
+        if !holds_ours(&saved(namespace, other)) {
+            return Ok(0);
+        }
+        tracing::warn!(backend = %other, "removing neutrino's chains from the iptables backend not in use");
+        // What was applied through the other backend is not applied here.
+        self.forget("node");
+        remove_chains(namespace, other)
     }
 
     fn record(&self, name: &str) -> PathBuf {
@@ -149,11 +234,12 @@ impl Firewall {
             .iter()
             .flat_map(|p| port_chains(&p.interface))
             .collect();
-        for (save, restore, v6) in [
-            ("iptables-save", "iptables-restore", false),
-            ("ip6tables-save", "ip6tables-restore", true),
-        ] {
-            let current = run(namespace, save, &[], "")?;
+        for v6 in [false, true] {
+            let (save, restore) = (
+                self.backend.program(v6, "save"),
+                self.backend.program(v6, "restore"),
+            );
+            let current = run(namespace, &save, &[], "")?;
             let stale: Vec<String> = current
                 .lines()
                 .filter_map(|l| l.strip_prefix(':'))
@@ -164,7 +250,7 @@ impl Firewall {
             let jumps_missing = !(current.contains(&format!("-j {FORWARD_CHAIN}"))
                 && current.contains(&format!("-j {ZONE_CHAIN}")));
             let text = node_ruleset(plan, bridges, v6, &stale, jumps_missing);
-            run(namespace, restore, &["--noflush"], &text)?;
+            run(namespace, &restore, &["--noflush"], &text)?;
             writes += 1;
         }
         let sets_now = run(namespace, "ipset", &["list", "-n"], "")?;
@@ -196,7 +282,12 @@ impl Firewall {
         if self.applied(&router.namespace).as_deref() == Some(hash.as_str()) {
             return Ok(0);
         }
-        run(Some(&router.namespace), "iptables-restore", &[], &text)?;
+        run(
+            Some(&router.namespace),
+            &self.backend.program(false, "restore"),
+            &[],
+            &text,
+        )?;
         self.remember(&router.namespace, &hash)?;
         Ok(1)
     }

@@ -7,3 +7,4 @@ pub mod ipconfig;
 pub mod iptables;
 pub mod netlink;
 pub mod netns;
+pub mod tunnel;

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::stores::Stores;
-use crate::api::{NodeAgent, NodeAgentSpec, NodeAgentStatus};
+use crate::api::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
 use crate::core::plan::plan_node;
 use crate::core::realisation::{planned_objects, realised_digest};
 use crate::core::status::ready_only;
+use crate::core::xtables::Choice;
 use crate::core::{ClusterConfig, NodeConfig, resolve};
 use crate::dataplane::agent::{Agent, AgentConfig, ApplyReport};
 use crate::dataplane::netlink::NetlinkError;
@@ -32,6 +33,8 @@ pub const FIELD_MANAGER: &str = "neutrino-agent";
 pub struct Options {
     pub node: String,
     pub tunnel_ip: IpAddr,
+    /// How `tunnel_ip` was chosen.
+    pub tunnel_endpoint: Option<TunnelEndpoint>,
     pub physical_interfaces: BTreeMap<String, String>,
     pub gateway: bool,
     /// Program this namespace instead of the agent's own.
@@ -42,6 +45,8 @@ pub struct Options {
     pub cluster: ClusterConfig,
     /// An apply and a heartbeat at least this often.
     pub resync: Duration,
+    /// The iptables backend: the host's, or one named.
+    pub iptables: Choice,
 }
 
 /// Why the agent stopped.
@@ -57,11 +62,17 @@ pub enum AgentError {
 
 /// The NodeAgent status an apply report makes; `realised` is the digest of
 /// the objects the apply realised.
-pub fn report_status(report: &ApplyReport, realised: String, now: &Time) -> NodeAgentStatus {
+pub fn report_status(
+    report: &ApplyReport,
+    realised: String,
+    iptables: IptablesBackend,
+    now: &Time,
+) -> NodeAgentStatus {
     let ready = report.errors.is_empty();
     NodeAgentStatus {
         version: env!("CARGO_PKG_VERSION").into(),
         heartbeat: Some(now.clone()),
+        iptables: Some(iptables),
         last_apply_writes: report.writes as i64,
         last_apply_errors: report
             .errors
@@ -94,6 +105,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     let apply = PatchParams::apply(FIELD_MANAGER).force();
     let spec = NodeAgentSpec {
         tunnel_ip: options.tunnel_ip.to_string(),
+        tunnel_endpoint: options.tunnel_endpoint.clone(),
         physical_interfaces: options.physical_interfaces.clone(),
         gateway: options.gateway,
     };
@@ -123,6 +135,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         netns: options.netns.clone(),
         namespace_prefix: prefix,
         state_dir: options.state_dir.clone(),
+        iptables: options.iptables,
     })
     .await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -172,7 +185,12 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             || last_report.elapsed() >= options.resync
         {
             let now = Time(k8s_openapi::jiff::Timestamp::now());
-            let status = report_status(&report, realised, &now);
+            let (backend, reason) = dataplane.iptables();
+            let iptables = IptablesBackend {
+                backend: backend.to_string(),
+                reason: reason.to_string(),
+            };
+            let status = report_status(&report, realised, iptables, &now);
             let body = json!({
                 "apiVersion": NodeAgent::api_version(&()),
                 "kind": NodeAgent::kind(&()),

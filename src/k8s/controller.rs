@@ -234,6 +234,7 @@ mod tests {
         let mut agent = NodeAgent::new(
             name,
             NodeAgentSpec {
+                tunnel_endpoint: None,
                 tunnel_ip: "192.0.2.1".into(),
                 physical_interfaces: Default::default(),
                 gateway: true,

@@ -12,6 +12,7 @@ use super::state::{AgentStatus, Files, LabState};
 use super::{Lab, LabError, timestamp};
 use crate::core::plan::plan_node;
 use crate::core::resolve::Resolution;
+use crate::core::xtables::Choice;
 use crate::core::{ClusterConfig, Snapshot, resolve};
 use crate::dataplane::agent::{Agent, AgentConfig};
 
@@ -28,6 +29,7 @@ pub async fn run(files: Files, node: &str) -> Result<(), LabError> {
         netns: Some(namespace.clone()),
         namespace_prefix: format!("{namespace}-"),
         state_dir: files.node_dir(node),
+        iptables: Choice::Auto,
     })
     .await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

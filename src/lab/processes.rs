@@ -9,6 +9,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::state::{LabState, write_atomic};
+use super::underlay::TUNNEL_INTERFACE;
 use super::{Lab, LabError};
 use crate::core::NodeConfig;
 
@@ -54,8 +55,9 @@ impl Lab {
             "agent".into(),
             "--node".into(),
             node.name.clone().into(),
-            "--tunnel-ip".into(),
-            node.tunnel_ip.to_string().into(),
+            // As an operator would write it for a separate underlay NIC.
+            "--tunnel-endpoint".into(),
+            format!("interface={TUNNEL_INTERFACE}").into(),
             "--netns".into(),
             Self::node_namespace(&Self::prefix(state), &node.name).into(),
             "--state".into(),

@@ -207,17 +207,22 @@ pub async fn kernel_leftovers(lab: &TestLab, nodes: &[&str]) -> Vec<String> {
     found
 }
 
-/// Every line `iptables-save` and `ip6tables-save` print in `namespace`,
-/// with the program that printed it.
+/// Every line both iptables backends' `iptables-save` and `ip6tables-save`
+/// print in `namespace`, with the program that printed it.
 pub fn saved_rules(namespace: &str) -> Vec<(&'static str, String)> {
-    ["iptables-save", "ip6tables-save"]
-        .into_iter()
-        .flat_map(|save| {
-            let output = netns::command(namespace, save).unwrap().output().unwrap();
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .map(|l| (save, l.to_string()))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    [
+        "iptables-nft-save",
+        "ip6tables-nft-save",
+        "iptables-legacy-save",
+        "ip6tables-legacy-save",
+    ]
+    .into_iter()
+    .flat_map(|save| {
+        let output = netns::command(namespace, save).unwrap().output().unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| (save, l.to_string()))
+            .collect::<Vec<_>>()
+    })
+    .collect()
 }
