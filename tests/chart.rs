@@ -117,6 +117,7 @@ fn templates_pass_flags_the_binary_has() {
     for (file, command) in [
         ("controller-deployment.yaml", "controller"),
         ("agent-daemonset.yaml", "agent"),
+        ("uninstall-hook.yaml", "uninstall"),
     ] {
         let text = templates().into_iter().find(|(f, _)| f == file).unwrap().1;
         let help = Command::new(env!("CARGO_BIN_EXE_neutrino"))

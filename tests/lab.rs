@@ -12,7 +12,7 @@ use neutrino::core::reconcile::{Changes, DesiredLink, LinkChange, LinkKind, Obse
 use neutrino::dataplane::netlink::Netlink;
 use neutrino::dataplane::netns;
 use support::examples::{self, example};
-use support::{TestLab, manifests, port_mac};
+use support::{TestLab, add_foreign_objects, every_trace, foreign_objects, manifests, port_mac};
 
 const TENANTS: &str = r#"
 apiVersion: neutrino.dev/v1alpha1
@@ -532,4 +532,54 @@ async fn bad_manifests_change_nothing() {
         "the running lab is untouched"
     );
     assert!(lab.pings("tenant-a/web-1", "10.10.0.12"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_remove_takes_out_exactly_what_neutrino_made() {
+    let lab = TestLab::new("remove");
+    lab.lab
+        .up(&example("three-tier"), 3, &lab.name)
+        .await
+        .unwrap();
+    let nodes = ["node-1", "node-2", "node-3"];
+    let node1 = lab.node("node-1");
+    let foreign = add_foreign_objects(&node1);
+    assert!(!every_trace(&lab, &nodes).await.is_empty());
+    // The agents die without cleaning up, as when a node's DaemonSet pod
+    // is gone; the node is emptied by hand.
+    for node in nodes {
+        lab.lab.kill_agent(node).unwrap();
+    }
+    let remove = |node: &str| {
+        let state = lab.lab.files().node_dir(node);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_neutrino"))
+            .args(["agent", "--remove", "--netns", &lab.node(node), "--state"])
+            .arg(&state)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            state.join("dhcp").exists() || state.join("firewall").exists(),
+        )
+    };
+    for node in nodes {
+        let (said, state_left) = remove(node);
+        assert!(said.starts_with("removed: "), "{said}");
+        assert!(!said.contains("could not"), "{said}");
+        assert!(!state_left, "{node}: the agent's state is still there");
+    }
+    assert_eq!(every_trace(&lab, &nodes).await, Vec::<String>::new());
+    assert_eq!(foreign_objects(&node1), foreign);
+    // Again: there is nothing left to do.
+    let (again, _) = remove("node-1");
+    assert_eq!(
+        again,
+        "removed: 0 kernel writes, 0 namespaces, 0 DHCP servers\n"
+    );
 }

@@ -10,14 +10,20 @@ use std::time::Duration;
 use neutrino::core::ClusterConfig;
 use neutrino::core::tunnel::EndpointRule;
 use neutrino::core::xtables::Choice;
+use neutrino::dataplane::agent::{Agent, AgentConfig};
 use neutrino::dataplane::tunnel;
 use neutrino::k8s::agent::{Options, run};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// This node's name.
-    #[arg(long, env = "NODE_NAME")]
-    node: String,
+    #[arg(long, env = "NODE_NAME", required_unless_present = "remove")]
+    node: Option<String>,
+    /// Remove everything neutrino made on this node — its links, DHCP and
+    /// router namespaces, dnsmasq servers, iptables chains (both backends),
+    /// ipsets and the state directory — and exit. Needs no API server.
+    #[arg(long)]
+    remove: bool,
     /// The VXLAN tunnel endpoint, given outright; it must be one of the node's addresses.
     #[arg(long, env = "NEUTRINO_TUNNEL_IP", conflicts_with = "tunnel_endpoint")]
     tunnel_ip: Option<IpAddr>,
@@ -69,7 +75,46 @@ fn mappings(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
+/// `--remove`: the node's share of neutrino taken out of its kernel.
+async fn remove(args: &Args) -> anyhow::Result<ExitCode> {
+    let prefix = args
+        .netns
+        .as_ref()
+        .map_or(String::new(), |ns| format!("{ns}-"));
+    let agent = Agent::new(AgentConfig {
+        netns: args.netns.clone(),
+        namespace_prefix: prefix,
+        state_dir: args.state.clone(),
+        iptables: args.iptables_backend,
+    })
+    .await?;
+    let report = agent.remove_all().await;
+    let mut out = format!(
+        "removed: {} kernel writes, {} namespaces, {} DHCP servers\n",
+        report.writes,
+        report.namespaces_removed.len(),
+        report.dhcp.stopped.len()
+    );
+    for error in &report.errors {
+        out.push_str(&format!("could not: {error}\n"));
+    }
+    super::print(&out)?;
+    Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
+    if args.remove {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?
+            .block_on(remove(&args));
+    }
+    let node = args.node.clone().context("--node is needed")?;
     let physical_interfaces = mappings(&args.physical_interfaces)?;
     let mut cluster = match &args.cluster {
         None => ClusterConfig::default(),
@@ -93,7 +138,7 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
         run(
             client,
             Options {
-                node: args.node,
+                node,
                 tunnel_ip,
                 tunnel_endpoint: Some(endpoint),
                 physical_interfaces,

@@ -5,6 +5,7 @@ mod controller;
 mod crds;
 mod lab;
 mod plan;
+mod uninstall;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +29,9 @@ enum Command {
     Crds(crds::Args),
     /// Show what each node's kernel would get from a set of manifests.
     Plan(plan::Args),
+    /// Delete every neutrino object and empty every node, for `helm
+    /// uninstall` (the chart's pre-delete hook runs it).
+    Uninstall(uninstall::Args),
     /// Run neutrino on this machine: nodes as network namespaces, real DHCP.
     Lab(lab::Args),
     /// Print the version and the API version served.
@@ -93,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Controller(args) => controller::run_command(args),
         Command::Crds(args) => crds::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Uninstall(args) => uninstall::run_command(args),
         Command::Lab(args) => lab::run(args),
         Command::Version => print(&format!(
             "neutrino {} (API {}/{})\n",

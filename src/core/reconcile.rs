@@ -349,14 +349,14 @@ pub fn diff(observed: &Observed, plan: &NodePlan) -> Changes {
         }
         if link.is_ours() {
             removals.push(LinkChange::Delete(link.name.clone()));
-        } else if link
-            .master
-            .as_deref()
-            .is_some_and(|m| our_bridges.contains(m))
-        {
-            // A physical interface whose flat network is gone: hand it back.
-            updates.push(LinkChange::SetIsolated(link.name.clone(), false));
-            updates.push(LinkChange::SetMaster(link.name.clone(), None));
+        } else if let Some(master) = link.master.as_deref().filter(|m| our_bridges.contains(m)) {
+            // A physical interface whose flat network is gone: hand it back,
+            // unless its bridge goes too, which releases it (and its port
+            // flags) by itself; a port flag set after that fails.
+            if wanted.contains(master) {
+                updates.push(LinkChange::SetIsolated(link.name.clone(), false));
+                updates.push(LinkChange::SetMaster(link.name.clone(), None));
+            }
         }
     }
     for link in &desired {
@@ -611,6 +611,39 @@ mod tests {
             "{touched:#?}"
         );
         assert_eq!(changes.conflicts.len(), 1, "{:?}", changes.conflicts);
+    }
+
+    #[test]
+    fn an_uplink_is_handed_back_once_only() {
+        let mut observed = after(&Observed::default(), &quickstart_plan("node-1"));
+        let bridge = observed
+            .links
+            .iter()
+            .find(|l| l.kind == ObservedKind::Bridge)
+            .unwrap()
+            .name
+            .clone();
+        let mut uplink = foreign("eth2", ObservedKind::Other("device".into()));
+        uplink.master = Some(bridge.clone());
+        uplink.isolated = true;
+        observed.links.push(uplink);
+        // The bridge goes: deleting it releases the uplink.
+        let gone = diff(&observed, &quickstart_plan("node-3"));
+        assert!(gone.links.contains(&LinkChange::Delete(bridge.clone())));
+        assert!(
+            !gone.links.iter().any(|c| format!("{c:?}").contains("eth2")),
+            "{:#?}",
+            gone.links
+        );
+        // The bridge stays: the uplink is taken off it.
+        let stays = diff(&observed, &quickstart_plan("node-1"));
+        assert_eq!(
+            stays.links,
+            [
+                LinkChange::SetIsolated("eth2".into(), false),
+                LinkChange::SetMaster("eth2".into(), None)
+            ]
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! links, FDB and neighbour entries, addresses and routes inside DHCP and
 //! router namespaces, and the DHCP servers — changing only what differs.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use super::dnsmasq::{DhcpReport, Dnsmasq};
@@ -9,9 +10,14 @@ use super::iptables::{self, Firewall};
 use super::netlink::Netlink;
 use super::netns;
 use crate::core::names;
-use crate::core::plan::NodePlan;
+use crate::core::plan::{NodePlan, SecurityPlan};
 use crate::core::reconcile::{diff, inner_namespaces};
 use crate::core::xtables::{Backend, Choice};
+
+/// The state directory's parts: the DHCP servers' files, and what the
+/// firewall last applied.
+const DHCP_DIR: &str = "dhcp";
+const FIREWALL_DIR: &str = "firewall";
 
 /// Where an agent works.
 #[derive(Clone, Debug)]
@@ -59,10 +65,10 @@ pub struct Agent {
 impl Agent {
     pub async fn new(config: AgentConfig) -> Result<Self, super::netlink::NetlinkError> {
         let kernel = Netlink::connect(config.netns.as_deref()).await?;
-        let dnsmasq = Dnsmasq::new(config.state_dir.join("dhcp"));
+        let dnsmasq = Dnsmasq::new(config.state_dir.join(DHCP_DIR));
         let (backend, backend_reason) = iptables::backend(config.netns.as_deref(), config.iptables);
         tracing::info!(%backend, reason = %backend_reason, "iptables backend chosen");
-        let firewall = Firewall::new(config.state_dir.join("firewall"), backend);
+        let firewall = Firewall::new(config.state_dir.join(FIREWALL_DIR), backend);
         if let Err(e) = firewall.evict_other_backend(config.netns.as_deref()) {
             tracing::error!(error = %e, "could not take neutrino's chains out of the other iptables backend");
         }
@@ -206,6 +212,52 @@ impl Agent {
                 }
             }
             Err(e) => report.errors.push(format!("listing namespaces: {e}")),
+        }
+        report
+    }
+    /// Takes everything neutrino made on this node out of its kernel: the
+    /// links, FDB and neighbour entries, DHCP and router namespaces and
+    /// their dnsmasq servers, neutrino's chains in both iptables backends
+    /// and its ipsets, and then the state directory. Others' links, chains
+    /// and sets are left as they are.
+    pub async fn remove_all(&self) -> ApplyReport {
+        let nothing = NodePlan {
+            node: String::new(),
+            tunnel_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            bridges: Vec::new(),
+            uplinks: Vec::new(),
+            fdb: Vec::new(),
+            neighbours: Vec::new(),
+            ports: Vec::new(),
+            dhcp: Vec::new(),
+            routers: Vec::new(),
+            security: SecurityPlan::default(),
+        };
+        let mut report = self.apply(&nothing).await;
+        let namespace = self.config.netns.as_deref();
+        for backend in [Backend::Nft, Backend::Legacy] {
+            match iptables::remove_chains(namespace, backend) {
+                Ok(writes) => report.writes += writes,
+                Err(e) => report.errors.push(format!("iptables ({backend}): {e}")),
+            }
+        }
+        match iptables::remove_ipsets(namespace) {
+            Ok(writes) => report.writes += writes,
+            Err(e) => report.errors.push(format!("ipsets: {e}")),
+        }
+        if report.errors.is_empty() {
+            // Only what the agent keeps there; the directory itself if that
+            // leaves it empty.
+            for dir in [DHCP_DIR, FIREWALL_DIR] {
+                let path = self.config.state_dir.join(dir);
+                match std::fs::remove_dir_all(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => report
+                        .errors
+                        .push(format!("removing {}: {e}", path.display())),
+                    _ => {}
+                }
+            }
+            let _ = std::fs::remove_dir(&self.config.state_dir);
         }
         report
     }

@@ -6,7 +6,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -99,6 +99,55 @@ pub fn report_status(
     }
 }
 
+/// The annotation that asks an agent to take everything neutrino made out
+/// of its node and then do nothing more: how `neutrino uninstall` empties
+/// every node before the chart's DaemonSet goes.
+pub const REMOVE_ANNOTATION: &str = "neutrino.dev/remove";
+
+/// The NodeAgent status after a removal: `Removed` says whether the node is
+/// clean, and the agent is no longer Ready for anything.
+pub fn removal_status(report: &ApplyReport, now: &Time) -> NodeAgentStatus {
+    let clean = report.errors.is_empty();
+    let condition = |type_: &str, status: bool, reason: &str, message: String| Condition {
+        type_: type_.into(),
+        status: if status { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: Some(0),
+        last_transition_time: now.clone(),
+    };
+    let message = if clean {
+        format!(
+            "everything neutrino made on this node is removed ({} kernel writes)",
+            report.writes
+        )
+    } else {
+        report.errors.join("; ")
+    };
+    NodeAgentStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        heartbeat: Some(now.clone()),
+        iptables: None,
+        last_apply_writes: report.writes as i64,
+        last_apply_errors: report.errors.clone(),
+        realised: None,
+        conditions: vec![
+            condition(
+                "Ready",
+                false,
+                "Removed",
+                "asked to remove neutrino from this node".into(),
+            ),
+            condition(
+                "Removed",
+                clean,
+                if clean { "Removed" } else { "RemoveFailed" },
+                message,
+            ),
+        ],
+    }
+}
+
 /// Runs the agent until SIGTERM.
 pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     let api: Api<NodeAgent> = Api::all(client.clone());
@@ -149,7 +198,44 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     let mut last_report = Instant::now();
     let mut last_outcome = None;
     let mut last_skipped = Vec::new();
+    let mut removed = false;
     loop {
+        let asked_to_remove = stores.agents().iter().any(|a| {
+            a.metadata.name.as_deref() == Some(options.node.as_str())
+                && a.annotations().contains_key(REMOVE_ANNOTATION)
+        });
+        if asked_to_remove && !removed {
+            let report = dataplane.remove_all().await;
+            tracing::warn!(writes = report.writes, errors = ?report.errors, "removed neutrino from this node, as asked");
+            removed = report.errors.is_empty();
+            let now = Time(k8s_openapi::jiff::Timestamp::now());
+            let body = json!({
+                "apiVersion": NodeAgent::api_version(&()),
+                "kind": NodeAgent::kind(&()),
+                "metadata": {"name": options.node},
+                "status": removal_status(&report, &now),
+            });
+            if let Err(e) = api
+                .patch_status(&options.node, &apply, &Patch::Apply(&body))
+                .await
+            {
+                tracing::warn!(error = %e, "could not report the removal");
+                removed = false;
+            }
+        }
+        if asked_to_remove {
+            tokio::select! {
+                _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ = tokio::time::sleep(options.resync) => {}
+                _ = terminate.recv() => return Ok(()),
+            }
+            continue;
+        }
+        if removed {
+            // The removal was called off: build the node up again.
+            removed = false;
+            last_outcome = None;
+        }
         let (mut config, skipped) = options
             .cluster
             .with_agents(&stores.agents(), &stores.node_addresses());

@@ -7,3 +7,4 @@ pub mod events;
 pub mod execute;
 pub mod metrics;
 pub mod stores;
+pub mod uninstall;

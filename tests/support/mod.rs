@@ -192,6 +192,7 @@ pub async fn kernel_leftovers(lab: &TestLab, nodes: &[&str]) -> Vec<String> {
         found.extend(
             String::from_utf8_lossy(&output.stdout)
                 .lines()
+                .filter(|s| s.starts_with("nt4-") || s.starts_with("nt6-"))
                 .map(|s| format!("{node}: ipset {s}")),
         );
     }
@@ -203,6 +204,74 @@ pub async fn kernel_leftovers(lab: &TestLab, nodes: &[&str]) -> Vec<String> {
         if program.ends_with("dnsmasq") && cmdline.contains(&dir) {
             found.push(format!("dnsmasq: {cmdline}"));
         }
+    }
+    found
+}
+
+/// [`kernel_leftovers`] and the empty hook chains and their jumps too: what
+/// a node must not hold once neutrino is removed from it.
+pub async fn every_trace(lab: &TestLab, nodes: &[&str]) -> Vec<String> {
+    let mut found = kernel_leftovers(lab, nodes).await;
+    for node in nodes {
+        found.extend(
+            saved_rules(&lab.node(node))
+                .into_iter()
+                .filter(|(_, l)| {
+                    l.contains("neutrino-") || l.contains(" nt-") || l.starts_with(":nt-")
+                })
+                .map(|(save, l)| format!("{node}: {save}: {l}")),
+        );
+    }
+    found
+}
+
+/// Someone else's bridge, chain (jumped to from FORWARD) and ipset on a
+/// node, which removing neutrino must leave as they are; returns a reading
+/// of them to compare with later.
+pub fn add_foreign_objects(namespace: &str) -> Vec<String> {
+    let run = |program: &str, args: &[&str]| {
+        let status = netns::command(namespace, program)
+            .unwrap()
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{program} {args:?}");
+    };
+    run("ip", &["link", "add", "foreign-br", "type", "bridge"]);
+    run("iptables", &["-N", "FOREIGN"]);
+    run(
+        "iptables",
+        &["-A", "FOREIGN", "-s", "10.9.9.9/32", "-j", "DROP"],
+    );
+    run("iptables", &["-A", "FORWARD", "-j", "FOREIGN"]);
+    run("ipset", &["create", "foreign-set", "hash:ip"]);
+    let found = foreign_objects(namespace);
+    assert_eq!(found.len(), 5, "{found:?}");
+    found
+}
+
+/// What of [`add_foreign_objects`] is in `namespace`.
+pub fn foreign_objects(namespace: &str) -> Vec<String> {
+    let mut found: Vec<String> = saved_rules(namespace)
+        .into_iter()
+        .map(|(save, l)| format!("{save}: {l}"))
+        .filter(|l| l.contains("FOREIGN"))
+        .collect();
+    for (program, args) in [
+        ("ip", &["-o", "link", "show", "foreign-br"][..]),
+        ("ipset", &["list", "-n"][..]),
+    ] {
+        let output = netns::command(namespace, program)
+            .unwrap()
+            .args(args)
+            .output()
+            .unwrap();
+        found.extend(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter(|l| l.contains("foreign"))
+                .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ")),
+        );
     }
     found
 }
