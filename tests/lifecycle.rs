@@ -1,27 +1,36 @@
 //! The chart's lifecycle on a real control plane, with the lab's nodes as
-//! the cluster's: `helm uninstall` with objects still present. Needs root
-//! and the control plane `scripts/install-deps --control-plane` builds.
+//! the cluster's: install, `helm upgrade` to a next version with a changed
+//! CRD while traffic flows, and `helm uninstall` with objects still
+//! present. Needs root and the control plane `scripts/install-deps
+//! --control-plane` builds.
 //!
-//! The control plane has no kubelet, so the test runs the hook Job's pod
-//! as a kubelet would: the pod's own command, as the pod's service
-//! account, then reports the pod Succeeded.
+//! The control plane has no kubelet, so the test does a kubelet's part: it
+//! rolls the controller and the agents onto the new binary as a
+//! Deployment and a DaemonSet would, and runs the uninstall hook Job's pod
+//! (its own command, as its service account) and reports it Succeeded.
 
 mod support;
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use neutrino::dataplane::netlink::Netlink;
+use neutrino::dataplane::netns;
 use support::TestLab;
-use support::chart::{RELEASE, RELEASE_NAMESPACE, cluster, up_as_the_chart_runs_it};
+use support::chart::{
+    RELEASE, RELEASE_NAMESPACE, cluster, kubectl_waits_for_every_object, up_as_the_chart_runs_it,
+};
 use support::control_plane::ControlPlane;
+use support::next_version::{NEXT, next_version};
 use support::{add_foreign_objects, every_trace, foreign_objects};
 
 /// Runs each pod of the release's hook Jobs once: its container's args as
-/// `neutrino`, with a token bound to the pod, then reports it Succeeded.
+/// `binary` (the image's), with a token bound to the pod, then reports it Succeeded.
 /// Returns what each run printed.
-fn play_kubelet_for_hooks(cluster: &ControlPlane, stop: &AtomicBool) -> Vec<String> {
+fn play_kubelet_for_hooks(cluster: &ControlPlane, binary: &Path, stop: &AtomicBool) -> Vec<String> {
     let mut ran = Vec::new();
     let mut done = std::collections::BTreeSet::new();
     while !stop.load(Ordering::Relaxed) {
@@ -60,7 +69,7 @@ fn play_kubelet_for_hooks(cluster: &ControlPlane, stop: &AtomicBool) -> Vec<Stri
                 .iter()
                 .map(|a| a.as_str().unwrap())
                 .collect();
-            let output = Command::new(env!("CARGO_BIN_EXE_neutrino"))
+            let output = Command::new(binary)
                 .args(&args)
                 .env("KUBECONFIG", &kubeconfig)
                 .env("NEUTRINO_LOG", "info")
@@ -107,12 +116,189 @@ fn play_kubelet_for_hooks(cluster: &ControlPlane, stop: &AtomicBool) -> Vec<Stri
     ran
 }
 
+/// Every allocation the controller recorded: each object's status without
+/// its conditions and times.
+fn allocations(cluster: &ControlPlane) -> Vec<String> {
+    let listed = cluster.kubectl_ok(&[
+        "get",
+        "networks,subnets,ports,routers,floatingips",
+        "--all-namespaces",
+        "-o",
+        "json",
+    ]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let mut found: Vec<String> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|object| {
+            let mut status = object["status"].clone();
+            for volatile in ["conditions", "observedGeneration", "nodes"] {
+                status.as_object_mut().unwrap().remove(volatile);
+            }
+            format!(
+                "{} {}/{}: {status}",
+                object["kind"].as_str().unwrap(),
+                object["metadata"]["namespace"].as_str().unwrap(),
+                object["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Each of neutrino's links on the lab's nodes, with its interface index:
+/// the same index after an upgrade means the link was adopted, not made again.
+async fn our_links(lab: &TestLab, nodes: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for node in nodes {
+        let kernel = Netlink::connect(Some(&lab.node(node))).await.unwrap();
+        for link in kernel.observe().await.unwrap().links {
+            if link.is_ours() {
+                let index = kernel.index(&link.name).await.unwrap().unwrap();
+                found.push(format!("{node}: {} #{index}", link.name));
+            }
+        }
+    }
+    found
+}
+
+fn jsonpath(cluster: &ControlPlane, what: &[&str], path: &str) -> String {
+    let mut args = vec!["get"];
+    args.extend(what);
+    let path = format!("jsonpath={path}");
+    args.extend(["-o", &path]);
+    cluster.kubectl_ok(&args)
+}
+
+const DESCRIBED: &str = "apiVersion: neutrino.dev/v1alpha1
+kind: Network
+metadata: {name: described, namespace: shop}
+spec: {type: vxlan, description: the next version knows this field}
+";
+
+/// `helm upgrade` to the next version while web-1 pings app-1 across two
+/// nodes and the router: the CRDs first, then the controller, then one
+/// agent at a time, as the docs say.
+async fn upgrade(lab: &TestLab, cluster: &ControlPlane, nodes: &[&str]) {
+    let next = next_version();
+    let before = allocations(cluster);
+    let links = our_links(lab, nodes).await;
+    let refused = cluster.kubectl_with(&["apply", "-f", "-"], DESCRIBED);
+    assert!(
+        !refused.ok && refused.stderr.contains("description"),
+        "the old CRD took the new field: {}{}",
+        refused.stdout,
+        refused.stderr
+    );
+
+    let app = lab.lab.files().read_state().unwrap().workloads["shop/app-1"]
+        .lease
+        .clone()
+        .unwrap()
+        .ip;
+    let web = lab
+        .lab
+        .workload_namespace(&neutrino::core::Key::new("shop", "web-1"))
+        .unwrap();
+    let ping = netns::command(&web, "ping")
+        .unwrap()
+        .args(["-i", "0.05", "-W", "1", &app])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let crds = next.chart.join("crds");
+    cluster.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        crds.to_str().unwrap(),
+    ]);
+    let upgraded = cluster.helm(&[
+        "upgrade",
+        RELEASE,
+        next.chart.to_str().unwrap(),
+        "--namespace",
+        RELEASE_NAMESPACE,
+    ]);
+    assert!(
+        upgraded.ok,
+        "helm upgrade: {}{}",
+        upgraded.stdout, upgraded.stderr
+    );
+    let next_lab = neutrino::lab::Lab::new(&lab.dir, &next.binary);
+    assert!(next_lab.stop_controller());
+    next_lab.restart_controller().unwrap();
+    // The new controller with the old agents: the skew a rolling upgrade has.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for node in nodes {
+        assert!(next_lab.stop_agent(node));
+        next_lab.restart_agent(node).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let reported = jsonpath(
+                cluster,
+                &["nodeagent", node],
+                "{.status.version} {.status.conditions[?(@.type==\"Ready\")].status}",
+            );
+            if reported == format!("{NEXT} True") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{node}'s new agent is not Ready: {reported}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(ping.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let report = String::from_utf8_lossy(&ping.wait_with_output().unwrap().stdout).into_owned();
+    let summary = report
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_default()
+        .to_string();
+    eprintln!("ping across the upgrade: {summary}");
+    assert!(
+        summary.contains(" 0% packet loss") && !summary.contains("errors"),
+        "packets were lost during the upgrade:\n{report}"
+    );
+
+    assert_eq!(allocations(cluster), before, "allocations changed");
+    assert_eq!(our_links(lab, nodes).await, links, "links were made again");
+    kubectl_waits_for_every_object(cluster, "three-tier");
+    let accepted = cluster.kubectl_with(&["apply", "-f", "-"], DESCRIBED);
+    assert!(accepted.ok, "{}", accepted.stderr);
+    assert_eq!(
+        jsonpath(
+            cluster,
+            &["network", "described", "-n", "shop"],
+            "{.spec.description}"
+        ),
+        "the next version knows this field"
+    );
+    let versions = jsonpath(cluster, &["nodeagents"], "{.items[*].status.version}");
+    assert_eq!(versions, [NEXT; 3].join(" "));
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn helm_uninstall_with_objects_present_leaves_nothing_behind() {
-    let lab = TestLab::new("c-uninstall");
+async fn the_chart_upgrades_in_place_and_uninstalls_leaving_nothing() {
+    // Built first: on a cold cache that takes minutes.
+    next_version();
+    let lab = TestLab::new("c-lifecycle");
     up_as_the_chart_runs_it(&lab, "three-tier", 3).await;
     let cluster = cluster();
     let nodes = ["node-1", "node-2", "node-3"];
+    upgrade(&lab, cluster, &nodes).await;
+
     // Someone else's bridge, chain and ipset on a node: they stay.
     let node1 = lab.node("node-1");
     let foreign = add_foreign_objects(&node1);
@@ -122,7 +308,8 @@ async fn helm_uninstall_with_objects_present_leaves_nothing_behind() {
     let stop = Arc::new(AtomicBool::new(false));
     let kubelet = {
         let stop = stop.clone();
-        std::thread::spawn(move || play_kubelet_for_hooks(cluster, &stop))
+        let binary = next_version().binary.clone();
+        std::thread::spawn(move || play_kubelet_for_hooks(cluster, &binary, &stop))
     };
     let uninstall = cluster.helm(&[
         "uninstall",

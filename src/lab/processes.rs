@@ -189,6 +189,12 @@ impl Lab {
         self.running(&self.files.agent_pid(node), node)
     }
 
+    /// Stops `node`'s agent as Kubernetes stops a pod (SIGTERM, then
+    /// SIGKILL after a grace period); returns whether one ran.
+    pub fn stop_agent(&self, node: &str) -> bool {
+        self.agent_pid(node).map(stop).is_some()
+    }
+
     /// Kills `node`'s agent with SIGKILL, as a crash would (for tests).
     pub fn kill_agent(&self, node: &str) -> Option<i32> {
         let pid = self.agent_pid(node)?;

@@ -7,6 +7,7 @@ pub mod chart;
 pub mod control_plane;
 pub mod examples;
 pub mod fake_api;
+pub mod next_version;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
