@@ -350,3 +350,39 @@ fn logs_are_json_objects_when_asked() {
         stderr(&out)
     );
 }
+
+/// The long options `neutrino SUBCOMMAND --help` lists.
+fn options(subcommand: &str) -> Vec<String> {
+    let help = stdout(&neutrino(&[subcommand, "--help"]));
+    help.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .map(|l| format!("--{}", l.split([' ', '=']).next().unwrap()))
+        .filter(|o| o != "--help")
+        .collect()
+}
+
+#[test]
+fn the_readme_names_every_option_of_the_cluster_components_and_the_rust_needed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for subcommand in ["controller", "agent", "uninstall"] {
+        let options = options(subcommand);
+        assert!(!options.is_empty(), "{subcommand}: {options:?}");
+        for option in options {
+            assert!(
+                readme.contains(&format!("`{option}")) || readme.contains(&format!("[{option}")),
+                "README.md does not mention `neutrino {subcommand} {option}`"
+            );
+        }
+    }
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let rust = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .unwrap()
+        .trim_matches('"');
+    assert!(
+        readme.contains(&format!("Rust {rust} or newer")),
+        "README.md does not say Rust {rust} is needed"
+    );
+}

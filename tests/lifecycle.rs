@@ -224,6 +224,7 @@ async fn upgrade(lab: &TestLab, cluster: &ControlPlane, nodes: &[&str]) {
         next.chart.to_str().unwrap(),
         "--namespace",
         RELEASE_NAMESPACE,
+        "--reset-then-reuse-values",
     ]);
     assert!(
         upgraded.ok,

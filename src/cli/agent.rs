@@ -49,7 +49,7 @@ pub struct Args {
     /// Where DHCP servers and the firewall keep their files.
     #[arg(long, default_value = "/var/lib/neutrino/agent")]
     state: PathBuf,
-    /// A cluster file: vniRanges, physicalNetworks, underlayMTU.
+    /// A cluster file: vniRanges, physicalNetworks, underlayMTU, tunnelCIDRs.
     #[arg(long, value_name = "FILE", env = "NEUTRINO_CLUSTER")]
     cluster: Option<PathBuf>,
     /// The iptables backend to write through: auto (the host's, as

@@ -11,7 +11,7 @@ use neutrino::k8s::controller::{Options, run};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A cluster file: vniRanges, physicalNetworks, underlayMTU. Nodes come
+    /// A cluster file: vniRanges, physicalNetworks, underlayMTU, tunnelCIDRs. Nodes come
     /// from the agents' NodeAgent records.
     #[arg(long, value_name = "FILE", env = "NEUTRINO_CLUSTER")]
     cluster: Option<PathBuf>,

@@ -213,5 +213,35 @@ mod tests {
             text.contains(r#"neutrino_controller_objects{kind="Port",ready="true"} 2"#),
             "{text}"
         );
+
+        // docs/operations.md lists exactly the metrics served.
+        let served: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"),
+        )
+        .unwrap();
+        let documented: std::collections::BTreeSet<String> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `neutrino_controller_"))
+            .map(|l| {
+                let name: String = l
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                format!("neutrino_controller_{name}")
+            })
+            .map(|name| {
+                // The exposition's TYPE line names a counter without `_total`.
+                name.strip_suffix("_total")
+                    .map_or(name.clone(), str::to_string)
+            })
+            .collect();
+        let served: std::collections::BTreeSet<String> =
+            served.into_iter().map(str::to_string).collect();
+        assert_eq!(documented, served);
     }
 }
