@@ -366,11 +366,20 @@ async fn the_chart_upgrades_in_place_and_uninstalls_leaving_nothing() {
     assert_eq!(every_trace(&lab, &nodes).await, Vec::<String>::new());
     // and what was not neutrino's is all there.
     assert_eq!(foreign_objects(&node1), foreign);
+    // The agents, whose records are gone, stay idle: a resync later they
+    // have neither built anything again nor tried to report.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(every_trace(&lab, &nodes).await, Vec::<String>::new());
     for node in nodes {
         let log = std::fs::read_to_string(lab.lab.files().agent_log(node)).unwrap();
+        let (_, after) = log
+            .rsplit_once("removed neutrino from this node, as asked")
+            .unwrap_or_else(|| panic!("{node} was never asked to remove:\n{log}"));
+        let after: Vec<&str> = after.lines().skip(1).collect();
         assert!(
-            log.contains("removed neutrino from this node, as asked"),
-            "{node}:\n{log}"
+            after.iter().all(|l| !l.contains("could not report")),
+            "{node} kept reporting after its removal:\n{}",
+            after.join("\n")
         );
     }
 }

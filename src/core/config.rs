@@ -325,21 +325,23 @@ mod tests {
         assert!(config.validate().is_ok());
     }
 
+    fn agent(name: &str, ip: &str, gateway: bool) -> NodeAgent {
+        let mut a = NodeAgent::new(
+            name,
+            crate::api::NodeAgentSpec {
+                tunnel_endpoint: None,
+                tunnel_ip: ip.into(),
+                physical_interfaces: BTreeMap::from([("physnet1".into(), "eth1".into())]),
+                gateway,
+            },
+        );
+        a.metadata.name = Some(name.into());
+        a
+    }
+
     #[test]
     fn nodes_come_from_the_agents_records() {
-        let agent = |name: &str, ip: &str| {
-            let mut a = NodeAgent::new(
-                name,
-                crate::api::NodeAgentSpec {
-                    tunnel_endpoint: None,
-                    tunnel_ip: ip.into(),
-                    physical_interfaces: BTreeMap::from([("physnet1".into(), "eth1".into())]),
-                    gateway: name == "b",
-                },
-            );
-            a.metadata.name = Some(name.into());
-            a
-        };
+        let agent = |name: &str, ip: &str| agent(name, ip, name == "b");
         let addresses = NodeAddresses::from([
             ("a".to_string(), vec!["192.0.2.1".parse().unwrap()]),
             ("b".to_string(), vec!["192.0.2.2".parse().unwrap()]),
@@ -382,19 +384,7 @@ mod tests {
 
     #[test]
     fn tunnel_cidrs_vouch_for_a_separate_underlay_nic() {
-        let agent = |name: &str, ip: &str| {
-            let mut a = NodeAgent::new(
-                name,
-                crate::api::NodeAgentSpec {
-                    tunnel_endpoint: None,
-                    tunnel_ip: ip.into(),
-                    physical_interfaces: BTreeMap::new(),
-                    gateway: false,
-                },
-            );
-            a.metadata.name = Some(name.into());
-            a
-        };
+        let agent = |name: &str, ip: &str| agent(name, ip, false);
         let addresses = NodeAddresses::from([
             ("a".to_string(), vec!["192.168.1.1".parse().unwrap()]),
             ("b".to_string(), vec!["192.168.1.2".parse().unwrap()]),

@@ -95,21 +95,24 @@ impl Netlink {
         Ok(())
     }
 
+    /// Every route of one family.
+    async fn routes(&self, family: AddressFamily) -> Result<Vec<RouteMessage>, NetlinkError> {
+        let mut query = RouteMessageBuilder::<IpAddr>::new().build();
+        query.header.address_family = family;
+        self.handle()
+            .route()
+            .get(query)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(failed("listing routes".into()))
+    }
+
     /// Makes the static routes of the main table exactly `wanted`.
     pub async fn sync_routes(&self, wanted: &[RoutePlan]) -> Result<(), NetlinkError> {
         let mut have = BTreeSet::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut query = RouteMessageBuilder::<IpAddr>::new().build();
-            query.header.address_family = family;
-            let routes: Vec<RouteMessage> = self
-                .handle()
-                .route()
-                .get(query)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(failed("listing routes".into()))?;
-            for route in routes {
+            for route in self.routes(family).await? {
                 if route.header.protocol != RouteProtocol::Static {
                     continue;
                 }
@@ -205,17 +208,9 @@ impl Netlink {
 
     /// The IPv4 default route's interface, if there is one.
     pub async fn default_route(&self) -> Result<Option<RouteHit>, NetlinkError> {
-        let mut query = RouteMessageBuilder::<IpAddr>::new().build();
-        query.header.address_family = AddressFamily::Inet;
-        let routes: Vec<RouteMessage> = self
-            .handle()
-            .route()
-            .get(query)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(failed("listing routes".into()))?;
-        Ok(routes
+        Ok(self
+            .routes(AddressFamily::Inet)
+            .await?
             .iter()
             .filter(|r| r.header.destination_prefix_length == 0)
             .find_map(route_hit))

@@ -200,11 +200,18 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     let mut last_skipped = Vec::new();
     let mut removed = false;
     loop {
-        let asked_to_remove = stores.agents().iter().any(|a| {
-            a.metadata.name.as_deref() == Some(options.node.as_str())
-                && a.annotations().contains_key(REMOVE_ANNOTATION)
-        });
-        if asked_to_remove && !removed {
+        // Asked while our record carries the annotation; once removed, also
+        // after the record itself is gone (the uninstall deletes it), so that
+        // only a record without it calls the removal off.
+        let own = stores
+            .agents()
+            .into_iter()
+            .find(|a| a.metadata.name.as_deref() == Some(options.node.as_str()));
+        let asked_to_remove = match &own {
+            Some(record) => record.annotations().contains_key(REMOVE_ANNOTATION),
+            None => removed,
+        };
+        if asked_to_remove && !removed && own.is_some() {
             let report = dataplane.remove_all().await;
             tracing::warn!(writes = report.writes, errors = ?report.errors, "removed neutrino from this node, as asked");
             removed = report.errors.is_empty();
