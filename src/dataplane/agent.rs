@@ -215,6 +215,7 @@ impl Agent {
         }
         report
     }
+
     /// Takes everything neutrino made on this node out of its kernel: the
     /// links, FDB and neighbour entries, DHCP and router namespaces and
     /// their dnsmasq servers, neutrino's chains in both iptables backends
