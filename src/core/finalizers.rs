@@ -116,10 +116,7 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-    fn quickstart() -> Snapshot {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
-        crate::manifest::load(&dir).unwrap().snapshot
-    }
+    use crate::core::fixtures::quickstart;
 
     #[test]
     fn networks_and_subnets_get_the_finalizer() {

@@ -11,6 +11,8 @@ pub mod config;
 pub mod controller;
 pub mod finalizers;
 pub mod firewall;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod ident;
 pub mod names;
 pub mod plan;

@@ -184,8 +184,7 @@ mod tests {
 
     #[test]
     fn each_object_counts_the_nodes_that_must_realise_it() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
-        let snapshot = crate::manifest::load(&dir).unwrap().snapshot;
+        let snapshot = crate::core::fixtures::quickstart();
         let config = ClusterConfig::default();
         let resolution = resolve(&snapshot, &config);
         // What node-1 holds, as its agent would report it.

@@ -542,8 +542,7 @@ mod tests {
     }
 
     fn quickstart_plan(node: &str) -> NodePlan {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
-        let snapshot: Snapshot = crate::manifest::load(&dir).unwrap().snapshot;
+        let snapshot = crate::core::fixtures::quickstart();
         let config = ClusterConfig::default();
         plan_node(
             &resolve(&snapshot, &config),

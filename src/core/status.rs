@@ -399,8 +399,7 @@ mod tests {
 
     #[test]
     fn only_what_is_ready_for_its_current_spec_is_realised() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
-        let mut snapshot = crate::manifest::load(&dir).unwrap().snapshot;
+        let mut snapshot = crate::core::fixtures::quickstart();
         assert!(
             ready_only(&snapshot).ports.is_empty(),
             "nothing before the controller has spoken"
