@@ -487,7 +487,7 @@ pub fn inner_namespaces(plan: &NodePlan) -> Vec<InnerNamespace> {
 mod tests {
     use super::*;
     use crate::core::plan::plan_node;
-    use crate::core::{ClusterConfig, Snapshot, resolve};
+    use crate::core::{ClusterConfig, resolve};
 
     /// What the kernel would hold after `changes`, for tests and dry runs:
     /// links as desired, entries as planned.
