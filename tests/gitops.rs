@@ -120,7 +120,7 @@ fn condition(kind: &str, status: &str, reason: &str, message: &str, generation: 
     })
 }
 
-// The statuses src/core/status.rs writes for a Network, at a generation.
+// The statuses crates/core/src/status.rs writes for a Network, at a generation.
 
 fn allocating(generation: i64) -> Value {
     let message = "claiming its allocations";

@@ -37,7 +37,7 @@ fn patched(path: &str, text: String) -> String {
                 &format!("appVersion: \"{}\"", env!("CARGO_PKG_VERSION")),
                 &format!("appVersion: \"{NEXT}\""),
             ),
-        "src/api/network.rs" => text.replacen("pub struct NetworkSpec {\n", FIELD, 1),
+        "crates/api/src/network.rs" => text.replacen("pub struct NetworkSpec {\n", FIELD, 1),
         _ => text,
     }
 }
@@ -52,6 +52,26 @@ fn write_if_changed(path: &Path, text: &[u8]) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Removes what an earlier copy holds that the tree no longer has.
+fn remove_unlisted(root: &Path, dir: &Path, listed: &[&str]) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            remove_unlisted(root, &path, listed);
+            let _ = std::fs::remove_dir(&path);
+        } else {
+            let relative = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if !listed.contains(&relative.as_str()) {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+    }
+}
+
 pub fn next_version() -> &'static NextVersion {
     static ONE: OnceLock<NextVersion> = OnceLock::new();
     ONE.get_or_init(|| {
@@ -64,6 +84,7 @@ pub fn next_version() -> &'static NextVersion {
                 "Cargo.toml",
                 "Cargo.lock",
                 "src",
+                "crates",
                 "benches",
                 "charts",
             ])
@@ -71,10 +92,11 @@ pub fn next_version() -> &'static NextVersion {
             .output()
             .unwrap();
         assert!(listed.status.success(), "git ls-files");
-        for path in String::from_utf8_lossy(&listed.stdout).split('\0') {
-            if path.is_empty() {
-                continue;
-            }
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        let paths: Vec<&str> = listed.split('\0').filter(|p| !p.is_empty()).collect();
+        remove_unlisted(&source, &source, &paths);
+        for path in &paths {
+            let path = *path;
             let original = std::fs::read(repository().join(path)).unwrap();
             let text = match String::from_utf8(original) {
                 Ok(text) => patched(path, text).into_bytes(),
@@ -82,7 +104,7 @@ pub fn next_version() -> &'static NextVersion {
             };
             write_if_changed(&source.join(path), &text);
         }
-        let network = std::fs::read_to_string(source.join("src/api/network.rs")).unwrap();
+        let network = std::fs::read_to_string(source.join("crates/api/src/network.rs")).unwrap();
         assert!(
             network.contains("pub description"),
             "the patch no longer applies"

@@ -1,0 +1,499 @@
+//! What the controller must do to the API, as values: the claims to create
+//! and delete, and the statuses to write. Pure; the Kubernetes adapter
+//! carries the actions out.
+//!
+//! The guarantee: a status never shows an allocation that is not claimed.
+//! Claims are created first; creating one fails when its name exists, so of
+//! two writers racing for an address (two replicas, a restart in the middle
+//! of a reconcile) only one succeeds, and an object's status is written
+//! only once every claim it needs is held by that very object.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+use kube_core::Resource;
+use kube_core::object::HasStatus;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::allocate::{Holder, claim_name};
+use super::finalizers::{Finalizers, finalizers};
+use super::realisation;
+use super::resolve::{Resolution, Segment, claim_holder, held_by};
+use super::{Key, Kind, ObjectId, Snapshot, status};
+use neutrino_api::ClaimHolder;
+use neutrino_api::{
+    IPClaim, IPClaimSpec, NodeRealisation, ObjectStatus, SegmentClaim, SegmentClaimSpec,
+};
+
+/// One address claim the allocations need.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AddressClaim {
+    pub subnet: Key,
+    pub address: IpAddr,
+    pub holder: Holder,
+}
+
+impl AddressClaim {
+    /// The claim object's namespace and name.
+    pub fn key(&self) -> Key {
+        Key::new(
+            self.subnet.namespace.clone(),
+            claim_name(&self.subnet.name, self.address),
+        )
+    }
+
+    pub fn object(&self) -> IPClaim {
+        let key = self.key();
+        IPClaim {
+            metadata: ObjectMeta {
+                name: Some(key.name),
+                namespace: Some(key.namespace),
+                ..ObjectMeta::default()
+            },
+            spec: IPClaimSpec {
+                subnet: self.subnet.name.clone(),
+                address: self.address.to_string(),
+                holder: claim_holder(&self.holder).expect("gateways are never claimed"),
+            },
+        }
+    }
+}
+
+/// What the controller must do.
+#[derive(Debug, Default)]
+pub struct Actions {
+    pub create_ip_claims: Vec<IPClaim>,
+    /// Claims whose holder is gone or, ready, holds other addresses now.
+    pub delete_ip_claims: Vec<Key>,
+    pub create_segment_claims: Vec<SegmentClaim>,
+    pub delete_segment_claims: Vec<String>,
+    /// Objects whose status must change, with their new status set; those
+    /// still waiting for a claim are left for the next round.
+    pub statuses: Snapshot,
+    /// Finalizers to add and to remove.
+    pub finalizers: Finalizers,
+}
+
+impl Actions {
+    pub fn is_empty(&self) -> bool {
+        self.create_ip_claims.is_empty()
+            && self.delete_ip_claims.is_empty()
+            && self.create_segment_claims.is_empty()
+            && self.delete_segment_claims.is_empty()
+            && self.statuses.networks.is_empty()
+            && self.statuses.subnets.is_empty()
+            && self.statuses.ports.is_empty()
+            && self.statuses.routers.is_empty()
+            && self.statuses.floating_ips.is_empty()
+            && self.statuses.security_groups.is_empty()
+            && self.finalizers.add.is_empty()
+            && self.finalizers.remove.is_empty()
+    }
+}
+
+/// Every address the resolution allocated, as the claims it needs.
+pub fn address_claims(resolution: &Resolution) -> Vec<AddressClaim> {
+    let mut claims = Vec::new();
+    for (key, port) in resolution.ready_ports() {
+        for (subnet, address) in &port.fixed_ips {
+            claims.push(AddressClaim {
+                subnet: subnet.clone(),
+                address: *address,
+                holder: Holder::Port(key.clone()),
+            });
+        }
+    }
+    for (key, subnet) in resolution.ready_subnets() {
+        if let Some(address) = subnet.dhcp {
+            claims.push(AddressClaim {
+                subnet: key.clone(),
+                address,
+                holder: Holder::Dhcp(key.clone()),
+            });
+        }
+    }
+    for (key, router) in resolution.ready_routers() {
+        if let Some(gateway) = &router.gateway {
+            claims.push(AddressClaim {
+                subnet: gateway.leg.subnet.clone(),
+                address: gateway.leg.address.addr(),
+                holder: Holder::RouterGateway(key.clone()),
+            });
+        }
+    }
+    for (key, fip) in resolution.ready_floating_ips() {
+        claims.push(AddressClaim {
+            subnet: fip.subnet.clone(),
+            address: fip.address,
+            holder: Holder::FloatingIP(key.clone()),
+        });
+    }
+    claims.sort();
+    claims
+}
+
+/// Every segment the resolution allocated, by claim name, with its network.
+pub fn segment_claims(resolution: &Resolution) -> BTreeMap<String, Key> {
+    resolution
+        .ready_networks()
+        .filter_map(|(key, network)| {
+            let segment = match (network.segmentation_id, network.physical_network.as_deref()) {
+                (Some(id), Some(physnet)) => Segment::Vlan(physnet.into(), id),
+                (Some(id), None) => Segment::Vxlan(id),
+                (None, Some(physnet)) => Segment::Flat(physnet.into()),
+                (None, None) => return None,
+            };
+            Some((segment.name(), key.clone()))
+        })
+        .collect()
+}
+
+fn holder_exists(snapshot: &Snapshot, holder: &Holder) -> bool {
+    match holder {
+        Holder::Port(k) => snapshot.ports.contains_key(k),
+        Holder::Dhcp(k) | Holder::Gateway(k) => snapshot.subnets.contains_key(k),
+        Holder::RouterGateway(k) => snapshot.routers.contains_key(k),
+        Holder::FloatingIP(k) => snapshot.floating_ips.contains_key(k),
+    }
+}
+
+fn holder_ready(resolution: &Resolution, holder: &Holder) -> bool {
+    let ok = |v: Option<bool>| v.unwrap_or(false);
+    match holder {
+        Holder::Port(k) => ok(resolution.ports.get(k).map(Result::is_ok)),
+        Holder::Dhcp(k) | Holder::Gateway(k) => ok(resolution.subnets.get(k).map(Result::is_ok)),
+        Holder::RouterGateway(k) => ok(resolution.routers.get(k).map(Result::is_ok)),
+        Holder::FloatingIP(k) => ok(resolution.floating_ips.get(k).map(Result::is_ok)),
+    }
+}
+
+/// Whether the holder's recorded status shows `address`.
+fn shows(snapshot: &Snapshot, holder: &Holder, address: &str) -> bool {
+    match holder {
+        Holder::Port(k) => snapshot
+            .ports
+            .get(k)
+            .and_then(|o| o.status.as_ref())
+            .is_some_and(|s| s.fixed_ips.iter().any(|f| f.ip_address == address)),
+        Holder::Dhcp(k) => snapshot
+            .subnets
+            .get(k)
+            .and_then(|o| o.status.as_ref())
+            .is_some_and(|s| s.dhcp_ip.as_deref() == Some(address)),
+        Holder::RouterGateway(k) => snapshot
+            .routers
+            .get(k)
+            .and_then(|o| o.status.as_ref())
+            .and_then(|s| s.external_gateway.as_ref())
+            .is_some_and(|g| g.ip_address == address),
+        Holder::FloatingIP(k) => snapshot
+            .floating_ips
+            .get(k)
+            .and_then(|o| o.status.as_ref())
+            .is_some_and(|s| s.floating_ip_address.as_deref() == Some(address)),
+        Holder::Gateway(_) => false,
+    }
+}
+
+fn object_of(holder: &Holder) -> ObjectId {
+    match holder {
+        Holder::Port(k) => ObjectId::new(Kind::Port, k.clone()),
+        Holder::Dhcp(k) | Holder::Gateway(k) => ObjectId::new(Kind::Subnet, k.clone()),
+        Holder::RouterGateway(k) => ObjectId::new(Kind::Router, k.clone()),
+        Holder::FloatingIP(k) => ObjectId::new(Kind::FloatingIP, k.clone()),
+    }
+}
+
+/// Keeps in `to` the objects whose status differs from `from`'s. An object
+/// waiting for a claim shows no allocation yet: it keeps its status, or,
+/// having none, gets one that says it is being allocated.
+fn changed<T>(
+    from: &BTreeMap<Key, T>,
+    to: &mut BTreeMap<Key, T>,
+    kind: Kind,
+    waiting: &BTreeSet<ObjectId>,
+    now: &Time,
+) where
+    T: HasStatus + Resource + Clone,
+    T::Status: PartialEq + ObjectStatus,
+{
+    to.retain(|key, object| {
+        let old = from.get(key).and_then(|o| o.status());
+        if waiting.contains(&ObjectId::new(kind, key.clone())) {
+            if old.is_some_and(|s| !s.conditions().is_empty()) {
+                return false;
+            }
+            let generation = object.meta().generation.unwrap_or(0);
+            *object.status_mut() = Some(T::Status::only_conditions(
+                generation,
+                status::allocating(generation, now),
+            ));
+            return true;
+        }
+        old != object.status()
+    });
+}
+
+/// Gives an object whose deletion waits the conditions that say so.
+fn deleting<T>(object: &mut T, users: &[String], unclaimed: bool, now: &Time)
+where
+    T: HasStatus + Resource,
+    T::Status: ObjectStatus,
+{
+    let generation = object.meta().generation.unwrap_or(0);
+    let previous: Vec<Condition> = object
+        .status()
+        .map(|s| s.conditions().to_vec())
+        .unwrap_or_default();
+    let conditions = status::deleting(generation, now, users, &previous);
+    let status = object.status_mut();
+    match status {
+        Some(s) if !unclaimed => s.set_conditions(conditions),
+        _ => *status = Some(T::Status::only_conditions(generation, conditions)),
+    }
+}
+
+/// Claims to create for addresses that have none, and to release.
+fn ip_claim_actions(
+    snapshot: &Snapshot,
+    resolution: &Resolution,
+    actions: &mut Actions,
+    waiting: &mut BTreeSet<ObjectId>,
+) {
+    let wanted = address_claims(resolution);
+    for claim in &wanted {
+        let key = claim.key();
+        match snapshot.ip_claims.get(&key) {
+            Some(existing)
+                if existing.spec.holder == claim_holder(&claim.holder).expect("claimable") => {}
+            // Held by someone else in this view: the resolution cannot have
+            // chosen it, so the view is stale; the next round sorts it out.
+            Some(_) => {
+                waiting.insert(object_of(&claim.holder));
+            }
+            None => {
+                actions.create_ip_claims.push(claim.object());
+                waiting.insert(object_of(&claim.holder));
+            }
+        }
+    }
+    let wanted_keys: BTreeSet<Key> = wanted.iter().map(AddressClaim::key).collect();
+    for (key, claim) in &snapshot.ip_claims {
+        let Some(holder) = held_by(&claim.spec.holder) else {
+            continue;
+        };
+        // A holder that is not ready keeps what it holds until it is again,
+        // and an address a status still shows stays claimed until the status
+        // stops showing it.
+        let stale = !holder_exists(snapshot, &holder)
+            || (holder_ready(resolution, &holder)
+                && !wanted_keys.contains(key)
+                && !shows(snapshot, &holder, &claim.spec.address));
+        if stale {
+            actions.delete_ip_claims.push(key.clone());
+        }
+    }
+}
+
+/// Claims to create for segments that have none, and to release.
+fn segment_claim_actions(
+    snapshot: &Snapshot,
+    resolution: &Resolution,
+    actions: &mut Actions,
+    waiting: &mut BTreeSet<ObjectId>,
+) {
+    let segments = segment_claims(resolution);
+    for (name, network) in &segments {
+        let holder = ClaimHolder {
+            kind: "Network".into(),
+            namespace: network.namespace.clone(),
+            name: network.name.clone(),
+        };
+        match snapshot.segment_claims.get(name) {
+            Some(existing) if existing.spec.network == holder => {}
+            Some(_) => {
+                waiting.insert(ObjectId::new(Kind::Network, network.clone()));
+            }
+            None => {
+                actions.create_segment_claims.push(SegmentClaim {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: SegmentClaimSpec { network: holder },
+                });
+                waiting.insert(ObjectId::new(Kind::Network, network.clone()));
+            }
+        }
+    }
+    for (name, claim) in &snapshot.segment_claims {
+        let network = Key::new(
+            claim.spec.network.namespace.clone(),
+            claim.spec.network.name.clone(),
+        );
+        let ready = resolution.networks.get(&network).is_some_and(Result::is_ok);
+        if !snapshot.networks.contains_key(&network)
+            || (ready && segments.get(name) != Some(&network))
+        {
+            actions.delete_segment_claims.push(name.clone());
+        }
+    }
+}
+
+/// The actions that take the API from `snapshot` (objects and claims, as
+/// the controller sees them) to `resolution`.
+///
+/// `realised` says, for each object, how far the nodes that must realise
+/// it have come (from the agents' reports); it goes to `status.nodes`.
+pub fn actions(
+    snapshot: &Snapshot,
+    resolution: &Resolution,
+    realised: &BTreeMap<ObjectId, NodeRealisation>,
+    now: &Time,
+) -> Actions {
+    let mut actions = Actions::default();
+    let mut waiting = BTreeSet::new();
+    ip_claim_actions(snapshot, resolution, &mut actions, &mut waiting);
+    segment_claim_actions(snapshot, resolution, &mut actions, &mut waiting);
+    let mut next = snapshot.clone();
+    next.ip_claims.clear();
+    next.segment_claims.clear();
+    status::apply(&mut next, resolution, now);
+    realisation::apply(&mut next, realised);
+    // A Network or Subnet whose deletion waits says so, whatever else holds.
+    let finalizers = finalizers(snapshot);
+    for (id, users) in &finalizers.blocked {
+        // What is still being claimed is not shown; the rest stays.
+        let unclaimed = waiting.remove(id);
+        match id.kind {
+            Kind::Network => {
+                if let Some(n) = next.networks.get_mut(&id.key) {
+                    deleting(n, users, unclaimed, now);
+                }
+            }
+            Kind::Subnet => {
+                if let Some(n) = next.subnets.get_mut(&id.key) {
+                    deleting(n, users, unclaimed, now);
+                }
+            }
+            _ => {}
+        }
+    }
+    actions.finalizers = finalizers;
+    changed(
+        &snapshot.networks,
+        &mut next.networks,
+        Kind::Network,
+        &waiting,
+        now,
+    );
+    changed(
+        &snapshot.subnets,
+        &mut next.subnets,
+        Kind::Subnet,
+        &waiting,
+        now,
+    );
+    changed(&snapshot.ports, &mut next.ports, Kind::Port, &waiting, now);
+    changed(
+        &snapshot.routers,
+        &mut next.routers,
+        Kind::Router,
+        &waiting,
+        now,
+    );
+    changed(
+        &snapshot.floating_ips,
+        &mut next.floating_ips,
+        Kind::FloatingIP,
+        &waiting,
+        now,
+    );
+    changed(
+        &snapshot.security_groups,
+        &mut next.security_groups,
+        Kind::SecurityGroup,
+        &waiting,
+        now,
+    );
+    actions.statuses = next;
+    actions
+}
+
+/// Something a user should see as a Kubernetes Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub object: ObjectId,
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+fn ready_of(conditions: &[Condition]) -> Option<(&str, &str, &str)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
+}
+
+/// The Events a round's statuses call for: an object that became Ready,
+/// or that stopped being Ready or changed why, as it changes.
+pub fn notices(snapshot: &Snapshot, statuses: &Snapshot) -> Vec<Notice> {
+    fn each<T>(
+        kind: Kind,
+        before: &BTreeMap<Key, T>,
+        after: &BTreeMap<Key, T>,
+        out: &mut Vec<Notice>,
+    ) where
+        T: HasStatus,
+        T::Status: ObjectStatus,
+    {
+        for (key, object) in after {
+            let now = object.status().map(|s| s.conditions()).and_then(ready_of);
+            let then = before
+                .get(key)
+                .and_then(|o| o.status())
+                .map(|s| s.conditions())
+                .and_then(ready_of);
+            let Some((status, reason, message)) = now else {
+                continue;
+            };
+            if then.is_some_and(|(s, r, _)| s == status && r == reason) {
+                continue;
+            }
+            let (warning, note) = match status {
+                "True" => (false, format!("{kind} {key} is ready: {message}")),
+                "False" => (reason != "Deleting", message.to_string()),
+                _ => continue,
+            };
+            out.push(Notice {
+                object: ObjectId::new(kind, key.clone()),
+                warning,
+                reason: reason.to_string(),
+                note,
+            });
+        }
+    }
+    let mut out = Vec::new();
+    each(
+        Kind::Network,
+        &snapshot.networks,
+        &statuses.networks,
+        &mut out,
+    );
+    each(Kind::Subnet, &snapshot.subnets, &statuses.subnets, &mut out);
+    each(Kind::Port, &snapshot.ports, &statuses.ports, &mut out);
+    each(Kind::Router, &snapshot.routers, &statuses.routers, &mut out);
+    each(
+        Kind::FloatingIP,
+        &snapshot.floating_ips,
+        &statuses.floating_ips,
+        &mut out,
+    );
+    each(
+        Kind::SecurityGroup,
+        &snapshot.security_groups,
+        &statuses.security_groups,
+        &mut out,
+    );
+    out
+}

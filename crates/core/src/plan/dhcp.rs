@@ -1,0 +1,86 @@
+//! DHCP: on each node, a server per DHCP-enabled subnet with ports bound
+//! there, answering those ports only from static host entries.
+
+use ipnet::IpNet;
+use std::net::Ipv4Addr;
+
+use super::{DhcpHost, DhcpPlan, RoutePlan};
+use crate::allocate::Mac;
+use crate::resolve::Resolution;
+use crate::{Key, names};
+
+/// Neutron's default lease: a day.
+pub const LEASE_SECONDS: u32 = 86_400;
+
+/// The MAC of a subnet's DHCP servers: the same on every node, since each
+/// node's server answers only for the ports bound there.
+pub fn dhcp_mac(subnet: &Key) -> Mac {
+    Mac::derive(&format!("dhcp {subnet}"), 0)
+}
+
+pub(super) fn plan(resolution: &Resolution, node: &str) -> Vec<DhcpPlan> {
+    let mut plans = Vec::new();
+    for (subnet_key, subnet) in resolution.ready_subnets() {
+        let Some(server) = subnet.dhcp.filter(|_| subnet.enable_dhcp) else {
+            continue;
+        };
+        let Some(network) = resolution.network(&subnet.network) else {
+            continue;
+        };
+        let mut hosts: Vec<DhcpHost> = resolution
+            .ready_ports()
+            .filter(|(_, p)| p.node.as_deref() == Some(node))
+            .flat_map(|(key, p)| {
+                p.fixed_ips
+                    .iter()
+                    .filter(|(s, _)| s == subnet_key)
+                    .map(move |(_, ip)| DhcpHost {
+                        mac: p.mac,
+                        ip: *ip,
+                        hostname: key.name.clone(),
+                    })
+            })
+            .collect();
+        if hosts.is_empty() {
+            continue;
+        }
+        hosts.sort();
+        let mut routes: Vec<RoutePlan> = subnet
+            .host_routes
+            .iter()
+            .map(|(destination, nexthop)| RoutePlan {
+                destination: *destination,
+                nexthop: *nexthop,
+            })
+            .collect();
+        if let Some(gateway) = subnet
+            .gateway
+            .filter(|_| !routes.is_empty() && subnet.cidr.addr().is_ipv4())
+        {
+            routes.push(RoutePlan {
+                destination: IpNet::new(Ipv4Addr::UNSPECIFIED.into(), 0)
+                    .expect("0 is a valid prefix"),
+                nexthop: gateway,
+            });
+        }
+        let (bridge_port, interface) = names::dhcp_link(subnet_key);
+        plans.push(DhcpPlan {
+            subnet: subnet_key.clone(),
+            network: subnet.network.clone(),
+            namespace: names::dhcp_namespace(subnet_key),
+            bridge: names::bridge(&subnet.network),
+            bridge_port,
+            interface,
+            mac: dhcp_mac(subnet_key),
+            cidr: subnet.cidr,
+            address: IpNet::new(server, subnet.cidr.prefix_len()).expect("prefix of a parsed CIDR"),
+            router: subnet.gateway,
+            dns: subnet.dns.clone(),
+            routes,
+            mtu: network.mtu,
+            lease_seconds: LEASE_SECONDS,
+            hosts,
+        });
+    }
+    plans
+}

@@ -1,0 +1,294 @@
+//! The planner: from a resolution and one node's identity, the dataplane
+//! that node's kernel must have. Pure and complete: every FDB entry,
+//! neighbour, DHCP host and filter rule is listed in full, so the agent can
+//! diff it against the kernel (level-triggered, never event-driven).
+
+mod dhcp;
+mod l2;
+pub mod render;
+mod router;
+mod security;
+
+use ipnet::IpNet;
+use serde::Serialize;
+use std::net::IpAddr;
+
+use super::allocate::Mac;
+use super::resolve::{PortMatch, Resolution};
+use super::{ClusterConfig, Key, NodeConfig};
+use neutrino_api::EtherType;
+
+/// Everything one node's kernel must have. Every list is sorted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePlan {
+    pub node: String,
+    #[serde(rename = "tunnelIP")]
+    pub tunnel_ip: IpAddr,
+    pub bridges: Vec<Bridge>,
+    pub uplinks: Vec<Uplink>,
+    pub fdb: Vec<FdbEntry>,
+    pub neighbours: Vec<Neighbour>,
+    pub ports: Vec<PortPlan>,
+    pub dhcp: Vec<DhcpPlan>,
+    pub routers: Vec<RouterPlan>,
+    pub security: SecurityPlan,
+}
+
+/// A Linux bridge: one per network the node carries.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Bridge {
+    pub name: String,
+    pub network: Key,
+    pub mtu: u32,
+}
+
+/// How a network's bridge reaches the other nodes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum UplinkKind {
+    /// A VXLAN link with learning off; FDB and neighbour entries are
+    /// programmed from port bindings, and the link answers ARP from them.
+    Vxlan { vni: u32, local: IpAddr, port: u16 },
+    /// An 802.1Q sub-interface of the physical network's interface.
+    Vlan { parent: String, id: u16 },
+    /// The physical network's interface itself, untagged.
+    Flat { interface: String },
+}
+
+/// A bridge's uplink.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Uplink {
+    pub name: String,
+    pub bridge: String,
+    pub mtu: u32,
+    #[serde(flatten)]
+    pub kind: UplinkKind,
+}
+
+/// A VXLAN forwarding entry: frames for `mac` go to `destination`. The
+/// all-zero MAC floods broadcast and unknown traffic to a peer.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct FdbEntry {
+    pub device: String,
+    pub mac: Mac,
+    pub destination: IpAddr,
+    /// The node behind `destination`.
+    pub node: String,
+    /// What the entry leads to: a port, a router leg, or `flood`.
+    pub owner: String,
+}
+
+/// A static neighbour entry on a VXLAN link, so it answers ARP and NDP for
+/// remote ports without flooding.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Neighbour {
+    pub device: String,
+    pub ip: IpAddr,
+    pub mac: Mac,
+}
+
+/// A port bound to this node: a veth pair whose host end is on the bridge
+/// and whose other end, carrying the port's MAC, goes to the workload.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct PortPlan {
+    pub port: Key,
+    pub interface: String,
+    /// The workload end, until the workload takes it into its namespace.
+    pub peer: String,
+    pub bridge: String,
+    pub mac: Mac,
+    pub mtu: u32,
+    pub addresses: Vec<IpNet>,
+}
+
+/// One static DHCP host entry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct DhcpHost {
+    pub mac: Mac,
+    pub ip: IpAddr,
+    pub hostname: String,
+}
+
+/// A route handed out by DHCP.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct RoutePlan {
+    pub destination: IpNet,
+    pub nexthop: IpAddr,
+}
+
+/// One DHCP server on this node: a subnet's namespace, its veth pair to
+/// the network's bridge, and the static hosts bound to this node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DhcpPlan {
+    pub subnet: Key,
+    pub network: Key,
+    pub namespace: String,
+    pub bridge: String,
+    /// The bridge end of the veth pair into the namespace.
+    pub bridge_port: String,
+    /// The namespace end.
+    pub interface: String,
+    /// The same on every node: each node's server answers only locally.
+    pub mac: Mac,
+    pub cidr: IpNet,
+    /// The server's own address, with the subnet's prefix.
+    pub address: IpNet,
+    pub router: Option<IpAddr>,
+    pub dns: Vec<IpAddr>,
+    /// Classless static routes (option 121); they include the default route
+    /// when there is a gateway, since clients ignore option 3 beside them.
+    pub routes: Vec<RoutePlan>,
+    pub mtu: u32,
+    pub lease_seconds: u32,
+    pub hosts: Vec<DhcpHost>,
+}
+
+/// A router's leg: a veth pair from its namespace to a network's bridge.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouterLegPlan {
+    pub subnet: Key,
+    pub bridge: String,
+    pub bridge_port: String,
+    pub interface: String,
+    pub mac: Mac,
+    pub address: IpNet,
+    pub mtu: u32,
+}
+
+/// A NAT rule in a router's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum NatRule {
+    /// 1:1 translation between a floating IP and a port's fixed IP.
+    #[serde(rename_all = "camelCase")]
+    FloatingIp {
+        floating: IpAddr,
+        fixed: IpAddr,
+        floating_ip: Key,
+    },
+    /// Traffic from `source` leaving through the gateway takes `to`.
+    #[serde(rename_all = "camelCase")]
+    Snat {
+        source: IpNet,
+        to: IpAddr,
+        interface: String,
+    },
+}
+
+/// A router scheduled onto this node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouterPlan {
+    pub router: Key,
+    pub namespace: String,
+    pub interfaces: Vec<RouterLegPlan>,
+    pub gateway: Option<RouterLegPlan>,
+    /// Floating addresses the gateway leg also answers for.
+    pub floating_ips: Vec<IpAddr>,
+    pub routes: Vec<RoutePlan>,
+    pub nat: Vec<NatRule>,
+}
+
+/// The peer a filter rule allows.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FilterRemote {
+    Any,
+    Cidr(IpNet),
+    /// The members of a remote group, kept in an ipset.
+    IpSet(String),
+}
+
+/// One stateful allow rule for one port.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct FilterRule {
+    pub ethertype: EtherType,
+    pub protocol: Option<u8>,
+    pub ports: Option<PortMatch>,
+    pub remote: FilterRemote,
+    /// The group the rule comes from.
+    pub group: Key,
+}
+
+/// A source MAC and address (or CIDR) a port may send from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct AllowedSource {
+    pub mac: Mac,
+    pub cidr: IpNet,
+}
+
+/// What may leave and enter one port.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortFilter {
+    pub port: Key,
+    pub interface: String,
+    /// What the port may send from; everything else is spoofing and dropped.
+    pub allowed_sources: Vec<AllowedSource>,
+    pub ingress: Vec<FilterRule>,
+    pub egress: Vec<FilterRule>,
+}
+
+/// The members of a remote group, by family.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct IpSetPlan {
+    pub name: String,
+    pub group: Key,
+    pub ethertype: EtherType,
+    pub members: Vec<IpNet>,
+}
+
+/// Security groups as this node enforces them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityPlan {
+    pub ipsets: Vec<IpSetPlan>,
+    pub ports: Vec<PortFilter>,
+    /// Ports on this node with port security off: not filtered at all.
+    pub unfiltered: Vec<Key>,
+}
+
+impl NodePlan {
+    /// The plan with `prefix` before the names of the namespaces it keeps,
+    /// so that several nodes can share one kernel (the lab).
+    pub fn with_namespace_prefix(mut self, prefix: &str) -> Self {
+        if prefix.is_empty() {
+            return self;
+        }
+        for dhcp in &mut self.dhcp {
+            dhcp.namespace = format!("{prefix}{}", dhcp.namespace);
+        }
+        for router in &mut self.routers {
+            router.namespace = format!("{prefix}{}", router.namespace);
+        }
+        self
+    }
+}
+
+/// The desired dataplane of `node`. Objects that are not ready are left out.
+pub fn plan_node(resolution: &Resolution, config: &ClusterConfig, node: &NodeConfig) -> NodePlan {
+    let l2 = l2::plan(resolution, config, node);
+    let mut plan = NodePlan {
+        node: node.name.clone(),
+        tunnel_ip: node.tunnel_ip,
+        bridges: l2.bridges,
+        uplinks: l2.uplinks,
+        fdb: l2.fdb,
+        neighbours: l2.neighbours,
+        ports: l2.ports,
+        dhcp: dhcp::plan(resolution, &node.name),
+        routers: router::plan(resolution, &node.name),
+        security: security::plan(resolution, &node.name),
+    };
+    plan.bridges.sort();
+    plan.uplinks.sort();
+    plan.fdb.sort();
+    plan.neighbours.sort();
+    plan.ports.sort();
+    plan.dhcp.sort();
+    plan.routers.sort();
+    plan
+}

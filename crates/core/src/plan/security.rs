@@ -1,0 +1,142 @@
+//! Security groups as one node enforces them: per-port rule lists, the
+//! anti-spoofing pairs, and ipsets for the members of remote groups.
+
+use ipnet::IpNet;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv6Addr};
+
+use super::{AllowedSource, FilterRemote, FilterRule, IpSetPlan, PortFilter, SecurityPlan};
+use crate::allocate::Mac;
+use crate::resolve::{Remote, Resolution};
+use crate::{Key, names};
+use neutrino_api::{Direction, EtherType};
+
+/// The IPv6 link-local address (EUI-64) a port with this MAC uses for NDP.
+pub fn link_local(mac: Mac) -> Ipv6Addr {
+    let m = mac.0;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
+}
+
+fn host(ip: IpAddr) -> IpNet {
+    IpNet::from(ip)
+}
+
+fn members(resolution: &Resolution, group: &Key, ethertype: EtherType) -> Vec<IpNet> {
+    let v4 = ethertype == EtherType::IPv4;
+    let mut found: BTreeSet<IpNet> = BTreeSet::new();
+    for (_, port) in resolution
+        .ready_ports()
+        .filter(|(_, p)| p.security_groups.contains(group))
+    {
+        found.extend(
+            port.fixed_ips
+                .iter()
+                .map(|(_, ip)| host(*ip))
+                .filter(|n| n.addr().is_ipv4() == v4),
+        );
+        found.extend(
+            port.allowed_pairs
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| n.addr().is_ipv4() == v4),
+        );
+    }
+    found.into_iter().collect()
+}
+
+pub(super) fn plan(resolution: &Resolution, node: &str) -> SecurityPlan {
+    let mut plan = SecurityPlan::default();
+    let mut sets: BTreeSet<(Key, EtherType)> = BTreeSet::new();
+    for (key, port) in resolution
+        .ready_ports()
+        .filter(|(_, p)| p.node.as_deref() == Some(node))
+    {
+        if !port.port_security {
+            plan.unfiltered.push(key.clone());
+            continue;
+        }
+        let source = |mac, cidr| AllowedSource { mac, cidr };
+        let mut allowed_sources: Vec<AllowedSource> = port
+            .fixed_ips
+            .iter()
+            .map(|(_, ip)| source(port.mac, host(*ip)))
+            .collect();
+        if port.fixed_ips.iter().any(|(_, ip)| ip.is_ipv6()) {
+            allowed_sources.push(source(port.mac, host(IpAddr::V6(link_local(port.mac)))));
+        }
+        allowed_sources.extend(
+            port.allowed_pairs
+                .iter()
+                .map(|(net, mac)| source(*mac, *net)),
+        );
+        allowed_sources.sort();
+        allowed_sources.dedup();
+
+        let mut ingress = Vec::new();
+        let mut egress = Vec::new();
+        for group in &port.security_groups {
+            let Some(state) = resolution.security_group(group) else {
+                continue;
+            };
+            for rule in &state.rules {
+                let remote = match &rule.remote {
+                    Remote::Any => FilterRemote::Any,
+                    Remote::Cidr(net) => FilterRemote::Cidr(*net),
+                    Remote::Group(g) => {
+                        sets.insert((g.clone(), rule.ethertype));
+                        FilterRemote::IpSet(names::ipset(g, rule.ethertype == EtherType::IPv6))
+                    }
+                };
+                let filter = FilterRule {
+                    ethertype: rule.ethertype,
+                    protocol: rule.protocol,
+                    ports: rule.ports,
+                    remote,
+                    group: group.clone(),
+                };
+                match rule.direction {
+                    Direction::Ingress => ingress.push(filter),
+                    Direction::Egress => egress.push(filter),
+                }
+            }
+        }
+        ingress.sort();
+        ingress.dedup();
+        egress.sort();
+        egress.dedup();
+        plan.ports.push(PortFilter {
+            port: key.clone(),
+            interface: names::port(key),
+            allowed_sources,
+            ingress,
+            egress,
+        });
+    }
+    plan.ipsets = sets
+        .into_iter()
+        .map(|(group, ethertype)| IpSetPlan {
+            name: names::ipset(&group, ethertype == EtherType::IPv6),
+            members: members(resolution, &group, ethertype),
+            group,
+            ethertype,
+        })
+        .collect();
+    plan
+}

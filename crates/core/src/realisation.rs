@@ -1,0 +1,238 @@
+//! Which nodes must realise each object, and how far they have come: what
+//! each object's `status.nodes` says. Pure: the controller passes each
+//! agent's health as it last reported it.
+//!
+//! An agent that is Ready has realised only what it had seen: a port the
+//! controller found Ready a moment ago may not have reached its watch yet.
+//! So each agent reports a digest of the objects, at their generations, its
+//! last apply realised, and a node counts as having realised an object only
+//! while that digest is the one the controller computes for the node.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube_core::Resource;
+use kube_core::object::HasStatus;
+use sha2::{Digest, Sha256};
+
+use super::plan::{NatRule, NodePlan, plan_node};
+use super::resolve::Resolution;
+use super::{ClusterConfig, Key, Kind, ObjectId, Snapshot};
+use neutrino_api::{NodeFailure, NodeRealisation};
+
+/// How a node's agent last reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentHealth {
+    /// Its last apply realised its whole plan: these objects (a digest
+    /// from `realised_digest`; None from an agent that does not say).
+    Ready(Option<String>),
+    /// It failed, saying why.
+    Failed(String),
+}
+
+/// The objects a node's plan realises.
+pub fn planned_objects(plan: &NodePlan) -> BTreeSet<ObjectId> {
+    let mut objects = BTreeSet::new();
+    let mut add = |kind: Kind, key: &Key| {
+        objects.insert(ObjectId::new(kind, key.clone()));
+    };
+    plan.bridges
+        .iter()
+        .for_each(|b| add(Kind::Network, &b.network));
+    plan.dhcp.iter().for_each(|d| add(Kind::Subnet, &d.subnet));
+    plan.ports.iter().for_each(|p| add(Kind::Port, &p.port));
+    for router in &plan.routers {
+        add(Kind::Router, &router.router);
+        for rule in &router.nat {
+            if let NatRule::FloatingIp { floating_ip, .. } = rule {
+                add(Kind::FloatingIP, floating_ip);
+            }
+        }
+    }
+    for filter in &plan.security.ports {
+        filter
+            .ingress
+            .iter()
+            .chain(&filter.egress)
+            .for_each(|r| add(Kind::SecurityGroup, &r.group));
+    }
+    objects
+}
+
+/// A digest of `objects` at the generations `snapshot` holds them at: what
+/// an agent reports it realised, and what the controller expects of it.
+pub fn realised_digest(objects: &BTreeSet<ObjectId>, snapshot: &Snapshot) -> String {
+    fn generation<K: Resource>(map: &BTreeMap<Key, K>, key: &Key) -> i64 {
+        map.get(key).and_then(|o| o.meta().generation).unwrap_or(0)
+    }
+    let mut hash = Sha256::new();
+    for id in objects {
+        let key = &id.key;
+        let generation = match id.kind {
+            Kind::Network => generation(&snapshot.networks, key),
+            Kind::Subnet => generation(&snapshot.subnets, key),
+            Kind::Port => generation(&snapshot.ports, key),
+            Kind::Router => generation(&snapshot.routers, key),
+            Kind::FloatingIP => generation(&snapshot.floating_ips, key),
+            Kind::SecurityGroup => generation(&snapshot.security_groups, key),
+        };
+        hash.update(format!("{} {key} {generation}\n", id.kind).as_bytes());
+    }
+    hash.finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// For every object some node must realise, where it stands. A Ready
+/// agent whose digest differs from what the controller expects of its node
+/// has not applied the latest yet: its objects count as neither realised
+/// nor failed.
+pub fn realisation(
+    snapshot: &Snapshot,
+    resolution: &Resolution,
+    config: &ClusterConfig,
+    agents: &BTreeMap<String, AgentHealth>,
+) -> BTreeMap<ObjectId, NodeRealisation> {
+    let mut nodes_of: BTreeMap<ObjectId, BTreeSet<&str>> = BTreeMap::new();
+    let mut expected: BTreeMap<&str, String> = BTreeMap::new();
+    for node in &config.nodes {
+        let objects = planned_objects(&plan_node(resolution, config, node));
+        expected.insert(node.name.as_str(), realised_digest(&objects, snapshot));
+        for id in objects {
+            nodes_of.entry(id).or_default().insert(node.name.as_str());
+        }
+    }
+    nodes_of
+        .into_iter()
+        .map(|(id, nodes)| {
+            let mut state = NodeRealisation {
+                desired: nodes.len() as i32,
+                ..NodeRealisation::default()
+            };
+            for node in nodes {
+                match agents.get(node) {
+                    Some(AgentHealth::Ready(realised)) => {
+                        if realised.as_ref() == expected.get(node) {
+                            state.ready += 1;
+                        }
+                    }
+                    Some(AgentHealth::Failed(message)) => state.failed.push(NodeFailure {
+                        node: node.into(),
+                        message: message.clone(),
+                    }),
+                    None => state.failed.push(NodeFailure {
+                        node: node.into(),
+                        message: "its agent has not reported".into(),
+                    }),
+                }
+            }
+            (id, state)
+        })
+        .collect()
+}
+
+/// Sets `status.nodes` of every object in `snapshot` that has a status.
+pub fn apply(snapshot: &mut Snapshot, realised: &BTreeMap<ObjectId, NodeRealisation>) {
+    fn each<T>(
+        kind: Kind,
+        map: &mut BTreeMap<Key, T>,
+        realised: &BTreeMap<ObjectId, NodeRealisation>,
+        set: fn(&mut T::Status, Option<NodeRealisation>),
+    ) where
+        T: HasStatus,
+    {
+        for (key, object) in map.iter_mut() {
+            if let Some(status) = object.status_mut() {
+                set(
+                    status,
+                    realised.get(&ObjectId::new(kind, key.clone())).cloned(),
+                );
+            }
+        }
+    }
+    each(Kind::Network, &mut snapshot.networks, realised, |s, n| {
+        s.nodes = n
+    });
+    each(Kind::Subnet, &mut snapshot.subnets, realised, |s, n| {
+        s.nodes = n
+    });
+    each(Kind::Port, &mut snapshot.ports, realised, |s, n| {
+        s.nodes = n
+    });
+    each(Kind::Router, &mut snapshot.routers, realised, |s, n| {
+        s.nodes = n
+    });
+    each(
+        Kind::FloatingIP,
+        &mut snapshot.floating_ips,
+        realised,
+        |s, n| s.nodes = n,
+    );
+    each(
+        Kind::SecurityGroup,
+        &mut snapshot.security_groups,
+        realised,
+        |s, n| s.nodes = n,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve;
+
+    #[test]
+    fn each_object_counts_the_nodes_that_must_realise_it() {
+        let snapshot = crate::fixtures::quickstart();
+        let config = ClusterConfig::default();
+        let resolution = resolve(&snapshot, &config);
+        // What node-1 holds, as its agent would report it.
+        let node_1 = realised_digest(
+            &planned_objects(&plan_node(
+                &resolution,
+                &config,
+                config.node("node-1").unwrap(),
+            )),
+            &snapshot,
+        );
+        let agents = BTreeMap::from([
+            (
+                "node-1".to_string(),
+                AgentHealth::Ready(Some(node_1.clone())),
+            ),
+            (
+                "node-2".to_string(),
+                AgentHealth::Failed("creating ntb-x: no space".into()),
+            ),
+        ]);
+        let realised = realisation(&snapshot, &resolution, &config, &agents);
+        let network = &realised[&ObjectId::new(Kind::Network, Key::new("tenant-a", "blue"))];
+        assert_eq!((network.desired, network.ready), (2, 1));
+        assert_eq!(network.failed[0].node, "node-2");
+        assert!(network.failed[0].message.contains("no space"));
+        let web1 = &realised[&ObjectId::new(Kind::Port, Key::new("tenant-a", "web-1"))];
+        assert_eq!((web1.desired, web1.ready, web1.failed.len()), (1, 1, 0));
+        let without = realisation(&snapshot, &resolution, &config, &BTreeMap::new());
+        let web2 = &without[&ObjectId::new(Kind::Port, Key::new("tenant-a", "web-2"))];
+        assert_eq!(web2.failed[0].message, "its agent has not reported");
+
+        // An agent that has not applied the latest — a new port, or a spec
+        // changed since — has not realised what it did not see.
+        let stale =
+            BTreeMap::from([("node-1".to_string(), AgentHealth::Ready(Some("old".into())))]);
+        let web1 = &realisation(&snapshot, &resolution, &config, &stale)
+            [&ObjectId::new(Kind::Port, Key::new("tenant-a", "web-1"))];
+        assert_eq!((web1.desired, web1.ready, web1.failed.len()), (1, 0, 0));
+        let mut changed = snapshot.clone();
+        let port = changed
+            .ports
+            .get_mut(&Key::new("tenant-a", "web-1"))
+            .unwrap();
+        port.metadata.generation = Some(2);
+        let fresh = BTreeMap::from([("node-1".to_string(), AgentHealth::Ready(Some(node_1)))]);
+        let web1 = &realisation(&changed, &resolution, &config, &fresh)
+            [&ObjectId::new(Kind::Port, Key::new("tenant-a", "web-1"))];
+        assert_eq!(web1.ready, 0, "realised at generation 1, wanted at 2");
+    }
+}

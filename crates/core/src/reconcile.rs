@@ -1,0 +1,717 @@
+//! The difference between what a node's kernel has and what its plan wants,
+//! as the smallest list of changes. Pure: the dataplane adapter reads the
+//! kernel into an [`Observed`] and applies the [`Changes`].
+//!
+//! Only links whose alias starts with [`names::ALIAS_MARK`] are neutrino's.
+//! Anything else is never changed or removed, with one exception the plan
+//! asks for by name: the physical interface of a flat network, which is
+//! attached to (and released from) neutrino's bridge.
+
+use ipnet::IpNet;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::allocate::Mac;
+use super::names;
+use super::plan::{FdbEntry, Neighbour, NodePlan, RoutePlan, UplinkKind};
+
+/// A link as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedLink {
+    pub name: String,
+    pub kind: ObservedKind,
+    pub alias: Option<String>,
+    pub master: Option<String>,
+    pub mtu: u32,
+    pub up: bool,
+    /// The bridge port flag that keeps two isolated ports apart.
+    pub isolated: bool,
+}
+
+impl ObservedLink {
+    pub fn is_ours(&self) -> bool {
+        self.alias
+            .as_deref()
+            .is_some_and(|a| a.starts_with(names::ALIAS_MARK))
+    }
+}
+
+/// The kind-specific part of an observed link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObservedKind {
+    Bridge,
+    Vxlan {
+        vni: u32,
+        local: Option<IpAddr>,
+        port: u16,
+        learning: bool,
+        proxy: bool,
+    },
+    Vlan {
+        id: u16,
+        parent: Option<String>,
+    },
+    Veth,
+    Other(String),
+}
+
+/// What the kernel has, as far as the reconciler cares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub links: Vec<ObservedLink>,
+    pub fdb: Vec<FdbKey>,
+    pub neighbours: Vec<NeighbourKey>,
+}
+
+/// A VXLAN forwarding entry by what identifies it in the kernel.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct FdbKey {
+    pub device: String,
+    pub mac: Mac,
+    pub destination: IpAddr,
+}
+
+/// A static neighbour entry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct NeighbourKey {
+    pub device: String,
+    pub ip: IpAddr,
+    pub mac: Mac,
+}
+
+/// What a desired link is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum LinkKind {
+    Bridge,
+    /// A VXLAN link: learning off, answering ARP/NDP from its neighbour table.
+    Vxlan {
+        vni: u32,
+        local: IpAddr,
+        port: u16,
+    },
+    Vlan {
+        parent: String,
+        id: u16,
+    },
+    /// A veth pair; the peer carries `peer_mac` and goes to `peer_netns`
+    /// when one is named (else it waits for the workload to take it).
+    Veth {
+        peer: String,
+        peer_mac: Mac,
+        peer_netns: Option<String>,
+    },
+    /// An interface neutrino does not own but attaches to a bridge.
+    Physical,
+}
+
+/// A link the plan wants in the node's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DesiredLink {
+    pub name: String,
+    pub kind: LinkKind,
+    pub alias: String,
+    /// `None` for a physical interface, whose MTU is the operator's.
+    pub mtu: Option<u32>,
+    pub master: Option<String>,
+    pub isolated: bool,
+}
+
+/// One change to links.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum LinkChange {
+    /// Created with its MTU, attached to its master, up and marked as ours.
+    Create(DesiredLink),
+    Delete(String),
+    SetMtu(String, u32),
+    SetMaster(String, Option<String>),
+    SetIsolated(String, bool),
+    SetUp(String),
+}
+
+/// Everything to change, in the order it must be applied: links (removals
+/// first, then creations, then settings), then FDB and neighbour entries
+/// (removals first).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Changes {
+    pub links: Vec<LinkChange>,
+    pub fdb_remove: Vec<FdbKey>,
+    pub fdb_add: Vec<FdbKey>,
+    pub neighbours_remove: Vec<NeighbourKey>,
+    pub neighbours_add: Vec<NeighbourKey>,
+    /// Links the plan wants whose names are taken by something that is not
+    /// neutrino's, or physical interfaces that are missing: left alone.
+    pub conflicts: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+            && self.fdb_remove.is_empty()
+            && self.fdb_add.is_empty()
+            && self.neighbours_remove.is_empty()
+            && self.neighbours_add.is_empty()
+    }
+
+    /// How many kernel writes applying these takes.
+    pub fn writes(&self) -> usize {
+        self.links.len()
+            + self.fdb_remove.len()
+            + self.fdb_add.len()
+            + self.neighbours_remove.len()
+            + self.neighbours_add.len()
+    }
+}
+
+/// The links a plan wants in the node's own namespace, bridges first.
+pub fn desired_links(plan: &NodePlan) -> Vec<DesiredLink> {
+    let mut links = Vec::new();
+    for bridge in &plan.bridges {
+        links.push(DesiredLink {
+            name: bridge.name.clone(),
+            kind: LinkKind::Bridge,
+            alias: names::alias(&format!("bridge of network {}", bridge.network)),
+            mtu: Some(bridge.mtu),
+            master: None,
+            isolated: false,
+        });
+    }
+    // Uplinks and DHCP ports are isolated from each other, so each node's
+    // DHCP servers (one MAC and address on every node) answer only locally.
+    for uplink in &plan.uplinks {
+        let (kind, mtu) = match &uplink.kind {
+            UplinkKind::Vxlan { vni, local, port } => (
+                LinkKind::Vxlan {
+                    vni: *vni,
+                    local: *local,
+                    port: *port,
+                },
+                Some(uplink.mtu),
+            ),
+            UplinkKind::Vlan { parent, id } => (
+                LinkKind::Vlan {
+                    parent: parent.clone(),
+                    id: *id,
+                },
+                Some(uplink.mtu),
+            ),
+            UplinkKind::Flat { .. } => (LinkKind::Physical, None),
+        };
+        links.push(DesiredLink {
+            name: uplink.name.clone(),
+            kind,
+            alias: names::alias(&format!("uplink of {}", uplink.bridge)),
+            mtu,
+            master: Some(uplink.bridge.clone()),
+            isolated: true,
+        });
+    }
+    for port in &plan.ports {
+        links.push(DesiredLink {
+            name: port.interface.clone(),
+            kind: LinkKind::Veth {
+                peer: port.peer.clone(),
+                peer_mac: port.mac,
+                peer_netns: None,
+            },
+            alias: names::alias(&format!("port {}", port.port)),
+            mtu: Some(port.mtu),
+            master: Some(port.bridge.clone()),
+            isolated: false,
+        });
+    }
+    for dhcp in &plan.dhcp {
+        links.push(DesiredLink {
+            name: dhcp.bridge_port.clone(),
+            kind: LinkKind::Veth {
+                peer: dhcp.interface.clone(),
+                peer_mac: dhcp.mac,
+                peer_netns: Some(dhcp.namespace.clone()),
+            },
+            alias: names::alias(&format!("DHCP of subnet {}", dhcp.subnet)),
+            mtu: Some(dhcp.mtu),
+            master: Some(dhcp.bridge.clone()),
+            isolated: true,
+        });
+    }
+    for router in &plan.routers {
+        for leg in router.interfaces.iter().chain(&router.gateway) {
+            links.push(DesiredLink {
+                name: leg.bridge_port.clone(),
+                kind: LinkKind::Veth {
+                    peer: leg.interface.clone(),
+                    peer_mac: leg.mac,
+                    peer_netns: Some(router.namespace.clone()),
+                },
+                alias: names::alias(&format!("router {} on {}", router.router, leg.subnet)),
+                mtu: Some(leg.mtu),
+                master: Some(leg.bridge.clone()),
+                isolated: false,
+            });
+        }
+    }
+    links
+}
+
+/// Whether an observed link is what `desired` asks for, as far as what
+/// cannot be changed in place goes.
+fn same_kind(observed: &ObservedKind, desired: &LinkKind) -> bool {
+    match (observed, desired) {
+        (ObservedKind::Bridge, LinkKind::Bridge) => true,
+        (
+            ObservedKind::Vxlan {
+                vni,
+                local,
+                port,
+                learning,
+                proxy,
+            },
+            LinkKind::Vxlan {
+                vni: v,
+                local: l,
+                port: p,
+            },
+        ) => vni == v && *local == Some(*l) && port == p && !learning && *proxy,
+        (ObservedKind::Vlan { id, parent }, LinkKind::Vlan { parent: p, id: i }) => {
+            id == i && parent.as_deref() == Some(p.as_str())
+        }
+        (ObservedKind::Veth, LinkKind::Veth { .. }) => true,
+        _ => false,
+    }
+}
+
+/// Settings that can change in place: MTU, master, isolation, up. A link
+/// just created (`observed` is `None`) already has its MTU and master and
+/// is up.
+fn settings(observed: Option<&ObservedLink>, desired: &DesiredLink, out: &mut Vec<LinkChange>) {
+    let name = &desired.name;
+    let isolating = desired.master.is_some();
+    match observed {
+        // Created attached to its master and up; isolation is a bridge-port
+        // setting that only exists once it is attached.
+        None => {
+            if isolating && desired.isolated {
+                out.push(LinkChange::SetIsolated(name.clone(), true));
+            }
+        }
+        Some(found) => {
+            if let Some(mtu) = desired.mtu.filter(|m| *m != found.mtu) {
+                out.push(LinkChange::SetMtu(name.clone(), mtu));
+            }
+            if found.master != desired.master {
+                out.push(LinkChange::SetMaster(name.clone(), desired.master.clone()));
+            }
+            if isolating && found.isolated != desired.isolated {
+                out.push(LinkChange::SetIsolated(name.clone(), desired.isolated));
+            }
+            if !found.up {
+                out.push(LinkChange::SetUp(name.clone()));
+            }
+        }
+    }
+}
+
+/// The smallest set of changes that takes `observed` to `plan`.
+pub fn diff(observed: &Observed, plan: &NodePlan) -> Changes {
+    let desired = desired_links(plan);
+    let by_name: BTreeMap<&str, &ObservedLink> = observed
+        .links
+        .iter()
+        .map(|l| (l.name.as_str(), l))
+        .collect();
+    let wanted: BTreeSet<&str> = desired
+        .iter()
+        .map(|d| d.name.as_str())
+        .chain(desired.iter().filter_map(|d| match &d.kind {
+            // A port's peer may still wait in this namespace for its workload.
+            LinkKind::Veth {
+                peer,
+                peer_netns: None,
+                ..
+            } => Some(peer.as_str()),
+            _ => None,
+        }))
+        .collect();
+    let our_bridges: BTreeSet<&str> = observed
+        .links
+        .iter()
+        .filter(|l| l.is_ours() && l.kind == ObservedKind::Bridge)
+        .map(|l| l.name.as_str())
+        .collect();
+
+    let mut changes = Changes::default();
+    let mut removals = Vec::new();
+    let mut creations = Vec::new();
+    let mut updates = Vec::new();
+    for link in &observed.links {
+        if wanted.contains(link.name.as_str()) {
+            continue;
+        }
+        if link.is_ours() {
+            removals.push(LinkChange::Delete(link.name.clone()));
+        } else if let Some(master) = link.master.as_deref().filter(|m| our_bridges.contains(m)) {
+            // A physical interface whose flat network is gone: hand it back,
+            // unless its bridge goes too, which releases it (and its port
+            // flags) by itself; a port flag set after that fails.
+            if wanted.contains(master) {
+                updates.push(LinkChange::SetIsolated(link.name.clone(), false));
+                updates.push(LinkChange::SetMaster(link.name.clone(), None));
+            }
+        }
+    }
+    for link in &desired {
+        match (by_name.get(link.name.as_str()), &link.kind) {
+            (None, LinkKind::Physical) => changes.conflicts.push(format!(
+                "interface {} is missing; its bridge {} has no uplink",
+                link.name,
+                link.master.as_deref().unwrap_or("-")
+            )),
+            (None, _) => {
+                creations.push(LinkChange::Create(link.clone()));
+                settings(None, link, &mut updates);
+            }
+            (Some(found), LinkKind::Physical) => settings(Some(found), link, &mut updates),
+            (Some(found), _) if !found.is_ours() => changes.conflicts.push(format!(
+                "a link named {} exists and is not neutrino's; left alone",
+                link.name
+            )),
+            (Some(found), kind) if !same_kind(&found.kind, kind) => {
+                removals.push(LinkChange::Delete(link.name.clone()));
+                creations.push(LinkChange::Create(link.clone()));
+                settings(None, link, &mut updates);
+            }
+            (Some(found), _) => settings(Some(found), link, &mut updates),
+        }
+    }
+    let deleted: BTreeSet<String> = removals
+        .iter()
+        .filter_map(|c| match c {
+            LinkChange::Delete(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    changes.links = removals
+        .into_iter()
+        .chain(creations)
+        .chain(updates)
+        .collect();
+
+    // FDB and neighbour entries live on neutrino's VXLAN links only, and go
+    // with a link that is deleted (or recreated, which starts empty).
+    let ours = |device: &str| {
+        by_name
+            .get(device)
+            .is_some_and(|l| l.is_ours() && matches!(l.kind, ObservedKind::Vxlan { .. }))
+            && !deleted.contains(device)
+    };
+    let have_fdb: BTreeSet<FdbKey> = observed
+        .fdb
+        .iter()
+        .filter(|e| ours(&e.device))
+        .cloned()
+        .collect();
+    let want_fdb: BTreeSet<FdbKey> = plan.fdb.iter().map(fdb_key).collect();
+    changes.fdb_remove = have_fdb.difference(&want_fdb).cloned().collect();
+    changes.fdb_add = want_fdb.difference(&have_fdb).cloned().collect();
+    let have_neigh: BTreeSet<NeighbourKey> = observed
+        .neighbours
+        .iter()
+        .filter(|e| ours(&e.device))
+        .cloned()
+        .collect();
+    let want_neigh: BTreeSet<NeighbourKey> = plan.neighbours.iter().map(neighbour_key).collect();
+    changes.neighbours_remove = have_neigh.difference(&want_neigh).cloned().collect();
+    changes.neighbours_add = want_neigh.difference(&have_neigh).cloned().collect();
+    changes
+}
+
+fn fdb_key(entry: &FdbEntry) -> FdbKey {
+    FdbKey {
+        device: entry.device.clone(),
+        mac: entry.mac,
+        destination: entry.destination,
+    }
+}
+
+fn neighbour_key(entry: &Neighbour) -> NeighbourKey {
+    NeighbourKey {
+        device: entry.device.clone(),
+        ip: entry.ip,
+        mac: entry.mac,
+    }
+}
+
+/// The inside of a namespace the agent keeps besides the node's own: a
+/// DHCP server's or a router's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InnerNamespace {
+    pub name: String,
+    /// Each interface (the namespace end of a veth pair) and its addresses.
+    pub interfaces: Vec<(String, Vec<IpNet>)>,
+    pub routes: Vec<RoutePlan>,
+    /// Routers forward; DHCP servers do not.
+    pub forwarding: bool,
+}
+
+/// The DHCP and router namespaces a plan wants.
+pub fn inner_namespaces(plan: &NodePlan) -> Vec<InnerNamespace> {
+    let dhcp = plan.dhcp.iter().map(|d| InnerNamespace {
+        name: d.namespace.clone(),
+        interfaces: vec![(d.interface.clone(), vec![d.address])],
+        routes: Vec::new(),
+        forwarding: false,
+    });
+    let routers = plan.routers.iter().map(|r| {
+        let mut interfaces: Vec<(String, Vec<IpNet>)> = r
+            .interfaces
+            .iter()
+            .map(|leg| (leg.interface.clone(), vec![leg.address]))
+            .collect();
+        if let Some(gateway) = &r.gateway {
+            // The gateway leg answers for its floating IPs too.
+            let mut addresses = vec![gateway.address];
+            addresses.extend(r.floating_ips.iter().map(|ip| IpNet::from(*ip)));
+            interfaces.push((gateway.interface.clone(), addresses));
+        }
+        InnerNamespace {
+            name: r.namespace.clone(),
+            interfaces,
+            routes: r.routes.clone(),
+            forwarding: true,
+        }
+    });
+    dhcp.chain(routers).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::plan_node;
+    use crate::{ClusterConfig, resolve};
+
+    /// What the kernel would hold after `changes`, for tests and dry runs:
+    /// links as desired, entries as planned.
+    fn after(observed: &Observed, plan: &NodePlan) -> Observed {
+        let desired = desired_links(plan);
+        let mut links: Vec<ObservedLink> = observed
+            .links
+            .iter()
+            .filter(|l| !l.is_ours() || desired.iter().any(|d| d.name == l.name))
+            .filter(|l| !desired.iter().any(|d| d.name == l.name))
+            .cloned()
+            .collect();
+        for d in &desired {
+            let kind = match &d.kind {
+                LinkKind::Bridge => ObservedKind::Bridge,
+                LinkKind::Vxlan { vni, local, port } => ObservedKind::Vxlan {
+                    vni: *vni,
+                    local: Some(*local),
+                    port: *port,
+                    learning: false,
+                    proxy: true,
+                },
+                LinkKind::Vlan { parent, id } => ObservedKind::Vlan {
+                    id: *id,
+                    parent: Some(parent.clone()),
+                },
+                LinkKind::Veth { .. } => ObservedKind::Veth,
+                LinkKind::Physical => match observed.links.iter().find(|l| l.name == d.name) {
+                    Some(l) => l.kind.clone(),
+                    None => continue,
+                },
+            };
+            let previous = observed.links.iter().find(|l| l.name == d.name);
+            links.push(ObservedLink {
+                name: d.name.clone(),
+                kind,
+                alias: match d.kind {
+                    LinkKind::Physical => previous.and_then(|l| l.alias.clone()),
+                    _ => Some(d.alias.clone()),
+                },
+                master: d.master.clone(),
+                mtu: d.mtu.or(previous.map(|l| l.mtu)).unwrap_or(1500),
+                up: true,
+                isolated: d.isolated && d.master.is_some(),
+            });
+        }
+        Observed {
+            links,
+            fdb: plan.fdb.iter().map(fdb_key).collect(),
+            neighbours: plan.neighbours.iter().map(neighbour_key).collect(),
+        }
+    }
+
+    fn quickstart_plan(node: &str) -> NodePlan {
+        let snapshot = crate::fixtures::quickstart();
+        let config = ClusterConfig::default();
+        plan_node(
+            &resolve(&snapshot, &config),
+            &config,
+            config.node(node).unwrap(),
+        )
+    }
+
+    fn foreign(name: &str, kind: ObservedKind) -> ObservedLink {
+        ObservedLink {
+            name: name.into(),
+            kind,
+            alias: None,
+            master: None,
+            mtu: 1500,
+            up: true,
+            isolated: false,
+        }
+    }
+
+    #[test]
+    fn an_empty_node_gets_everything_then_nothing() {
+        let plan = quickstart_plan("node-1");
+        let changes = diff(&Observed::default(), &plan);
+        let created = changes
+            .links
+            .iter()
+            .filter(|c| matches!(c, LinkChange::Create(_)))
+            .count();
+        assert_eq!(
+            created, 4,
+            "bridge, vxlan, port veth, DHCP veth: {changes:#?}"
+        );
+        assert_eq!(changes.fdb_add.len(), 2);
+        assert_eq!(changes.neighbours_add.len(), 1);
+        let converged = after(&Observed::default(), &plan);
+        assert!(
+            diff(&converged, &plan).is_empty(),
+            "{:#?}",
+            diff(&converged, &plan)
+        );
+    }
+
+    #[test]
+    fn foreign_links_are_never_touched() {
+        let plan = quickstart_plan("node-1");
+        let mut observed = after(&Observed::default(), &plan);
+        observed
+            .links
+            .push(foreign("br-foreign", ObservedKind::Bridge));
+        observed
+            .links
+            .push(foreign("veth-foreign", ObservedKind::Veth));
+        let bridge = plan.bridges[0].name.clone();
+        let mut clash = foreign(&bridge, ObservedKind::Bridge);
+        clash.mtu = 9000;
+        observed.links.retain(|l| l.name != bridge);
+        observed.links.push(clash);
+        let changes = diff(&observed, &plan);
+        let touched: Vec<String> = changes.links.iter().map(|c| format!("{c:?}")).collect();
+        assert!(
+            touched
+                .iter()
+                .all(|t| !t.contains("foreign") && !t.contains(&bridge)),
+            "{touched:#?}"
+        );
+        assert_eq!(changes.conflicts.len(), 1, "{:?}", changes.conflicts);
+    }
+
+    #[test]
+    fn an_uplink_is_handed_back_once_only() {
+        let mut observed = after(&Observed::default(), &quickstart_plan("node-1"));
+        let bridge = observed
+            .links
+            .iter()
+            .find(|l| l.kind == ObservedKind::Bridge)
+            .unwrap()
+            .name
+            .clone();
+        let mut uplink = foreign("eth2", ObservedKind::Other("device".into()));
+        uplink.master = Some(bridge.clone());
+        uplink.isolated = true;
+        observed.links.push(uplink);
+        // The bridge goes: deleting it releases the uplink.
+        let gone = diff(&observed, &quickstart_plan("node-3"));
+        assert!(gone.links.contains(&LinkChange::Delete(bridge.clone())));
+        assert!(
+            !gone.links.iter().any(|c| format!("{c:?}").contains("eth2")),
+            "{:#?}",
+            gone.links
+        );
+        // The bridge stays: the uplink is taken off it.
+        let stays = diff(&observed, &quickstart_plan("node-1"));
+        assert_eq!(
+            stays.links,
+            [
+                LinkChange::SetIsolated("eth2".into(), false),
+                LinkChange::SetMaster("eth2".into(), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_dropped_plan_removes_only_what_is_ours() {
+        let plan = quickstart_plan("node-1");
+        let mut observed = after(&Observed::default(), &plan);
+        observed
+            .links
+            .push(foreign("eth0", ObservedKind::Other("device".into())));
+        let empty = quickstart_plan("node-3");
+        let changes = diff(&observed, &empty);
+        let deleted: BTreeSet<String> = changes
+            .links
+            .iter()
+            .filter_map(|c| match c {
+                LinkChange::Delete(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        let ours: BTreeSet<String> = desired_links(&plan).into_iter().map(|d| d.name).collect();
+        assert_eq!(deleted, ours);
+        assert!(
+            changes.fdb_add.is_empty() && changes.fdb_remove.is_empty(),
+            "entries go with their link"
+        );
+    }
+
+    #[test]
+    fn a_changed_vni_recreates_the_link_and_its_entries() {
+        let plan = quickstart_plan("node-1");
+        let mut observed = after(&Observed::default(), &plan);
+        for link in &mut observed.links {
+            if let ObservedKind::Vxlan { vni, .. } = &mut link.kind {
+                *vni += 1;
+            }
+        }
+        let changes = diff(&observed, &plan);
+        let vxlan = plan.uplinks[0].name.clone();
+        assert!(changes.links.contains(&LinkChange::Delete(vxlan.clone())));
+        assert_eq!(
+            changes.fdb_add.len(),
+            2,
+            "the new link needs its entries again"
+        );
+    }
+
+    #[test]
+    fn mtu_and_missing_entries_are_fixed_in_place() {
+        let plan = quickstart_plan("node-1");
+        let mut observed = after(&Observed::default(), &plan);
+        observed.links[0].mtu = 1400;
+        observed.links[0].up = false;
+        let stale = FdbKey {
+            device: plan.uplinks[0].name.clone(),
+            mac: Mac([2, 0, 0, 0, 0, 9]),
+            destination: "198.18.0.9".parse().unwrap(),
+        };
+        observed.fdb.push(stale.clone());
+        observed.fdb.remove(0);
+        let changes = diff(&observed, &plan);
+        let name = observed.links[0].name.clone();
+        assert_eq!(
+            changes.links,
+            vec![
+                LinkChange::SetMtu(name.clone(), plan.bridges[0].mtu),
+                LinkChange::SetUp(name)
+            ]
+        );
+        assert_eq!(changes.fdb_remove, vec![stale]);
+        assert_eq!(changes.fdb_add.len(), 1);
+    }
+}

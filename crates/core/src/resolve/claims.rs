@@ -1,0 +1,141 @@
+//! The claims that exist on a cluster, indexed for the resolve pass: an
+//! address or segment claimed by an object is that object's before anything
+//! else, and no one else's.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::allocate::Holder;
+use crate::{Key, Snapshot};
+use neutrino_api::ClaimHolder;
+
+/// A segment as a claim names it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Segment {
+    Vxlan(u32),
+    Vlan(String, u32),
+    Flat(String),
+}
+
+impl Segment {
+    /// The claim's name: `vxlan.<vni>`, `vlan.<physnet>.<id>`, `flat.<physnet>`.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Vxlan(vni) => format!("vxlan.{vni}"),
+            Self::Vlan(physnet, id) => format!("vlan.{physnet}.{id}"),
+            Self::Flat(physnet) => format!("flat.{physnet}"),
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        let parts: Vec<&str> = name.split('.').collect();
+        match parts[..] {
+            ["vxlan", vni] => Some(Self::Vxlan(vni.parse().ok()?)),
+            ["vlan", physnet, id] => Some(Self::Vlan(physnet.into(), id.parse().ok()?)),
+            ["flat", physnet] => Some(Self::Flat(physnet.into())),
+            _ => None,
+        }
+    }
+}
+
+/// The holder a claim names, as the address book knows holders.
+pub fn held_by(claim: &ClaimHolder) -> Option<Holder> {
+    let key = Key::new(claim.namespace.clone(), claim.name.clone());
+    match claim.kind.as_str() {
+        "Port" => Some(Holder::Port(key)),
+        "Subnet" => Some(Holder::Dhcp(key)),
+        "Router" => Some(Holder::RouterGateway(key)),
+        "FloatingIP" => Some(Holder::FloatingIP(key)),
+        _ => None,
+    }
+}
+
+/// How a holder is written in a claim.
+pub fn claim_holder(holder: &Holder) -> Option<ClaimHolder> {
+    let (kind, key) = match holder {
+        Holder::Port(k) => ("Port", k),
+        Holder::Dhcp(k) => ("Subnet", k),
+        Holder::RouterGateway(k) => ("Router", k),
+        Holder::FloatingIP(k) => ("FloatingIP", k),
+        Holder::Gateway(_) => return None,
+    };
+    Some(ClaimHolder {
+        kind: kind.into(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+    })
+}
+
+/// Every claim, by what it holds.
+#[derive(Debug, Default)]
+pub struct ClaimIndex {
+    /// (subnet, address, holder), in claim-name order.
+    pub addresses: Vec<(Key, IpAddr, Holder)>,
+    /// Segment → the network holding it.
+    pub segments: BTreeMap<Segment, Key>,
+}
+
+impl ClaimIndex {
+    pub fn new(snapshot: &Snapshot) -> Self {
+        let addresses = snapshot
+            .ip_claims
+            .iter()
+            .filter_map(|(key, claim)| {
+                let address = claim.spec.address.parse().ok()?;
+                let subnet = Key::new(key.namespace.clone(), claim.spec.subnet.clone());
+                Some((subnet, address, held_by(&claim.spec.holder)?))
+            })
+            .collect();
+        let segments = snapshot
+            .segment_claims
+            .iter()
+            .filter_map(|(name, claim)| {
+                let network = &claim.spec.network;
+                Some((
+                    Segment::parse(name)?,
+                    Key::new(network.namespace.clone(), network.name.clone()),
+                ))
+            })
+            .collect();
+        Self {
+            addresses,
+            segments,
+        }
+    }
+
+    /// The addresses `holder` has claimed, as (subnet, address).
+    pub fn addresses_of<'a>(
+        &'a self,
+        holder: &'a Holder,
+    ) -> impl Iterator<Item = (Key, IpAddr)> + 'a {
+        self.addresses
+            .iter()
+            .filter(move |(_, _, h)| h == holder)
+            .map(|(s, a, _)| (s.clone(), *a))
+    }
+
+    /// The segment `network` has claimed.
+    pub fn segment_of(&self, network: &Key) -> Option<&Segment> {
+        self.segments
+            .iter()
+            .find(|(_, n)| *n == network)
+            .map(|(s, _)| s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        for segment in [
+            Segment::Vxlan(1001),
+            Segment::Vlan("physnet1".into(), 101),
+            Segment::Flat("extnet".into()),
+        ] {
+            assert_eq!(Segment::parse(&segment.name()), Some(segment));
+        }
+        assert_eq!(Segment::parse("vxlan.x"), None);
+    }
+}

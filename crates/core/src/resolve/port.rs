@@ -1,0 +1,459 @@
+//! Ports: addresses, MAC, binding, security groups and address pairs.
+
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::addresses::{Addresses, Request, Wanted, claim_problem};
+use super::claims::ClaimIndex;
+use super::{Arrival, PortState, Resolution, SubnetState, Verdict, arrival, lookup, subnets_of};
+use crate::allocate::{Holder, Mac};
+use crate::problem::Problems;
+use crate::{ClusterConfig, Key, Kind, ObjectId, Reason, Snapshot};
+use neutrino_api::Port;
+
+/// The name of the group a port with no groups gets.
+pub const DEFAULT_GROUP: &str = "default";
+
+/// A port that passed its checks, waiting for its addresses and MAC.
+pub struct PortDraft {
+    network: Key,
+    /// One entry per address: candidate subnets, what is wanted, the field to blame.
+    wants: Vec<(Vec<Key>, Wanted, String)>,
+    mac: Option<Mac>,
+    mtu: u32,
+    node: Option<String>,
+    port_security: bool,
+    security_groups: Vec<Key>,
+    allowed_pairs: Vec<(IpNet, Option<Mac>)>,
+    arrival: Arrival,
+}
+
+fn check_one(
+    key: &Key,
+    port: &Port,
+    snapshot: &Snapshot,
+    config: &ClusterConfig,
+    resolution: &Resolution,
+    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    claims: &ClaimIndex,
+) -> Verdict<PortDraft> {
+    let spec = &port.spec;
+    let id = ObjectId::new(Kind::Port, key.clone());
+    let mut problems = Problems::new(id.clone());
+    let network_key = key.reference(&spec.network);
+    let network = match lookup(
+        snapshot,
+        &resolution.networks,
+        Kind::Network,
+        &network_key,
+        &id,
+        "spec.network",
+    ) {
+        Ok(n) => n,
+        Err(p) => return Err(vec![p]),
+    };
+    // What the port already holds: its claims first (on a cluster they are
+    // the truth), then what its status recorded.
+    let mut recorded: Vec<(Key, IpAddr)> =
+        claims.addresses_of(&Holder::Port(key.clone())).collect();
+    for held in port
+        .status
+        .iter()
+        .flat_map(|s| &s.fixed_ips)
+        .filter_map(|a| Some((key.reference(&a.subnet), a.ip_address.parse().ok()?)))
+    {
+        if !recorded.contains(&held) {
+            recorded.push(held);
+        }
+    }
+    let mut used_recorded = BTreeSet::new();
+    let mut take_recorded = |candidates: &[Key]| {
+        let found = recorded
+            .iter()
+            .enumerate()
+            .find(|(i, (s, _))| candidates.contains(s) && !used_recorded.contains(i));
+        found.map(|(i, (_, a))| {
+            used_recorded.insert(i);
+            *a
+        })
+    };
+
+    let mut wants = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, fixed) in spec.fixed_ips.iter().enumerate() {
+        let field = format!("spec.fixedIPs[{i}]");
+        let subnet_key = key.reference(&fixed.subnet);
+        let subnet = match lookup(
+            snapshot,
+            subnets,
+            Kind::Subnet,
+            &subnet_key,
+            &id,
+            &format!("{field}.subnet"),
+        ) {
+            Ok(s) => s,
+            Err(p) => {
+                problems.add(p);
+                continue;
+            }
+        };
+        if subnet.network != network_key {
+            problems.push(
+                format!("{field}.subnet"),
+                Reason::InvalidSpec,
+                format!(
+                    "subnet {subnet_key} is on network {}, not on the port's network {network_key}",
+                    subnet.network
+                ),
+            );
+            continue;
+        }
+        match fixed.ip_address.as_deref() {
+            Some(text) => {
+                let field = format!("{field}.ipAddress");
+                match text.parse::<IpAddr>() {
+                    Err(_) => problems.push(
+                        &field,
+                        Reason::InvalidSpec,
+                        format!("{text:?} is not an IP address"),
+                    ),
+                    Ok(a) if !subnet.cidr.contains(&a) => problems.push(
+                        &field,
+                        Reason::OutOfRange,
+                        format!("{a} is outside subnet {subnet_key} ({})", subnet.cidr),
+                    ),
+                    Ok(a) if !seen.insert(a) => {
+                        problems.push(&field, Reason::InvalidSpec, format!("{a} is listed twice"))
+                    }
+                    Ok(address) => wants.push((
+                        vec![subnet_key],
+                        Wanted::Exact {
+                            address,
+                            recorded: false,
+                        },
+                        field,
+                    )),
+                }
+            }
+            None => {
+                let wanted = match take_recorded(std::slice::from_ref(&subnet_key)) {
+                    Some(address) => Wanted::Exact {
+                        address,
+                        recorded: true,
+                    },
+                    None => Wanted::Any,
+                };
+                wants.push((vec![subnet_key], wanted, field));
+            }
+        }
+    }
+    if spec.fixed_ips.is_empty() {
+        // As in Neutron: one address of each family, from the first subnet
+        // of the network that has one left.
+        for v4 in [true, false] {
+            let candidates = subnets_of(snapshot, subnets, &network_key, v4);
+            if candidates.is_empty() {
+                continue;
+            }
+            let wanted = match take_recorded(&candidates) {
+                Some(address) => Wanted::Exact {
+                    address,
+                    recorded: true,
+                },
+                None => Wanted::Any,
+            };
+            wants.push((candidates, wanted, "spec.network".into()));
+        }
+    }
+
+    let mac = spec
+        .mac_address
+        .as_deref()
+        .and_then(|text| match text.parse::<Mac>() {
+            Ok(mac) if mac.is_unicast() => Some(mac),
+            Ok(mac) => {
+                problems.push(
+                    "spec.macAddress",
+                    Reason::InvalidSpec,
+                    format!("{mac} is a multicast address"),
+                );
+                None
+            }
+            Err(e) => {
+                problems.push("spec.macAddress", Reason::InvalidSpec, e.to_string());
+                None
+            }
+        });
+
+    if let Some(node) = &spec.node_name {
+        match config.node(node) {
+            None => {
+                let known: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
+                problems.push(
+                    "spec.nodeName",
+                    Reason::UnknownNode,
+                    format!(
+                        "node {node} is not known (known nodes: {})",
+                        known.join(", ")
+                    ),
+                );
+            }
+            Some(n) => {
+                if let Some(physnet) = &network.physical_network
+                    && !n.physical_interfaces.contains_key(physnet)
+                {
+                    problems.push(
+                        "spec.nodeName",
+                        Reason::UnknownNode,
+                        format!("node {node} has no interface on physical network {physnet}, which network {network_key} needs"),
+                    );
+                }
+            }
+        }
+    }
+
+    if !spec.port_security && !spec.security_groups.is_empty() {
+        problems.push(
+            "spec.securityGroups",
+            Reason::InvalidSpec,
+            "security groups need portSecurity: true",
+        );
+    }
+    if !spec.port_security && !spec.allowed_address_pairs.is_empty() {
+        problems.push(
+            "spec.allowedAddressPairs",
+            Reason::InvalidSpec,
+            "allowed address pairs need portSecurity: true",
+        );
+    }
+    let names: Vec<&str> = if !spec.port_security {
+        Vec::new()
+    } else if spec.security_groups.is_empty() {
+        vec![DEFAULT_GROUP]
+    } else {
+        spec.security_groups.iter().map(String::as_str).collect()
+    };
+    let mut security_groups = Vec::new();
+    for (i, name) in names.into_iter().enumerate() {
+        let group = key.reference(name);
+        let implicit_default =
+            name == DEFAULT_GROUP && !snapshot.security_groups.contains_key(&group);
+        if !implicit_default {
+            let field = format!("spec.securityGroups[{i}]");
+            if let Err(p) = lookup(
+                snapshot,
+                &resolution.security_groups,
+                Kind::SecurityGroup,
+                &group,
+                &id,
+                &field,
+            ) {
+                problems.add(p);
+            }
+        }
+        security_groups.push(group);
+    }
+
+    let mut allowed_pairs = Vec::new();
+    for (i, pair) in spec.allowed_address_pairs.iter().enumerate() {
+        let field = format!("spec.allowedAddressPairs[{i}]");
+        let net = pair
+            .ip_address
+            .parse::<IpNet>()
+            .or_else(|_| pair.ip_address.parse::<IpAddr>().map(IpNet::from));
+        let mac = match pair.mac_address.as_deref().map(str::parse::<Mac>) {
+            Some(Err(e)) => {
+                problems.push(
+                    format!("{field}.macAddress"),
+                    Reason::InvalidSpec,
+                    e.to_string(),
+                );
+                continue;
+            }
+            Some(Ok(m)) => Some(m),
+            None => None,
+        };
+        match net {
+            Ok(net) => allowed_pairs.push((net.trunc(), mac)),
+            Err(_) => problems.push(
+                format!("{field}.ipAddress"),
+                Reason::InvalidSpec,
+                format!("{:?} is not an IP address or CIDR", pair.ip_address),
+            ),
+        }
+    }
+
+    problems.finish(PortDraft {
+        network: network_key,
+        wants,
+        mac,
+        mtu: network.mtu,
+        node: spec.node_name.clone(),
+        port_security: spec.port_security,
+        security_groups,
+        allowed_pairs,
+        arrival: arrival(key, port),
+    })
+}
+
+/// Checks every port; addresses and MACs come later.
+pub fn check(
+    snapshot: &Snapshot,
+    config: &ClusterConfig,
+    resolution: &Resolution,
+    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    claims: &ClaimIndex,
+) -> BTreeMap<Key, Verdict<PortDraft>> {
+    snapshot
+        .ports
+        .iter()
+        .map(|(key, port)| {
+            (
+                key.clone(),
+                check_one(key, port, snapshot, config, resolution, subnets, claims),
+            )
+        })
+        .collect()
+}
+
+/// The addresses the ports want.
+pub fn requests(drafts: &BTreeMap<Key, Verdict<PortDraft>>) -> Vec<Request> {
+    drafts
+        .iter()
+        .filter_map(|(k, v)| Some((k, v.as_ref().ok()?)))
+        .flat_map(|(key, draft)| {
+            draft
+                .wants
+                .iter()
+                .enumerate()
+                .map(|(slot, (subnets, wanted, _))| Request {
+                    holder: Holder::Port(key.clone()),
+                    slot,
+                    subnets: subnets.clone(),
+                    wanted: wanted.clone(),
+                    arrival: draft.arrival.clone(),
+                })
+        })
+        .collect()
+}
+
+/// Gives each port its addresses and its MAC.
+pub fn finish(
+    snapshot: &Snapshot,
+    drafts: BTreeMap<Key, Verdict<PortDraft>>,
+    addresses: &Addresses,
+    resolution: &Resolution,
+) -> BTreeMap<Key, Verdict<PortState>> {
+    let mut verdicts = BTreeMap::new();
+    let mut states = BTreeMap::new();
+    for (key, draft) in drafts {
+        let draft = match draft {
+            Ok(d) => d,
+            Err(p) => {
+                verdicts.insert(key, Err(p));
+                continue;
+            }
+        };
+        let id = ObjectId::new(Kind::Port, key.clone());
+        let mut problems = Problems::new(id);
+        let mut fixed_ips = Vec::new();
+        for (slot, (_, _, field)) in draft.wants.iter().enumerate() {
+            match addresses.outcome(&Holder::Port(key.clone()), slot) {
+                Some(Ok((subnet, address))) => {
+                    if resolution.subnet(subnet).is_none() {
+                        problems.push(
+                            field,
+                            Reason::DependencyNotReady,
+                            format!("subnet {subnet} is not ready"),
+                        );
+                    }
+                    fixed_ips.push((subnet.clone(), *address));
+                }
+                Some(Err(error)) => claim_problem(&mut problems, field, error),
+                None => {}
+            }
+        }
+        if problems.is_empty() {
+            states.insert(key.clone(), (draft, fixed_ips));
+        } else {
+            verdicts.insert(key, Err(problems.into_vec()));
+        }
+    }
+
+    // MACs are unique per network: asked-for ones first, then recorded ones,
+    // then derived ones, each group in arrival order.
+    let mut order: Vec<(u8, &Arrival, &Key)> = states
+        .iter()
+        .map(|(k, (d, _))| {
+            let recorded = snapshot.ports[k]
+                .status
+                .as_ref()
+                .and_then(|s| s.mac_address.as_ref())
+                .is_some();
+            let rank = if d.mac.is_some() {
+                0
+            } else if recorded {
+                1
+            } else {
+                2
+            };
+            (rank, &d.arrival, k)
+        })
+        .collect();
+    order.sort();
+    let mut taken: BTreeMap<(Key, Mac), Key> = BTreeMap::new();
+    let mut macs = BTreeMap::new();
+    for (_, _, key) in order {
+        let (draft, _) = &states[key];
+        let recorded = snapshot.ports[key]
+            .status
+            .as_ref()
+            .and_then(|s| s.mac_address.as_deref())
+            .and_then(|m| m.parse::<Mac>().ok());
+        let wanted = draft.mac.or(recorded);
+        let mac = match wanted {
+            Some(mac) => match taken.get(&(draft.network.clone(), mac)) {
+                Some(other) => Err(format!(
+                    "{mac} is already used by port {other} on network {}",
+                    draft.network
+                )),
+                None => Ok(mac),
+            },
+            None => Ok((0..)
+                .map(|attempt| Mac::derive(&key.to_string(), attempt))
+                .find(|m| !taken.contains_key(&(draft.network.clone(), *m)))
+                .expect("a free MAC exists")),
+        };
+        if let Ok(mac) = mac {
+            taken.insert((draft.network.clone(), mac), key.clone());
+        }
+        macs.insert(key.clone(), mac);
+    }
+
+    for (key, (draft, fixed_ips)) in states {
+        let verdict = match macs.remove(&key).expect("every port got a MAC verdict") {
+            Ok(mac) => Ok(PortState {
+                network: draft.network,
+                fixed_ips,
+                mac,
+                mtu: draft.mtu,
+                node: draft.node,
+                port_security: draft.port_security,
+                security_groups: draft.security_groups,
+                allowed_pairs: draft
+                    .allowed_pairs
+                    .into_iter()
+                    .map(|(net, m)| (net, m.unwrap_or(mac)))
+                    .collect(),
+            }),
+            Err(message) => {
+                let mut problems = Problems::new(ObjectId::new(Kind::Port, key.clone()));
+                problems.push("spec.macAddress", Reason::InUse, message);
+                Err(problems.into_vec())
+            }
+        };
+        verdicts.insert(key, verdict);
+    }
+    verdicts
+}

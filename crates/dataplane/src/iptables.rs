@@ -1,0 +1,307 @@
+//! Security groups and router NAT through iptables-restore and ipset, one
+//! process per table and family, and only when the ruleset changed.
+//!
+//! What was applied is remembered as a hash in the agent's state directory,
+//! so a resync (or a restarted agent) with nothing new runs no process and
+//! reads no table; reading the table back happens only to apply a change.
+//!
+//! Every program is the chosen backend's own (`iptables-nft-restore`,
+//! `iptables-legacy-save`, …), never the host's `iptables` alternative,
+//! so neutrino's rules are in one backend only.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha256};
+
+use super::netns;
+use neutrino_core::firewall::{
+    FORWARD_CHAIN, PORT_CHAIN_PREFIX, ZONE_CHAIN, ipset_restore, node_ruleset, port_chains,
+    router_nat,
+};
+use neutrino_core::plan::{RouterPlan, SecurityPlan};
+use neutrino_core::xtables::{Backend, Choice, detect, holds_ours, removal};
+
+/// A ruleset that could not be applied.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {message}")]
+pub struct FirewallError {
+    pub what: String,
+    pub message: String,
+}
+
+fn error(what: impl Into<String>, message: impl ToString) -> FirewallError {
+    FirewallError {
+        what: what.into(),
+        message: message.to_string(),
+    }
+}
+
+/// Runs `program args` in `namespace` (the current one when `None`) with
+/// `input` on stdin; its stdout on success.
+fn run(
+    namespace: Option<&str>,
+    program: &str,
+    args: &[&str],
+    input: &str,
+) -> Result<String, FirewallError> {
+    let mut command = match namespace {
+        Some(ns) => netns::command(ns, program).map_err(|e| error(format!("entering {ns}"), e))?,
+        None => Command::new(program),
+    };
+    let mut child = command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| error(format!("running {program} (is it installed?)"), e))?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input.as_bytes())
+        .map_err(|e| error(format!("feeding {program}"), e))?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| error(format!("running {program}"), e))?;
+    if !output.status.success() {
+        return Err(error(
+            format!("{program} {}", args.join(" ")),
+            String::from_utf8_lossy(&output.stderr).trim(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn digest(parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Both families' `iptables-save` output of `backend` in `namespace`;
+/// empty where the backend is missing from the host or the kernel.
+fn saved(namespace: Option<&str>, backend: Backend) -> String {
+    [false, true]
+        .iter()
+        .filter_map(|v6| run(namespace, &backend.program(*v6, "save"), &[], "").ok())
+        .collect()
+}
+
+/// The backend `choice` means in `namespace`, and why.
+pub fn backend(namespace: Option<&str>, choice: Choice) -> (Backend, String) {
+    match choice {
+        Choice::Fixed(backend) => (backend, "as configured".into()),
+        Choice::Auto => detect(
+            &saved(namespace, Backend::Nft),
+            &saved(namespace, Backend::Legacy),
+        ),
+    }
+}
+
+/// Takes neutrino's chains, and the jumps into them, out of `backend` in
+/// `namespace`; the number of processes run.
+pub fn remove_chains(namespace: Option<&str>, backend: Backend) -> Result<usize, FirewallError> {
+    let mut writes = 0;
+    for v6 in [false, true] {
+        let Ok(current) = run(namespace, &backend.program(v6, "save"), &[], "") else {
+            continue;
+        };
+        let text = removal(&current);
+        if !text.is_empty() {
+            run(
+                namespace,
+                &backend.program(v6, "restore"),
+                &["--noflush"],
+                &text,
+            )?;
+            writes += 1;
+        }
+    }
+    Ok(writes)
+}
+
+/// Destroys neutrino's ipsets in `namespace`; the number of processes run.
+pub fn remove_ipsets(namespace: Option<&str>) -> Result<usize, FirewallError> {
+    let sets_now = run(namespace, "ipset", &["list", "-n"], "")?;
+    let input: String = sets_now
+        .lines()
+        .filter(|s| s.starts_with("nt4-") || s.starts_with("nt6-"))
+        .map(|s| format!("destroy {s}\n"))
+        .collect();
+    if input.is_empty() {
+        return Ok(0);
+    }
+    run(namespace, "ipset", &["restore"], &input)?;
+    Ok(1)
+}
+
+/// The firewall of one node (its own namespace and its routers').
+pub struct Firewall {
+    dir: PathBuf,
+    backend: Backend,
+}
+
+impl Firewall {
+    /// A firewall writing through `backend`, keeping what it applied in `dir`.
+    pub fn new(dir: impl Into<PathBuf>, backend: Backend) -> Self {
+        Self {
+            dir: dir.into(),
+            backend,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Makes sure none of neutrino's chains is left in the backend this
+    /// firewall does not use (an earlier run's choice, or the host's
+    /// changed): rules in both would be two firewalls for one packet.
+    pub fn evict_other_backend(&self, namespace: Option<&str>) -> Result<usize, FirewallError> {
+        let other = self.backend.other();
+        if !holds_ours(&saved(namespace, other)) {
+            return Ok(0);
+        }
+        tracing::warn!(backend = %other, "removing neutrino's chains from the iptables backend not in use");
+        // What was applied through the other backend is not applied here.
+        self.forget("node");
+        remove_chains(namespace, other)
+    }
+
+    fn record(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.applied"))
+    }
+
+    fn applied(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.record(name)).ok()
+    }
+
+    fn remember(&self, name: &str, hash: &str) -> Result<(), FirewallError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| error("recording the firewall", e))?;
+        std::fs::write(self.record(name), hash).map_err(|e| error("recording the firewall", e))
+    }
+
+    fn forget(&self, name: &str) {
+        let _ = std::fs::remove_file(self.record(name));
+    }
+
+    /// Applies the node's security groups in `namespace`; the number of
+    /// processes run (kernel writes), zero when nothing changed.
+    pub fn sync_node(
+        &self,
+        namespace: Option<&str>,
+        plan: &SecurityPlan,
+        bridges: &[String],
+    ) -> Result<usize, FirewallError> {
+        let key = "node";
+        let v4 = node_ruleset(plan, bridges, false, &[], false);
+        let v6 = node_ruleset(plan, bridges, true, &[], false);
+        let sets = ipset_restore(&plan.ipsets);
+        let hash = digest(&[&v4, &v6, &sets]);
+        let previous = self.applied(key);
+        // Rules follow the bridges as well as the ports (a conntrack zone
+        // and a forward rule each): only a node with neither has nothing.
+        let empty = plan.ports.is_empty() && bridges.is_empty();
+        if previous.as_deref() == Some(hash.as_str()) || (previous.is_none() && empty) {
+            return Ok(0);
+        }
+        let mut writes = 0;
+        if !plan.ports.is_empty() {
+            for key in [
+                "net.bridge.bridge-nf-call-iptables",
+                "net.bridge.bridge-nf-call-ip6tables",
+            ] {
+                if netns::read_sysctl(namespace, key).is_ok_and(|v| v != "1") {
+                    netns::sysctl(namespace, key, "1")
+                        .map_err(|e| error(format!("setting {key}"), e))?;
+                    writes += 1;
+                }
+            }
+        }
+        if !sets.is_empty() {
+            run(namespace, "ipset", &["restore"], &sets)?;
+            writes += 1;
+        }
+        let wanted: BTreeSet<String> = plan
+            .ports
+            .iter()
+            .flat_map(|p| port_chains(&p.interface))
+            .collect();
+        for v6 in [false, true] {
+            let (save, restore) = (
+                self.backend.program(v6, "save"),
+                self.backend.program(v6, "restore"),
+            );
+            let current = run(namespace, &save, &[], "")?;
+            let stale: Vec<String> = current
+                .lines()
+                .filter_map(|l| l.strip_prefix(':'))
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|c| c.starts_with(PORT_CHAIN_PREFIX) && !wanted.contains(*c))
+                .map(str::to_string)
+                .collect();
+            let jumps_missing = !(current.contains(&format!("-j {FORWARD_CHAIN}"))
+                && current.contains(&format!("-j {ZONE_CHAIN}")));
+            let text = node_ruleset(plan, bridges, v6, &stale, jumps_missing);
+            run(namespace, &restore, &["--noflush"], &text)?;
+            writes += 1;
+        }
+        let sets_now = run(namespace, "ipset", &["list", "-n"], "")?;
+        let planned: BTreeSet<&str> = plan.ipsets.iter().map(|s| s.name.as_str()).collect();
+        let stale_sets: Vec<&str> = sets_now
+            .lines()
+            .filter(|s| (s.starts_with("nt4-") || s.starts_with("nt6-")) && !planned.contains(s))
+            .collect();
+        if !stale_sets.is_empty() {
+            let input: String = stale_sets
+                .iter()
+                .map(|s| format!("destroy {s}\n"))
+                .collect();
+            run(namespace, "ipset", &["restore"], &input)?;
+            writes += 1;
+        }
+        if empty {
+            self.forget(key);
+        } else {
+            self.remember(key, &hash)?;
+        }
+        Ok(writes)
+    }
+
+    /// Replaces the NAT table of a router's namespace when it changed.
+    pub fn sync_router(&self, router: &RouterPlan) -> Result<usize, FirewallError> {
+        let text = router_nat(router);
+        let hash = digest(&[&text]);
+        if self.applied(&router.namespace).as_deref() == Some(hash.as_str()) {
+            return Ok(0);
+        }
+        run(
+            Some(&router.namespace),
+            &self.backend.program(false, "restore"),
+            &[],
+            &text,
+        )?;
+        self.remember(&router.namespace, &hash)?;
+        Ok(1)
+    }
+
+    /// Forgets routers that are gone (their namespace took their rules).
+    pub fn forget_routers_except(&self, keep: &[&str]) {
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(namespace) = name.strip_suffix(".applied")
+                && namespace != "node"
+                && !keep.contains(&namespace)
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}

@@ -1,0 +1,753 @@
+//! The kernel through rtnetlink: reads links, FDB and neighbour entries
+//! into an [`Observed`], applies [`Changes`], and counts every write.
+
+use futures::{StreamExt, TryStreamExt};
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
+    NetlinkPayload,
+};
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, InfoVlan, InfoVxlan, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::RouteType;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::netns;
+use neutrino_core::allocate::Mac;
+use neutrino_core::reconcile::{
+    Changes, DesiredLink, FdbKey, LinkChange, LinkKind, NeighbourKey, Observed, ObservedKind,
+    ObservedLink,
+};
+
+/// A failed kernel operation, with what it was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("netlink socket in namespace {namespace}: {cause}")]
+    Connect {
+        namespace: String,
+        cause: std::io::Error,
+    },
+    #[error("{what}: {cause}")]
+    Request {
+        what: String,
+        cause: rtnetlink::Error,
+    },
+    #[error("{what}: no link named {name}")]
+    NoLink { what: String, name: String },
+    #[error("{what}: {message}")]
+    Invalid { what: String, message: String },
+}
+
+type Result<T> = std::result::Result<T, NetlinkError>;
+
+/// A netlink connection bound to one network namespace.
+pub struct Netlink {
+    handle: Handle,
+    namespace: Option<String>,
+    writes: AtomicUsize,
+    /// Link indexes by name, from the last dump and what was created since,
+    /// so that an apply does not look every link up again.
+    indexes: Mutex<HashMap<String, u32>>,
+}
+
+fn failed(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    let what = what.into();
+    move |cause| NetlinkError::Request { what, cause }
+}
+
+fn family(ip: IpAddr) -> AddressFamily {
+    if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
+}
+
+/// A permanent entry: `mac` at `destination` on link `index`, for the bridge
+/// family (a VXLAN FDB entry) or an address family (a neighbour).
+fn permanent_entry(
+    family: AddressFamily,
+    index: u32,
+    mac: Mac,
+    destination: IpAddr,
+) -> NeighbourMessage {
+    let mut message = NeighbourMessage::default();
+    message.header.family = family;
+    message.header.ifindex = index;
+    message.header.state = NeighbourState::Permanent;
+    message.header.kind = RouteType::Unspec;
+    message.attributes.extend([
+        NeighbourAttribute::Destination(neighbour_address(destination)),
+        NeighbourAttribute::LinkLayerAddress(mac.0.to_vec()),
+    ]);
+    message
+}
+
+fn neighbour_address(ip: IpAddr) -> NeighbourAddress {
+    match ip {
+        IpAddr::V4(a) => NeighbourAddress::Inet(a),
+        IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+    }
+}
+
+/// The address of a neighbour attribute. FDB entries (family bridge) come
+/// back as raw bytes, 4 or 16 of them.
+fn neighbour_ip(address: &NeighbourAddress) -> Option<IpAddr> {
+    match address {
+        NeighbourAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        NeighbourAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        NeighbourAddress::Other(bytes) => match bytes.len() {
+            4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes.as_slice()).ok()?)),
+            16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes.as_slice()).ok()?)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The MAC and the address of a neighbour or FDB entry.
+fn mac_and_ip(entry: &NeighbourMessage) -> Option<(Mac, IpAddr)> {
+    let mac = entry.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(b) => mac_of(b),
+        _ => None,
+    })?;
+    let ip = entry.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(d) => neighbour_ip(d),
+        _ => None,
+    })?;
+    Some((mac, ip))
+}
+
+fn mac_of(bytes: &[u8]) -> Option<Mac> {
+    Some(Mac(bytes.try_into().ok()?))
+}
+
+impl Netlink {
+    /// Connects inside the namespace `namespace` (the current one when `None`).
+    pub async fn connect(namespace: Option<&str>) -> Result<Netlink> {
+        let runtime = tokio::runtime::Handle::current();
+        let name = namespace.unwrap_or("(current)").to_string();
+        let error = |cause| NetlinkError::Connect {
+            namespace: name.clone(),
+            cause,
+        };
+        // The socket belongs to the namespace of the thread that opens it.
+        let (connection, handle, _) = netns::run_in(namespace, move || {
+            let _entered = runtime.enter();
+            rtnetlink::new_connection()
+        })
+        .map_err(error)?
+        .map_err(error)?;
+        tokio::spawn(connection);
+        Ok(Netlink {
+            handle,
+            namespace: namespace.map(str::to_string),
+            writes: AtomicUsize::new(0),
+            indexes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Kernel writes made through this connection so far.
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn wrote(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the link `name` is up; an error when there is no such link.
+    pub(super) async fn link_flags(&self, name: &str) -> Result<bool> {
+        let mut found = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match found.try_next().await {
+            Ok(Some(link)) => Ok(link.header.flags.contains(LinkFlags::Up)),
+            Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => Err(NetlinkError::NoLink {
+                what: "checking it is up".into(),
+                name: name.into(),
+            }),
+            Err(e) => Err(failed(format!("looking up {name}"))(e)),
+        }
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    async fn links(&self) -> Result<Vec<LinkMessage>> {
+        self.handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(failed("listing links"))
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.indexes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The index of the link `name`.
+    pub async fn index(&self, name: &str) -> Result<Option<u32>> {
+        if let Some(index) = self.cached().get(name) {
+            return Ok(Some(*index));
+        }
+        let mut found = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match found.try_next().await {
+            Ok(link) => {
+                let index = link.map(|l| l.header.index);
+                if let Some(index) = index {
+                    self.cached().insert(name.to_string(), index);
+                }
+                Ok(index)
+            }
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc_enodev() => Ok(None),
+            Err(e) => Err(failed(format!("looking up {name}"))(e)),
+        }
+    }
+
+    pub async fn require(&self, name: &str, what: &str) -> Result<u32> {
+        self.index(name).await?.ok_or_else(|| NetlinkError::NoLink {
+            what: what.to_string(),
+            name: name.to_string(),
+        })
+    }
+
+    /// Reads links, VXLAN FDB entries and permanent neighbours.
+    pub async fn observe(&self) -> Result<Observed> {
+        let messages = self.links().await?;
+        let names: BTreeMap<u32, String> = messages
+            .iter()
+            .filter_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some((m.header.index, n.clone())),
+                    _ => None,
+                })
+            })
+            .collect();
+        *self.cached() = names
+            .iter()
+            .map(|(index, name)| (name.clone(), *index))
+            .collect();
+        let mut links = Vec::with_capacity(messages.len());
+        let mut vxlans: BTreeMap<u32, String> = BTreeMap::new();
+        for message in &messages {
+            if let Some(link) = observed_link(message, &names) {
+                if matches!(link.kind, ObservedKind::Vxlan { .. }) {
+                    vxlans.insert(message.header.index, link.name.clone());
+                }
+                links.push(link);
+            }
+        }
+
+        let mut fdb = Vec::new();
+        let mut neighbours = Vec::new();
+        if !vxlans.is_empty() {
+            for entry in self
+                .neighbour_dump(AddressFamily::Bridge, "listing FDB entries")
+                .await?
+            {
+                let Some(device) = vxlans.get(&entry.header.ifindex) else {
+                    continue;
+                };
+                if let Some((mac, destination)) = mac_and_ip(&entry) {
+                    fdb.push(FdbKey {
+                        device: device.clone(),
+                        mac,
+                        destination,
+                    });
+                }
+            }
+            for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+                for entry in self.neighbour_dump(family, "listing neighbours").await? {
+                    let Some(device) = vxlans.get(&entry.header.ifindex) else {
+                        continue;
+                    };
+                    if entry.header.state != NeighbourState::Permanent {
+                        continue;
+                    }
+                    if let Some((mac, ip)) = mac_and_ip(&entry) {
+                        neighbours.push(NeighbourKey {
+                            device: device.clone(),
+                            ip,
+                            mac,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(Observed {
+            links,
+            fdb,
+            neighbours,
+        })
+    }
+
+    /// Every neighbour (or, for the bridge family, FDB) entry of `family`.
+    async fn neighbour_dump(
+        &self,
+        family: AddressFamily,
+        what: &str,
+    ) -> Result<Vec<NeighbourMessage>> {
+        let mut request = self.handle.neighbours().get();
+        request.message_mut().header.family = family;
+        request.execute().try_collect().await.map_err(failed(what))
+    }
+
+    /// Applies `changes` in order. Every change is tried; the failures are
+    /// returned, each saying what it was doing.
+    pub async fn apply(&self, changes: &Changes) -> Vec<NetlinkError> {
+        let mut errors = Vec::new();
+        for phase in link_phases(&changes.links) {
+            errors.extend(
+                self.each(&phase, |changes| self.link_changes(changes))
+                    .await,
+            );
+        }
+        // Entries are independent of each other: many requests are in flight
+        // at once, removals before additions.
+        let fdb_remove = self.each(&changes.fdb_remove, |e| self.fdb(e, false)).await;
+        let fdb_add = self.each(&changes.fdb_add, |e| self.fdb(e, true)).await;
+        let neighbours_remove = self
+            .each(&changes.neighbours_remove, |e| self.neighbour(e, false))
+            .await;
+        let neighbours_add = self
+            .each(&changes.neighbours_add, |e| self.neighbour(e, true))
+            .await;
+        errors.extend(
+            fdb_remove
+                .into_iter()
+                .chain(fdb_add)
+                .chain(neighbours_remove)
+                .chain(neighbours_add),
+        );
+        errors
+    }
+
+    /// Runs `operation` on every item, up to 64 at a time; the failures.
+    async fn each<'a, T, F, Fut>(&'a self, items: &'a [T], operation: F) -> Vec<NetlinkError>
+    where
+        F: Fn(&'a T) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        futures::stream::iter(items.iter().map(operation))
+            .buffer_unordered(64)
+            .filter_map(|result| async move { result.err() })
+            .collect()
+            .await
+    }
+
+    /// One link's changes, in order; stops at the first failure.
+    async fn link_changes(&self, changes: &Vec<&LinkChange>) -> Result<()> {
+        for change in changes {
+            self.link_change(change).await?;
+        }
+        Ok(())
+    }
+
+    async fn link_change(&self, change: &LinkChange) -> Result<()> {
+        match change {
+            LinkChange::Create(link) => self.create(link).await,
+            LinkChange::Delete(name) => {
+                let what = format!("deleting {name}");
+                let Some(index) = self.index(name).await? else {
+                    return Ok(());
+                };
+                self.cached().remove(name);
+                self.wrote();
+                self.handle
+                    .link()
+                    .del(index)
+                    .execute()
+                    .await
+                    .map_err(failed(what))
+            }
+            LinkChange::SetMtu(name, mtu) => {
+                let index = self.require(name, "setting the MTU").await?;
+                self.set(
+                    LinkUnspec::new_with_index(index).mtu(*mtu).build(),
+                    format!("setting the MTU of {name} to {mtu}"),
+                )
+                .await
+            }
+            LinkChange::SetMaster(name, master) => {
+                let index = self.require(name, "setting the master").await?;
+                let message = match master {
+                    Some(bridge) => {
+                        let bridge_index = self.require(bridge, "setting the master").await?;
+                        LinkUnspec::new_with_index(index)
+                            .controller(bridge_index)
+                            .build()
+                    }
+                    None => LinkUnspec::new_with_index(index).nocontroller().build(),
+                };
+                self.set(
+                    message,
+                    format!(
+                        "attaching {name} to {}",
+                        master.as_deref().unwrap_or("no bridge")
+                    ),
+                )
+                .await
+            }
+            LinkChange::SetIsolated(name, isolated) => {
+                let index = self.require(name, "setting isolation").await?;
+                let message = LinkBridgePort::new(index)
+                    .append_info_data(InfoBridgePort::Isolated(*isolated))
+                    .build();
+                self.wrote();
+                self.handle
+                    .link()
+                    .set_port(message)
+                    .execute()
+                    .await
+                    .map_err(failed(format!("setting isolated={isolated} on {name}")))
+            }
+            LinkChange::SetUp(name) => {
+                let index = self.require(name, "setting up").await?;
+                self.set(
+                    LinkUnspec::new_with_index(index).up().build(),
+                    format!("setting {name} up"),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn set(&self, message: LinkMessage, what: String) -> Result<()> {
+        self.wrote();
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(failed(what))
+    }
+
+    /// Creates a link with its alias, down and detached; settings follow.
+    /// Creates a link attached to its master and up, then marks it as
+    /// neutrino's with its alias (which the kernel only takes on a change).
+    async fn create(&self, link: &DesiredLink) -> Result<()> {
+        let what = format!("creating {}", link.name);
+        let mtu = link.mtu.unwrap_or(1500);
+        let master = match &link.master {
+            Some(bridge) => Some(self.require(bridge, &what).await?),
+            None => None,
+        };
+        // Held open until the request is sent: the kernel reads the descriptor.
+        let mut peer_namespace = None;
+        let message = match &link.kind {
+            LinkKind::Bridge => LinkBridge::new(&link.name).mtu(mtu).build(),
+            LinkKind::Vxlan { vni, local, port } => {
+                let builder = LinkVxlan::new(&link.name, *vni)
+                    .port(*port)
+                    .learning(false)
+                    .proxy(true)
+                    .mtu(mtu);
+                match local {
+                    IpAddr::V4(a) => builder.local(*a).build(),
+                    IpAddr::V6(a) => builder.local6(*a).build(),
+                }
+            }
+            LinkKind::Vlan { parent, id } => {
+                let parent_index = self.require(parent, &what).await?;
+                LinkVlan::new(&link.name, parent_index, *id)
+                    .mtu(mtu)
+                    .build()
+            }
+            LinkKind::Veth {
+                peer,
+                peer_mac,
+                peer_netns,
+            } => {
+                let file = peer_netns
+                    .as_deref()
+                    .map(netns::open)
+                    .transpose()
+                    .map_err(|cause| NetlinkError::Connect {
+                        namespace: peer_netns.clone().unwrap_or_default(),
+                        cause,
+                    })?;
+                let mut peer_message = LinkUnspec::new_with_name(peer)
+                    .address(peer_mac.0.to_vec())
+                    .mtu(mtu);
+                if let Some(file) = &file {
+                    peer_message = peer_message.setns_by_fd(file.as_raw_fd());
+                }
+                peer_namespace = file;
+                LinkVeth::new(&link.name, peer)
+                    .mtu(mtu)
+                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_message.build())))
+                    .build()
+            }
+            LinkKind::Physical => return Ok(()),
+        };
+        let mut message = message;
+        message.header.flags |= LinkFlags::Up;
+        message.header.change_mask |= LinkFlags::Up;
+        if let Some(master) = master {
+            message.attributes.push(LinkAttribute::Controller(master));
+        }
+        let refused = if matches!(link.kind, LinkKind::Vlan { .. }) {
+            format!(
+                "{what} (a kernel without 802.1Q support, CONFIG_VLAN_8021Q, refuses VLAN links)"
+            )
+        } else {
+            what.clone()
+        };
+        self.wrote();
+        self.handle
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(failed(refused))?;
+        drop(peer_namespace);
+        let mut alias = LinkUnspec::new_with_name(&link.name).build();
+        alias
+            .attributes
+            .push(LinkAttribute::IfAlias(link.alias.clone()));
+        self.set(alias, format!("marking {} as neutrino's", link.name))
+            .await
+    }
+
+    /// The index of the device an entry goes on or comes off; `None` when an
+    /// entry is to come off a device that is gone already (and took it).
+    async fn entry_device(&self, device: &str, add: bool, what: &str) -> Result<Option<u32>> {
+        match self.index(device).await? {
+            None if add => Err(NetlinkError::NoLink {
+                what: what.to_string(),
+                name: device.to_string(),
+            }),
+            found => Ok(found),
+        }
+    }
+
+    /// Adds or removes one VXLAN FDB entry. All-zero entries (one per peer)
+    /// are appended, since the kernel keeps one list per MAC.
+    async fn fdb(&self, entry: &FdbKey, add: bool) -> Result<()> {
+        let what = format!(
+            "{} FDB entry {} dst {} on {}",
+            if add { "adding" } else { "removing" },
+            entry.mac,
+            entry.destination,
+            entry.device
+        );
+        let Some(index) = self.entry_device(&entry.device, add, &what).await? else {
+            return Ok(());
+        };
+        let mut message =
+            permanent_entry(AddressFamily::Bridge, index, entry.mac, entry.destination);
+        message.header.flags = NeighbourFlags::Own;
+        let flags = if entry.mac == Mac::ZERO {
+            NLM_F_APPEND
+        } else {
+            NLM_F_REPLACE
+        };
+        self.send(message, add, flags, what).await
+    }
+
+    /// Adds or removes one static neighbour entry.
+    async fn neighbour(&self, entry: &NeighbourKey, add: bool) -> Result<()> {
+        let what = format!(
+            "{} neighbour {} lladdr {} on {}",
+            if add { "adding" } else { "removing" },
+            entry.ip,
+            entry.mac,
+            entry.device
+        );
+        let Some(index) = self.entry_device(&entry.device, add, &what).await? else {
+            return Ok(());
+        };
+        let message = permanent_entry(family(entry.ip), index, entry.mac, entry.ip);
+        self.send(message, add, NLM_F_REPLACE, what).await
+    }
+
+    async fn send(
+        &self,
+        message: NeighbourMessage,
+        add: bool,
+        flags: u16,
+        what: String,
+    ) -> Result<()> {
+        let payload = if add {
+            RouteNetlinkMessage::NewNeighbour(message)
+        } else {
+            RouteNetlinkMessage::DelNeighbour(message)
+        };
+        let mut outgoing = NetlinkMessage::from(payload);
+        outgoing.header.flags =
+            NLM_F_REQUEST | NLM_F_ACK | if add { NLM_F_CREATE | flags } else { 0 };
+        self.wrote();
+        let mut handle = self.handle.clone();
+        let mut responses = handle.request(outgoing).map_err(failed(what.clone()))?;
+        while let Some(response) = responses.next().await {
+            if let NetlinkPayload::Error(e) = response.payload
+                && e.code.is_some()
+            {
+                // Removing what is already gone is not a failure.
+                if !add && e.raw_code() == -libc_enoent() {
+                    return Ok(());
+                }
+                return Err(NetlinkError::Request {
+                    what,
+                    cause: rtnetlink::Error::NetlinkError(e),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The handle, for namespace-internal configuration.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+const fn libc_enodev() -> i32 {
+    19
+}
+
+const fn libc_enoent() -> i32 {
+    2
+}
+
+/// Link changes in phases that must follow each other — removals, bridges,
+/// the links attached to them, then settings — each phase grouped by link,
+/// so that different links proceed together and one link's steps in order.
+fn link_phases(changes: &[LinkChange]) -> Vec<Vec<Vec<&LinkChange>>> {
+    let phase = |change: &LinkChange| match change {
+        LinkChange::Delete(_) => 0,
+        LinkChange::Create(link) if link.kind == LinkKind::Bridge => 1,
+        LinkChange::Create(_) => 2,
+        _ => 3,
+    };
+    let name = |change: &LinkChange| match change {
+        LinkChange::Create(link) => link.name.clone(),
+        LinkChange::Delete(n)
+        | LinkChange::SetMtu(n, _)
+        | LinkChange::SetMaster(n, _)
+        | LinkChange::SetIsolated(n, _)
+        | LinkChange::SetUp(n) => n.clone(),
+    };
+    let mut phases: Vec<BTreeMap<String, Vec<&LinkChange>>> = vec![BTreeMap::new(); 4];
+    for change in changes {
+        phases[phase(change)]
+            .entry(name(change))
+            .or_default()
+            .push(change);
+    }
+    phases
+        .into_iter()
+        .map(|p| p.into_values().collect())
+        .collect()
+}
+
+/// Reads one link message into the reconciler's view of it.
+fn observed_link(message: &LinkMessage, names: &BTreeMap<u32, String>) -> Option<ObservedLink> {
+    let mut name = None;
+    let mut alias = None;
+    let mut master = None;
+    let mut mtu = 0;
+    let mut kind = ObservedKind::Other(String::new());
+    let mut isolated = false;
+    let mut parent = None;
+    for attribute in &message.attributes {
+        match attribute {
+            LinkAttribute::IfName(n) => name = Some(n.clone()),
+            LinkAttribute::IfAlias(a) => alias = Some(a.clone()),
+            LinkAttribute::Controller(index) => master = names.get(index).cloned(),
+            LinkAttribute::Mtu(m) => mtu = *m,
+            LinkAttribute::Link(index) => parent = names.get(index).cloned(),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    match info {
+                        LinkInfo::Kind(InfoKind::Bridge) => kind = ObservedKind::Bridge,
+                        LinkInfo::Kind(InfoKind::Veth) => kind = ObservedKind::Veth,
+                        LinkInfo::Kind(other) if kind == ObservedKind::Other(String::new()) => {
+                            kind = ObservedKind::Other(other.to_string())
+                        }
+                        LinkInfo::Data(InfoData::Vxlan(data)) => kind = vxlan_kind(data),
+                        LinkInfo::Data(InfoData::Vlan(data)) => {
+                            let id = data.iter().find_map(|d| match d {
+                                InfoVlan::Id(id) => Some(*id),
+                                _ => None,
+                            });
+                            kind = ObservedKind::Vlan {
+                                id: id.unwrap_or(0),
+                                parent: None,
+                            };
+                        }
+                        LinkInfo::PortData(InfoPortData::BridgePort(port)) => {
+                            isolated = port
+                                .iter()
+                                .any(|p| matches!(p, InfoBridgePort::Isolated(true)))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let ObservedKind::Vlan { parent: p, .. } = &mut kind {
+        *p = parent;
+    }
+    Some(ObservedLink {
+        name: name?,
+        kind,
+        alias,
+        master,
+        mtu,
+        up: message.header.flags.contains(LinkFlags::Up),
+        isolated,
+    })
+}
+
+fn vxlan_kind(data: &[InfoVxlan]) -> ObservedKind {
+    let mut vni = 0;
+    let mut local = None;
+    let mut port = 0;
+    let mut learning = true;
+    let mut proxy = false;
+    for d in data {
+        match d {
+            InfoVxlan::Id(v) => vni = *v,
+            InfoVxlan::Local(a) => local = Some(IpAddr::V4(*a)),
+            InfoVxlan::Local6(a) => local = Some(IpAddr::V6(*a)),
+            InfoVxlan::Port(p) => port = *p,
+            InfoVxlan::Learning(l) => learning = *l,
+            InfoVxlan::Proxy(p) => proxy = *p,
+            _ => {}
+        }
+    }
+    ObservedKind::Vxlan {
+        vni,
+        local,
+        port,
+        learning,
+        proxy,
+    }
+}

@@ -1,0 +1,311 @@
+//! `neutrino agent` on a cluster: publishes the node's NodeAgent record,
+//! watches what the node needs, and drives the same dataplane agent as the
+//! lab — but only with objects the controller found Ready, and only once
+//! its caches are filled, so that a restart or an unreachable API server
+//! never takes down what is running: the kernel stays as it is.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+use super::stores::Stores;
+use neutrino_api::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
+use neutrino_core::plan::plan_node;
+use neutrino_core::realisation::{planned_objects, realised_digest};
+use neutrino_core::status::ready_only;
+use neutrino_core::xtables::Choice;
+use neutrino_core::{ClusterConfig, NodeConfig, resolve};
+use neutrino_dataplane::agent::{Agent, AgentConfig, ApplyReport};
+use neutrino_dataplane::netlink::NetlinkError;
+
+/// The field manager of what agents write.
+pub const FIELD_MANAGER: &str = "neutrino-agent";
+
+/// How an agent runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub node: String,
+    pub tunnel_ip: IpAddr,
+    /// How `tunnel_ip` was chosen.
+    pub tunnel_endpoint: Option<TunnelEndpoint>,
+    pub physical_interfaces: BTreeMap<String, String>,
+    pub gateway: bool,
+    /// Program this namespace instead of the agent's own.
+    pub netns: Option<String>,
+    /// Where DHCP servers and the firewall keep their files.
+    pub state_dir: PathBuf,
+    /// Ranges and physical networks; nodes come from the NodeAgent records.
+    pub cluster: ClusterConfig,
+    /// An apply and a heartbeat at least this often.
+    pub resync: Duration,
+    /// The iptables backend: the host's, or one named.
+    pub iptables: Choice,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("publishing NodeAgent {node}: {cause}")]
+    Publish { node: String, cause: kube::Error },
+    #[error(transparent)]
+    Dataplane(#[from] NetlinkError),
+    #[error("waiting for SIGTERM: {0}")]
+    Signal(std::io::Error),
+}
+
+/// The NodeAgent status an apply report makes; `realised` is the digest of
+/// the objects the apply realised.
+pub fn report_status(
+    report: &ApplyReport,
+    realised: String,
+    iptables: IptablesBackend,
+    now: &Time,
+) -> NodeAgentStatus {
+    let ready = report.errors.is_empty();
+    NodeAgentStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        heartbeat: Some(now.clone()),
+        iptables: Some(iptables),
+        last_apply_writes: report.writes as i64,
+        last_apply_errors: report
+            .errors
+            .iter()
+            .chain(&report.conflicts)
+            .cloned()
+            .collect(),
+        realised: ready.then_some(realised),
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: if ready { "True" } else { "False" }.into(),
+            reason: if ready { "Realised" } else { "ApplyFailed" }.into(),
+            message: if ready {
+                format!(
+                    "the node's plan is realised ({} kernel writes in the last apply)",
+                    report.writes
+                )
+            } else {
+                report.errors.join("; ")
+            },
+            observed_generation: Some(0),
+            last_transition_time: now.clone(),
+        }],
+    }
+}
+
+/// The annotation that asks an agent to take everything neutrino made out
+/// of its node and then do nothing more: how `neutrino uninstall` empties
+/// every node before the chart's DaemonSet goes.
+pub const REMOVE_ANNOTATION: &str = "neutrino.dev/remove";
+
+/// The NodeAgent status after a removal: `Removed` says whether the node is
+/// clean, and the agent is no longer Ready for anything.
+pub fn removal_status(report: &ApplyReport, now: &Time) -> NodeAgentStatus {
+    let clean = report.errors.is_empty();
+    let condition = |type_: &str, status: bool, reason: &str, message: String| Condition {
+        type_: type_.into(),
+        status: if status { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: Some(0),
+        last_transition_time: now.clone(),
+    };
+    let message = if clean {
+        format!(
+            "everything neutrino made on this node is removed ({} kernel writes)",
+            report.writes
+        )
+    } else {
+        report.errors.join("; ")
+    };
+    NodeAgentStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        heartbeat: Some(now.clone()),
+        iptables: None,
+        last_apply_writes: report.writes as i64,
+        last_apply_errors: report.errors.clone(),
+        realised: None,
+        conditions: vec![
+            condition(
+                "Ready",
+                false,
+                "Removed",
+                "asked to remove neutrino from this node".into(),
+            ),
+            condition(
+                "Removed",
+                clean,
+                if clean { "Removed" } else { "RemoveFailed" },
+                message,
+            ),
+        ],
+    }
+}
+
+/// Runs the agent until SIGTERM.
+pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
+    let api: Api<NodeAgent> = Api::all(client.clone());
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    let spec = NodeAgentSpec {
+        tunnel_ip: options.tunnel_ip.to_string(),
+        tunnel_endpoint: options.tunnel_endpoint.clone(),
+        physical_interfaces: options.physical_interfaces.clone(),
+        gateway: options.gateway,
+    };
+    let body = json!({
+        "apiVersion": NodeAgent::api_version(&()),
+        "kind": NodeAgent::kind(&()),
+        "metadata": {"name": options.node},
+        "spec": spec,
+    });
+    api.patch(&options.node, &apply, &Patch::Apply(&body))
+        .await
+        .map_err(|cause| AgentError::Publish {
+            node: options.node.clone(),
+            cause,
+        })?;
+
+    let changed = Arc::new(Notify::new());
+    let stores = Stores::start(&client, &changed);
+    stores.ready().await;
+    tracing::info!(node = %options.node, "caches filled");
+
+    let prefix = options
+        .netns
+        .as_ref()
+        .map_or(String::new(), |ns| format!("{ns}-"));
+    let dataplane = Agent::new(AgentConfig {
+        netns: options.netns.clone(),
+        namespace_prefix: prefix,
+        state_dir: options.state_dir.clone(),
+        iptables: options.iptables,
+    })
+    .await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(AgentError::Signal)?;
+    let me = NodeConfig {
+        name: options.node.clone(),
+        tunnel_ip: options.tunnel_ip,
+        physical_interfaces: options.physical_interfaces.clone(),
+        gateway: options.gateway,
+    };
+    let mut last_report = Instant::now();
+    let mut last_outcome = None;
+    let mut last_skipped = Vec::new();
+    let mut removed = false;
+    loop {
+        // Asked while our record carries the annotation; once removed, also
+        // after the record itself is gone (the uninstall deletes it), so that
+        // only a record without it calls the removal off.
+        let own = stores
+            .agents()
+            .into_iter()
+            .find(|a| a.metadata.name.as_deref() == Some(options.node.as_str()));
+        let asked_to_remove = match &own {
+            Some(record) => record.annotations().contains_key(REMOVE_ANNOTATION),
+            None => removed,
+        };
+        if asked_to_remove && !removed && own.is_some() {
+            let report = dataplane.remove_all().await;
+            tracing::warn!(writes = report.writes, errors = ?report.errors, "removed neutrino from this node, as asked");
+            removed = report.errors.is_empty();
+            let now = Time(k8s_openapi::jiff::Timestamp::now());
+            let body = json!({
+                "apiVersion": NodeAgent::api_version(&()),
+                "kind": NodeAgent::kind(&()),
+                "metadata": {"name": options.node},
+                "status": removal_status(&report, &now),
+            });
+            if let Err(e) = api
+                .patch_status(&options.node, &apply, &Patch::Apply(&body))
+                .await
+            {
+                tracing::warn!(error = %e, "could not report the removal");
+                removed = false;
+            }
+        }
+        if asked_to_remove {
+            tokio::select! {
+                _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ = tokio::time::sleep(options.resync) => {}
+                _ = terminate.recv() => return Ok(()),
+            }
+            continue;
+        }
+        if removed {
+            // The removal was called off: build the node up again.
+            removed = false;
+            last_outcome = None;
+        }
+        let (mut config, skipped) = options
+            .cluster
+            .with_agents(&stores.agents(), &stores.node_addresses());
+        if skipped != last_skipped {
+            for record in &skipped {
+                tracing::warn!(%record, "peer left out");
+            }
+            last_skipped = skipped;
+        }
+        // Our own record may not have reached the cache yet.
+        if config.node(&options.node).is_none() {
+            config.nodes.push(me.clone());
+        }
+        let snapshot = ready_only(&stores.snapshot());
+        let resolution = resolve(&snapshot, &config);
+        let node = config.node(&options.node).expect("added above");
+        let plan = plan_node(&resolution, &config, node);
+        let realised = realised_digest(&planned_objects(&plan), &snapshot);
+        let report = dataplane.apply(&plan).await;
+        if report.writes > 0 || !report.errors.is_empty() {
+            tracing::info!(writes = report.writes, errors = ?report.errors, "applied");
+        }
+        // Report what changed at once and a heartbeat every resync, but not
+        // on every wake-up: our own report wakes us (and every agent) again.
+        let outcome = (
+            report.writes > 0,
+            report.errors.clone(),
+            report.conflicts.clone(),
+            realised.clone(),
+        );
+        if outcome.0
+            || last_outcome.as_ref() != Some(&outcome)
+            || last_report.elapsed() >= options.resync
+        {
+            let now = Time(k8s_openapi::jiff::Timestamp::now());
+            let (backend, reason) = dataplane.iptables();
+            let iptables = IptablesBackend {
+                backend: backend.to_string(),
+                reason: reason.to_string(),
+            };
+            let status = report_status(&report, realised, iptables, &now);
+            let body = json!({
+                "apiVersion": NodeAgent::api_version(&()),
+                "kind": NodeAgent::kind(&()),
+                "metadata": {"name": options.node},
+                "status": status,
+            });
+            match api
+                .patch_status(&options.node, &apply, &Patch::Apply(&body))
+                .await
+            {
+                Ok(_) => {
+                    last_report = Instant::now();
+                    last_outcome = Some(outcome);
+                }
+                // The dataplane does not depend on the API: keep going.
+                Err(e) => tracing::warn!(error = %e, "could not report to the API server"),
+            }
+        }
+        tokio::select! {
+            _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ = tokio::time::sleep(options.resync) => {}
+            _ = terminate.recv() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! `neutrino controller`: watches everything, and while it holds the
+//! leader Lease, runs rounds — resolve the whole snapshot, compute the
+//! actions, carry them out — whenever something changed, and every
+//! `resync` besides. Replicas that are not the leader only keep their
+//! caches warm, so a failover starts from a full view.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Client;
+use kube_lease_manager::LeaseManagerBuilder;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+use super::events;
+use super::execute::{FIELD_MANAGER, execute};
+use super::metrics::{self, Metrics};
+use super::stores::Stores;
+use kube::runtime::events::{Recorder, Reporter};
+use neutrino_api::NodeAgent;
+use neutrino_core::controller::{actions, notices};
+use neutrino_core::realisation::{AgentHealth, realisation};
+use neutrino_core::{ClusterConfig, resolve};
+use std::collections::BTreeMap;
+
+/// The Lease the replicas compete for.
+pub const LEASE_NAME: &str = "neutrino-controller";
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Ranges, physical networks and underlay MTU; nodes come from the
+    /// agents' NodeAgent records.
+    pub cluster: ClusterConfig,
+    /// Where /metrics, /healthz and /readyz listen.
+    pub listen: SocketAddr,
+    /// The namespace of the leader Lease (the controller's own).
+    pub lease_namespace: String,
+    /// This replica's name in the Lease (its pod name).
+    pub identity: String,
+    /// A round at least this often, changes or not.
+    pub resync: Duration,
+    /// How long the Lease holds without renewal (whole seconds, at least
+    /// 2): a replica that stops renewing loses its writes after this long.
+    pub lease_duration: Duration,
+}
+
+/// Why the controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("listening on {listen}: {cause}")]
+    Listen {
+        listen: SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error("leader election on Lease {namespace}/{LEASE_NAME}: {cause}")]
+    Lease {
+        namespace: String,
+        cause: kube_lease_manager::LeaseManagerError,
+    },
+    #[error("waiting for SIGTERM: {0}")]
+    Signal(std::io::Error),
+}
+
+/// An agent whose heartbeat is older than this is taken for gone.
+const HEARTBEAT_TIMEOUT: i64 = 120;
+
+/// Each node's agent as its record last said: Ready, or failed and why.
+pub fn health(
+    agents: &[NodeAgent],
+    now: k8s_openapi::jiff::Timestamp,
+) -> BTreeMap<String, AgentHealth> {
+    agents
+        .iter()
+        .filter_map(|agent| {
+            let name = agent.metadata.name.clone()?;
+            let status = agent.status.as_ref()?;
+            let age = status.heartbeat.as_ref().map(|h| (now - h.0).get_seconds());
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+            let health = match age {
+                Some(age) if age > HEARTBEAT_TIMEOUT => {
+                    AgentHealth::Failed(format!("no heartbeat for {age}s"))
+                }
+                _ if ready.status == "True" => AgentHealth::Ready(status.realised.clone()),
+                _ => AgentHealth::Failed(ready.message.clone()),
+            };
+            Some((name, health))
+        })
+        .collect()
+}
+
+/// One round; returns whether another should follow at once (a claim was
+/// lost or a status was stale: the caches are behind).
+async fn round(
+    client: &Client,
+    stores: &Stores,
+    cluster: &ClusterConfig,
+    metrics: &Metrics,
+    recorder: &Recorder,
+    agents_seen: &mut BTreeMap<String, String>,
+) -> bool {
+    let started = Instant::now();
+    let snapshot = stores.snapshot();
+    let agents = stores.agents();
+    let (config, skipped) = cluster.with_agents(&agents, &stores.node_addresses());
+    for record in skipped {
+        tracing::warn!(%record, "node left out");
+    }
+    let resolution = resolve(&snapshot, &config);
+    metrics.observe(&resolution);
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let realised = realisation(&snapshot, &resolution, &config, &health(&agents, now));
+    let planned = actions(&snapshot, &resolution, &realised, &Time(now));
+    metrics.rounds.inc();
+    events::publish_agents(recorder, &agents, agents_seen).await;
+    if planned.is_empty() {
+        metrics.duration.observe(started.elapsed().as_secs_f64());
+        return false;
+    }
+    let notices = notices(&snapshot, &planned.statuses);
+    let outcome = execute(client, &snapshot, planned).await;
+    events::publish_notices(recorder, &snapshot, &notices).await;
+    metrics.duration.observe(started.elapsed().as_secs_f64());
+    metrics.errors.inc_by(outcome.errors.len() as u64);
+    metrics.claims_lost.inc_by(outcome.claims_lost.len() as u64);
+    for error in &outcome.errors {
+        tracing::error!(%error, "request failed");
+    }
+    tracing::info!(
+        claims_created = outcome.claims_created,
+        claims_lost = outcome.claims_lost.len(),
+        statuses = outcome.statuses_written,
+        stale = outcome.statuses_stale,
+        released = outcome.claims_deleted,
+        "round"
+    );
+    !outcome.claims_lost.is_empty() || outcome.statuses_stale > 0
+}
+
+/// Runs the controller until SIGTERM.
+pub async fn run(client: Client, options: Options) -> Result<(), ControllerError> {
+    let changed = Arc::new(Notify::new());
+    let stores = Stores::start(&client, &changed);
+    let metrics = Arc::new(Metrics::default());
+
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|cause| ControllerError::Listen {
+            listen: options.listen,
+            cause,
+        })?;
+    let server = axum::serve(listener, metrics::router(metrics.clone()));
+    tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "the metrics and health server stopped");
+        }
+    });
+
+    stores.ready().await;
+    metrics.ready.store(true, Ordering::Relaxed);
+    tracing::info!("caches filled");
+
+    let lease_error = |cause| ControllerError::Lease {
+        namespace: options.lease_namespace.clone(),
+        cause,
+    };
+    // Renew with a third of the lease to spare, so one slow request does not lose it.
+    let duration = options.lease_duration.as_secs().max(2);
+    let manager = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
+        .with_namespace(&options.lease_namespace)
+        .with_duration(duration)
+        .with_grace((duration / 3).max(1))
+        .with_identity(&options.identity)
+        .with_field_manager(FIELD_MANAGER)
+        .build()
+        .await
+        .map_err(lease_error)?;
+    let (mut leader, lease) = manager.watch().await;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ControllerError::Signal)?;
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(options.identity.clone()),
+        },
+    );
+    let mut agents_seen = BTreeMap::new();
+    let mut again = true;
+    let mut first = true;
+    loop {
+        if again && !first {
+            // The caches are behind the server: give the watches a moment.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        } else if !again {
+            tokio::select! {
+                _ = changed.notified() => {}
+                _ = tokio::time::sleep(options.resync) => {}
+                _ = leader.changed() => {
+                    tracing::info!(leader = *leader.borrow(), "leadership changed");
+                }
+                _ = terminate.recv() => break,
+            }
+            // Let a burst of events settle into one round.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        first = false;
+        again = *leader.borrow()
+            && round(
+                &client,
+                &stores,
+                &options.cluster,
+                &metrics,
+                &recorder,
+                &mut agents_seen,
+            )
+            .await;
+    }
+    // Closing the channel releases the Lease, so another replica takes over at once.
+    drop(leader);
+    let _ = lease.await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+    use neutrino_api::{NodeAgentSpec, NodeAgentStatus};
+
+    fn agent(name: &str, ready: &str, heartbeat: k8s_openapi::jiff::Timestamp) -> NodeAgent {
+        let mut agent = NodeAgent::new(
+            name,
+            NodeAgentSpec {
+                tunnel_endpoint: None,
+                tunnel_ip: "192.0.2.1".into(),
+                physical_interfaces: Default::default(),
+                gateway: true,
+            },
+        );
+        agent.status = Some(NodeAgentStatus {
+            heartbeat: Some(Time(heartbeat)),
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: ready.into(),
+                reason: "x".into(),
+                message: format!("{name} says {ready}"),
+                observed_generation: Some(0),
+                last_transition_time: Time(heartbeat),
+            }],
+            ..NodeAgentStatus::default()
+        });
+        agent
+    }
+
+    #[test]
+    fn agents_are_ready_failed_or_silent() {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let old = now - k8s_openapi::jiff::SignedDuration::from_secs(600);
+        let health = health(
+            &[
+                agent("a", "True", now),
+                agent("b", "False", now),
+                agent("c", "True", old),
+            ],
+            now,
+        );
+        assert_eq!(health["a"], AgentHealth::Ready(None));
+        assert_eq!(health["b"], AgentHealth::Failed("b says False".into()));
+        assert!(
+            matches!(&health["c"], AgentHealth::Failed(m) if m.starts_with("no heartbeat for 6"))
+        );
+    }
+}

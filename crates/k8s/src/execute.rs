@@ -1,0 +1,342 @@
+//! Carries the controller's actions out against the API server, in the
+//! order that keeps its guarantee: claims first (a 409 means someone else
+//! holds it: the holder's status waits), then statuses by server-side apply
+//! with the resourceVersion that was read as a precondition, then claim
+//! deletions with the claim's uid as a precondition.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::core::object::HasStatus;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+
+use neutrino_api::{ClaimHolder, IPClaim, SegmentClaim};
+use neutrino_core::controller::Actions;
+use neutrino_core::finalizers::FINALIZER;
+use neutrino_core::{Key, Kind, ObjectId, Snapshot};
+
+/// The field manager of everything the controller writes.
+pub const FIELD_MANAGER: &str = "neutrino-controller";
+
+/// What one execution did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub claims_created: usize,
+    /// Claims someone else created first (409): their holders wait a round.
+    pub claims_lost: Vec<String>,
+    pub statuses_written: usize,
+    /// Status writes refused because the object changed since it was read.
+    pub statuses_stale: usize,
+    pub claims_deleted: usize,
+    /// Finalizers added or removed.
+    pub finalizers_changed: usize,
+    /// Everything else that failed, each naming the object and the request.
+    pub errors: Vec<String>,
+}
+
+fn code(error: &kube::Error) -> Option<u16> {
+    match error {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// Whether the server refused a create because the namespace is being
+/// deleted: nothing is wrong, and everything in it is about to go.
+pub fn namespace_terminating(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status
+            .details
+            .as_ref()
+            .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating")),
+        _ => false,
+    }
+}
+
+/// The owner reference that makes Kubernetes delete a claim with its holder,
+/// if the holder is known (with its uid) to this snapshot and lives in the
+/// claim's namespace. The garbage collector resolves an owner only in its
+/// dependent's namespace and deletes a dependent whose owner it cannot
+/// find there: a router's claim on another namespace's external subnet
+/// would vanish as soon as it was made. A cluster-scoped claim cannot have
+/// a namespaced owner at all. Claims without an owner are released by the
+/// controller once their holder is gone.
+fn owner(
+    snapshot: &Snapshot,
+    holder: &ClaimHolder,
+    claim_namespace: Option<&str>,
+) -> Option<OwnerReference> {
+    if claim_namespace != Some(holder.namespace.as_str()) {
+        return None;
+    }
+    fn reference<K: Resource<DynamicType = ()>>(object: &K) -> Option<OwnerReference> {
+        object.controller_owner_ref(&()).map(|mut r| {
+            r.controller = Some(false);
+            r
+        })
+    }
+    let key = Key::new(holder.namespace.clone(), holder.name.clone());
+    match holder.kind.as_str() {
+        "Port" => snapshot.ports.get(&key).and_then(reference),
+        "Subnet" => snapshot.subnets.get(&key).and_then(reference),
+        "Router" => snapshot.routers.get(&key).and_then(reference),
+        "FloatingIP" => snapshot.floating_ips.get(&key).and_then(reference),
+        _ => None,
+    }
+}
+
+fn holder_id(holder: &ClaimHolder) -> String {
+    format!("{} {}/{}", holder.kind, holder.namespace, holder.name)
+}
+
+async fn write_statuses<K>(
+    client: &Client,
+    kind: &str,
+    objects: &BTreeMap<Key, K>,
+    lost: &BTreeSet<String>,
+    outcome: &mut Outcome,
+) where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + HasStatus
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::Status: Serialize,
+{
+    for (key, object) in objects {
+        if lost.contains(&format!("{kind} {key}")) {
+            continue;
+        }
+        let api: Api<K> = Api::namespaced(client.clone(), &key.namespace);
+        let body = json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "metadata": {"name": key.name, "resourceVersion": object.resource_version()},
+            "status": object.status(),
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match api
+            .patch_status(&key.name, &params, &Patch::Apply(&body))
+            .await
+        {
+            Ok(_) => outcome.statuses_written += 1,
+            Err(e) if code(&e) == Some(409) => outcome.statuses_stale += 1,
+            Err(e) if code(&e) == Some(404) => {}
+            Err(e) => outcome
+                .errors
+                .push(format!("writing the status of {kind} {key}: {e}")),
+        }
+    }
+}
+
+/// A claim's holder, whatever the claim's kind.
+pub trait Claim {
+    fn holder(&self) -> &ClaimHolder;
+}
+
+impl Claim for IPClaim {
+    fn holder(&self) -> &ClaimHolder {
+        &self.spec.holder
+    }
+}
+
+impl Claim for SegmentClaim {
+    fn holder(&self) -> &ClaimHolder {
+        &self.spec.network
+    }
+}
+
+/// Creates one claim. A conflict is a claim of that name already there: the
+/// holder's own (created in an earlier round the caches have not shown yet)
+/// is fine; anyone else's means the holder lost it and waits a round.
+async fn create_claim<K>(
+    api: &Api<K>,
+    claim: &K,
+    outcome: &mut Outcome,
+    lost: &mut BTreeSet<String>,
+) where
+    K: Resource + Claim + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let holder = claim.holder();
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
+    let failed = match api.create(&params, claim).await {
+        Ok(_) => {
+            outcome.claims_created += 1;
+            return;
+        }
+        Err(e) if code(&e) == Some(409) => match api.get(&claim.name_any()).await {
+            Ok(existing) if existing.holder() == holder => return,
+            Ok(_) => None,
+            Err(e) => Some(e),
+        },
+        // The holder waits; its namespace (or the claim's) is going away.
+        Err(e) if namespace_terminating(&e) => {
+            lost.insert(holder_id(holder));
+            return;
+        }
+        Err(e) => Some(e),
+    };
+    match failed {
+        None => outcome.claims_lost.push(claim.name_any()),
+        Some(e) => outcome.errors.push(format!(
+            "claiming {} for {}: {e}",
+            claim.name_any(),
+            holder_id(holder)
+        )),
+    }
+    lost.insert(holder_id(holder));
+}
+
+/// Deletes one claim, only if it is still the one seen (by uid).
+async fn release<K>(api: &Api<K>, name: &str, uid: Option<String>, outcome: &mut Outcome)
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => outcome.claims_deleted += 1,
+        // Gone already, or replaced by another holder's claim since.
+        Err(e) if matches!(code(&e), Some(404 | 409)) => {}
+        Err(e) => outcome.errors.push(format!("releasing claim {name}: {e}")),
+    }
+}
+
+/// Sets an object's finalizers to what it had, with ours added or removed,
+/// on condition that it has not changed since it was read.
+async fn finalize<K>(client: &Client, key: &Key, object: &K, add: bool, outcome: &mut Outcome)
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let mut finalizers: Vec<String> = object.meta().finalizers.clone().unwrap_or_default();
+    finalizers.retain(|f| f != FINALIZER);
+    if add {
+        finalizers.push(FINALIZER.into());
+    }
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
+    let api: Api<K> = Api::namespaced(client.clone(), &key.namespace);
+    match api
+        .patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => outcome.finalizers_changed += 1,
+        Err(e) if matches!(code(&e), Some(404 | 409)) => {}
+        Err(e) => outcome.errors.push(format!(
+            "{} the finalizer of {} {key}: {e}",
+            if add { "adding" } else { "removing" },
+            K::kind(&())
+        )),
+    }
+}
+
+async fn finalizers(
+    client: &Client,
+    snapshot: &Snapshot,
+    ids: &[ObjectId],
+    add: bool,
+    outcome: &mut Outcome,
+) {
+    for id in ids {
+        match id.kind {
+            Kind::Network => {
+                if let Some(o) = snapshot.networks.get(&id.key) {
+                    finalize(client, &id.key, o, add, outcome).await;
+                }
+            }
+            Kind::Subnet => {
+                if let Some(o) = snapshot.subnets.get(&id.key) {
+                    finalize(client, &id.key, o, add, outcome).await;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Carries out `actions`, computed from `snapshot`.
+pub async fn execute(client: &Client, snapshot: &Snapshot, actions: Actions) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut lost = BTreeSet::new();
+    // A Network or Subnet is guarded before anything comes to depend on it.
+    finalizers(
+        client,
+        snapshot,
+        &actions.finalizers.add,
+        true,
+        &mut outcome,
+    )
+    .await;
+
+    for mut claim in actions.create_ip_claims {
+        let holder = claim.spec.holder.clone();
+        let namespace = claim.namespace().unwrap_or_default();
+        claim.metadata.owner_references =
+            owner(snapshot, &holder, Some(&namespace)).map(|o| vec![o]);
+        let api: Api<IPClaim> = Api::namespaced(client.clone(), &namespace);
+        create_claim(&api, &claim, &mut outcome, &mut lost).await;
+    }
+    for claim in actions.create_segment_claims {
+        create_claim(&Api::all(client.clone()), &claim, &mut outcome, &mut lost).await;
+    }
+
+    let statuses = actions.statuses;
+    write_statuses(client, "Network", &statuses.networks, &lost, &mut outcome).await;
+    write_statuses(client, "Subnet", &statuses.subnets, &lost, &mut outcome).await;
+    write_statuses(client, "Port", &statuses.ports, &lost, &mut outcome).await;
+    write_statuses(client, "Router", &statuses.routers, &lost, &mut outcome).await;
+    write_statuses(
+        client,
+        "FloatingIP",
+        &statuses.floating_ips,
+        &lost,
+        &mut outcome,
+    )
+    .await;
+    write_statuses(
+        client,
+        "SecurityGroup",
+        &statuses.security_groups,
+        &lost,
+        &mut outcome,
+    )
+    .await;
+
+    for key in actions.delete_ip_claims {
+        let uid = snapshot.ip_claims.get(&key).and_then(|c| c.uid());
+        let api: Api<IPClaim> = Api::namespaced(client.clone(), &key.namespace);
+        release(&api, &key.name, uid, &mut outcome).await;
+    }
+    for name in actions.delete_segment_claims {
+        let uid = snapshot.segment_claims.get(&name).and_then(|c| c.uid());
+        release(
+            &Api::<SegmentClaim>::all(client.clone()),
+            &name,
+            uid,
+            &mut outcome,
+        )
+        .await;
+    }
+    // Let go of what nothing uses any more, last.
+    finalizers(
+        client,
+        snapshot,
+        &actions.finalizers.remove,
+        false,
+        &mut outcome,
+    )
+    .await;
+    outcome
+}

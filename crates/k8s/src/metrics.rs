@@ -1,0 +1,249 @@
+//! Prometheus metrics and the health endpoints.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use neutrino_core::resolve::Resolution;
+
+/// A subnet's addresses by state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubnetLabels {
+    pub namespace: String,
+    pub subnet: String,
+    pub state: String,
+}
+
+/// A kind's objects by readiness.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+    pub ready: String,
+}
+
+/// The controller's metrics.
+pub struct Metrics {
+    registry: Registry,
+    pub rounds: Counter,
+    pub errors: Counter,
+    pub claims_lost: Counter,
+    pub duration: Histogram,
+    pub addresses: Family<SubnetLabels, Gauge>,
+    pub objects: Family<KindLabels, Gauge>,
+    /// Set once the watch caches are filled.
+    pub ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("neutrino_controller");
+        let rounds = Counter::default();
+        let errors = Counter::default();
+        let claims_lost = Counter::default();
+        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        let addresses = Family::<SubnetLabels, Gauge>::default();
+        let objects = Family::<KindLabels, Gauge>::default();
+        registry.register("reconciles", "Reconcile rounds run", rounds.clone());
+        registry.register(
+            "reconcile_errors",
+            "Requests that failed in a round",
+            errors.clone(),
+        );
+        registry.register(
+            "claims_lost",
+            "Claims another writer created first",
+            claims_lost.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long a round took",
+            duration.clone(),
+        );
+        registry.register(
+            "subnet_addresses",
+            "Addresses per subnet, used and free",
+            addresses.clone(),
+        );
+        registry.register("objects", "Objects per kind, ready or not", objects.clone());
+        Self {
+            registry,
+            rounds,
+            errors,
+            claims_lost,
+            duration,
+            addresses,
+            objects,
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Metrics {
+    /// Records the address usage and readiness a resolution found.
+    pub fn observe(&self, resolution: &Resolution) {
+        self.addresses.clear();
+        for (key, subnet) in resolution.ready_subnets() {
+            for (state, value) in [("used", subnet.used), ("free", subnet.free)] {
+                let labels = SubnetLabels {
+                    namespace: key.namespace.clone(),
+                    subnet: key.name.clone(),
+                    state: state.into(),
+                };
+                self.addresses
+                    .get_or_create(&labels)
+                    .set(i64::try_from(value).unwrap_or(i64::MAX));
+            }
+        }
+        let count = |kind: &str, ready: usize, total: usize| {
+            for (state, value) in [("true", ready), ("false", total - ready)] {
+                let labels = KindLabels {
+                    kind: kind.into(),
+                    ready: state.into(),
+                };
+                self.objects.get_or_create(&labels).set(value as i64);
+            }
+        };
+        let r = resolution;
+        count("Network", r.ready_networks().count(), r.networks.len());
+        count("Subnet", r.ready_subnets().count(), r.subnets.len());
+        count("Port", r.ready_ports().count(), r.ports.len());
+        count("Router", r.ready_routers().count(), r.routers.len());
+        count(
+            "FloatingIP",
+            r.ready_floating_ips().count(),
+            r.floating_ips.len(),
+        );
+        let groups = r.security_groups.values().filter(|v| v.is_ok()).count();
+        count("SecurityGroup", groups, r.security_groups.len());
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+async fn metrics_text(State(metrics): State<Arc<Metrics>>) -> String {
+    metrics.render()
+}
+
+async fn ready(State(metrics): State<Arc<Metrics>>) -> StatusCode {
+    if metrics.ready.load(Ordering::Relaxed) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// `/metrics`, `/healthz` (alive) and `/readyz` (watch caches filled).
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { StatusCode::OK }))
+        .route("/readyz", get(ready))
+        .with_state(metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn get(router: Router, path: &str) -> (StatusCode, String) {
+        let response = router
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn health_readiness_and_metrics() {
+        let metrics = Arc::new(Metrics::default());
+        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .join("examples/quickstart");
+        let snapshot = neutrino_manifest::load(&dir).unwrap().snapshot;
+        metrics.observe(&neutrino_core::resolve(
+            &snapshot,
+            &neutrino_core::ClusterConfig::default(),
+        ));
+        metrics.rounds.inc();
+
+        assert_eq!(
+            get(router(metrics.clone()), "/healthz").await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            get(router(metrics.clone()), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        metrics.ready.store(true, Ordering::Relaxed);
+        assert_eq!(
+            get(router(metrics.clone()), "/readyz").await.0,
+            StatusCode::OK
+        );
+        let (status, text) = get(router(metrics), "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            text.contains("neutrino_controller_reconciles_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"neutrino_controller_subnet_addresses{namespace="tenant-a",subnet="blue-v4",state="used"} 4"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"neutrino_controller_objects{kind="Port",ready="true"} 2"#),
+            "{text}"
+        );
+
+        // docs/operations.md lists exactly the metrics served.
+        let served: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+                .join("docs/operations.md"),
+        )
+        .unwrap();
+        let documented: std::collections::BTreeSet<String> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `neutrino_controller_"))
+            .map(|l| {
+                let name: String = l
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                format!("neutrino_controller_{name}")
+            })
+            .map(|name| {
+                // The exposition's TYPE line names a counter without `_total`.
+                name.strip_suffix("_total")
+                    .map_or(name.clone(), str::to_string)
+            })
+            .collect();
+        let served: std::collections::BTreeSet<String> =
+            served.into_iter().map(str::to_string).collect();
+        assert_eq!(documented, served);
+    }
+}

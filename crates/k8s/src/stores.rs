@@ -1,0 +1,209 @@
+//! Watch caches of every kind the controller reasons about; any change
+//! wakes the controller's loop.
+
+use futures::StreamExt;
+use kube::core::{ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+use k8s_openapi::api::core::v1::Node;
+use neutrino_api::{
+    FloatingIP, IPClaim, Network, NodeAgent, Port, Router, SecurityGroup, SegmentClaim, Subnet,
+};
+use neutrino_core::{Key, NodeAddresses, Snapshot};
+
+/// One store per kind.
+pub struct Stores {
+    networks: Store<Network>,
+    subnets: Store<Subnet>,
+    ports: Store<Port>,
+    routers: Store<Router>,
+    floating_ips: Store<FloatingIP>,
+    security_groups: Store<SecurityGroup>,
+    ip_claims: Store<IPClaim>,
+    segment_claims: Store<SegmentClaim>,
+    agents: Store<NodeAgent>,
+    nodes: Store<Node>,
+}
+
+/// Starts a reflector for `K` that notifies `changed` on every event. A
+/// failing watch is retried with backoff and logged, never fatal. Objects
+/// are read leniently: one that does not parse as `K` (stored before a
+/// schema change, or written around the schema) is skipped with a warning
+/// naming it and the field, instead of failing the list of its whole kind
+/// and with it every object of that kind. An object that turns malformed
+/// keeps its last good version in the cache, so nothing it holds is
+/// released on its account.
+fn watch<K>(client: &Client, changed: &Arc<Notify>) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, mut writer) = reflector::store();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<K>(&()));
+    let changed = changed.clone();
+    let cached = reader.clone();
+    tokio::spawn(async move {
+        let mut events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => {
+                    if let Some(event) = typed::<K>(event, &cached) {
+                        writer.apply_watcher_event(&event);
+                        changed.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying")
+                }
+            }
+        }
+    });
+    reader
+}
+
+/// The event with its object read as `K`; None for an object that does not
+/// parse, which is logged — except a deletion, which removes the cached
+/// version of a malformed object.
+fn typed<K>(event: watcher::Event<DynamicObject>, cached: &Store<K>) -> Option<watcher::Event<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned,
+{
+    use watcher::Event;
+    let read = |object: DynamicObject| -> Option<K> {
+        let namespace = object.metadata.namespace.clone().unwrap_or_default();
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let value = serde_json::to_value(&object).ok()?;
+        match serde_path_to_error::deserialize(value) {
+            Ok(typed) => Some(typed),
+            Err(e) => {
+                tracing::warn!(
+                    kind = %K::kind(&()),
+                    %namespace,
+                    %name,
+                    field = %e.path(),
+                    error = %e.inner(),
+                    "skipping a malformed object"
+                );
+                None
+            }
+        }
+    };
+    Some(match event {
+        Event::Apply(object) => Event::Apply(read(object)?),
+        Event::Delete(object) => {
+            let mut key = ObjectRef::<K>::new(&object.name_any());
+            if let Some(namespace) = &object.metadata.namespace {
+                key = key.within(namespace);
+            }
+            let last = cached.get(&key).map(|k| (*k).clone());
+            Event::Delete(read(object).or(last)?)
+        }
+        Event::InitApply(object) => Event::InitApply(read(object)?),
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
+    })
+}
+
+fn by_key<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> BTreeMap<Key, K> {
+    store
+        .state()
+        .into_iter()
+        .map(|o| {
+            (
+                Key::new(o.namespace().unwrap_or_default(), o.name_any()),
+                (*o).clone(),
+            )
+        })
+        .collect()
+}
+
+impl Stores {
+    /// Starts watching everything; `changed` is notified on every event.
+    pub fn start(client: &Client, changed: &Arc<Notify>) -> Self {
+        Self {
+            networks: watch(client, changed),
+            subnets: watch(client, changed),
+            ports: watch(client, changed),
+            routers: watch(client, changed),
+            floating_ips: watch(client, changed),
+            security_groups: watch(client, changed),
+            ip_claims: watch(client, changed),
+            segment_claims: watch(client, changed),
+            agents: watch(client, changed),
+            nodes: watch(client, changed),
+        }
+    }
+
+    /// Waits until every store has had its first full list.
+    pub async fn ready(&self) {
+        let _ = futures::join!(
+            self.networks.wait_until_ready(),
+            self.subnets.wait_until_ready(),
+            self.ports.wait_until_ready(),
+            self.routers.wait_until_ready(),
+            self.floating_ips.wait_until_ready(),
+            self.security_groups.wait_until_ready(),
+            self.ip_claims.wait_until_ready(),
+            self.segment_claims.wait_until_ready(),
+            self.agents.wait_until_ready(),
+            self.nodes.wait_until_ready(),
+        );
+    }
+
+    /// Everything as one snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            networks: by_key(&self.networks),
+            subnets: by_key(&self.subnets),
+            ports: by_key(&self.ports),
+            routers: by_key(&self.routers),
+            floating_ips: by_key(&self.floating_ips),
+            security_groups: by_key(&self.security_groups),
+            ip_claims: by_key(&self.ip_claims),
+            segment_claims: self
+                .segment_claims
+                .state()
+                .into_iter()
+                .map(|c| (c.name_any(), (*c).clone()))
+                .collect(),
+        }
+    }
+
+    /// The agents' records.
+    pub fn agents(&self) -> Vec<NodeAgent> {
+        self.agents
+            .state()
+            .into_iter()
+            .map(|a| (*a).clone())
+            .collect()
+    }
+
+    /// Each Node's addresses, as its kubelet reports them.
+    pub fn node_addresses(&self) -> NodeAddresses {
+        self.nodes
+            .state()
+            .iter()
+            .map(|node| {
+                let addresses = node
+                    .status
+                    .iter()
+                    .flat_map(|s| s.addresses.iter().flatten())
+                    .filter_map(|a| a.address.parse().ok())
+                    .collect();
+                (node.name_any(), addresses)
+            })
+            .collect()
+    }
+}
