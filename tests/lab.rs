@@ -325,13 +325,23 @@ async fn kill_9_of_an_agent_loses_no_packet_and_recreates_nothing() {
             .unwrap()
     });
     std::thread::sleep(Duration::from_millis(500));
+    // Killed three times; its supervisor starts it again each time, as a
+    // DaemonSet would, after a backoff of 1, 2 and 4 s.
     for _ in 0..3 {
+        let killed = now();
         lab.lab.kill_agent("node-1").expect("the agent runs");
-        std::thread::sleep(Duration::from_millis(300));
-        lab.lab.restart_agent("node-1").unwrap();
-        let status = resync(&lab, "node-1", now());
+        let status = resync(&lab, "node-1", killed);
         assert!(status.errors.is_empty(), "{status:?}");
     }
+    let restarts = neutrino::lab::supervisor::read_restarts(lab.lab.files(), "node-1").unwrap();
+    assert_eq!(restarts.count, 3);
+    assert!(
+        restarts.last_exit.contains("signal: 9"),
+        "{}",
+        restarts.last_exit
+    );
+    let status = lab.lab.status().await.unwrap();
+    assert!(status.contains("3 restarts (last: signal: 9"), "{status}");
     let output = ping.join().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains(" 0% packet loss"), "{text}");
@@ -457,7 +467,7 @@ async fn example_quickstart_comes_up_and_its_ports_meet() {
 
     // node-2 goes down (agent gone, tunnel cut): web-1 on node-1 still gets
     // its lease, from node-1's own DHCP server.
-    lab.lab.kill_agent("node-2").unwrap();
+    assert!(lab.lab.stop_agent("node-2"));
     let node2 = Netlink::connect(Some(&lab.node("node-2"))).await.unwrap();
     let eth0 = node2.require("eth0", "cutting node-2 off").await.unwrap();
     node2
@@ -548,7 +558,7 @@ async fn agent_remove_takes_out_exactly_what_neutrino_made() {
     // The agents die without cleaning up, as when a node's DaemonSet pod
     // is gone; the node is emptied by hand.
     for node in nodes {
-        lab.lab.kill_agent(node).unwrap();
+        assert!(lab.lab.stop_agent(node));
     }
     let remove = |node: &str| {
         let state = lab.lab.files().node_dir(node);
@@ -582,4 +592,35 @@ async fn agent_remove_takes_out_exactly_what_neutrino_made() {
         again,
         "removed: 0 kernel writes, 0 namespaces, 0 DHCP servers\n"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lab_apply_names_a_node_whose_agent_is_not_running() {
+    let lab = TestLab::new("stopped");
+    lab.lab
+        .up(&example("quickstart"), 2, &lab.name)
+        .await
+        .unwrap();
+    assert!(lab.lab.stop_agent("node-2"));
+    let error = lab
+        .lab
+        .apply(&example("quickstart"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("the agents of [\"node-2\"] are not running"),
+        "{error}"
+    );
+    let status = lab.lab.status().await.unwrap();
+    let node2 = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("node-2 "))
+        .unwrap();
+    assert!(node2.contains("not running"), "{status}");
+    let node1 = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("node-1 "))
+        .unwrap();
+    assert!(node1.contains("running ("), "{status}");
 }

@@ -66,6 +66,14 @@ enum Command {
         #[arg(long)]
         node: String,
     },
+    /// Keeps a node's agent (`neutrino ARGS`) running; `lab up` starts one per node.
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long)]
+        node: String,
+        #[arg(last = true, required = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn print_summary(summary: &Summary) -> anyhow::Result<()> {
@@ -137,6 +145,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Command::Agent { node } => {
                 neutrino::lab::agent::run(lab.files().clone(), &node).await?;
+            }
+            Command::Supervise { node, args } => {
+                neutrino::lab::supervisor::supervise(lab.files(), &node, &args).await?;
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -232,7 +232,7 @@ pub fn render_status(
     config: &ClusterConfig,
     snapshot: &Snapshot,
     files: &Files,
-    agent_pid: impl Fn(&str) -> Option<i32>,
+    agent: impl Fn(&str) -> String,
 ) -> String {
     let mut out = String::new();
     let resolution = resolve(snapshot, config);
@@ -268,7 +268,7 @@ pub fn render_status(
             [
                 n.name.clone(),
                 n.tunnel_ip.to_string(),
-                agent_pid(&n.name).map_or("not running".into(), |p| format!("running ({p})")),
+                agent(&n.name),
                 status.map_or("-".into(), |s| format!("{}s ago", now.saturating_sub(s.at))),
                 realised,
             ]
@@ -313,7 +313,7 @@ pub fn render_cluster_status(
     snapshot: &Snapshot,
     agents: &[neutrino_api::NodeAgent],
     controller: Option<i32>,
-    agent_pid: impl Fn(&str) -> Option<i32>,
+    agent: impl Fn(&str) -> String,
 ) -> String {
     let mut out = String::new();
     let resolution = resolve(snapshot, config);
@@ -359,7 +359,7 @@ pub fn render_cluster_status(
             [
                 n.name.clone(),
                 record.map_or(n.tunnel_ip.to_string(), |a| a.spec.tunnel_ip.clone()),
-                agent_pid(&n.name).map_or("not running".into(), |p| format!("running ({p})")),
+                agent(&n.name),
                 heartbeat,
                 realised,
             ]

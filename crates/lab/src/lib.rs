@@ -8,6 +8,7 @@ pub mod cluster;
 mod credentials;
 mod processes;
 pub mod state;
+pub mod supervisor;
 mod teardown;
 mod underlay;
 pub mod workload;
@@ -24,6 +25,7 @@ use neutrino_core::resolve::Resolution;
 use neutrino_core::{ClusterConfig, Key, Snapshot, names, resolve, status};
 use neutrino_dataplane::netns;
 use neutrino_manifest::{self as manifest, Manifests};
+use processes::not_running;
 use state::{Files, LabState, Workload, write_atomic};
 
 /// The default state directory.
@@ -354,6 +356,7 @@ impl Lab {
             .files
             .read_cluster()
             .map_err(|e| LabError::io("reading the cluster file".into(), e))?;
+        self.check_agents(&config)?;
         let mut manifests = read(path)?;
         if let Some(client) = self.client(&state).await? {
             // Refuse what would not become Ready, judged with the
@@ -451,6 +454,15 @@ impl Lab {
                     )));
                 }
                 break;
+            }
+            let stopped: Vec<&String> = statuses
+                .iter()
+                .filter(|(_, s)| s.as_ref().is_none_or(|s| s.generation < state.generation))
+                .map(|(n, _)| n)
+                .filter(|n| !self.agent_kept_running(n))
+                .collect();
+            if !stopped.is_empty() {
+                return Err(not_running(&stopped, state.generation));
             }
             if Instant::now() > deadline {
                 let late: Vec<&String> = statuses
@@ -642,7 +654,7 @@ impl Lab {
                 &snapshot,
                 &agents,
                 self.controller_pid(),
-                |n| self.agent_pid(n),
+                |n| self.agent_state(n),
             ));
         }
         let snapshot = self.snapshot()?;
@@ -651,7 +663,7 @@ impl Lab {
             &config,
             &snapshot,
             &self.files,
-            |n| self.agent_pid(n),
+            |n| self.agent_state(n),
         ))
     }
 

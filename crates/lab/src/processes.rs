@@ -1,5 +1,6 @@
-//! The lab's processes: each node's agent, and a cluster lab's controller,
-//! started in sessions of their own and found again by pid.
+//! The lab's processes: each node's agent under its supervisor, and a
+//! cluster lab's controller, started in sessions of their own and found
+//! again by pid.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -9,9 +10,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::state::{LabState, write_atomic};
+use super::supervisor::read_restarts;
 use super::underlay::TUNNEL_INTERFACE;
 use super::{Lab, LabError};
-use neutrino_core::NodeConfig;
+use neutrino_core::{ClusterConfig, NodeConfig};
 
 impl Lab {
     /// Starts `node`'s agent: a `neutrino lab agent` that reads the lab's
@@ -41,12 +43,24 @@ impl Lab {
                 self.cluster_agent_args(&state, me)
             }
         };
+        // The agent runs under a supervisor that starts it again when it
+        // ends, as a DaemonSet's pod would be.
+        let mut supervised: Vec<OsString> = vec![
+            "lab".into(),
+            "supervise".into(),
+            "--node".into(),
+            node.into(),
+            "--state".into(),
+            self.files.dir.clone().into(),
+            "--".into(),
+        ];
+        supervised.extend(args);
         self.spawn(
             &format!("the agent of {node}"),
-            &args,
+            &supervised,
             self.component_kubeconfig(&state, Some(node)).as_deref(),
             &self.files.agent_log(node),
-            &self.files.agent_pid(node),
+            &self.files.supervisor_pid(node),
         )
     }
 
@@ -189,26 +203,82 @@ impl Lab {
         self.running(&self.files.agent_pid(node), node)
     }
 
-    /// Stops `node`'s agent as Kubernetes stops a pod (SIGTERM, then
-    /// SIGKILL after a grace period); returns whether one ran.
-    pub fn stop_agent(&self, node: &str) -> bool {
-        self.agent_pid(node).map(stop).is_some()
+    /// The pid of the supervisor that keeps `node`'s agent running.
+    pub fn supervisor_pid(&self, node: &str) -> Option<i32> {
+        self.running(&self.files.supervisor_pid(node), "supervise")
     }
 
-    /// Kills `node`'s agent with SIGKILL, as a crash would (for tests).
+    /// Stops `node`'s agent as Kubernetes deletes a pod: its supervisor
+    /// and then the agent (SIGTERM, then SIGKILL after a grace period), so
+    /// that nothing starts it again; returns whether one ran.
+    pub fn stop_agent(&self, node: &str) -> bool {
+        let supervised = self.supervisor_pid(node).map(stop).is_some();
+        self.agent_pid(node).map(stop).is_some() || supervised
+    }
+
+    /// Kills `node`'s agent with SIGKILL, as a crash would; its supervisor
+    /// starts it again.
     pub fn kill_agent(&self, node: &str) -> Option<i32> {
         let pid = self.agent_pid(node)?;
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         Some(pid)
     }
 
-    /// Starts `node`'s agent again after it died.
+    /// Whether `node`'s agent runs, or its supervisor will start it again.
+    pub fn agent_kept_running(&self, node: &str) -> bool {
+        self.supervisor_pid(node).is_some() || self.agent_pid(node).is_some()
+    }
+
+    /// Refuses to wait for nodes whose agents nothing runs.
+    pub(super) fn check_agents(&self, config: &ClusterConfig) -> Result<(), LabError> {
+        let state = self.state()?;
+        let stopped: Vec<&String> = config
+            .nodes
+            .iter()
+            .map(|n| &n.name)
+            .filter(|n| !self.agent_kept_running(n))
+            .collect();
+        if stopped.is_empty() {
+            Ok(())
+        } else {
+            Err(not_running(&stopped, state.generation + 1))
+        }
+    }
+
+    /// How `node`'s agent is, for `lab status`: its pid, and how often its
+    /// supervisor started it again.
+    pub fn agent_state(&self, node: &str) -> String {
+        let restarts = read_restarts(&self.files, node).filter(|r| r.count > 0);
+        let restarted = restarts.as_ref().map_or(String::new(), |r| {
+            format!(
+                ", {} restart{} (last: {})",
+                r.count,
+                if r.count == 1 { "" } else { "s" },
+                r.last_exit
+            )
+        });
+        match (self.agent_pid(node), self.supervisor_pid(node)) {
+            (Some(pid), _) => format!("running ({pid}){restarted}"),
+            (None, Some(_)) => format!("restarting{restarted}"),
+            (None, None) => "not running".into(),
+        }
+    }
+
+    /// Starts `node`'s agent again unless its supervisor will.
     pub fn restart_agent(&self, node: &str) -> Result<(), LabError> {
-        if self.agent_pid(node).is_some() {
+        if self.supervisor_pid(node).is_some() || self.agent_pid(node).is_some() {
             return Ok(());
         }
         self.start_agent(node)
     }
+}
+
+/// Names the nodes whose agents nothing runs, at once rather than after a
+/// timeout.
+pub(super) fn not_running(nodes: &[&String], generation: u64) -> LabError {
+    LabError::Setup(format!(
+        "the agents of {nodes:?} are not running, so generation {generation} cannot be realised there; `lab down` and `lab up` start them again"
+    ))
 }
 
 /// Stops a process: SIGTERM, two seconds' grace, then SIGKILL.

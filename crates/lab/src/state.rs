@@ -107,6 +107,16 @@ impl Files {
         self.node_dir(node).join("agent.pid")
     }
 
+    /// The pid of the process that keeps `node`'s agent running.
+    pub fn supervisor_pid(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("supervisor.pid")
+    }
+
+    /// How often `node`'s agent was started again, and why it last ended.
+    pub fn restarts(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("restarts.json")
+    }
+
     pub fn agent_log(&self, node: &str) -> PathBuf {
         self.node_dir(node).join("agent.log")
     }

@@ -51,8 +51,7 @@ impl Lab {
             removed.push("the controller".into());
         }
         for node in &config.nodes {
-            if let Some(pid) = self.agent_pid(&node.name) {
-                stop(pid);
+            if self.stop_agent(&node.name) {
                 removed.push(format!("agent of {}", node.name));
             }
             let (report, dhcp_errors) =
