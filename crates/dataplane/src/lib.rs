@@ -8,3 +8,4 @@ pub mod iptables;
 pub mod netlink;
 pub mod netns;
 pub mod tunnel;
+pub mod workload;

@@ -1,17 +1,14 @@
 //! Workloads: for every bound port, a namespace that stands for the VM or
-//! pod. The port's veth end moves in as `eth0` and takes its address the
-//! way a guest does, from a real DHCP client (busybox udhcpc).
+//! pod. The port's veth end moves in as `eth0` (`dataplane::workload`, as
+//! a CNI plugin would move it) and takes its address the way a guest does,
+//! from a real DHCP client (busybox udhcpc).
 
-use netlink_packet_route::link::LinkAttribute;
-use rtnetlink::LinkUnspec;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Stdio;
 
 use super::LabError;
 use super::state::Lease;
-use neutrino_dataplane::netlink::Netlink;
-use neutrino_dataplane::netns;
+use neutrino_dataplane::{netns, workload};
 
 /// The guest's interface.
 pub const GUEST_INTERFACE: &str = "eth0";
@@ -54,45 +51,14 @@ exit 0
 /// Moves the port's veth end from the node into the workload's namespace
 /// as `eth0` and brings it and loopback up.
 pub async fn plug(node_namespace: &str, peer: &str, namespace: &str) -> Result<(), LabError> {
-    netns::create(namespace)
-        .map_err(|e| LabError::io(format!("creating namespace {namespace}"), e))?;
-    let node = Netlink::connect(Some(node_namespace)).await?;
-    let index = node
-        .require(peer, "moving a port into its workload")
-        .await?;
-    let target = netns::open(namespace)
-        .map_err(|e| LabError::io(format!("opening namespace {namespace}"), e))?;
-    let mut message = LinkUnspec::new_with_index(index)
-        .setns_by_fd(target.as_raw_fd())
-        .build();
-    message
-        .attributes
-        .push(LinkAttribute::IfName(GUEST_INTERFACE.into()));
-    node.handle()
-        .link()
-        .set(message)
-        .execute()
+    workload::plug(Some(node_namespace), peer, namespace, GUEST_INTERFACE)
         .await
-        .map_err(|cause| neutrino_dataplane::netlink::NetlinkError::Request {
-            what: format!("moving {peer} into {namespace}"),
-            cause,
-        })?;
-    drop(target);
-    let inside = Netlink::connect(Some(namespace)).await?;
-    inside.ensure_up("lo").await?;
-    inside.ensure_up(GUEST_INTERFACE).await?;
-    Ok(())
+        .map_err(|e| LabError::Setup(e.to_string()))
 }
 
 /// Whether the workload's namespace has its `eth0`.
 pub async fn is_plugged(namespace: &str) -> bool {
-    if !netns::exists(namespace) {
-        return false;
-    }
-    match Netlink::connect(Some(namespace)).await {
-        Ok(inside) => matches!(inside.index(GUEST_INTERFACE).await, Ok(Some(_))),
-        Err(_) => false,
-    }
+    workload::is_plugged(namespace, GUEST_INTERFACE).await
 }
 
 /// Runs the DHCP client once in the workload and returns the lease.

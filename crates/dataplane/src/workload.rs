@@ -1,0 +1,77 @@
+//! A port's workload end: the veth peer the agent made for a port, moved
+//! from the node into the workload's network namespace (a pod's, a VM
+//! launcher's, a lab guest's) under the interface name the workload wants,
+//! and brought up with loopback. The agent gave the peer the port's MAC and
+//! the network's MTU when it made it, so they travel with it.
+
+use netlink_packet_route::link::LinkAttribute;
+use rtnetlink::LinkUnspec;
+use std::os::fd::AsRawFd;
+
+use super::netlink::{Netlink, NetlinkError};
+use super::netns;
+
+/// What plugging could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum PlugError {
+    #[error("network namespace {namespace}: {cause}")]
+    Namespace {
+        namespace: String,
+        cause: std::io::Error,
+    },
+    #[error(transparent)]
+    Kernel(#[from] NetlinkError),
+}
+
+/// Moves `peer` from `node` (the agent's own namespace when `None`) into the
+/// namespace `target`, created if missing, as `interface`, and brings it and
+/// loopback up there.
+pub async fn plug(
+    node: Option<&str>,
+    peer: &str,
+    target: &str,
+    interface: &str,
+) -> Result<(), PlugError> {
+    let namespace_error = |cause| PlugError::Namespace {
+        namespace: target.to_string(),
+        cause,
+    };
+    netns::create(target).map_err(namespace_error)?;
+    let kernel = Netlink::connect(node).await?;
+    let index = kernel
+        .require(peer, "moving a port into its workload")
+        .await?;
+    let file = netns::open(target).map_err(namespace_error)?;
+    let mut message = LinkUnspec::new_with_index(index)
+        .setns_by_fd(file.as_raw_fd())
+        .build();
+    message
+        .attributes
+        .push(LinkAttribute::IfName(interface.into()));
+    kernel
+        .handle()
+        .link()
+        .set(message)
+        .execute()
+        .await
+        .map_err(|cause| NetlinkError::Request {
+            what: format!("moving {peer} into {target} as {interface}"),
+            cause,
+        })?;
+    drop(file);
+    let inside = Netlink::connect(Some(target)).await?;
+    inside.ensure_up("lo").await?;
+    inside.ensure_up(interface).await?;
+    Ok(())
+}
+
+/// Whether the namespace `target` exists and holds `interface`.
+pub async fn is_plugged(target: &str, interface: &str) -> bool {
+    if !netns::exists(target) {
+        return false;
+    }
+    match Netlink::connect(Some(target)).await {
+        Ok(inside) => matches!(inside.index(interface).await, Ok(Some(_))),
+        Err(_) => false,
+    }
+}
