@@ -81,6 +81,10 @@ pub fn next_version() -> &'static NextVersion {
             .args([
                 "ls-files",
                 "-z",
+                // New files not yet committed are part of the tree too.
+                "--cached",
+                "--others",
+                "--exclude-standard",
                 "Cargo.toml",
                 "Cargo.lock",
                 "src",
