@@ -9,6 +9,7 @@
 pub mod allocate;
 pub mod config;
 pub mod controller;
+pub mod digest;
 pub mod finalizers;
 pub mod firewall;
 #[cfg(test)]

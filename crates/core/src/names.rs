@@ -4,7 +4,6 @@
 //! owning object's identity, so it survives restarts, is the same on every
 //! node, and fits the kernel's 15 characters (ipset names: 31).
 
-use sha2::{Digest, Sha256};
 
 use super::Key;
 
@@ -16,17 +15,7 @@ pub const PREFIX: &str = "nt";
 
 /// 10 hex digits (40 bits) of the identity's SHA-256.
 fn hash(parts: &[&str]) -> String {
-    let mut digest = Sha256::new();
-    for part in parts {
-        digest.update(part.as_bytes());
-        digest.update([0]);
-    }
-    digest
-        .finalize()
-        .iter()
-        .take(5)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::hex(parts, 5)
 }
 
 fn key_hash(kind: &str, key: &Key) -> String {

@@ -14,8 +14,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use sha2::{Digest, Sha256};
-
 use super::netns;
 use neutrino_core::firewall::{
     FORWARD_CHAIN, PORT_CHAIN_PREFIX, ZONE_CHAIN, ipset_restore, node_ruleset, port_chains,
@@ -77,12 +75,7 @@ fn run(
 }
 
 fn digest(parts: &[&str]) -> String {
-    let mut hash = Sha256::new();
-    for part in parts {
-        hash.update(part.as_bytes());
-        hash.update([0]);
-    }
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    neutrino_core::digest::hex(parts, 32)
 }
 
 /// Both families' `iptables-save` output of `backend` in `namespace`;
