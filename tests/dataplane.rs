@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use neutrino::core::plan::{NodePlan, plan_node};
@@ -178,4 +179,148 @@ async fn the_agent_writes_through_the_hosts_iptables_backend_only() {
         before,
         "the host's rules are untouched"
     );
+}
+
+/// Every rule of neutrino's chains in `namespace`'s nf_tables, with its
+/// handle, by chain: a rule written again gets a new handle.
+fn rule_handles(namespace: &str) -> BTreeMap<String, Vec<String>> {
+    let mut chains = BTreeMap::new();
+    for family in ["ip", "ip6"] {
+        let output = netns::command(namespace, "nft")
+            .unwrap()
+            .args(["-a", "list", "table", family, "filter"])
+            .output()
+            .unwrap();
+        let mut chain = String::new();
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let line = line.trim();
+            if let Some(name) = line.strip_prefix("chain ") {
+                chain = format!("{family} {}", name.split_whitespace().next().unwrap());
+            } else if line.contains("# handle") && !line.starts_with("type ") {
+                chains
+                    .entry(chain.clone())
+                    .or_insert_with(Vec::new)
+                    .push(line.to_string());
+            }
+        }
+    }
+    chains.retain(|chain, _| {
+        chain.contains(" nt-") || chain.contains(" neutrino-") || chain.ends_with(" FORWARD")
+    });
+    chains
+}
+
+fn iptables(namespace: &str, args: &[&str]) {
+    let status = netns::command(namespace, "iptables-nft")
+        .unwrap()
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "iptables {args:?}");
+}
+
+#[test]
+fn a_resync_puts_back_exactly_the_rules_changed_behind_its_back() {
+    require_root();
+    let mut spaces = Namespaces::new("drift");
+    let node = spaces.create("node");
+    let state = std::env::temp_dir().join(format!("neutrino-{}", spaces.prefix()));
+    let firewall = Firewall::new(&state, Backend::Nft);
+    let plan = plan("quickstart", "node-1");
+    let bridges: Vec<String> = plan.bridges.iter().map(|b| b.name.clone()).collect();
+    let sync = || {
+        firewall
+            .sync_node(Some(&node), &plan.security, &bridges)
+            .unwrap()
+    };
+    assert!(sync() > 0);
+    assert_eq!(sync(), 0, "nothing changed, nothing written");
+    let rules = our_rules(&node);
+    let port = &plan.security.ports[0].interface;
+    let [ingress, egress, _] = neutrino::core::firewall::port_chains(port);
+
+    // Each change behind the agent's back: the next resync makes one
+    // write, the rules are as before, every other chain keeps its rules
+    // (same nf_tables handles), and the resync after that writes nothing.
+    let changes: Vec<(&str, Vec<&str>, &str)> = vec![
+        ("a port chain flushed", vec!["-F", &ingress], &ingress),
+        (
+            "a rule edited",
+            vec!["-R", &egress, "1", "-j", "ACCEPT"],
+            &egress,
+        ),
+        (
+            "a rule added",
+            vec!["-I", &ingress, "1", "-j", "ACCEPT"],
+            &ingress,
+        ),
+        (
+            "the jump from FORWARD removed",
+            vec![
+                "-D",
+                "FORWARD",
+                "-m",
+                "physdev",
+                "--physdev-is-bridged",
+                "-j",
+                "neutrino-FORWARD",
+            ],
+            "FORWARD",
+        ),
+    ];
+    for (what, change, chain) in changes {
+        let before = rule_handles(&node);
+        iptables(&node, &change);
+        assert_eq!(sync(), 1, "{what}: one restore puts it back");
+        assert_eq!(our_rules(&node), rules, "{what}: the rules are as before");
+        let after = rule_handles(&node);
+        for (name, handles) in &before {
+            if !name.ends_with(&format!(" {chain}")) {
+                assert_eq!(after.get(name), Some(handles), "{what}: {name} was touched");
+            }
+        }
+        assert_eq!(sync(), 0, "{what}: and then nothing is left to do");
+    }
+    // Someone else's rule in FORWARD is theirs: nothing to put back.
+    iptables(&node, &["-A", "FORWARD", "-s", "10.9.9.9/32", "-j", "DROP"]);
+    assert_eq!(sync(), 0);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn a_resync_puts_back_a_routers_nat_rules() {
+    require_root();
+    let mut spaces = Namespaces::new("natdrift");
+    let state = std::env::temp_dir().join(format!("neutrino-{}", spaces.prefix()));
+    let firewall = Firewall::new(&state, Backend::Nft);
+    let mut router = ["node-1", "node-2", "node-3"]
+        .iter()
+        .find_map(|node| plan("three-tier", node).routers.into_iter().next())
+        .expect("three-tier has a router");
+    router.namespace = spaces.create(&router.namespace);
+    let nat = |namespace: &str| -> Vec<String> {
+        let output = netns::command(namespace, "iptables-nft-save")
+            .unwrap()
+            .args(["-t", "nat"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|l| l.starts_with("-A "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(firewall.sync_router(&router).unwrap(), 1);
+    let rules = nat(&router.namespace);
+    assert!(rules.iter().any(|r| r.contains("SNAT")), "{rules:?}");
+    assert_eq!(firewall.sync_router(&router).unwrap(), 0);
+    iptables(&router.namespace, &["-t", "nat", "-F", "POSTROUTING"]);
+    assert_eq!(
+        firewall.sync_router(&router).unwrap(),
+        1,
+        "flushed: put back"
+    );
+    assert_eq!(nat(&router.namespace), rules);
+    assert_eq!(firewall.sync_router(&router).unwrap(), 0);
+    let _ = std::fs::remove_dir_all(&state);
 }

@@ -4,7 +4,6 @@
 //! owning object's identity, so it survives restarts, is the same on every
 //! node, and fits the kernel's 15 characters (ipset names: 31).
 
-
 use super::Key;
 
 /// The longest interface name the kernel accepts.

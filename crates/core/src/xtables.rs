@@ -1,5 +1,6 @@
-//! Which iptables the host uses, and how to take neutrino's rules out of
-//! one: both decided from `iptables-save` text.
+//! Which iptables the host uses, what of neutrino's rules a table holds,
+//! what drifted from what was applied and how to put exactly that back, and
+//! how to take neutrino's rules out: all decided from `iptables-save` text.
 //!
 //! A host has two iptables backends, nf_tables and legacy x_tables, and a
 //! packet passes both; rules written through the wrong one are not seen by
@@ -8,6 +9,7 @@
 //! for kube-proxy decides it: kubelet's marker chains first, then whichever
 //! backend holds more rules.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fmt::Write;
 use std::str::FromStr;
@@ -192,6 +194,110 @@ pub fn removal(saved: &str) -> String {
     out
 }
 
+/// neutrino's part of a table dump, keyed `TABLE CHAIN`: the rules of each
+/// of its chains, and, under the host chain's key, the host's rules that
+/// jump into them. Lines are as `iptables-save` prints them.
+pub type Ours = BTreeMap<String, Vec<String>>;
+
+/// A short fingerprint of each entry of [`Ours`]: what an agent records
+/// after it applies, to tell later whether anything changed behind its back.
+pub type Fingerprints = BTreeMap<String, String>;
+
+fn jump_target(rule: &str) -> Option<&str> {
+    rule.split_whitespace()
+        .skip_while(|w| *w != "-j" && *w != "-g")
+        .nth(1)
+}
+
+/// neutrino's chains and the jumps into them in `saved`.
+pub fn ours_in(saved: &str) -> Ours {
+    let mut out = Ours::new();
+    let mut table = "";
+    for line in saved.lines() {
+        if let Some(name) = line.strip_prefix('*') {
+            table = name;
+        } else if let Some(chain) = line.strip_prefix(':') {
+            let name = chain.split_whitespace().next().unwrap_or_default();
+            if ours(name) {
+                out.entry(format!("{table} {name}")).or_default();
+            }
+        } else if let Some(rule) = line.strip_prefix("-A ") {
+            let chain = rule.split_whitespace().next().unwrap_or_default();
+            if ours(chain) || jump_target(rule).is_some_and(ours) {
+                out.entry(format!("{table} {chain}"))
+                    .or_default()
+                    .push(line.to_string());
+            }
+        }
+    }
+    out
+}
+
+pub fn fingerprints(ours: &Ours) -> Fingerprints {
+    ours.iter()
+        .map(|(key, lines)| (key.clone(), crate::digest::hex(lines, 8)))
+        .collect()
+}
+
+/// The entries that differ between what was recorded after the last apply
+/// and what the table holds now: a chain flushed, edited, gone, or a jump
+/// into ours removed or added.
+pub fn drifted(applied: &Fingerprints, now: &Fingerprints) -> BTreeSet<String> {
+    applied
+        .keys()
+        .chain(now.keys())
+        .filter(|key| applied.get(*key) != now.get(*key))
+        .cloned()
+        .collect()
+}
+
+/// `iptables-restore --noflush` input that puts back exactly the `drifted`
+/// entries as `desired` (a full ruleset, with its jumps) has them, given
+/// what the table holds now (`current`): a chain of ours is declared, which
+/// empties it, and refilled; in a host chain, our jumps found there are
+/// deleted and the desired ones inserted. Nothing else is named.
+pub fn repair(desired: &str, current: &Ours, drifted: &BTreeSet<String>) -> String {
+    let mut out = String::new();
+    let mut table = "";
+    let mut body = String::new();
+    let close = |out: &mut String, table: &str, body: &mut String| {
+        if !body.is_empty() {
+            let _ = write!(out, "*{table}\n{body}COMMIT\n");
+            body.clear();
+        }
+    };
+    for line in desired.lines() {
+        if let Some(name) = line.strip_prefix('*') {
+            close(&mut out, table, &mut body);
+            table = name;
+            // Our jumps in host chains go first, so one is never doubled.
+            for key in drifted
+                .iter()
+                .filter(|k| k.starts_with(&format!("{table} ")))
+            {
+                let chain = &key[table.len() + 1..];
+                if !ours(chain) {
+                    for rule in current.get(key).into_iter().flatten() {
+                        let _ = writeln!(body, "-D {}", &rule["-A ".len()..]);
+                    }
+                }
+            }
+            continue;
+        }
+        let chain = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [declared, ..] if declared.starts_with(':') => &declared[1..],
+            ["-A" | "-I", chain, ..] => chain,
+            _ => continue,
+        };
+        if drifted.contains(&format!("{table} {chain}")) {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    close(&mut out, table, &mut body);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +358,72 @@ mod tests {
         assert!(holds_ours(OURS));
         assert!(!holds_ours(HOST));
         assert_eq!(removal(HOST), "");
+    }
+
+    #[test]
+    fn ours_is_our_chains_and_the_jumps_into_them() {
+        let found = ours_in(OURS);
+        let keys: Vec<&str> = found.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "filter FORWARD",
+                "filter neutrino-FORWARD",
+                "filter nt-i-1",
+                "raw PREROUTING",
+                "raw neutrino-ZONES"
+            ]
+        );
+        assert_eq!(
+            found["filter FORWARD"],
+            ["-A FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD"],
+            "the host's own rule in FORWARD is not ours"
+        );
+    }
+
+    #[test]
+    fn a_flushed_chain_is_all_that_is_put_back() {
+        let applied = fingerprints(&ours_in(OURS));
+        assert!(drifted(&applied, &applied).is_empty());
+        let flushed = OURS.replace("-A nt-i-1 -j DROP\n", "");
+        let now = ours_in(&flushed);
+        let drift = drifted(&applied, &fingerprints(&now));
+        assert_eq!(drift, BTreeSet::from(["filter nt-i-1".to_string()]));
+        // The desired ruleset as an agent renders it, jumps included.
+        let desired = "*raw\n:neutrino-ZONES - [0:0]\n-I PREROUTING 1 -j neutrino-ZONES\n\
+            -A neutrino-ZONES -i ntb-1 -j CT --zone 7\nCOMMIT\n*filter\n:neutrino-FORWARD - [0:0]\n\
+            :nt-i-1 - [0:0]\n-I FORWARD 1 -m physdev --physdev-is-bridged -j neutrino-FORWARD\n\
+            -A neutrino-FORWARD -m physdev --physdev-out ntp-1 --physdev-is-bridged -j nt-i-1\n\
+            -A nt-i-1 -j DROP\nCOMMIT\n";
+        assert_eq!(
+            repair(desired, &now, &drift),
+            "*filter\n:nt-i-1 - [0:0]\n-A nt-i-1 -j DROP\nCOMMIT\n"
+        );
+        // A jump taken out of FORWARD: only that jump comes back; one left
+        // doubled is taken out first.
+        let unhooked = OURS.replace(
+            "-A FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD\n",
+            "",
+        );
+        let now = ours_in(&unhooked);
+        let drift = drifted(&applied, &fingerprints(&now));
+        assert_eq!(drift, BTreeSet::from(["filter FORWARD".to_string()]));
+        assert_eq!(
+            repair(desired, &now, &drift),
+            "*filter\n-I FORWARD 1 -m physdev --physdev-is-bridged -j neutrino-FORWARD\nCOMMIT\n"
+        );
+        let doubled = OURS.replace(
+            "-A FORWARD -s 10.9.9.9/32 -j KEEP\n",
+            "-A FORWARD -s 10.9.9.9/32 -j KEEP\n-A FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD\n",
+        );
+        let now = ours_in(&doubled);
+        let drift = drifted(&applied, &fingerprints(&now));
+        assert_eq!(
+            repair(desired, &now, &drift),
+            "*filter\n-D FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD\n\
+             -D FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD\n\
+             -I FORWARD 1 -m physdev --physdev-is-bridged -j neutrino-FORWARD\nCOMMIT\n"
+        );
     }
 
     #[test]

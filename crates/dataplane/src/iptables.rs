@@ -1,9 +1,13 @@
 //! Security groups and router NAT through iptables-restore and ipset, one
-//! process per table and family, and only when the ruleset changed.
+//! process per table and family.
 //!
-//! What was applied is remembered as a hash in the agent's state directory,
-//! so a resync (or a restarted agent) with nothing new runs no process and
-//! reads no table; reading the table back happens only to apply a change.
+//! What was applied is remembered in the agent's state directory: the
+//! digest of the desired ruleset, and fingerprints of neutrino's chains as
+//! the kernel held them right after. A resync with nothing new reads the
+//! tables (`iptables-save`, no write) and, if a chain or a jump of ours was
+//! flushed, edited or removed behind the agent's back, restores exactly
+//! that chain or jump (`core::xtables::repair`); a changed ruleset is
+//! applied in full. A restarted agent finds its record and does the same.
 //!
 //! Every program is the chosen backend's own (`iptables-nft-restore`,
 //! `iptables-legacy-save`, …), never the host's `iptables` alternative,
@@ -20,7 +24,10 @@ use neutrino_core::firewall::{
     router_nat,
 };
 use neutrino_core::plan::{RouterPlan, SecurityPlan};
-use neutrino_core::xtables::{Backend, Choice, detect, holds_ours, removal};
+use neutrino_core::xtables::{
+    Backend, Choice, Fingerprints, detect, drifted, fingerprints, holds_ours, ours_in, removal,
+    repair,
+};
 
 /// A ruleset that could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +142,48 @@ pub fn remove_ipsets(namespace: Option<&str>) -> Result<usize, FirewallError> {
     Ok(1)
 }
 
+/// What was last applied to a namespace: the digest of the desired
+/// ruleset, and the fingerprints of neutrino's part of each table (by
+/// family) as the kernel held it right after, so a later resync can tell
+/// what was changed behind its back. One line each, tab-separated.
+#[derive(Debug, PartialEq)]
+struct Record {
+    desired: String,
+    tables: Vec<Fingerprints>,
+}
+
+impl Record {
+    fn render(&self) -> String {
+        let mut out = format!("desired\t{}\n", self.desired);
+        for (i, table) in self.tables.iter().enumerate() {
+            out.push_str(&format!("table\t{i}\n"));
+            for (key, fingerprint) in table {
+                out.push_str(&format!("\t{key}\t{fingerprint}\n"));
+            }
+        }
+        out
+    }
+
+    /// `None` for anything else, an older agent's record included: the
+    /// next sync then applies in full.
+    fn parse(text: &str) -> Option<Record> {
+        let mut lines = text.lines();
+        let desired = lines.next()?.strip_prefix("desired\t")?.to_string();
+        let mut tables: Vec<Fingerprints> = Vec::new();
+        for line in lines {
+            if line.starts_with("table\t") {
+                tables.push(Fingerprints::new());
+            } else {
+                let (key, fingerprint) = line.strip_prefix('\t')?.rsplit_once('\t')?;
+                tables
+                    .last_mut()?
+                    .insert(key.to_string(), fingerprint.to_string());
+            }
+        }
+        Some(Record { desired, tables })
+    }
+}
+
 /// The firewall of one node (its own namespace and its routers').
 pub struct Firewall {
     dir: PathBuf,
@@ -172,13 +221,14 @@ impl Firewall {
         self.dir.join(format!("{name}.applied"))
     }
 
-    fn applied(&self, name: &str) -> Option<String> {
-        std::fs::read_to_string(self.record(name)).ok()
+    fn applied(&self, name: &str) -> Option<Record> {
+        Record::parse(&std::fs::read_to_string(self.record(name)).ok()?)
     }
 
-    fn remember(&self, name: &str, hash: &str) -> Result<(), FirewallError> {
+    fn remember(&self, name: &str, record: &Record) -> Result<(), FirewallError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| error("recording the firewall", e))?;
-        std::fs::write(self.record(name), hash).map_err(|e| error("recording the firewall", e))
+        std::fs::write(self.record(name), record.render())
+            .map_err(|e| error("recording the firewall", e))
     }
 
     fn forget(&self, name: &str) {
@@ -202,8 +252,13 @@ impl Firewall {
         // Rules follow the bridges as well as the ports (a conntrack zone
         // and a forward rule each): only a node with neither has nothing.
         let empty = plan.ports.is_empty() && bridges.is_empty();
-        if previous.as_deref() == Some(hash.as_str()) || (previous.is_none() && empty) {
-            return Ok(0);
+        match previous {
+            None if empty => return Ok(0),
+            // Nothing new to apply: put back what was changed behind our back.
+            Some(record) if record.desired == hash => {
+                return self.repair_node(namespace, plan, bridges, record);
+            }
+            _ => {}
         }
         let mut writes = 0;
         if !plan.ports.is_empty() {
@@ -263,25 +318,118 @@ impl Firewall {
         if empty {
             self.forget(key);
         } else {
-            self.remember(key, &hash)?;
+            let tables = self.observe_node(namespace)?;
+            self.remember(
+                key,
+                &Record {
+                    desired: hash,
+                    tables,
+                },
+            )?;
         }
         Ok(writes)
     }
 
-    /// Replaces the NAT table of a router's namespace when it changed.
+    /// The fingerprints of neutrino's chains in each family, as the kernel
+    /// holds them.
+    fn observe_node(&self, namespace: Option<&str>) -> Result<Vec<Fingerprints>, FirewallError> {
+        [false, true]
+            .iter()
+            .map(|v6| {
+                let saved = run(namespace, &self.backend.program(*v6, "save"), &[], "")?;
+                Ok(fingerprints(&ours_in(&saved)))
+            })
+            .collect()
+    }
+
+    /// Compares neutrino's chains with what was recorded after the last
+    /// apply, and restores exactly the chains (and jumps) that differ.
+    fn repair_node(
+        &self,
+        namespace: Option<&str>,
+        plan: &SecurityPlan,
+        bridges: &[String],
+        mut record: Record,
+    ) -> Result<usize, FirewallError> {
+        let mut writes = 0;
+        let mut changed = false;
+        for (i, v6) in [false, true].into_iter().enumerate() {
+            let save = self.backend.program(v6, "save");
+            let current = ours_in(&run(namespace, &save, &[], "")?);
+            let now = fingerprints(&current);
+            let applied = record.tables.get(i).cloned().unwrap_or_default();
+            let drift = drifted(&applied, &now);
+            if drift.is_empty() {
+                continue;
+            }
+            let text = repair(
+                &node_ruleset(plan, bridges, v6, &[], true),
+                &current,
+                &drift,
+            );
+            if !text.is_empty() {
+                tracing::warn!(
+                    ?drift,
+                    "neutrino's rules were changed on the node; putting them back"
+                );
+                run(
+                    namespace,
+                    &self.backend.program(v6, "restore"),
+                    &["--noflush"],
+                    &text,
+                )?;
+                writes += 1;
+            }
+            // What we do not want (a chain of ours someone added) is accepted
+            // as it is, so that it is not reported on every resync.
+            let now = fingerprints(&ours_in(&run(namespace, &save, &[], "")?));
+            if record.tables.len() <= i {
+                record.tables.resize(i + 1, Fingerprints::new());
+            }
+            record.tables[i] = now;
+            changed = true;
+        }
+        if changed {
+            self.remember("node", &record)?;
+        }
+        Ok(writes)
+    }
+
+    /// Replaces the NAT table of a router's namespace when it changed, or
+    /// when it no longer holds what was applied (the namespace is all
+    /// neutrino's, so the whole table is the router's).
     pub fn sync_router(&self, router: &RouterPlan) -> Result<usize, FirewallError> {
         let text = router_nat(router);
         let hash = digest(&[&text]);
-        if self.applied(&router.namespace).as_deref() == Some(hash.as_str()) {
+        let namespace = Some(router.namespace.as_str());
+        let save = self.backend.program(false, "save");
+        let observe = || -> Result<Fingerprints, FirewallError> {
+            let saved = run(namespace, &save, &["-t", "nat"], "")?;
+            let rules: Vec<&str> = saved.lines().filter(|l| l.starts_with("-A ")).collect();
+            Ok(Fingerprints::from([(
+                "nat".to_string(),
+                neutrino_core::digest::hex(&rules, 8),
+            )]))
+        };
+        if let Some(record) = self.applied(&router.namespace)
+            && record.desired == hash
+            && record.tables.first() == Some(&observe()?)
+        {
             return Ok(0);
         }
         run(
-            Some(&router.namespace),
+            namespace,
             &self.backend.program(false, "restore"),
             &[],
             &text,
         )?;
-        self.remember(&router.namespace, &hash)?;
+        self.remember(
+            &router.namespace,
+            &Record {
+                desired: hash,
+                tables: vec![observe()?],
+            },
+        )?;
         Ok(1)
     }
 
