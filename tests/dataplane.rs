@@ -284,6 +284,42 @@ fn a_resync_puts_back_exactly_the_rules_changed_behind_its_back() {
     // Someone else's rule in FORWARD is theirs: nothing to put back.
     iptables(&node, &["-A", "FORWARD", "-s", "10.9.9.9/32", "-j", "DROP"]);
     assert_eq!(sync(), 0);
+
+    // A remote group's ipset that lost a member is filled again.
+    let set = plan
+        .security
+        .ipsets
+        .iter()
+        .find(|s| !s.members.is_empty())
+        .expect("quickstart's default group is a remote group");
+    let members = |namespace: &str| -> Vec<String> {
+        let output = netns::command(namespace, "ipset")
+            .unwrap()
+            .args(["list", &set.name])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let mut found: Vec<String> = text
+            .split("Members:")
+            .nth(1)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        found.sort();
+        found
+    };
+    let before = members(&node);
+    assert!(!before.is_empty());
+    let status = netns::command(&node, "ipset")
+        .unwrap()
+        .args(["del", &set.name, &before[0]])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(sync(), 1, "one ipset restore");
+    assert_eq!(members(&node), before);
+    assert_eq!(sync(), 0);
     let _ = std::fs::remove_dir_all(&state);
 }
 

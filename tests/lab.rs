@@ -624,3 +624,163 @@ async fn lab_apply_names_a_node_whose_agent_is_not_running() {
         .unwrap();
     assert!(node1.contains("running ("), "{status}");
 }
+
+/// Polls `check` until it holds, for up to 20 s (agents resync every 2 s).
+async fn comes_back(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} was not put back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn run_in(namespace: &str, program: &str, args: &[&str]) -> String {
+    let output = netns::command(namespace, program)
+        .unwrap()
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resync_repairs_whatever_was_changed_behind_the_agents_back() {
+    let lab = TestLab::new("drift");
+    lab.lab
+        .up(&example("three-tier"), 3, &lab.name)
+        .await
+        .unwrap();
+    let node1 = lab.node("node-1");
+    let kernel = Netlink::connect(Some(&node1)).await.unwrap();
+    let links_before: Vec<(String, u32)> = {
+        let mut found = Vec::new();
+        for link in kernel.observe().await.unwrap().links {
+            if link.is_ours() {
+                found.push((
+                    link.name.clone(),
+                    kernel.index(&link.name).await.unwrap().unwrap(),
+                ));
+            }
+        }
+        found
+    };
+    let web = Key::new("shop", "web-v4");
+    let dnsmasq = dnsmasq_pid(&lab, "node-1", &web);
+
+    // An FDB entry towards another node.
+    let fdb = run_in(&node1, "bridge", &["fdb", "show"]);
+    let entry = fdb
+        .lines()
+        .find(|l| l.contains(" dst ") && l.starts_with("00:00:00:00:00:00"))
+        .expect("an all-zero FDB entry towards a peer")
+        .to_string();
+    let words: Vec<&str> = entry.split_whitespace().collect();
+    let (dev, dst) = (words[2], words[4]);
+    run_in(
+        &node1,
+        "bridge",
+        &["fdb", "del", "00:00:00:00:00:00", "dev", dev, "dst", dst],
+    );
+    comes_back("the FDB entry", async || {
+        run_in(&node1, "bridge", &["fdb", "show"]).contains(&entry)
+    })
+    .await;
+
+    // The DHCP server's address in its namespace.
+    let dhcp = format!("{node1}-{}", neutrino::core::names::dhcp_namespace(&web));
+    let (_, inside) = neutrino::core::names::dhcp_link(&web);
+    let addresses = run_in(&dhcp, "ip", &["-o", "-4", "addr", "show", "dev", &inside]);
+    let address = addresses.split_whitespace().nth(3).unwrap().to_string();
+    run_in(&dhcp, "ip", &["addr", "del", &address, "dev", &inside]);
+    comes_back("the DHCP server's address", async || {
+        run_in(&dhcp, "ip", &["-o", "-4", "addr", "show", "dev", &inside]).contains(&address)
+    })
+    .await;
+
+    // A host file of that DHCP server.
+    let hosts = lab
+        .lab
+        .files()
+        .node_dir("node-1")
+        .join("dhcp")
+        .join(&dhcp)
+        .join("hosts");
+    let host = std::fs::read_dir(&hosts)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let content = std::fs::read_to_string(&host).unwrap();
+    std::fs::remove_file(&host).unwrap();
+    comes_back("the DHCP host file", async || {
+        std::fs::read_to_string(&host).is_ok_and(|c| c == content)
+    })
+    .await;
+
+    // A port's chain, and a remote group's ipset member (where there is one).
+    let saved = |namespace: &str| -> Vec<String> {
+        run_in(namespace, "iptables-save", &[])
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    let rules = saved(&node1);
+    let chain = rules
+        .iter()
+        .find_map(|l| l.strip_prefix(":nt-i-"))
+        .map(|l| format!("nt-i-{}", l.split_whitespace().next().unwrap()))
+        .expect("a port chain on node-1");
+    run_in(&node1, "iptables", &["-F", &chain]);
+    comes_back("the port chain", async || saved(&node1) == rules).await;
+    let (holder, member) = ["node-1", "node-2", "node-3"]
+        .iter()
+        .find_map(|node| {
+            let namespace = lab.node(node);
+            let sets = run_in(&namespace, "ipset", &["save"]);
+            let member = sets
+                .lines()
+                .find(|l| l.starts_with("add nt4-"))?
+                .to_string();
+            Some((namespace, member))
+        })
+        .expect("a remote group with a member on some node");
+    let words: Vec<&str> = member.split_whitespace().collect();
+    run_in(&holder, "ipset", &["del", words[1], words[2]]);
+    comes_back("the ipset member", async || {
+        run_in(&holder, "ipset", &["save"]).contains(&member)
+    })
+    .await;
+
+    // The router's SNAT, wherever the router runs.
+    let router = netns::list()
+        .unwrap()
+        .into_iter()
+        .find(|n| n.starts_with(&lab.name) && n.contains("-nt-router-"))
+        .expect("the router's namespace");
+    let nat = || -> Vec<String> {
+        run_in(&router, "iptables-save", &["-t", "nat"])
+            .lines()
+            .filter(|l| l.starts_with("-A "))
+            .map(str::to_string)
+            .collect()
+    };
+    let table = nat();
+    assert!(table.iter().any(|r| r.contains("SNAT")), "{table:?}");
+    run_in(&router, "iptables", &["-t", "nat", "-F", "POSTROUTING"]);
+    comes_back("the router's NAT rules", async || nat() == table).await;
+
+    // Put back, not made again: the same links and the same dnsmasq.
+    let mut links_after = Vec::new();
+    for (name, _) in &links_before {
+        links_after.push((name.clone(), kernel.index(name).await.unwrap().unwrap()));
+    }
+    assert_eq!(links_after, links_before);
+    assert_eq!(dnsmasq_pid(&lab, "node-1", &web), dnsmasq);
+}

@@ -251,6 +251,30 @@ pub fn drifted(applied: &Fingerprints, now: &Fingerprints) -> BTreeSet<String> {
         .collect()
 }
 
+/// The members of each of neutrino's ipsets in `ipset save` output, as
+/// fingerprints keyed `set NAME` (a set with no member still has one).
+pub fn ipset_fingerprints(saved: &str) -> Fingerprints {
+    let mut members: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for line in saved.lines() {
+        let mut words = line.split_whitespace();
+        let (verb, set) = (words.next(), words.next());
+        let Some(set) = set.filter(|s| s.starts_with("nt4-") || s.starts_with("nt6-")) else {
+            continue;
+        };
+        let entry = members.entry(format!("set {set}")).or_default();
+        if verb == Some("add") {
+            entry.push(line);
+        }
+    }
+    members
+        .into_iter()
+        .map(|(key, mut lines)| {
+            lines.sort_unstable();
+            (key, crate::digest::hex(&lines, 8))
+        })
+        .collect()
+}
+
 /// `iptables-restore --noflush` input that puts back exactly the `drifted`
 /// entries as `desired` (a full ruleset, with its jumps) has them, given
 /// what the table holds now (`current`): a chain of ours is declared, which
@@ -423,6 +447,31 @@ mod tests {
             "*filter\n-D FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD\n\
              -D FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD\n\
              -I FORWARD 1 -m physdev --physdev-is-bridged -j neutrino-FORWARD\nCOMMIT\n"
+        );
+    }
+
+    #[test]
+    fn ipsets_are_fingerprinted_by_their_members() {
+        let saved = "create nt4-a hash:net family inet hashsize 1024 maxelem 65536 initval 0x1\n\
+            add nt4-a 10.0.0.5\nadd nt4-a 10.0.0.6\ncreate nt4-b hash:net family inet\n\
+            create foreign hash:ip family inet\nadd foreign 10.9.9.9\n";
+        let before = ipset_fingerprints(saved);
+        assert_eq!(
+            before.keys().collect::<Vec<_>>(),
+            ["set nt4-a", "set nt4-b"]
+        );
+        // Members in another order, or another initval: the same set.
+        let reordered = saved
+            .replace(
+                "add nt4-a 10.0.0.5\nadd nt4-a 10.0.0.6",
+                "add nt4-a 10.0.0.6\nadd nt4-a 10.0.0.5",
+            )
+            .replace("initval 0x1", "initval 0x2");
+        assert!(drifted(&before, &ipset_fingerprints(&reordered)).is_empty());
+        let lost = saved.replace("add nt4-a 10.0.0.6\n", "");
+        assert_eq!(
+            drifted(&before, &ipset_fingerprints(&lost)),
+            BTreeSet::from(["set nt4-a".to_string()])
         );
     }
 

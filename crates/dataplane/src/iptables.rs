@@ -6,8 +6,9 @@
 //! the kernel held them right after. A resync with nothing new reads the
 //! tables (`iptables-save`, no write) and, if a chain or a jump of ours was
 //! flushed, edited or removed behind the agent's back, restores exactly
-//! that chain or jump (`core::xtables::repair`); a changed ruleset is
-//! applied in full. A restarted agent finds its record and does the same.
+//! that chain or jump (`core::xtables::repair`), or fills again exactly the
+//! ipset that lost or gained members; a changed ruleset is applied in full.
+//! A restarted agent finds its record and does the same.
 //!
 //! Every program is the chosen backend's own (`iptables-nft-restore`,
 //! `iptables-legacy-save`, …), never the host's `iptables` alternative,
@@ -25,8 +26,8 @@ use neutrino_core::firewall::{
 };
 use neutrino_core::plan::{RouterPlan, SecurityPlan};
 use neutrino_core::xtables::{
-    Backend, Choice, Fingerprints, detect, drifted, fingerprints, holds_ours, ours_in, removal,
-    repair,
+    Backend, Choice, Fingerprints, detect, drifted, fingerprints, holds_ours, ipset_fingerprints,
+    ours_in, removal, repair,
 };
 
 /// A ruleset that could not be applied.
@@ -330,16 +331,16 @@ impl Firewall {
         Ok(writes)
     }
 
-    /// The fingerprints of neutrino's chains in each family, as the kernel
-    /// holds them.
+    /// The fingerprints of neutrino's chains in each family and of its
+    /// ipsets' members, as the kernel holds them.
     fn observe_node(&self, namespace: Option<&str>) -> Result<Vec<Fingerprints>, FirewallError> {
-        [false, true]
-            .iter()
-            .map(|v6| {
-                let saved = run(namespace, &self.backend.program(*v6, "save"), &[], "")?;
-                Ok(fingerprints(&ours_in(&saved)))
-            })
-            .collect()
+        let mut tables = Vec::new();
+        for v6 in [false, true] {
+            let saved = run(namespace, &self.backend.program(v6, "save"), &[], "")?;
+            tables.push(fingerprints(&ours_in(&saved)));
+        }
+        tables.push(ipset_fingerprints(&run(namespace, "ipset", &["save"], "")?));
+        Ok(tables)
     }
 
     /// Compares neutrino's chains with what was recorded after the last
@@ -387,6 +388,30 @@ impl Firewall {
                 record.tables.resize(i + 1, Fingerprints::new());
             }
             record.tables[i] = now;
+            changed = true;
+        }
+        // A set that lost or gained members is filled again, through its
+        // temporary twin and a swap, as when it was made.
+        let now = ipset_fingerprints(&run(namespace, "ipset", &["save"], "")?);
+        let applied = record.tables.get(2).cloned().unwrap_or_default();
+        let drift = drifted(&applied, &now);
+        if !drift.is_empty() {
+            let sets: Vec<_> = plan
+                .ipsets
+                .iter()
+                .filter(|set| drift.contains(&format!("set {}", set.name)))
+                .cloned()
+                .collect();
+            if !sets.is_empty() {
+                tracing::warn!(
+                    ?drift,
+                    "neutrino's ipsets were changed on the node; filling them again"
+                );
+                run(namespace, "ipset", &["restore"], &ipset_restore(&sets))?;
+                writes += 1;
+            }
+            record.tables.resize(3, Fingerprints::new());
+            record.tables[2] = ipset_fingerprints(&run(namespace, "ipset", &["save"], "")?);
             changed = true;
         }
         if changed {
