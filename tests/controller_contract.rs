@@ -15,6 +15,7 @@ use tower_test::mock;
 use neutrino::core::controller::{Actions, actions};
 use neutrino::core::{ClusterConfig, Key, Snapshot, resolve};
 use neutrino::k8s::execute::{FIELD_MANAGER, execute};
+use neutrino::k8s::metrics::Metrics;
 
 /// One request the server expects, and its answer.
 struct Expect {
@@ -215,7 +216,7 @@ async fn claims_first_and_a_lost_claim_holds_its_holder_back() {
         ],
         stored(&snapshot),
     ));
-    let outcome = execute(&client, &snapshot, round).await;
+    let outcome = execute(&client, &snapshot, round, &Metrics::default()).await;
     let seen = server.await.unwrap();
     assert_eq!(outcome.claims_created, 3);
     assert_eq!(outcome.claims_lost, vec!["blue-v4.10.10.0.12".to_string()]);
@@ -276,7 +277,7 @@ async fn a_claim_already_held_by_its_holder_is_no_loss() {
         ],
         stored(&snapshot),
     ));
-    let outcome = execute(&client, &snapshot, round).await;
+    let outcome = execute(&client, &snapshot, round, &Metrics::default()).await;
     server.await.unwrap();
     assert!(
         outcome.claims_lost.is_empty() && outcome.errors.is_empty(),
@@ -306,7 +307,7 @@ async fn statuses_by_server_side_apply_with_the_version_read() {
         ],
         stored(&snapshot),
     ));
-    let outcome = execute(&client, &snapshot, round).await;
+    let outcome = execute(&client, &snapshot, round, &Metrics::default()).await;
     let seen = server.await.unwrap();
     assert_eq!((outcome.statuses_written, outcome.statuses_stale), (3, 1));
     assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
@@ -354,7 +355,7 @@ async fn a_deleted_port_releases_its_claim_by_uid() {
         200,
     ));
     let server = tokio::spawn(serve(handle, script, stored(&snapshot)));
-    let outcome = execute(&client, &snapshot, round).await;
+    let outcome = execute(&client, &snapshot, round, &Metrics::default()).await;
     let seen = server.await.unwrap();
     assert_eq!(outcome.claims_deleted, 1, "{outcome:?}");
     let delete = &seen.last().unwrap().1;
@@ -391,7 +392,7 @@ async fn networks_are_guarded_and_let_go_only_when_unused() {
         )],
         stored(&snapshot),
     ));
-    let outcome = execute(&client, &snapshot, round).await;
+    let outcome = execute(&client, &snapshot, round, &Metrics::default()).await;
     let seen = server.await.unwrap();
     assert_eq!(outcome.finalizers_changed, 1, "{outcome:?}");
     let (uri, patch) = &seen[0];
@@ -422,4 +423,66 @@ async fn networks_are_guarded_and_let_go_only_when_unused() {
     snapshot.subnets.clear();
     let round = round_of(&snapshot);
     assert_eq!(round.finalizers.remove.len(), 1);
+}
+
+/// A server that answers every request with what `serve` would, but never
+/// answers the status write of port web-1.
+async fn hang_on_web_1(
+    mut handle: mock::Handle<Request<Body>, Response<Body>>,
+    objects: BTreeMap<String, Value>,
+) {
+    let mut held = Vec::new();
+    while let Some((request, respond)) = handle.next_request().await {
+        let path = request.uri().path().to_string();
+        if path == status_of("ports", "web-1") {
+            held.push(respond);
+            continue;
+        }
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let mut answer: Value = match objects.get(path.trim_end_matches("/status")) {
+            Some(stored) => stored.clone(),
+            None => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        };
+        if let Ok(sent) = serde_json::from_slice::<Value>(&bytes)
+            && let Some(status) = sent.get("status")
+        {
+            answer["status"] = status.clone();
+        }
+        let body = serde_json::to_vec(&answer).unwrap();
+        respond.send_response(
+            Response::builder()
+                .status(200)
+                .body(Body::from(body))
+                .unwrap(),
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_the_server_never_answers_fails_alone_and_is_counted() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let mut snapshot = quickstart();
+    let first = round_of(&snapshot);
+    record_claims(&mut snapshot, first);
+    let round = round_of(&snapshot);
+    let server = tokio::spawn(hang_on_web_1(handle, stored(&snapshot)));
+    let metrics = Metrics::default();
+    // Time is paused: the 10 s the hung request is given pass at once.
+    let outcome = execute(&client, &snapshot, round, &metrics).await;
+    server.abort();
+    assert_eq!(
+        outcome.errors,
+        ["writing the status of Port tenant-a/web-1: no answer within 10 s"]
+    );
+    assert!(outcome.statuses_written >= 3, "{outcome:?}");
+    let text = metrics.render();
+    assert!(
+        text.contains(r#"neutrino_controller_api_requests_total{verb="patch",resource="ports/status",result="timeout"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"neutrino_controller_api_requests_total{verb="patch",resource="networks/status",result="ok"} 1"#),
+        "{text}"
+    );
 }

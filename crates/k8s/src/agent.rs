@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+use super::execute::{Failure, REQUEST_TIMEOUT};
 use super::stores::Stores;
 use neutrino_api::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
 use neutrino_core::plan::plan_node;
@@ -148,6 +149,25 @@ pub fn removal_status(report: &ApplyReport, now: &Time) -> NodeAgentStatus {
     }
 }
 
+/// Writes the agent's status, giving up after the controller's request
+/// timeout: a hung request must not hold the next apply back.
+async fn write_status(
+    api: &Api<NodeAgent>,
+    node: &str,
+    params: &PatchParams,
+    body: &serde_json::Value,
+) -> Result<(), Failure> {
+    match tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        api.patch_status(node, params, &Patch::Apply(body)),
+    )
+    .await
+    {
+        Ok(answer) => answer.map(|_| ()).map_err(Failure::Api),
+        Err(_) => Err(Failure::Timeout),
+    }
+}
+
 /// Runs the agent until SIGTERM.
 pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     let api: Api<NodeAgent> = Api::all(client.clone());
@@ -222,10 +242,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
                 "metadata": {"name": options.node},
                 "status": removal_status(&report, &now),
             });
-            if let Err(e) = api
-                .patch_status(&options.node, &apply, &Patch::Apply(&body))
-                .await
-            {
+            if let Err(e) = write_status(&api, &options.node, &apply, &body).await {
                 tracing::warn!(error = %e, "could not report the removal");
                 removed = false;
             }
@@ -290,10 +307,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
                 "metadata": {"name": options.node},
                 "status": status,
             });
-            match api
-                .patch_status(&options.node, &apply, &Patch::Apply(&body))
-                .await
-            {
+            match write_status(&api, &options.node, &apply, &body).await {
                 Ok(_) => {
                     last_report = Instant::now();
                     last_outcome = Some(outcome);

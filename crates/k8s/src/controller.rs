@@ -119,7 +119,7 @@ async fn round(
         return false;
     }
     let notices = notices(&snapshot, &planned.statuses);
-    let outcome = execute(client, &snapshot, planned).await;
+    let outcome = execute(client, &snapshot, planned, metrics).await;
     events::publish_notices(recorder, &snapshot, &notices).await;
     metrics.duration.observe(started.elapsed().as_secs_f64());
     metrics.errors.inc_by(outcome.errors.len() as u64);

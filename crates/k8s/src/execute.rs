@@ -11,6 +11,9 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use super::metrics::{Metrics, RequestKindLabels, RequestLabels};
 
 use neutrino_api::{ClaimHolder, IPClaim, SegmentClaim};
 use neutrino_core::controller::Actions;
@@ -36,10 +39,66 @@ pub struct Outcome {
     pub errors: Vec<String>,
 }
 
-fn code(error: &kube::Error) -> Option<u16> {
-    match error {
-        kube::Error::Api(status) => Some(status.code),
+/// How long one request may take. A request the server never answers must
+/// not stall the round while this replica holds the Lease: it fails, and
+/// the next round tries again.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error("no answer within {} s", REQUEST_TIMEOUT.as_secs())]
+    Timeout,
+}
+
+fn code(failure: &Failure) -> Option<u16> {
+    match failure {
+        Failure::Api(kube::Error::Api(status)) => Some(status.code),
         _ => None,
+    }
+}
+
+/// Every request of a round goes through here: bounded by
+/// [`REQUEST_TIMEOUT`], counted by verb, resource and result, and timed.
+struct Requests<'a> {
+    metrics: &'a Metrics,
+}
+
+impl Requests<'_> {
+    async fn send<T>(
+        &self,
+        verb: &str,
+        resource: &str,
+        request: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, Failure> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+            Ok(answer) => answer.map_err(Failure::Api),
+            Err(_) => Err(Failure::Timeout),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(Failure::Timeout) => "timeout".into(),
+            Err(failure) => code(failure).map_or("error".into(), |c| c.to_string()),
+        };
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                verb: verb.into(),
+                resource: resource.into(),
+                result: outcome,
+            })
+            .inc();
+        self.metrics
+            .request_duration
+            .get_or_create(&RequestKindLabels {
+                verb: verb.into(),
+                resource: resource.into(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 }
 
@@ -93,6 +152,7 @@ fn holder_id(holder: &ClaimHolder) -> String {
 
 async fn write_statuses<K>(
     client: &Client,
+    requests: &Requests<'_>,
     kind: &str,
     objects: &BTreeMap<Key, K>,
     lost: &BTreeSet<String>,
@@ -117,8 +177,13 @@ async fn write_statuses<K>(
             "status": object.status(),
         });
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        match api
-            .patch_status(&key.name, &params, &Patch::Apply(&body))
+        let resource = format!("{}/status", K::plural(&()));
+        match requests
+            .send(
+                "patch",
+                &resource,
+                api.patch_status(&key.name, &params, &Patch::Apply(&body)),
+            )
             .await
         {
             Ok(_) => outcome.statuses_written += 1,
@@ -152,30 +217,43 @@ impl Claim for SegmentClaim {
 /// holder's own (created in an earlier round the caches have not shown yet)
 /// is fine; anyone else's means the holder lost it and waits a round.
 async fn create_claim<K>(
+    requests: &Requests<'_>,
     api: &Api<K>,
     claim: &K,
     outcome: &mut Outcome,
     lost: &mut BTreeSet<String>,
 ) where
-    K: Resource + Claim + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()>
+        + Claim
+        + Clone
+        + Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
 {
+    let resource = K::plural(&()).to_string();
     let holder = claim.holder();
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
     };
-    let failed = match api.create(&params, claim).await {
+    let failed = match requests
+        .send("create", &resource, api.create(&params, claim))
+        .await
+    {
         Ok(_) => {
             outcome.claims_created += 1;
             return;
         }
-        Err(e) if code(&e) == Some(409) => match api.get(&claim.name_any()).await {
+        Err(e) if code(&e) == Some(409) => match requests
+            .send("get", &resource, api.get(&claim.name_any()))
+            .await
+        {
             Ok(existing) if existing.holder() == holder => return,
             Ok(_) => None,
             Err(e) => Some(e),
         },
         // The holder waits; its namespace (or the claim's) is going away.
-        Err(e) if namespace_terminating(&e) => {
+        Err(Failure::Api(e)) if namespace_terminating(&e) => {
             lost.insert(holder_id(holder));
             return;
         }
@@ -193,9 +271,14 @@ async fn create_claim<K>(
 }
 
 /// Deletes one claim, only if it is still the one seen (by uid).
-async fn release<K>(api: &Api<K>, name: &str, uid: Option<String>, outcome: &mut Outcome)
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+async fn release<K>(
+    requests: &Requests<'_>,
+    api: &Api<K>,
+    name: &str,
+    uid: Option<String>,
+    outcome: &mut Outcome,
+) where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let params = DeleteParams {
         preconditions: Some(Preconditions {
@@ -204,7 +287,10 @@ where
         }),
         ..DeleteParams::default()
     };
-    match api.delete(name, &params).await {
+    match requests
+        .send("delete", &K::plural(&()), api.delete(name, &params))
+        .await
+    {
         Ok(_) => outcome.claims_deleted += 1,
         // Gone already, or replaced by another holder's claim since.
         Err(e) if matches!(code(&e), Some(404 | 409)) => {}
@@ -214,8 +300,14 @@ where
 
 /// Sets an object's finalizers to what it had, with ours added or removed,
 /// on condition that it has not changed since it was read.
-async fn finalize<K>(client: &Client, key: &Key, object: &K, add: bool, outcome: &mut Outcome)
-where
+async fn finalize<K>(
+    client: &Client,
+    requests: &Requests<'_>,
+    key: &Key,
+    object: &K,
+    add: bool,
+    outcome: &mut Outcome,
+) where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
         + serde::de::DeserializeOwned
@@ -228,8 +320,12 @@ where
     }
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
     let api: Api<K> = Api::namespaced(client.clone(), &key.namespace);
-    match api
-        .patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+    match requests
+        .send(
+            "patch",
+            &K::plural(&()),
+            api.patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
         .await
     {
         Ok(_) => outcome.finalizers_changed += 1,
@@ -244,6 +340,7 @@ where
 
 async fn finalizers(
     client: &Client,
+    requests: &Requests<'_>,
     snapshot: &Snapshot,
     ids: &[ObjectId],
     add: bool,
@@ -253,12 +350,12 @@ async fn finalizers(
         match id.kind {
             Kind::Network => {
                 if let Some(o) = snapshot.networks.get(&id.key) {
-                    finalize(client, &id.key, o, add, outcome).await;
+                    finalize(client, requests, &id.key, o, add, outcome).await;
                 }
             }
             Kind::Subnet => {
                 if let Some(o) = snapshot.subnets.get(&id.key) {
-                    finalize(client, &id.key, o, add, outcome).await;
+                    finalize(client, requests, &id.key, o, add, outcome).await;
                 }
             }
             _ => {}
@@ -266,13 +363,21 @@ async fn finalizers(
     }
 }
 
-/// Carries out `actions`, computed from `snapshot`.
-pub async fn execute(client: &Client, snapshot: &Snapshot, actions: Actions) -> Outcome {
+/// Carries out `actions`, computed from `snapshot`; every request is
+/// counted and timed in `metrics`.
+pub async fn execute(
+    client: &Client,
+    snapshot: &Snapshot,
+    actions: Actions,
+    metrics: &Metrics,
+) -> Outcome {
+    let requests = &Requests { metrics };
     let mut outcome = Outcome::default();
     let mut lost = BTreeSet::new();
     // A Network or Subnet is guarded before anything comes to depend on it.
     finalizers(
         client,
+        requests,
         snapshot,
         &actions.finalizers.add,
         true,
@@ -286,19 +391,59 @@ pub async fn execute(client: &Client, snapshot: &Snapshot, actions: Actions) -> 
         claim.metadata.owner_references =
             owner(snapshot, &holder, Some(&namespace)).map(|o| vec![o]);
         let api: Api<IPClaim> = Api::namespaced(client.clone(), &namespace);
-        create_claim(&api, &claim, &mut outcome, &mut lost).await;
+        create_claim(requests, &api, &claim, &mut outcome, &mut lost).await;
     }
     for claim in actions.create_segment_claims {
-        create_claim(&Api::all(client.clone()), &claim, &mut outcome, &mut lost).await;
+        create_claim(
+            requests,
+            &Api::all(client.clone()),
+            &claim,
+            &mut outcome,
+            &mut lost,
+        )
+        .await;
     }
 
     let statuses = actions.statuses;
-    write_statuses(client, "Network", &statuses.networks, &lost, &mut outcome).await;
-    write_statuses(client, "Subnet", &statuses.subnets, &lost, &mut outcome).await;
-    write_statuses(client, "Port", &statuses.ports, &lost, &mut outcome).await;
-    write_statuses(client, "Router", &statuses.routers, &lost, &mut outcome).await;
     write_statuses(
         client,
+        requests,
+        "Network",
+        &statuses.networks,
+        &lost,
+        &mut outcome,
+    )
+    .await;
+    write_statuses(
+        client,
+        requests,
+        "Subnet",
+        &statuses.subnets,
+        &lost,
+        &mut outcome,
+    )
+    .await;
+    write_statuses(
+        client,
+        requests,
+        "Port",
+        &statuses.ports,
+        &lost,
+        &mut outcome,
+    )
+    .await;
+    write_statuses(
+        client,
+        requests,
+        "Router",
+        &statuses.routers,
+        &lost,
+        &mut outcome,
+    )
+    .await;
+    write_statuses(
+        client,
+        requests,
         "FloatingIP",
         &statuses.floating_ips,
         &lost,
@@ -307,6 +452,7 @@ pub async fn execute(client: &Client, snapshot: &Snapshot, actions: Actions) -> 
     .await;
     write_statuses(
         client,
+        requests,
         "SecurityGroup",
         &statuses.security_groups,
         &lost,
@@ -317,11 +463,12 @@ pub async fn execute(client: &Client, snapshot: &Snapshot, actions: Actions) -> 
     for key in actions.delete_ip_claims {
         let uid = snapshot.ip_claims.get(&key).and_then(|c| c.uid());
         let api: Api<IPClaim> = Api::namespaced(client.clone(), &key.namespace);
-        release(&api, &key.name, uid, &mut outcome).await;
+        release(requests, &api, &key.name, uid, &mut outcome).await;
     }
     for name in actions.delete_segment_claims {
         let uid = snapshot.segment_claims.get(&name).and_then(|c| c.uid());
         release(
+            requests,
             &Api::<SegmentClaim>::all(client.clone()),
             &name,
             uid,
@@ -332,6 +479,7 @@ pub async fn execute(client: &Client, snapshot: &Snapshot, actions: Actions) -> 
     // Let go of what nothing uses any more, last.
     finalizers(
         client,
+        requests,
         snapshot,
         &actions.finalizers.remove,
         false,

@@ -31,6 +31,21 @@ pub struct KindLabels {
     pub ready: String,
 }
 
+/// One kind of request to the API server, and how it ended: `ok`, the
+/// HTTP status code, `timeout`, or `error` (no answer).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub verb: String,
+    pub resource: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestKindLabels {
+    pub verb: String,
+    pub resource: String,
+}
+
 /// The controller's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -40,6 +55,8 @@ pub struct Metrics {
     pub duration: Histogram,
     pub addresses: Family<SubnetLabels, Gauge>,
     pub objects: Family<KindLabels, Gauge>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<RequestKindLabels, Histogram>,
     /// Set once the watch caches are filled.
     pub ready: AtomicBool,
 }
@@ -53,6 +70,10 @@ impl Default for Metrics {
         let duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let addresses = Family::<SubnetLabels, Gauge>::default();
         let objects = Family::<KindLabels, Gauge>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_duration = Family::<RequestKindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 15))
+        });
         registry.register("reconciles", "Reconcile rounds run", rounds.clone());
         registry.register(
             "reconcile_errors",
@@ -75,6 +96,16 @@ impl Default for Metrics {
             addresses.clone(),
         );
         registry.register("objects", "Objects per kind, ready or not", objects.clone());
+        registry.register(
+            "api_requests",
+            "Requests to the API server, by verb, resource and result",
+            requests.clone(),
+        );
+        registry.register(
+            "api_request_duration_seconds",
+            "How long requests to the API server took",
+            request_duration.clone(),
+        );
         Self {
             registry,
             rounds,
@@ -83,6 +114,8 @@ impl Default for Metrics {
             duration,
             addresses,
             objects,
+            requests,
+            request_duration,
             ready: AtomicBool::new(false),
         }
     }
@@ -186,6 +219,23 @@ mod tests {
             &neutrino_core::ClusterConfig::default(),
         ));
         metrics.rounds.inc();
+        // One request, so that the request families have a sample to show.
+        let request = RequestKindLabels {
+            verb: "patch".into(),
+            resource: "ports/status".into(),
+        };
+        metrics
+            .request_duration
+            .get_or_create(&request)
+            .observe(0.01);
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                verb: request.verb,
+                resource: request.resource,
+                result: "ok".into(),
+            })
+            .inc();
 
         assert_eq!(
             get(router(metrics.clone()), "/healthz").await.0,
