@@ -334,5 +334,35 @@ async fn a_malformed_stored_object_does_not_stop_the_rest_being_served() {
             .any(|l| l.contains("skipping a malformed object") && l.contains("broken")),
         "the controller did not say what it skipped:\n{log}"
     );
+    // And the Port's owner reads it where they look: a Warning on it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let events: serde_json::Value = serde_json::from_str(&cluster.kubectl_ok(&[
+            "--namespace",
+            "tenant-a",
+            "get",
+            "events",
+            "-o",
+            "json",
+        ]))
+        .unwrap();
+        let told = events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["involvedObject"]["name"] == "broken" && e["reason"] == "Malformed");
+        if let Some(event) = told {
+            assert_eq!(event["type"], "Warning");
+            let note = event["message"].as_str().unwrap();
+            assert!(note.starts_with("spec."), "{note}");
+            assert!(note.contains("neutrino skips this object"), "{note}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Malformed event on port broken: {events:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     cluster.kubectl_ok(&["--namespace", "tenant-a", "delete", "port", "broken"]);
 }

@@ -92,13 +92,21 @@ pub fn health(
 
 /// One round; returns whether another should follow at once (a claim was
 /// lost or a status was stale: the caches are behind).
+/// What earlier rounds already told in Events: each agent's readiness,
+/// and the version of each malformed object.
+#[derive(Default)]
+struct Seen {
+    agents: BTreeMap<String, String>,
+    malformed: BTreeMap<String, String>,
+}
+
 async fn round(
     client: &Client,
     stores: &Stores,
     cluster: &ClusterConfig,
     metrics: &Metrics,
     recorder: &Recorder,
-    agents_seen: &mut BTreeMap<String, String>,
+    seen: &mut Seen,
 ) -> bool {
     let started = Instant::now();
     let snapshot = stores.snapshot();
@@ -113,7 +121,10 @@ async fn round(
     let realised = realisation(&snapshot, &resolution, &config, &health(&agents, now));
     let planned = actions(&snapshot, &resolution, &realised, &Time(now));
     metrics.rounds.inc();
-    events::publish_agents(recorder, &agents, agents_seen).await;
+    events::publish_agents(recorder, &agents, &mut seen.agents).await;
+    let malformed = stores.malformed();
+    metrics.observe_malformed(&malformed);
+    events::publish_malformed(recorder, &malformed, &mut seen.malformed).await;
     if planned.is_empty() {
         metrics.duration.observe(started.elapsed().as_secs_f64());
         return false;
@@ -187,7 +198,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
             instance: Some(options.identity.clone()),
         },
     );
-    let mut agents_seen = BTreeMap::new();
+    let mut seen = Seen::default();
     let mut again = true;
     let mut first = true;
     loop {
@@ -214,7 +225,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
                 &options.cluster,
                 &metrics,
                 &recorder,
-                &mut agents_seen,
+                &mut seen,
             )
             .await;
     }

@@ -107,3 +107,42 @@ pub async fn publish_agents(
         .await;
     }
 }
+
+/// Publishes a Warning on every object the watchers skip because it does
+/// not read as its kind, once for each version of it (`seen` keeps the
+/// versions already told, and forgets what is no longer skipped).
+pub async fn publish_malformed(
+    recorder: &Recorder,
+    malformed: &[super::stores::Malformed],
+    seen: &mut BTreeMap<String, String>,
+) {
+    let now: BTreeMap<String, String> = malformed
+        .iter()
+        .filter_map(|m| {
+            Some((
+                m.reference.uid.clone()?,
+                m.reference.resource_version.clone().unwrap_or_default(),
+            ))
+        })
+        .collect();
+    seen.retain(|uid, _| now.contains_key(uid));
+    for object in malformed {
+        let Some(uid) = object.reference.uid.clone() else {
+            continue;
+        };
+        let version = object
+            .reference
+            .resource_version
+            .clone()
+            .unwrap_or_default();
+        if seen.get(&uid) == Some(&version) {
+            continue;
+        }
+        seen.insert(uid, version);
+        let note = format!(
+            "{}: {}; neutrino skips this object, and keeps what it last read of it, until it is fixed",
+            object.field, object.error
+        );
+        publish(recorder, &object.reference, true, "Malformed", note, "Read").await;
+    }
+}

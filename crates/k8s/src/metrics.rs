@@ -41,6 +41,11 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MalformedLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestKindLabels {
     pub verb: String,
     pub resource: String,
@@ -56,6 +61,8 @@ pub struct Metrics {
     pub addresses: Family<SubnetLabels, Gauge>,
     pub objects: Family<KindLabels, Gauge>,
     pub requests: Family<RequestLabels, Counter>,
+    /// Objects the watchers skip because they do not read as their kind.
+    pub malformed: Family<MalformedLabels, Gauge>,
     pub request_duration: Family<RequestKindLabels, Histogram>,
     /// Set once the watch caches are filled.
     pub ready: AtomicBool,
@@ -71,6 +78,7 @@ impl Default for Metrics {
         let addresses = Family::<SubnetLabels, Gauge>::default();
         let objects = Family::<KindLabels, Gauge>::default();
         let requests = Family::<RequestLabels, Counter>::default();
+        let malformed = Family::<MalformedLabels, Gauge>::default();
         let request_duration = Family::<RequestKindLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 15))
         });
@@ -97,6 +105,11 @@ impl Default for Metrics {
         );
         registry.register("objects", "Objects per kind, ready or not", objects.clone());
         registry.register(
+            "malformed_objects",
+            "Objects skipped because they do not read as their kind",
+            malformed.clone(),
+        );
+        registry.register(
             "api_requests",
             "Requests to the API server, by verb, resource and result",
             requests.clone(),
@@ -115,6 +128,7 @@ impl Default for Metrics {
             addresses,
             objects,
             requests,
+            malformed,
             request_duration,
             ready: AtomicBool::new(false),
         }
@@ -158,6 +172,30 @@ impl Metrics {
         );
         let groups = r.security_groups.values().filter(|v| v.is_ok()).count();
         count("SecurityGroup", groups, r.security_groups.len());
+    }
+
+    /// Counts the skipped objects by kind (every kind of the API, so a
+    /// kind that is clean again shows 0).
+    pub fn observe_malformed(&self, malformed: &[super::stores::Malformed]) {
+        for kind in [
+            "Network",
+            "Subnet",
+            "Port",
+            "Router",
+            "FloatingIP",
+            "SecurityGroup",
+            "IPClaim",
+            "SegmentClaim",
+            "NodeAgent",
+        ] {
+            let count = malformed
+                .iter()
+                .filter(|m| m.reference.kind.as_deref() == Some(kind))
+                .count();
+            self.malformed
+                .get_or_create(&MalformedLabels { kind: kind.into() })
+                .set(count as i64);
+        }
     }
 
     /// The metrics in Prometheus' text format.
@@ -219,6 +257,15 @@ mod tests {
             &neutrino_core::ClusterConfig::default(),
         ));
         metrics.rounds.inc();
+        metrics.observe_malformed(&[crate::stores::Malformed {
+            reference: k8s_openapi::api::core::v1::ObjectReference {
+                kind: Some("Port".into()),
+                name: Some("broken".into()),
+                ..Default::default()
+            },
+            field: "spec.network".into(),
+            error: "invalid type: integer `7`, expected a string".into(),
+        }]);
         // One request, so that the request families have a sample to show.
         let request = RequestKindLabels {
             verb: "patch".into(),
@@ -262,6 +309,11 @@ mod tests {
         );
         assert!(
             text.contains(r#"neutrino_controller_objects{kind="Port",ready="true"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"neutrino_controller_malformed_objects{kind="Port"} 1"#)
+                && text.contains(r#"neutrino_controller_malformed_objects{kind="Subnet"} 0"#),
             "{text}"
         );
 

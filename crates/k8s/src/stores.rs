@@ -7,7 +7,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use k8s_openapi::api::core::v1::Node;
@@ -16,8 +16,22 @@ use neutrino_api::{
 };
 use neutrino_core::{Key, NodeAddresses, Snapshot};
 
+/// An object its watcher skips because it does not read as its kind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Malformed {
+    /// Its reference, for an Event on it.
+    pub reference: k8s_openapi::api::core::v1::ObjectReference,
+    /// The field that does not read, and why.
+    pub field: String,
+    pub error: String,
+}
+
+/// The objects skipped now, by kind, namespace and name.
+pub type Skipped = Arc<Mutex<BTreeMap<(String, String, String), Malformed>>>;
+
 /// One store per kind.
 pub struct Stores {
+    skipped: Skipped,
     networks: Store<Network>,
     subnets: Store<Subnet>,
     ports: Store<Port>,
@@ -38,7 +52,7 @@ pub struct Stores {
 /// and with it every object of that kind. An object that turns malformed
 /// keeps its last good version in the cache, so nothing it holds is
 /// released on its account.
-fn watch<K>(client: &Client, changed: &Arc<Notify>) -> Store<K>
+fn watch<K>(client: &Client, changed: &Arc<Notify>, skipped: &Skipped) -> Store<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -52,6 +66,7 @@ where
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<K>(&()));
     let changed = changed.clone();
     let cached = reader.clone();
+    let skipped = skipped.clone();
     tokio::spawn(async move {
         let mut events = watcher(api, watcher::Config::default())
             .default_backoff()
@@ -59,7 +74,7 @@ where
         while let Some(event) = events.next().await {
             match event {
                 Ok(event) => {
-                    if let Some(event) = typed::<K>(event, &cached) {
+                    if let Some(event) = typed::<K>(event, &cached, &skipped) {
                         writer.apply_watcher_event(&event);
                         changed.notify_one();
                     }
@@ -74,43 +89,75 @@ where
 }
 
 /// The event with its object read as `K`; None for an object that does not
-/// parse, which is logged — except a deletion, which removes the cached
-/// version of a malformed object.
-fn typed<K>(event: watcher::Event<DynamicObject>, cached: &Store<K>) -> Option<watcher::Event<K>>
+/// parse, which is logged and recorded in `skipped` (until it reads again or
+/// is deleted) — except a deletion, which removes the cached version of a
+/// malformed object.
+fn typed<K>(
+    event: watcher::Event<DynamicObject>,
+    cached: &Store<K>,
+    skipped: &Skipped,
+) -> Option<watcher::Event<K>>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned,
 {
     use watcher::Event;
-    let read = |object: DynamicObject| -> Option<K> {
+    let kind = K::kind(&()).to_string();
+    let read = |object: DynamicObject, deleted: bool| -> Option<K> {
         let namespace = object.metadata.namespace.clone().unwrap_or_default();
         let name = object.metadata.name.clone().unwrap_or_default();
+        let id = (kind.clone(), namespace.clone(), name.clone());
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(K::api_version(&()).to_string()),
+            kind: Some(kind.clone()),
+            namespace: object.metadata.namespace.clone(),
+            name: object.metadata.name.clone(),
+            uid: object.metadata.uid.clone(),
+            resource_version: object.metadata.resource_version.clone(),
+            field_path: None,
+        };
         let value = serde_json::to_value(&object).ok()?;
+        let mut skipped = skipped.lock().expect("the skipped objects' lock");
         match serde_path_to_error::deserialize(value) {
-            Ok(typed) => Some(typed),
+            Ok(typed) => {
+                skipped.remove(&id);
+                Some(typed)
+            }
+            Err(_) if deleted => {
+                skipped.remove(&id);
+                None
+            }
             Err(e) => {
                 tracing::warn!(
-                    kind = %K::kind(&()),
+                    %kind,
                     %namespace,
                     %name,
                     field = %e.path(),
                     error = %e.inner(),
                     "skipping a malformed object"
                 );
+                skipped.insert(
+                    id,
+                    Malformed {
+                        reference,
+                        field: e.path().to_string(),
+                        error: e.inner().to_string(),
+                    },
+                );
                 None
             }
         }
     };
     Some(match event {
-        Event::Apply(object) => Event::Apply(read(object)?),
+        Event::Apply(object) => Event::Apply(read(object, false)?),
         Event::Delete(object) => {
             let mut key = ObjectRef::<K>::new(&object.name_any());
             if let Some(namespace) = &object.metadata.namespace {
                 key = key.within(namespace);
             }
             let last = cached.get(&key).map(|k| (*k).clone());
-            Event::Delete(read(object).or(last)?)
+            Event::Delete(read(object, true).or(last)?)
         }
-        Event::InitApply(object) => Event::InitApply(read(object)?),
+        Event::InitApply(object) => Event::InitApply(read(object, false)?),
         Event::Init => Event::Init,
         Event::InitDone => Event::InitDone,
     })
@@ -132,18 +179,31 @@ fn by_key<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> BTreeMap<K
 impl Stores {
     /// Starts watching everything; `changed` is notified on every event.
     pub fn start(client: &Client, changed: &Arc<Notify>) -> Self {
+        let skipped = Skipped::default();
         Self {
-            networks: watch(client, changed),
-            subnets: watch(client, changed),
-            ports: watch(client, changed),
-            routers: watch(client, changed),
-            floating_ips: watch(client, changed),
-            security_groups: watch(client, changed),
-            ip_claims: watch(client, changed),
-            segment_claims: watch(client, changed),
-            agents: watch(client, changed),
-            nodes: watch(client, changed),
+            networks: watch(client, changed, &skipped),
+            subnets: watch(client, changed, &skipped),
+            ports: watch(client, changed, &skipped),
+            routers: watch(client, changed, &skipped),
+            floating_ips: watch(client, changed, &skipped),
+            security_groups: watch(client, changed, &skipped),
+            ip_claims: watch(client, changed, &skipped),
+            segment_claims: watch(client, changed, &skipped),
+            agents: watch(client, changed, &skipped),
+            nodes: watch(client, changed, &skipped),
+            skipped,
         }
+    }
+
+    /// The objects the watchers skip now because they do not read as
+    /// their kind.
+    pub fn malformed(&self) -> Vec<Malformed> {
+        self.skipped
+            .lock()
+            .expect("the skipped objects' lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Waits until every store has had its first full list.
