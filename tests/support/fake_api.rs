@@ -95,13 +95,17 @@ fn answer(
                 return (409, status(409, "AlreadyExists"));
             }
             let mut object = body;
-            object["metadata"]["uid"] = json!(format!("uid-{name}"));
+            // A name made again is another object: a uid of its own.
+            object["metadata"]["uid"] = json!(format!("uid-{name}-{version}"));
             object["metadata"]["resourceVersion"] = json!(version);
             objects.insert(path, object.clone());
             (201, object)
         }
         Method::PATCH | Method::PUT => {
             let stored = objects.get(&object_path).cloned();
+            if is_status && stored.is_none() {
+                return (404, status(404, "NotFound"));
+            }
             if let (Some(stored), Some(wanted)) =
                 (&stored, body["metadata"]["resourceVersion"].as_str())
                 && stored["metadata"]["resourceVersion"].as_str() != Some(wanted)
@@ -118,10 +122,18 @@ fn answer(
             objects.insert(object_path, object.clone());
             (200, object)
         }
-        Method::DELETE => match objects.remove(path) {
-            Some(_) => (200, status(200, "Success")),
-            None => (404, status(404, "NotFound")),
-        },
+        Method::DELETE => {
+            let Some(stored) = objects.get(path) else {
+                return (404, status(404, "NotFound"));
+            };
+            if let Some(uid) = body["preconditions"]["uid"].as_str()
+                && stored["metadata"]["uid"].as_str() != Some(uid)
+            {
+                return (409, status(409, "Conflict"));
+            }
+            objects.remove(path);
+            (200, status(200, "Success"))
+        }
         _ => (405, status(405, "MethodNotAllowed")),
     }
 }
@@ -238,6 +250,38 @@ pub fn stored(snapshot: &neutrino::core::Snapshot) -> BTreeMap<String, Value> {
     each(&mut objects, &snapshot.subnets);
     each(&mut objects, &snapshot.ports);
     objects
+}
+
+/// What the server holds, read back as a controller's watch caches would
+/// show it.
+pub fn snapshot_of(objects: &BTreeMap<String, Value>) -> neutrino::core::Snapshot {
+    use neutrino::api::{IPClaim, Network, Port, SegmentClaim, Subnet};
+    use neutrino::core::Key;
+    fn put<K: serde::de::DeserializeOwned>(map: &mut BTreeMap<Key, K>, value: &Value) {
+        let key = Key::new(
+            value["metadata"]["namespace"].as_str().unwrap_or_default(),
+            value["metadata"]["name"].as_str().unwrap(),
+        );
+        map.insert(key, serde_json::from_value(value.clone()).unwrap());
+    }
+    let mut snapshot = neutrino::core::Snapshot::default();
+    for (path, value) in objects {
+        let plural = path.rsplit('/').nth(1).unwrap_or_default();
+        match plural {
+            "networks" => put::<Network>(&mut snapshot.networks, value),
+            "subnets" => put::<Subnet>(&mut snapshot.subnets, value),
+            "ports" => put::<Port>(&mut snapshot.ports, value),
+            "ipclaims" => put::<IPClaim>(&mut snapshot.ip_claims, value),
+            "segmentclaims" => {
+                let claim: SegmentClaim = serde_json::from_value(value.clone()).unwrap();
+                snapshot
+                    .segment_claims
+                    .insert(claim.metadata.name.clone().unwrap(), claim);
+            }
+            _ => {}
+        }
+    }
+    snapshot
 }
 
 /// A Node whose kubelet reports `address` as its InternalIP.
