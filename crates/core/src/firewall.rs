@@ -13,22 +13,7 @@ use super::plan::{
 use super::resolve::PortMatch;
 use neutrino_api::EtherType;
 
-/// The chain bridged traffic of neutrino's ports goes through.
-pub const FORWARD_CHAIN: &str = "neutrino-FORWARD";
-/// The chain that puts each network's traffic in its conntrack zone.
-pub const ZONE_CHAIN: &str = "neutrino-ZONES";
-/// Prefix of the per-port chains.
-pub const PORT_CHAIN_PREFIX: &str = "nt-";
-
-/// The chains of one port: traffic to it, from it, and its source check.
-pub fn port_chains(interface: &str) -> [String; 3] {
-    let id = interface.trim_start_matches("ntp-");
-    [
-        format!("nt-i-{id}"),
-        format!("nt-o-{id}"),
-        format!("nt-s-{id}"),
-    ]
-}
+pub use super::names::{FORWARD_CHAIN, PORT_CHAIN_PREFIX, ZONE_CHAIN, port_chains};
 
 /// A conntrack zone per bridge, so two tenants' identical addresses on one
 /// node never share connection state.

@@ -91,9 +91,51 @@ pub fn ipset(group: &Key, ipv6: bool) -> String {
     format!("{PREFIX}{family}-{}", key_hash("security-group", group))
 }
 
+/// Whether an ipset is neutrino's.
+pub fn is_our_ipset(name: &str) -> bool {
+    name.starts_with(&format!("{PREFIX}4-")) || name.starts_with(&format!("{PREFIX}6-"))
+}
+
+/// The chain bridged traffic of neutrino's ports goes through.
+pub const FORWARD_CHAIN: &str = "neutrino-FORWARD";
+/// The chain that puts each network's traffic in its conntrack zone.
+pub const ZONE_CHAIN: &str = "neutrino-ZONES";
+/// Prefix of the per-port chains.
+pub const PORT_CHAIN_PREFIX: &str = "nt-";
+
+/// The chains of one port (by its host end): traffic to it, from it, and
+/// its source check.
+pub fn port_chains(interface: &str) -> [String; 3] {
+    let id = interface.trim_start_matches(&format!("{PREFIX}p-"));
+    [
+        format!("{PORT_CHAIN_PREFIX}i-{id}"),
+        format!("{PORT_CHAIN_PREFIX}o-{id}"),
+        format!("{PORT_CHAIN_PREFIX}s-{id}"),
+    ]
+}
+
+/// Whether an iptables chain is neutrino's.
+pub fn is_our_chain(chain: &str) -> bool {
+    chain == FORWARD_CHAIN || chain == ZONE_CHAIN || chain.starts_with(PORT_CHAIN_PREFIX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chains_and_ipsets_are_told_apart_from_others() {
+        let [ingress, egress, spoof] = port_chains("ntp-0123456789");
+        assert_eq!(
+            [ingress.as_str(), egress.as_str(), spoof.as_str()],
+            ["nt-i-0123456789", "nt-o-0123456789", "nt-s-0123456789"]
+        );
+        assert!(is_our_chain(&ingress) && is_our_chain(FORWARD_CHAIN) && is_our_chain(ZONE_CHAIN));
+        assert!(!is_our_chain("FORWARD") && !is_our_chain("KUBE-FORWARD"));
+        let group = Key::new("t", "web");
+        assert!(is_our_ipset(&ipset(&group, false)) && is_our_ipset(&ipset(&group, true)));
+        assert!(!is_our_ipset("KUBE-CLUSTER-IP"));
+    }
 
     #[test]
     fn names_fit_the_kernel_and_are_stable() {

@@ -14,7 +14,7 @@ use std::fmt;
 use std::fmt::Write;
 use std::str::FromStr;
 
-use super::firewall::{FORWARD_CHAIN, PORT_CHAIN_PREFIX, ZONE_CHAIN};
+use super::names::{is_our_chain as ours, is_our_ipset};
 
 /// An iptables backend, named as its tools are (`iptables-nft-restore`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,10 +75,6 @@ impl FromStr for Choice {
 
 /// Chains kubelet creates in the backend the node uses.
 const KUBELET_MARKERS: [&str; 2] = ["KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"];
-
-fn ours(chain: &str) -> bool {
-    chain == FORWARD_CHAIN || chain == ZONE_CHAIN || chain.starts_with(PORT_CHAIN_PREFIX)
-}
 
 fn declares(saved: &str, chain: &str) -> bool {
     saved
@@ -258,7 +254,7 @@ pub fn ipset_fingerprints(saved: &str) -> Fingerprints {
     for line in saved.lines() {
         let mut words = line.split_whitespace();
         let (verb, set) = (words.next(), words.next());
-        let Some(set) = set.filter(|s| s.starts_with("nt4-") || s.starts_with("nt6-")) else {
+        let Some(set) = set.filter(|s| is_our_ipset(s)) else {
             continue;
         };
         let entry = members.entry(format!("set {set}")).or_default();

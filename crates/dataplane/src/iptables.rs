@@ -24,6 +24,7 @@ use neutrino_core::firewall::{
     FORWARD_CHAIN, PORT_CHAIN_PREFIX, ZONE_CHAIN, ipset_restore, node_ruleset, port_chains,
     router_nat,
 };
+use neutrino_core::names::is_our_ipset;
 use neutrino_core::plan::{RouterPlan, SecurityPlan};
 use neutrino_core::xtables::{
     Backend, Choice, Fingerprints, detect, drifted, fingerprints, holds_ours, ipset_fingerprints,
@@ -133,7 +134,7 @@ pub fn remove_ipsets(namespace: Option<&str>) -> Result<usize, FirewallError> {
     let sets_now = run(namespace, "ipset", &["list", "-n"], "")?;
     let input: String = sets_now
         .lines()
-        .filter(|s| s.starts_with("nt4-") || s.starts_with("nt6-"))
+        .filter(|s| is_our_ipset(s))
         .map(|s| format!("destroy {s}\n"))
         .collect();
     if input.is_empty() {
@@ -306,7 +307,7 @@ impl Firewall {
         let planned: BTreeSet<&str> = plan.ipsets.iter().map(|s| s.name.as_str()).collect();
         let stale_sets: Vec<&str> = sets_now
             .lines()
-            .filter(|s| (s.starts_with("nt4-") || s.starts_with("nt6-")) && !planned.contains(s))
+            .filter(|s| is_our_ipset(s) && !planned.contains(s))
             .collect();
         if !stale_sets.is_empty() {
             let input: String = stale_sets
