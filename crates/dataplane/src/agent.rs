@@ -11,7 +11,7 @@ use super::netlink::Netlink;
 use super::netns;
 use neutrino_core::names;
 use neutrino_core::plan::{NodePlan, SecurityPlan};
-use neutrino_core::reconcile::{diff, inner_namespaces};
+use neutrino_core::reconcile::{InnerNamespace, diff, inner_namespaces};
 use neutrino_core::xtables::{Backend, Choice};
 
 /// The state directory's parts: the DHCP servers' files, and what the
@@ -102,15 +102,33 @@ impl Agent {
 
     /// Brings the kernel to `plan`. Every step is tried; failures are
     /// reported, not fatal, so one broken object never blocks the rest.
+    /// The order matters: namespaces before the links whose ends go into
+    /// them, links before what lives on them, and a namespace the plan
+    /// dropped last, once nothing uses it.
     pub async fn apply(&self, plan: &NodePlan) -> ApplyReport {
         let plan = plan
             .clone()
             .with_namespace_prefix(&self.config.namespace_prefix);
         let mut report = ApplyReport::default();
         let inner = inner_namespaces(&plan);
-
-        // Namespaces first: veth peers are created straight into them.
+        self.create_namespaces(&inner, &mut report);
+        self.sync_links(&plan, &mut report).await;
         for namespace in &inner {
+            self.sync_inside(namespace, &mut report).await;
+        }
+        self.sync_firewall(&plan, &mut report);
+        let (dhcp, errors) = self.dnsmasq.sync(&plan.dhcp);
+        report.dhcp = dhcp;
+        report
+            .errors
+            .extend(errors.into_iter().map(|e| e.to_string()));
+        self.remove_namespaces(&inner, &mut report);
+        report
+    }
+
+    /// The DHCP and router namespaces the plan wants, made if missing.
+    fn create_namespaces(&self, inner: &[InnerNamespace], report: &mut ApplyReport) {
+        for namespace in inner {
             if !netns::exists(&namespace.name) {
                 match netns::create(&namespace.name) {
                     Ok(()) => report.namespaces_created.push(namespace.name.clone()),
@@ -120,11 +138,15 @@ impl Agent {
                 }
             }
         }
+    }
 
+    /// The node's links, FDB and neighbour entries: what differs from the
+    /// plan is changed.
+    async fn sync_links(&self, plan: &NodePlan, report: &mut ApplyReport) {
         let before = self.kernel.writes();
         match self.kernel.observe().await {
             Ok(observed) => {
-                let changes = diff(&observed, &plan);
+                let changes = diff(&observed, plan);
                 report.conflicts = changes.conflicts.clone();
                 report.errors.extend(
                     self.kernel
@@ -137,41 +159,46 @@ impl Agent {
             Err(e) => report.errors.push(e.to_string()),
         }
         report.writes += self.kernel.writes() - before;
+    }
 
-        for namespace in &inner {
-            match Netlink::connect(Some(&namespace.name)).await {
-                Err(e) => report.errors.push(e.to_string()),
-                Ok(inside) => {
-                    let mut steps = vec![inside.ensure_up("lo").await];
-                    for (interface, addresses) in &namespace.interfaces {
-                        steps.push(inside.ensure_up(interface).await);
-                        steps.push(inside.sync_addresses(interface, addresses).await);
-                    }
-                    steps.push(inside.sync_routes(&namespace.routes).await);
-                    report.errors.extend(
-                        steps
-                            .into_iter()
-                            .filter_map(Result::err)
-                            .map(|e| format!("in {}: {e}", namespace.name)),
-                    );
-                    report.writes += inside.writes();
+    /// Inside a DHCP or router namespace: its interfaces up with their
+    /// addresses, its routes, and forwarding for a router.
+    async fn sync_inside(&self, namespace: &InnerNamespace, report: &mut ApplyReport) {
+        match Netlink::connect(Some(&namespace.name)).await {
+            Err(e) => report.errors.push(e.to_string()),
+            Ok(inside) => {
+                let mut steps = vec![inside.ensure_up("lo").await];
+                for (interface, addresses) in &namespace.interfaces {
+                    steps.push(inside.ensure_up(interface).await);
+                    steps.push(inside.sync_addresses(interface, addresses).await);
                 }
+                steps.push(inside.sync_routes(&namespace.routes).await);
+                report.errors.extend(
+                    steps
+                        .into_iter()
+                        .filter_map(Result::err)
+                        .map(|e| format!("in {}: {e}", namespace.name)),
+                );
+                report.writes += inside.writes();
             }
-            if namespace.forwarding {
-                for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
-                    match netns::read_sysctl(Some(&namespace.name), key) {
-                        Ok(v) if v == "1" => {}
-                        _ => match netns::sysctl(Some(&namespace.name), key, "1") {
-                            Ok(()) => report.writes += 1,
-                            Err(e) => report
-                                .errors
-                                .push(format!("in {}: setting {key}: {e}", namespace.name)),
-                        },
-                    }
+        }
+        if namespace.forwarding {
+            for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
+                match netns::read_sysctl(Some(&namespace.name), key) {
+                    Ok(v) if v == "1" => {}
+                    _ => match netns::sysctl(Some(&namespace.name), key, "1") {
+                        Ok(()) => report.writes += 1,
+                        Err(e) => report
+                            .errors
+                            .push(format!("in {}: setting {key}: {e}", namespace.name)),
+                    },
                 }
             }
         }
+    }
 
+    /// Security groups on the node, and each router's NAT.
+    fn sync_firewall(&self, plan: &NodePlan, report: &mut ApplyReport) {
         let bridges: Vec<String> = plan.bridges.iter().map(|b| b.name.clone()).collect();
         match self
             .firewall
@@ -190,14 +217,10 @@ impl Agent {
         }
         let routers: Vec<&str> = plan.routers.iter().map(|r| r.namespace.as_str()).collect();
         self.firewall.forget_routers_except(&routers);
+    }
 
-        let (dhcp, errors) = self.dnsmasq.sync(&plan.dhcp);
-        report.dhcp = dhcp;
-        report
-            .errors
-            .extend(errors.into_iter().map(|e| e.to_string()));
-
-        // Namespaces the plan dropped go last, once nothing uses them.
+    /// The namespaces of ours the plan no longer wants.
+    fn remove_namespaces(&self, inner: &[InnerNamespace], report: &mut ApplyReport) {
         match netns::list() {
             Ok(existing) => {
                 for name in existing {
@@ -213,7 +236,6 @@ impl Agent {
             }
             Err(e) => report.errors.push(format!("listing namespaces: {e}")),
         }
-        report
     }
 
     /// Takes everything neutrino made on this node out of its kernel: the
