@@ -29,56 +29,68 @@ pub struct PortDraft {
     arrival: Arrival,
 }
 
-fn check_one(
+/// What a port already holds: its claims first (on a cluster they are the
+/// truth), then what its status recorded. Each is handed out once.
+struct Recorded {
+    addresses: Vec<(Key, IpAddr)>,
+    used: BTreeSet<usize>,
+}
+
+impl Recorded {
+    fn of(key: &Key, port: &Port, claims: &ClaimIndex) -> Self {
+        let mut addresses: Vec<(Key, IpAddr)> =
+            claims.addresses_of(&Holder::Port(key.clone())).collect();
+        for held in port
+            .status
+            .iter()
+            .flat_map(|s| &s.fixed_ips)
+            .filter_map(|a| Some((key.reference(&a.subnet), a.ip_address.parse().ok()?)))
+        {
+            if !addresses.contains(&held) {
+                addresses.push(held);
+            }
+        }
+        Self {
+            addresses,
+            used: BTreeSet::new(),
+        }
+    }
+
+    /// The address it holds on one of `candidates`, as what is wanted.
+    fn take(&mut self, candidates: &[Key]) -> Wanted {
+        let found = self
+            .addresses
+            .iter()
+            .enumerate()
+            .find(|(i, (s, _))| candidates.contains(s) && !self.used.contains(i));
+        match found {
+            Some((i, (_, address))) => {
+                let address = *address;
+                self.used.insert(i);
+                Wanted::Exact {
+                    address,
+                    recorded: true,
+                }
+            }
+            None => Wanted::Any,
+        }
+    }
+}
+
+/// One want per address: what `spec.fixedIPs` asks for, or, without any,
+/// one address of each family from the network's subnets.
+#[allow(clippy::too_many_arguments)]
+fn wanted_addresses(
     key: &Key,
     port: &Port,
     snapshot: &Snapshot,
-    config: &ClusterConfig,
-    resolution: &Resolution,
     subnets: &BTreeMap<Key, Verdict<SubnetState>>,
-    claims: &ClaimIndex,
-) -> Verdict<PortDraft> {
+    network_key: &Key,
+    recorded: &mut Recorded,
+    id: &ObjectId,
+    problems: &mut Problems,
+) -> Vec<(Vec<Key>, Wanted, String)> {
     let spec = &port.spec;
-    let id = ObjectId::new(Kind::Port, key.clone());
-    let mut problems = Problems::new(id.clone());
-    let network_key = key.reference(&spec.network);
-    let network = match lookup(
-        snapshot,
-        &resolution.networks,
-        Kind::Network,
-        &network_key,
-        &id,
-        "spec.network",
-    ) {
-        Ok(n) => n,
-        Err(p) => return Err(vec![p]),
-    };
-    // What the port already holds: its claims first (on a cluster they are
-    // the truth), then what its status recorded.
-    let mut recorded: Vec<(Key, IpAddr)> =
-        claims.addresses_of(&Holder::Port(key.clone())).collect();
-    for held in port
-        .status
-        .iter()
-        .flat_map(|s| &s.fixed_ips)
-        .filter_map(|a| Some((key.reference(&a.subnet), a.ip_address.parse().ok()?)))
-    {
-        if !recorded.contains(&held) {
-            recorded.push(held);
-        }
-    }
-    let mut used_recorded = BTreeSet::new();
-    let mut take_recorded = |candidates: &[Key]| {
-        let found = recorded
-            .iter()
-            .enumerate()
-            .find(|(i, (s, _))| candidates.contains(s) && !used_recorded.contains(i));
-        found.map(|(i, (_, a))| {
-            used_recorded.insert(i);
-            *a
-        })
-    };
-
     let mut wants = Vec::new();
     let mut seen = BTreeSet::new();
     for (i, fixed) in spec.fixed_ips.iter().enumerate() {
@@ -89,7 +101,7 @@ fn check_one(
             subnets,
             Kind::Subnet,
             &subnet_key,
-            &id,
+            id,
             &format!("{field}.subnet"),
         ) {
             Ok(s) => s,
@@ -98,7 +110,7 @@ fn check_one(
                 continue;
             }
         };
-        if subnet.network != network_key {
+        if subnet.network != *network_key {
             problems.push(
                 format!("{field}.subnet"),
                 Reason::InvalidSpec,
@@ -137,13 +149,7 @@ fn check_one(
                 }
             }
             None => {
-                let wanted = match take_recorded(std::slice::from_ref(&subnet_key)) {
-                    Some(address) => Wanted::Exact {
-                        address,
-                        recorded: true,
-                    },
-                    None => Wanted::Any,
-                };
+                let wanted = recorded.take(std::slice::from_ref(&subnet_key));
                 wants.push((vec![subnet_key], wanted, field));
             }
         }
@@ -152,67 +158,86 @@ fn check_one(
         // As in Neutron: one address of each family, from the first subnet
         // of the network that has one left.
         for v4 in [true, false] {
-            let candidates = subnets_of(snapshot, subnets, &network_key, v4);
+            let candidates = subnets_of(snapshot, subnets, network_key, v4);
             if candidates.is_empty() {
                 continue;
             }
-            let wanted = match take_recorded(&candidates) {
-                Some(address) => Wanted::Exact {
-                    address,
-                    recorded: true,
-                },
-                None => Wanted::Any,
-            };
+            let wanted = recorded.take(&candidates);
             wants.push((candidates, wanted, "spec.network".into()));
         }
     }
+    wants
+}
 
-    let mac = spec
-        .mac_address
-        .as_deref()
-        .and_then(|text| match text.parse::<Mac>() {
-            Ok(mac) if mac.is_unicast() => Some(mac),
-            Ok(mac) => {
-                problems.push(
-                    "spec.macAddress",
-                    Reason::InvalidSpec,
-                    format!("{mac} is a multicast address"),
-                );
-                None
-            }
-            Err(e) => {
-                problems.push("spec.macAddress", Reason::InvalidSpec, e.to_string());
-                None
-            }
-        });
+/// `spec.macAddress`, if given and a unicast address.
+fn requested_mac(port: &Port, problems: &mut Problems) -> Option<Mac> {
+    let text = port.spec.mac_address.as_deref()?;
+    match text.parse::<Mac>() {
+        Ok(mac) if mac.is_unicast() => Some(mac),
+        Ok(mac) => {
+            problems.push(
+                "spec.macAddress",
+                Reason::InvalidSpec,
+                format!("{mac} is a multicast address"),
+            );
+            None
+        }
+        Err(e) => {
+            problems.push("spec.macAddress", Reason::InvalidSpec, e.to_string());
+            None
+        }
+    }
+}
 
-    if let Some(node) = &spec.node_name {
-        match config.node(node) {
-            None => {
-                let known: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
+/// `spec.nodeName` must be a known node, with an interface on the
+/// network's physical network if it has one.
+fn check_binding(
+    port: &Port,
+    config: &ClusterConfig,
+    physical_network: Option<&String>,
+    network_key: &Key,
+    problems: &mut Problems,
+) {
+    let Some(node) = &port.spec.node_name else {
+        return;
+    };
+    match config.node(node) {
+        None => {
+            let known: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
+            problems.push(
+                "spec.nodeName",
+                Reason::UnknownNode,
+                format!(
+                    "node {node} is not known (known nodes: {})",
+                    known.join(", ")
+                ),
+            );
+        }
+        Some(n) => {
+            if let Some(physnet) = physical_network
+                && !n.physical_interfaces.contains_key(physnet)
+            {
                 problems.push(
                     "spec.nodeName",
                     Reason::UnknownNode,
-                    format!(
-                        "node {node} is not known (known nodes: {})",
-                        known.join(", ")
-                    ),
+                    format!("node {node} has no interface on physical network {physnet}, which network {network_key} needs"),
                 );
-            }
-            Some(n) => {
-                if let Some(physnet) = &network.physical_network
-                    && !n.physical_interfaces.contains_key(physnet)
-                {
-                    problems.push(
-                        "spec.nodeName",
-                        Reason::UnknownNode,
-                        format!("node {node} has no interface on physical network {physnet}, which network {network_key} needs"),
-                    );
-                }
             }
         }
     }
+}
 
+/// The port's security groups (the namespace's `default` when it names
+/// none), each checked to exist unless it is the implicit default.
+fn security_groups(
+    key: &Key,
+    port: &Port,
+    snapshot: &Snapshot,
+    resolution: &Resolution,
+    id: &ObjectId,
+    problems: &mut Problems,
+) -> Vec<Key> {
+    let spec = &port.spec;
     if !spec.port_security && !spec.security_groups.is_empty() {
         problems.push(
             "spec.securityGroups",
@@ -234,7 +259,7 @@ fn check_one(
     } else {
         spec.security_groups.iter().map(String::as_str).collect()
     };
-    let mut security_groups = Vec::new();
+    let mut groups = Vec::new();
     for (i, name) in names.into_iter().enumerate() {
         let group = key.reference(name);
         let implicit_default =
@@ -246,17 +271,21 @@ fn check_one(
                 &resolution.security_groups,
                 Kind::SecurityGroup,
                 &group,
-                &id,
+                id,
                 &field,
             ) {
                 problems.add(p);
             }
         }
-        security_groups.push(group);
+        groups.push(group);
     }
+    groups
+}
 
-    let mut allowed_pairs = Vec::new();
-    for (i, pair) in spec.allowed_address_pairs.iter().enumerate() {
+/// `spec.allowedAddressPairs`: each an address or CIDR, with a MAC or not.
+fn allowed_pairs(port: &Port, problems: &mut Problems) -> Vec<(IpNet, Option<Mac>)> {
+    let mut pairs = Vec::new();
+    for (i, pair) in port.spec.allowed_address_pairs.iter().enumerate() {
         let field = format!("spec.allowedAddressPairs[{i}]");
         let net = pair
             .ip_address
@@ -275,7 +304,7 @@ fn check_one(
             None => None,
         };
         match net {
-            Ok(net) => allowed_pairs.push((net.trunc(), mac)),
+            Ok(net) => pairs.push((net.trunc(), mac)),
             Err(_) => problems.push(
                 format!("{field}.ipAddress"),
                 Reason::InvalidSpec,
@@ -283,14 +312,60 @@ fn check_one(
             ),
         }
     }
+    pairs
+}
 
+fn check_one(
+    key: &Key,
+    port: &Port,
+    snapshot: &Snapshot,
+    config: &ClusterConfig,
+    resolution: &Resolution,
+    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    claims: &ClaimIndex,
+) -> Verdict<PortDraft> {
+    let id = ObjectId::new(Kind::Port, key.clone());
+    let mut problems = Problems::new(id.clone());
+    let network_key = key.reference(&port.spec.network);
+    let network = match lookup(
+        snapshot,
+        &resolution.networks,
+        Kind::Network,
+        &network_key,
+        &id,
+        "spec.network",
+    ) {
+        Ok(n) => n,
+        Err(p) => return Err(vec![p]),
+    };
+    let mut recorded = Recorded::of(key, port, claims);
+    let wants = wanted_addresses(
+        key,
+        port,
+        snapshot,
+        subnets,
+        &network_key,
+        &mut recorded,
+        &id,
+        &mut problems,
+    );
+    let mac = requested_mac(port, &mut problems);
+    check_binding(
+        port,
+        config,
+        network.physical_network.as_ref(),
+        &network_key,
+        &mut problems,
+    );
+    let security_groups = security_groups(key, port, snapshot, resolution, &id, &mut problems);
+    let allowed_pairs = allowed_pairs(port, &mut problems);
     problems.finish(PortDraft {
         network: network_key,
         wants,
         mac,
         mtu: network.mtu,
-        node: spec.node_name.clone(),
-        port_security: spec.port_security,
+        node: port.spec.node_name.clone(),
+        port_security: port.spec.port_security,
         security_groups,
         allowed_pairs,
         arrival: arrival(key, port),
