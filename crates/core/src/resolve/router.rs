@@ -55,23 +55,22 @@ fn schedule(
     Some(chosen.name.clone())
 }
 
-fn check_one(
+/// `spec.interfaces`: each a subnet with a gateway address, none
+/// overlapping another; the router's leg takes the subnet's gateway.
+fn interfaces(
     key: &Key,
     router: &Router,
     snapshot: &Snapshot,
-    resolution: &Resolution,
     subnets: &BTreeMap<Key, Verdict<SubnetState>>,
-    claims: &ClaimIndex,
-) -> Verdict<RouterDraft> {
+    id: &ObjectId,
+    problems: &mut Problems,
+) -> Vec<(Key, Key, IpNet)> {
     let spec = &router.spec;
-    let id = ObjectId::new(Kind::Router, key.clone());
-    let mut problems = Problems::new(id.clone());
-
     let mut interfaces: Vec<(Key, Key, IpNet)> = Vec::new();
     for (i, interface) in spec.interfaces.iter().enumerate() {
         let field = format!("spec.interfaces[{i}].subnet");
         let subnet_key = key.reference(&interface.subnet);
-        let subnet = match lookup(snapshot, subnets, Kind::Subnet, &subnet_key, &id, &field) {
+        let subnet = match lookup(snapshot, subnets, Kind::Subnet, &subnet_key, id, &field) {
             Ok(s) => s,
             Err(p) => {
                 problems.add(p);
@@ -106,85 +105,129 @@ fn check_one(
             IpNet::new(gateway, subnet.cidr.prefix_len()).expect("prefix of a parsed CIDR");
         interfaces.push((subnet_key, subnet.network.clone(), address));
     }
+    interfaces
+}
 
+/// `spec.externalGateway`: an external network, and the address the
+/// gateway wants on one of its IPv4 subnets (asked for, held already, or
+/// any); the external subnets join `on_link` for the routes' nexthops.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+fn external_gateway(
+    key: &Key,
+    router: &Router,
+    snapshot: &Snapshot,
+    resolution: &Resolution,
+    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    claims: &ClaimIndex,
+    id: &ObjectId,
+    on_link: &mut Vec<IpNet>,
+    problems: &mut Problems,
+) -> Option<(Key, Vec<Key>, Wanted, bool)> {
+    let ext = router.spec.external_gateway.as_ref()?;
     let mut gateway = None;
-    let mut on_link: Vec<IpNet> = interfaces.iter().map(|(_, _, a)| a.trunc()).collect();
-    if let Some(ext) = &spec.external_gateway {
-        let network_key = key.reference(&ext.network);
-        match lookup(
-            snapshot,
-            &resolution.networks,
-            Kind::Network,
-            &network_key,
-            &id,
+    let network_key = key.reference(&ext.network);
+    match lookup(
+        snapshot,
+        &resolution.networks,
+        Kind::Network,
+        &network_key,
+        id,
+        "spec.externalGateway.network",
+    ) {
+        Err(p) => problems.add(p),
+        Ok(network) if !network.external => problems.push(
             "spec.externalGateway.network",
-        ) {
-            Err(p) => problems.add(p),
-            Ok(network) if !network.external => problems.push(
-                "spec.externalGateway.network",
-                Reason::NotExternal,
-                format!("network {network_key} is not external (spec.external: false)"),
-            ),
-            Ok(_) => {
-                let candidates = subnets_of(snapshot, subnets, &network_key, true);
-                on_link.extend(
-                    candidates
-                        .iter()
-                        .filter_map(|k| subnets[k].as_ref().ok())
-                        .map(|s| s.cidr),
-                );
-                let recorded = claims
-                    .addresses_of(&Holder::RouterGateway(key.clone()))
-                    .map(|(_, a)| a)
-                    .next()
-                    .or_else(|| {
-                        router
-                            .status
+            Reason::NotExternal,
+            format!("network {network_key} is not external (spec.external: false)"),
+        ),
+        Ok(_) => {
+            let candidates = subnets_of(snapshot, subnets, &network_key, true);
+            on_link.extend(
+                candidates
+                    .iter()
+                    .filter_map(|k| subnets[k].as_ref().ok())
+                    .map(|s| s.cidr),
+            );
+            let recorded = claims
+                .addresses_of(&Holder::RouterGateway(key.clone()))
+                .map(|(_, a)| a)
+                .next()
+                .or_else(|| {
+                    router
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.external_gateway.as_ref())
+                        .and_then(|g| g.ip_address.parse::<IpAddr>().ok())
+                });
+            let containing = |address: IpAddr| {
+                candidates
+                    .iter()
+                    .find(|k| {
+                        subnets[*k]
                             .as_ref()
-                            .and_then(|s| s.external_gateway.as_ref())
-                            .and_then(|g| g.ip_address.parse::<IpAddr>().ok())
-                    });
-                let containing = |address: IpAddr| {
-                    candidates
-                        .iter()
-                        .find(|k| {
-                            subnets[*k]
-                                .as_ref()
-                                .is_ok_and(|s| s.cidr.contains(&address))
-                        })
-                        .map(|k| vec![k.clone()])
-                };
-                let wanted = match (ext.ip_address.as_deref(), recorded) {
-                    (Some(text), _) => match text.parse::<IpAddr>() {
-                        Err(_) => Err((Reason::InvalidSpec, format!("{text:?} is not an IP address"))),
-                        Ok(address) => containing(address)
-                            .map(|s| (s, Wanted::Exact { address, recorded: false }))
-                            .ok_or_else(|| {
-                                let message = format!("{address} is not inside any IPv4 subnet of network {network_key}");
-                                (Reason::OutOfRange, message)
-                            }),
-                    },
-                    _ if candidates.is_empty() => Err((
-                        Reason::NotFound,
-                        format!("network {network_key} has no ready IPv4 subnet to take an address from"),
+                            .is_ok_and(|s| s.cidr.contains(&address))
+                    })
+                    .map(|k| vec![k.clone()])
+            };
+            let wanted = match (ext.ip_address.as_deref(), recorded) {
+                (Some(text), _) => match text.parse::<IpAddr>() {
+                    Err(_) => Err((
+                        Reason::InvalidSpec,
+                        format!("{text:?} is not an IP address"),
                     )),
-                    (None, Some(address)) => Ok(containing(address)
-                        .map(|s| (s, Wanted::Exact { address, recorded: true }))
-                        .unwrap_or((candidates, Wanted::Any))),
-                    (None, None) => Ok((candidates, Wanted::Any)),
-                };
-                match wanted {
-                    Ok((subnets, wanted)) => {
-                        gateway = Some((network_key, subnets, wanted, ext.enable_snat))
-                    }
-                    Err((reason, message)) => {
-                        problems.push("spec.externalGateway.ipAddress", reason, message)
-                    }
+                    Ok(address) => containing(address)
+                        .map(|s| {
+                            (
+                                s,
+                                Wanted::Exact {
+                                    address,
+                                    recorded: false,
+                                },
+                            )
+                        })
+                        .ok_or_else(|| {
+                            let message = format!(
+                                "{address} is not inside any IPv4 subnet of network {network_key}"
+                            );
+                            (Reason::OutOfRange, message)
+                        }),
+                },
+                _ if candidates.is_empty() => Err((
+                    Reason::NotFound,
+                    format!(
+                        "network {network_key} has no ready IPv4 subnet to take an address from"
+                    ),
+                )),
+                (None, Some(address)) => Ok(containing(address)
+                    .map(|s| {
+                        (
+                            s,
+                            Wanted::Exact {
+                                address,
+                                recorded: true,
+                            },
+                        )
+                    })
+                    .unwrap_or((candidates, Wanted::Any))),
+                (None, None) => Ok((candidates, Wanted::Any)),
+            };
+            match wanted {
+                Ok((subnets, wanted)) => {
+                    gateway = Some((network_key, subnets, wanted, ext.enable_snat))
+                }
+                Err((reason, message)) => {
+                    problems.push("spec.externalGateway.ipAddress", reason, message)
                 }
             }
         }
     }
+    gateway
+}
 
+/// `spec.routes`: each a CIDR through a nexthop on a subnet the router is
+/// attached to.
+fn routes(router: &Router, on_link: &[IpNet], problems: &mut Problems) -> Vec<(IpNet, IpAddr)> {
+    let spec = &router.spec;
     let mut routes = Vec::new();
     for (i, route) in spec.routes.iter().enumerate() {
         let field = format!("spec.routes[{i}]");
@@ -209,7 +252,33 @@ fn check_one(
         }
         routes.push((destination.trunc(), nexthop));
     }
+    routes
+}
 
+fn check_one(
+    key: &Key,
+    router: &Router,
+    snapshot: &Snapshot,
+    resolution: &Resolution,
+    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    claims: &ClaimIndex,
+) -> Verdict<RouterDraft> {
+    let id = ObjectId::new(Kind::Router, key.clone());
+    let mut problems = Problems::new(id.clone());
+    let interfaces = interfaces(key, router, snapshot, subnets, &id, &mut problems);
+    let mut on_link: Vec<IpNet> = interfaces.iter().map(|(_, _, a)| a.trunc()).collect();
+    let gateway = external_gateway(
+        key,
+        router,
+        snapshot,
+        resolution,
+        subnets,
+        claims,
+        &id,
+        &mut on_link,
+        &mut problems,
+    );
+    let routes = routes(router, &on_link, &mut problems);
     problems.finish(RouterDraft {
         interfaces,
         gateway,
