@@ -300,6 +300,7 @@ fn main() {
             namespace_prefix: format!("{}-", ours_ns.0),
             state_dir: state.clone(),
             iptables: neutrino::core::xtables::Choice::Auto,
+            drift_check: std::time::Duration::from_secs(30),
         })
         .await
         .unwrap();

@@ -155,6 +155,7 @@ async fn the_agent_writes_through_the_hosts_iptables_backend_only() {
         namespace_prefix: format!("{node}-"),
         state_dir: state.clone(),
         iptables: Choice::Auto,
+        drift_check: std::time::Duration::ZERO,
     })
     .await
     .unwrap();
@@ -358,5 +359,35 @@ fn a_resync_puts_back_a_routers_nat_rules() {
     );
     assert_eq!(nat(&router.namespace), rules);
     assert_eq!(firewall.sync_router(&router).unwrap(), 0);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn an_unchanged_ruleset_is_read_back_at_most_once_per_interval() {
+    require_root();
+    let mut spaces = Namespaces::new("driftgate");
+    let node = spaces.create("node");
+    let state = std::env::temp_dir().join(format!("neutrino-{}", spaces.prefix()));
+    let firewall = Firewall::new(&state, Backend::Nft)
+        .checking_drift_every(std::time::Duration::from_secs(3600));
+    let plan = plan("quickstart", "node-1");
+    let bridges: Vec<String> = plan.bridges.iter().map(|b| b.name.clone()).collect();
+    let sync = || {
+        firewall
+            .sync_node(Some(&node), &plan.security, &bridges)
+            .unwrap()
+    };
+    assert!(sync() > 0);
+    assert_eq!(sync(), 0, "the first check finds nothing changed");
+    let [ingress, _, _] = neutrino::core::firewall::port_chains(&plan.security.ports[0].interface);
+    iptables(&node, &["-F", &ingress]);
+    // Woken again within the interval: no process, so nothing seen yet;
+    // the agent's next resync interval is when it is put back.
+    assert_eq!(sync(), 0);
+    let still_flushed = support::saved_rules(&node)
+        .into_iter()
+        .filter(|(save, _)| *save == "iptables-nft-save")
+        .all(|(_, line)| !line.starts_with(&format!("-A {ingress} ")));
+    assert!(still_flushed, "within the interval nothing was read back");
     let _ = std::fs::remove_dir_all(&state);
 }

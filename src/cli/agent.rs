@@ -86,6 +86,7 @@ async fn remove(args: &Args) -> anyhow::Result<ExitCode> {
         namespace_prefix: prefix,
         state_dir: args.state.clone(),
         iptables: args.iptables_backend,
+        drift_check: Duration::ZERO,
     })
     .await?;
     let report = agent.remove_all().await;

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::dnsmasq::{DhcpReport, Dnsmasq};
 use super::iptables::{self, Firewall};
@@ -30,6 +31,9 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// The iptables backend: the host's (auto) or one named.
     pub iptables: Choice,
+    /// How often unchanged iptables rules and ipsets are read back to put
+    /// back what was changed behind the agent's back (its resync interval).
+    pub drift_check: Duration,
 }
 
 /// What one apply did.
@@ -68,7 +72,8 @@ impl Agent {
         let dnsmasq = Dnsmasq::new(config.state_dir.join(DHCP_DIR));
         let (backend, backend_reason) = iptables::backend(config.netns.as_deref(), config.iptables);
         tracing::info!(%backend, reason = %backend_reason, "iptables backend chosen");
-        let firewall = Firewall::new(config.state_dir.join(FIREWALL_DIR), backend);
+        let firewall = Firewall::new(config.state_dir.join(FIREWALL_DIR), backend)
+            .checking_drift_every(config.drift_check);
         if let Err(e) = firewall.evict_other_backend(config.netns.as_deref()) {
             tracing::error!(error = %e, "could not take neutrino's chains out of the other iptables backend");
         }

@@ -14,10 +14,12 @@
 //! `iptables-legacy-save`, …), never the host's `iptables` alternative,
 //! so neutrino's rules are in one backend only.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::netns;
 use neutrino_core::firewall::{
@@ -190,15 +192,42 @@ impl Record {
 pub struct Firewall {
     dir: PathBuf,
     backend: Backend,
+    /// How often an unchanged ruleset is read back to catch drift.
+    drift_every: Duration,
+    /// When each namespace's tables were last read back.
+    checked: Mutex<BTreeMap<String, Instant>>,
 }
 
 impl Firewall {
-    /// A firewall writing through `backend`, keeping what it applied in `dir`.
+    /// A firewall writing through `backend`, keeping what it applied in
+    /// `dir`, reading its tables back for drift on every sync.
     pub fn new(dir: impl Into<PathBuf>, backend: Backend) -> Self {
         Self {
             dir: dir.into(),
             backend,
+            drift_every: Duration::ZERO,
+            checked: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Reads an unchanged ruleset back at most once per `every`: a sync
+    /// woken by an unrelated change then runs no process at all, and drift
+    /// is still put back within `every` (the agent's resync interval).
+    pub fn checking_drift_every(mut self, every: Duration) -> Self {
+        self.drift_every = every;
+        self
+    }
+
+    /// Whether `name`'s tables are due to be read back, noting that they are.
+    fn drift_check_due(&self, name: &str) -> bool {
+        let mut checked = self.checked.lock().expect("the drift checks' lock");
+        let due = checked
+            .get(name)
+            .is_none_or(|last| last.elapsed() >= self.drift_every);
+        if due {
+            checked.insert(name.to_string(), Instant::now());
+        }
+        due
     }
 
     pub fn backend(&self) -> Backend {
@@ -258,6 +287,9 @@ impl Firewall {
             None if empty => return Ok(0),
             // Nothing new to apply: put back what was changed behind our back.
             Some(record) if record.desired == hash => {
+                if !self.drift_check_due(key) {
+                    return Ok(0);
+                }
                 return self.repair_node(namespace, plan, bridges, record);
             }
             _ => {}
@@ -439,7 +471,8 @@ impl Firewall {
         };
         if let Some(record) = self.applied(&router.namespace)
             && record.desired == hash
-            && record.tables.first() == Some(&observe()?)
+            && (!self.drift_check_due(&router.namespace)
+                || record.tables.first() == Some(&observe()?))
         {
             return Ok(0);
         }

@@ -205,6 +205,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         namespace_prefix: prefix,
         state_dir: options.state_dir.clone(),
         iptables: options.iptables,
+        drift_check: options.resync,
     })
     .await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

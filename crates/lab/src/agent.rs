@@ -30,6 +30,7 @@ pub async fn run(files: Files, node: &str) -> Result<(), LabError> {
         namespace_prefix: format!("{namespace}-"),
         state_dir: files.node_dir(node),
         iptables: Choice::Auto,
+        drift_check: RESYNC,
     })
     .await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
