@@ -10,7 +10,7 @@ use std::time::Duration;
 use neutrino::core::ClusterConfig;
 use neutrino::core::tunnel::EndpointRule;
 use neutrino::core::xtables::Choice;
-use neutrino::dataplane::agent::{Agent, AgentConfig};
+use neutrino::dataplane::agent::{Agent, AgentConfig, namespace_prefix};
 use neutrino::dataplane::tunnel;
 use neutrino::k8s::agent::{Options, run};
 
@@ -77,10 +77,7 @@ fn mappings(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 
 /// `--remove`: the node's share of neutrino taken out of its kernel.
 async fn remove(args: &Args) -> anyhow::Result<ExitCode> {
-    let prefix = args
-        .netns
-        .as_ref()
-        .map_or(String::new(), |ns| format!("{ns}-"));
+    let prefix = namespace_prefix(args.netns.as_deref());
     let agent = Agent::new(AgentConfig {
         netns: args.netns.clone(),
         namespace_prefix: prefix,

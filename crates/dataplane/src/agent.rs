@@ -20,6 +20,13 @@ use neutrino_core::xtables::{Backend, Choice};
 const DHCP_DIR: &str = "dhcp";
 const FIREWALL_DIR: &str = "firewall";
 
+/// What the agent puts before the names of the DHCP and router namespaces
+/// it keeps: the node's namespace and a dash when it programs one (the
+/// lab's nodes), so that agents side by side keep apart; nothing on a host.
+pub fn namespace_prefix(netns: Option<&str>) -> String {
+    netns.map_or(String::new(), |ns| format!("{ns}-"))
+}
+
 /// Where an agent works.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-use super::execute::{Failure, REQUEST_TIMEOUT};
+use super::execute::{Failure, bounded};
 use super::stores::Stores;
 use neutrino_api::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
 use neutrino_core::plan::plan_node;
@@ -23,7 +23,7 @@ use neutrino_core::realisation::{planned_objects, realised_digest};
 use neutrino_core::status::ready_only;
 use neutrino_core::xtables::Choice;
 use neutrino_core::{ClusterConfig, NodeConfig, resolve};
-use neutrino_dataplane::agent::{Agent, AgentConfig, ApplyReport};
+use neutrino_dataplane::agent::{Agent, AgentConfig, ApplyReport, namespace_prefix};
 use neutrino_dataplane::netlink::NetlinkError;
 
 /// The field manager of what agents write.
@@ -157,15 +157,9 @@ async fn write_status(
     params: &PatchParams,
     body: &serde_json::Value,
 ) -> Result<(), Failure> {
-    match tokio::time::timeout(
-        REQUEST_TIMEOUT,
-        api.patch_status(node, params, &Patch::Apply(body)),
-    )
-    .await
-    {
-        Ok(answer) => answer.map(|_| ()).map_err(Failure::Api),
-        Err(_) => Err(Failure::Timeout),
-    }
+    bounded(api.patch_status(node, params, &Patch::Apply(body)))
+        .await
+        .map(|_| ())
 }
 
 /// Runs the agent until SIGTERM.
@@ -196,10 +190,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     stores.ready().await;
     tracing::info!(node = %options.node, "caches filled");
 
-    let prefix = options
-        .netns
-        .as_ref()
-        .map_or(String::new(), |ns| format!("{ns}-"));
+    let prefix = namespace_prefix(options.netns.as_deref());
     let dataplane = Agent::new(AgentConfig {
         netns: options.netns.clone(),
         namespace_prefix: prefix,

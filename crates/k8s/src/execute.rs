@@ -60,6 +60,16 @@ fn code(failure: &Failure) -> Option<u16> {
     }
 }
 
+/// `request`, given up after [`REQUEST_TIMEOUT`].
+pub async fn bounded<T>(
+    request: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+        Ok(answer) => answer.map_err(Failure::Api),
+        Err(_) => Err(Failure::Timeout),
+    }
+}
+
 /// Every request of a round goes through here: bounded by
 /// [`REQUEST_TIMEOUT`], counted by verb, resource and result, and timed.
 struct Requests<'a> {
@@ -74,10 +84,7 @@ impl Requests<'_> {
         request: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, Failure> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
-            Ok(answer) => answer.map_err(Failure::Api),
-            Err(_) => Err(Failure::Timeout),
-        };
+        let result = bounded(request).await;
         let outcome = match &result {
             Ok(_) => "ok".to_string(),
             Err(Failure::Timeout) => "timeout".into(),

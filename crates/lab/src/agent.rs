@@ -14,7 +14,7 @@ use neutrino_core::plan::plan_node;
 use neutrino_core::resolve::Resolution;
 use neutrino_core::xtables::Choice;
 use neutrino_core::{ClusterConfig, Snapshot, resolve};
-use neutrino_dataplane::agent::{Agent, AgentConfig};
+use neutrino_dataplane::agent::{Agent, AgentConfig, namespace_prefix};
 
 /// How often an agent resyncs with nothing new published.
 const RESYNC: Duration = Duration::from_secs(2);
@@ -27,7 +27,7 @@ pub async fn run(files: Files, node: &str) -> Result<(), LabError> {
     let namespace = Lab::node_namespace(&Lab::prefix(&state), node);
     let agent = Agent::new(AgentConfig {
         netns: Some(namespace.clone()),
-        namespace_prefix: format!("{namespace}-"),
+        namespace_prefix: namespace_prefix(Some(&namespace)),
         state_dir: files.node_dir(node),
         iptables: Choice::Auto,
         drift_check: RESYNC,

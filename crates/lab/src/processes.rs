@@ -266,7 +266,7 @@ impl Lab {
 
     /// Starts `node`'s agent again unless its supervisor will.
     pub fn restart_agent(&self, node: &str) -> Result<(), LabError> {
-        if self.supervisor_pid(node).is_some() || self.agent_pid(node).is_some() {
+        if self.agent_kept_running(node) {
             return Ok(());
         }
         self.start_agent(node)
