@@ -220,23 +220,59 @@ fn iptables(namespace: &str, args: &[&str]) {
     assert!(status.success(), "iptables {args:?}");
 }
 
+/// quickstart's node-1 firewall in a namespace of its own, drift read back
+/// at most once per `drift_every`; its state directory goes however the
+/// test ends.
+struct NodeFirewall {
+    _spaces: Namespaces,
+    node: String,
+    state: std::path::PathBuf,
+    firewall: Firewall,
+    plan: NodePlan,
+    bridges: Vec<String>,
+}
+
+impl NodeFirewall {
+    fn new(tag: &str, drift_every: std::time::Duration) -> Self {
+        require_root();
+        let mut spaces = Namespaces::new(tag);
+        let node = spaces.create("node");
+        let state = std::env::temp_dir().join(format!("neutrino-{}", spaces.prefix()));
+        let firewall = Firewall::new(&state, Backend::Nft).checking_drift_every(drift_every);
+        let plan = plan("quickstart", "node-1");
+        let bridges = plan.bridges.iter().map(|b| b.name.clone()).collect();
+        Self {
+            _spaces: spaces,
+            node,
+            state,
+            firewall,
+            plan,
+            bridges,
+        }
+    }
+
+    /// One sync; its kernel writes.
+    fn sync(&self) -> usize {
+        self.firewall
+            .sync_node(Some(&self.node), &self.plan.security, &self.bridges)
+            .unwrap()
+    }
+}
+
+impl Drop for NodeFirewall {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
 #[test]
 fn a_resync_puts_back_exactly_the_rules_changed_behind_its_back() {
-    require_root();
-    let mut spaces = Namespaces::new("drift");
-    let node = spaces.create("node");
-    let state = std::env::temp_dir().join(format!("neutrino-{}", spaces.prefix()));
-    let firewall = Firewall::new(&state, Backend::Nft);
-    let plan = plan("quickstart", "node-1");
-    let bridges: Vec<String> = plan.bridges.iter().map(|b| b.name.clone()).collect();
-    let sync = || {
-        firewall
-            .sync_node(Some(&node), &plan.security, &bridges)
-            .unwrap()
-    };
+    let under_test = NodeFirewall::new("drift", std::time::Duration::ZERO);
+    let (node, plan) = (&under_test.node, &under_test.plan);
+    let sync = || under_test.sync();
     assert!(sync() > 0);
     assert_eq!(sync(), 0, "nothing changed, nothing written");
-    let rules = our_rules(&node);
+    let rules = our_rules(node);
     let port = &plan.security.ports[0].interface;
     let [ingress, egress, _] = neutrino::core::firewall::port_chains(port);
 
@@ -270,11 +306,11 @@ fn a_resync_puts_back_exactly_the_rules_changed_behind_its_back() {
         ),
     ];
     for (what, change, chain) in changes {
-        let before = rule_handles(&node);
-        iptables(&node, &change);
+        let before = rule_handles(node);
+        iptables(node, &change);
         assert_eq!(sync(), 1, "{what}: one restore puts it back");
-        assert_eq!(our_rules(&node), rules, "{what}: the rules are as before");
-        let after = rule_handles(&node);
+        assert_eq!(our_rules(node), rules, "{what}: the rules are as before");
+        let after = rule_handles(node);
         for (name, handles) in &before {
             if !name.ends_with(&format!(" {chain}")) {
                 assert_eq!(after.get(name), Some(handles), "{what}: {name} was touched");
@@ -283,7 +319,7 @@ fn a_resync_puts_back_exactly_the_rules_changed_behind_its_back() {
         assert_eq!(sync(), 0, "{what}: and then nothing is left to do");
     }
     // Someone else's rule in FORWARD is theirs: nothing to put back.
-    iptables(&node, &["-A", "FORWARD", "-s", "10.9.9.9/32", "-j", "DROP"]);
+    iptables(node, &["-A", "FORWARD", "-s", "10.9.9.9/32", "-j", "DROP"]);
     assert_eq!(sync(), 0);
 
     // A remote group's ipset that lost a member is filled again.
@@ -310,18 +346,17 @@ fn a_resync_puts_back_exactly_the_rules_changed_behind_its_back() {
         found.sort();
         found
     };
-    let before = members(&node);
+    let before = members(node);
     assert!(!before.is_empty());
-    let status = netns::command(&node, "ipset")
+    let status = netns::command(node, "ipset")
         .unwrap()
         .args(["del", &set.name, &before[0]])
         .status()
         .unwrap();
     assert!(status.success());
     assert_eq!(sync(), 1, "one ipset restore");
-    assert_eq!(members(&node), before);
+    assert_eq!(members(node), before);
     assert_eq!(sync(), 0);
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
@@ -364,30 +399,19 @@ fn a_resync_puts_back_a_routers_nat_rules() {
 
 #[test]
 fn an_unchanged_ruleset_is_read_back_at_most_once_per_interval() {
-    require_root();
-    let mut spaces = Namespaces::new("driftgate");
-    let node = spaces.create("node");
-    let state = std::env::temp_dir().join(format!("neutrino-{}", spaces.prefix()));
-    let firewall = Firewall::new(&state, Backend::Nft)
-        .checking_drift_every(std::time::Duration::from_secs(3600));
-    let plan = plan("quickstart", "node-1");
-    let bridges: Vec<String> = plan.bridges.iter().map(|b| b.name.clone()).collect();
-    let sync = || {
-        firewall
-            .sync_node(Some(&node), &plan.security, &bridges)
-            .unwrap()
-    };
+    let under_test = NodeFirewall::new("driftgate", std::time::Duration::from_secs(3600));
+    let (node, plan) = (&under_test.node, &under_test.plan);
+    let sync = || under_test.sync();
     assert!(sync() > 0);
-    assert_eq!(sync(), 0, "the first check finds nothing changed");
+    assert_eq!(sync(), 0, "nothing new, and read back just now");
     let [ingress, _, _] = neutrino::core::firewall::port_chains(&plan.security.ports[0].interface);
-    iptables(&node, &["-F", &ingress]);
+    iptables(node, &["-F", &ingress]);
     // Woken again within the interval: no process, so nothing seen yet;
     // the agent's next resync interval is when it is put back.
     assert_eq!(sync(), 0);
-    let still_flushed = support::saved_rules(&node)
+    let still_flushed = support::saved_rules(node)
         .into_iter()
         .filter(|(save, _)| *save == "iptables-nft-save")
         .all(|(_, line)| !line.starts_with(&format!("-A {ingress} ")));
     assert!(still_flushed, "within the interval nothing was read back");
-    let _ = std::fs::remove_dir_all(&state);
 }

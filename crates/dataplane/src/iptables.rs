@@ -220,14 +220,24 @@ impl Firewall {
 
     /// Whether `name`'s tables are due to be read back, noting that they are.
     fn drift_check_due(&self, name: &str) -> bool {
-        let mut checked = self.checked.lock().expect("the drift checks' lock");
-        let due = checked
+        let due = self
+            .checked
+            .lock()
+            .expect("the drift checks' lock")
             .get(name)
             .is_none_or(|last| last.elapsed() >= self.drift_every);
         if due {
-            checked.insert(name.to_string(), Instant::now());
+            self.checked_now(name);
         }
         due
+    }
+
+    /// Notes that `name`'s tables were read back just now.
+    fn checked_now(&self, name: &str) {
+        self.checked
+            .lock()
+            .expect("the drift checks' lock")
+            .insert(name.to_string(), Instant::now());
     }
 
     pub fn backend(&self) -> Backend {
@@ -352,7 +362,9 @@ impl Firewall {
         if empty {
             self.forget(key);
         } else {
+            // Read back just now: the next drift check is an interval away.
             let tables = self.observe_node(namespace)?;
+            self.checked_now(key);
             self.remember(
                 key,
                 &Record {
@@ -489,6 +501,7 @@ impl Firewall {
                 tables: vec![observe()?],
             },
         )?;
+        self.checked_now(&router.namespace);
         Ok(1)
     }
 
