@@ -59,32 +59,21 @@ fn our_rules(namespace: &str) -> Vec<String> {
 
 #[test]
 fn the_firewall_follows_bridges_after_the_last_port_goes() {
-    require_root();
-    let mut spaces = Namespaces::new("fw");
-    let node = spaces.create("node");
-    let state = std::env::temp_dir().join(format!("neutrino-{}", spaces.prefix()));
-    let firewall = Firewall::new(&state, Backend::Nft);
-    let mut plan = plan("quickstart", "node-1");
-    let bridges: Vec<String> = plan.bridges.iter().map(|b| b.name.clone()).collect();
-    firewall
-        .sync_node(Some(&node), &plan.security, &bridges)
-        .unwrap();
-    let bridge = &bridges[0];
-    assert!(our_rules(&node).iter().any(|r| r.contains(bridge)));
+    let mut under_test = NodeFirewall::new("fw", std::time::Duration::ZERO);
+    under_test.sync();
+    let node = under_test.node.clone();
+    let bridge = under_test.bridges[0].clone();
+    assert!(our_rules(&node).iter().any(|r| r.contains(&bridge)));
 
     // The port goes first; its network's bridge a round later, as when a
     // namespace is emptied: the bridge's rules go with it.
-    plan.security.ports.clear();
-    plan.security.ipsets.clear();
-    firewall
-        .sync_node(Some(&node), &plan.security, &bridges)
-        .unwrap();
-    assert!(our_rules(&node).iter().any(|r| r.contains(bridge)));
-    firewall
-        .sync_node(Some(&node), &plan.security, &[])
-        .unwrap();
+    under_test.plan.security.ports.clear();
+    under_test.plan.security.ipsets.clear();
+    under_test.sync();
+    assert!(our_rules(&node).iter().any(|r| r.contains(&bridge)));
+    under_test.bridges.clear();
+    under_test.sync();
     assert_eq!(our_rules(&node), Vec::<String>::new());
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 fn saved(namespace: &str, backend: Backend) -> String {

@@ -135,12 +135,28 @@ impl Drop for TestLab {
     }
 }
 
-/// Writes manifests into a fresh folder and returns it.
-pub fn manifests(tag: &str, yaml: &str) -> std::path::PathBuf {
+/// A fresh folder of manifests, removed when dropped.
+pub struct Manifests(std::path::PathBuf);
+
+impl std::ops::Deref for Manifests {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Manifests {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes manifests into a fresh folder.
+pub fn manifests(tag: &str, yaml: &str) -> Manifests {
     let dir = std::env::temp_dir().join(format!("neutrino-manifests-{}", unique(tag)));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("objects.yaml"), yaml).unwrap();
-    dir
+    Manifests(dir)
 }
 
 /// The MAC a port's workload was plugged with.
