@@ -10,11 +10,13 @@ pub mod allocate;
 pub mod config;
 pub mod controller;
 pub mod digest;
+pub mod dnsmasq;
 pub mod finalizers;
 pub mod firewall;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod ident;
+pub mod inside;
 pub mod names;
 pub mod plan;
 pub mod problem;

@@ -7,14 +7,13 @@
 //! asks for by name: the physical interface of a flat network, which is
 //! attached to (and released from) neutrino's bridge.
 
-use ipnet::IpNet;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::allocate::Mac;
 use super::names;
-use super::plan::{FdbEntry, Neighbour, NodePlan, RoutePlan, UplinkKind};
+use super::plan::{FdbEntry, Neighbour, NodePlan, UplinkKind};
 
 /// A link as the kernel reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -439,48 +438,6 @@ fn neighbour_key(entry: &Neighbour) -> NeighbourKey {
         ip: entry.ip,
         mac: entry.mac,
     }
-}
-
-/// The inside of a namespace the agent keeps besides the node's own: a
-/// DHCP server's or a router's.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct InnerNamespace {
-    pub name: String,
-    /// Each interface (the namespace end of a veth pair) and its addresses.
-    pub interfaces: Vec<(String, Vec<IpNet>)>,
-    pub routes: Vec<RoutePlan>,
-    /// Routers forward; DHCP servers do not.
-    pub forwarding: bool,
-}
-
-/// The DHCP and router namespaces a plan wants.
-pub fn inner_namespaces(plan: &NodePlan) -> Vec<InnerNamespace> {
-    let dhcp = plan.dhcp.iter().map(|d| InnerNamespace {
-        name: d.namespace.clone(),
-        interfaces: vec![(d.interface.clone(), vec![d.address])],
-        routes: Vec::new(),
-        forwarding: false,
-    });
-    let routers = plan.routers.iter().map(|r| {
-        let mut interfaces: Vec<(String, Vec<IpNet>)> = r
-            .interfaces
-            .iter()
-            .map(|leg| (leg.interface.clone(), vec![leg.address]))
-            .collect();
-        if let Some(gateway) = &r.gateway {
-            // The gateway leg answers for its floating IPs too.
-            let mut addresses = vec![gateway.address];
-            addresses.extend(r.floating_ips.iter().map(|ip| IpNet::from(*ip)));
-            interfaces.push((gateway.interface.clone(), addresses));
-        }
-        InnerNamespace {
-            name: r.namespace.clone(),
-            interfaces,
-            routes: r.routes.clone(),
-            forwarding: true,
-        }
-    });
-    dhcp.chain(routers).collect()
 }
 
 #[cfg(test)]

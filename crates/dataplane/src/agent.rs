@@ -6,14 +6,18 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::dnsmasq::{DhcpReport, Dnsmasq};
+use super::backend::{
+    Backends, DhcpServers, Host, HostInside, HostNamespaces, Inside, InsideNamespace, Links,
+    Namespaces, NodeRules, Rules,
+};
+use super::dnsmasq::{DhcpError, DhcpReport, Dnsmasq};
 use super::iptables::{self, Firewall};
 use super::netlink::Netlink;
-use super::netns;
-use neutrino_core::names;
+use neutrino_core::inside::{self, InnerNamespace, inner_namespaces};
 use neutrino_core::plan::{NodePlan, SecurityPlan};
-use neutrino_core::reconcile::{InnerNamespace, diff, inner_namespaces};
+use neutrino_core::reconcile::diff;
 use neutrino_core::xtables::{Backend, Choice};
+use neutrino_core::{dnsmasq, names};
 
 /// The state directory's parts: the DHCP servers' files, and what the
 /// firewall last applied.
@@ -63,19 +67,21 @@ impl ApplyReport {
     }
 }
 
-/// A node's agent.
-pub struct Agent {
+/// A node's agent, over its kernel backends.
+pub struct Agent<B: Backends = Host> {
     config: AgentConfig,
-    kernel: Netlink,
-    dnsmasq: Dnsmasq,
-    firewall: Firewall,
-    /// Why the firewall's backend is the one it is.
-    backend_reason: String,
+    links: B::Links,
+    namespaces: B::Namespaces,
+    inside: B::Inside,
+    rules: B::Rules,
+    dhcp: B::Dhcp,
+    /// The iptables backend, and why it is the one it is.
+    iptables: (Backend, String),
 }
 
-impl Agent {
+impl Agent<Host> {
     pub async fn new(config: AgentConfig) -> Result<Self, super::netlink::NetlinkError> {
-        let kernel = Netlink::connect(config.netns.as_deref()).await?;
+        let links = Netlink::connect(config.netns.as_deref()).await?;
         let dnsmasq = Dnsmasq::new(config.state_dir.join(DHCP_DIR));
         let (backend, backend_reason) = iptables::backend(config.netns.as_deref(), config.iptables);
         tracing::info!(%backend, reason = %backend_reason, "iptables backend chosen");
@@ -84,23 +90,60 @@ impl Agent {
         if let Err(e) = firewall.evict_other_backend(config.netns.as_deref()) {
             tracing::error!(error = %e, "could not take neutrino's chains out of the other iptables backend");
         }
-        Ok(Self {
-            config,
-            kernel,
-            dnsmasq,
+        let rules = NodeRules {
             firewall,
-            backend_reason,
-        })
-    }
-
-    /// The iptables backend in use, and why.
-    pub fn iptables(&self) -> (Backend, &str) {
-        (self.firewall.backend(), &self.backend_reason)
+            namespace: config.netns.clone(),
+        };
+        Ok(Self::with_backends(
+            config,
+            Parts {
+                links,
+                namespaces: HostNamespaces,
+                inside: HostInside,
+                rules,
+                dhcp: dnsmasq,
+            },
+            (backend, backend_reason),
+        ))
     }
 
     /// The DHCP servers' manager, for looking at them.
     pub fn dnsmasq(&self) -> &Dnsmasq {
-        &self.dnsmasq
+        &self.dhcp
+    }
+}
+
+/// One of each backend, for [`Agent::with_backends`].
+pub struct Parts<B: Backends> {
+    pub links: B::Links,
+    pub namespaces: B::Namespaces,
+    pub inside: B::Inside,
+    pub rules: B::Rules,
+    pub dhcp: B::Dhcp,
+}
+
+impl<B: Backends> Agent<B> {
+    /// An agent over the given backends; `iptables` says which backend the
+    /// rules go to, and why.
+    pub fn with_backends(
+        config: AgentConfig,
+        parts: Parts<B>,
+        iptables: (Backend, String),
+    ) -> Self {
+        Self {
+            config,
+            links: parts.links,
+            namespaces: parts.namespaces,
+            inside: parts.inside,
+            rules: parts.rules,
+            dhcp: parts.dhcp,
+            iptables,
+        }
+    }
+
+    /// The iptables backend in use, and why.
+    pub fn iptables(&self) -> (Backend, &str) {
+        (self.iptables.0, &self.iptables.1)
     }
 
     /// Whether a namespace name is one this agent keeps.
@@ -115,39 +158,44 @@ impl Agent {
     /// Brings the kernel to `plan`. Every step is tried; failures are
     /// reported, not fatal, so one broken object never blocks the rest.
     /// The order matters: namespaces before the links whose ends go into
-    /// them, links before what lives on them, and a namespace the plan
-    /// dropped last, once nothing uses it.
+    /// them, links before what lives on them, addresses before the DHCP
+    /// servers that bind to them, and a namespace the plan dropped last,
+    /// once nothing uses it.
     pub async fn apply(&self, plan: &NodePlan) -> ApplyReport {
         let plan = plan
             .clone()
             .with_namespace_prefix(&self.config.namespace_prefix);
         let mut report = ApplyReport::default();
         let inner = inner_namespaces(&plan);
-        self.create_namespaces(&inner, &mut report);
+        let existing = match self.namespaces.list() {
+            Ok(existing) => existing,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                Vec::new()
+            }
+        };
+        self.create_namespaces(&inner, &existing, &mut report);
         self.sync_links(&plan, &mut report).await;
         for namespace in &inner {
             self.sync_inside(namespace, &mut report).await;
         }
         self.sync_firewall(&plan, &mut report);
-        let (dhcp, errors) = self.dnsmasq.sync(&plan.dhcp);
-        report.dhcp = dhcp;
-        report
-            .errors
-            .extend(errors.into_iter().map(|e| e.to_string()));
-        self.remove_namespaces(&inner, &mut report);
+        self.sync_dhcp(&plan, &mut report);
+        self.remove_namespaces(&inner, &existing, &mut report);
         report
     }
 
     /// The DHCP and router namespaces the plan wants, made if missing.
-    fn create_namespaces(&self, inner: &[InnerNamespace], report: &mut ApplyReport) {
-        for namespace in inner {
-            if !netns::exists(&namespace.name) {
-                match netns::create(&namespace.name) {
-                    Ok(()) => report.namespaces_created.push(namespace.name.clone()),
-                    Err(e) => report
-                        .errors
-                        .push(format!("creating namespace {}: {e}", namespace.name)),
-                }
+    fn create_namespaces(
+        &self,
+        inner: &[InnerNamespace],
+        existing: &[String],
+        report: &mut ApplyReport,
+    ) {
+        for namespace in inner.iter().filter(|n| !existing.contains(&n.name)) {
+            match self.namespaces.create(&namespace.name) {
+                Ok(()) => report.namespaces_created.push(namespace.name.clone()),
+                Err(e) => report.errors.push(e.to_string()),
             }
         }
     }
@@ -155,72 +203,48 @@ impl Agent {
     /// The node's links, FDB and neighbour entries: what differs from the
     /// plan is changed.
     async fn sync_links(&self, plan: &NodePlan, report: &mut ApplyReport) {
-        let before = self.kernel.writes();
-        match self.kernel.observe().await {
+        match self.links.observe().await {
             Ok(observed) => {
                 let changes = diff(&observed, plan);
                 report.conflicts = changes.conflicts.clone();
-                report.errors.extend(
-                    self.kernel
-                        .apply(&changes)
-                        .await
-                        .into_iter()
-                        .map(|e| e.to_string()),
-                );
+                let applied = self.links.apply(&changes).await;
+                report.writes += applied.writes;
+                report
+                    .errors
+                    .extend(applied.errors.iter().map(ToString::to_string));
             }
             Err(e) => report.errors.push(e.to_string()),
         }
-        report.writes += self.kernel.writes() - before;
     }
 
     /// Inside a DHCP or router namespace: its interfaces up with their
     /// addresses, its routes, and forwarding for a router.
     async fn sync_inside(&self, namespace: &InnerNamespace, report: &mut ApplyReport) {
-        match Netlink::connect(Some(&namespace.name)).await {
+        let entered = match self.inside.enter(&namespace.name).await {
+            Ok(entered) => entered,
+            Err(e) => return report.errors.push(e.to_string()),
+        };
+        match entered.observe(namespace).await {
+            Ok(observed) => {
+                let applied = entered.apply(&inside::diff(namespace, &observed)).await;
+                report.writes += applied.writes;
+                report
+                    .errors
+                    .extend(applied.errors.iter().map(ToString::to_string));
+            }
             Err(e) => report.errors.push(e.to_string()),
-            Ok(inside) => {
-                let mut steps = vec![inside.ensure_up("lo").await];
-                for (interface, addresses) in &namespace.interfaces {
-                    steps.push(inside.ensure_up(interface).await);
-                    steps.push(inside.sync_addresses(interface, addresses).await);
-                }
-                steps.push(inside.sync_routes(&namespace.routes).await);
-                report.errors.extend(
-                    steps
-                        .into_iter()
-                        .filter_map(Result::err)
-                        .map(|e| format!("in {}: {e}", namespace.name)),
-                );
-                report.writes += inside.writes();
-            }
-        }
-        if namespace.forwarding {
-            for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
-                match netns::read_sysctl(Some(&namespace.name), key) {
-                    Ok(v) if v == "1" => {}
-                    _ => match netns::sysctl(Some(&namespace.name), key, "1") {
-                        Ok(()) => report.writes += 1,
-                        Err(e) => report
-                            .errors
-                            .push(format!("in {}: setting {key}: {e}", namespace.name)),
-                    },
-                }
-            }
         }
     }
 
     /// Security groups on the node, and each router's NAT.
     fn sync_firewall(&self, plan: &NodePlan, report: &mut ApplyReport) {
         let bridges: Vec<String> = plan.bridges.iter().map(|b| b.name.clone()).collect();
-        match self
-            .firewall
-            .sync_node(self.config.netns.as_deref(), &plan.security, &bridges)
-        {
+        match self.rules.sync_node(&plan.security, &bridges) {
             Ok(writes) => report.writes += writes,
             Err(e) => report.errors.push(format!("security groups: {e}")),
         }
         for router in &plan.routers {
-            match self.firewall.sync_router(router) {
+            match self.rules.sync_router(router) {
                 Ok(writes) => report.writes += writes,
                 Err(e) => report
                     .errors
@@ -228,28 +252,50 @@ impl Agent {
             }
         }
         let routers: Vec<&str> = plan.routers.iter().map(|r| r.namespace.as_str()).collect();
-        self.firewall.forget_routers_except(&routers);
+        self.rules.forget_routers_except(&routers);
     }
 
-    /// The namespaces of ours the plan no longer wants.
-    fn remove_namespaces(&self, inner: &[InnerNamespace], report: &mut ApplyReport) {
-        match netns::list() {
-            Ok(existing) => {
-                for name in existing {
-                    if self.owns_namespace(&name) && !inner.iter().any(|n| n.name == name) {
-                        match netns::delete(&name) {
-                            Ok(()) => report.namespaces_removed.push(name),
-                            Err(e) => report
-                                .errors
-                                .push(format!("removing namespace {name}: {e}")),
-                        }
-                    }
-                }
-            }
-            Err(e) => report.errors.push(format!("listing namespaces: {e}")),
+    /// The DHCP servers: their files, then their processes.
+    fn sync_dhcp(&self, plan: &NodePlan, report: &mut ApplyReport) {
+        let wanted: Vec<_> = plan
+            .dhcp
+            .iter()
+            .map(|p| dnsmasq::server(p, &self.dhcp.server_dir(&p.namespace)))
+            .collect();
+        let changes = dnsmasq::diff(&wanted, &self.dhcp.observe());
+        let (dhcp, errors) = self.dhcp.apply(&changes);
+        report.dhcp = dhcp;
+        for e in errors {
+            // Name the subnet: the namespace's name does not say it.
+            let subnet = e
+                .downcast_ref::<DhcpError>()
+                .and_then(|e| plan.dhcp.iter().find(|d| d.namespace == e.namespace));
+            report.errors.push(match subnet {
+                Some(d) => format!("subnet {}: {e}", d.subnet),
+                None => e.to_string(),
+            });
         }
     }
 
+    /// The namespaces of ours the plan no longer wants.
+    fn remove_namespaces(
+        &self,
+        inner: &[InnerNamespace],
+        existing: &[String],
+        report: &mut ApplyReport,
+    ) {
+        for name in existing {
+            if self.owns_namespace(name) && !inner.iter().any(|n| &n.name == name) {
+                match self.namespaces.delete(name) {
+                    Ok(()) => report.namespaces_removed.push(name.clone()),
+                    Err(e) => report.errors.push(e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+impl Agent<Host> {
     /// Takes everything neutrino made on this node out of its kernel: the
     /// links, FDB and neighbour entries, DHCP and router namespaces and
     /// their dnsmasq servers, neutrino's chains in both iptables backends

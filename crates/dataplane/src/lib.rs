@@ -2,7 +2,9 @@
 //! They take the core's plans and diffs and do nothing clever themselves.
 
 pub mod agent;
+pub mod backend;
 pub mod dnsmasq;
+pub mod fake;
 pub mod ipconfig;
 pub mod iptables;
 pub mod netlink;

@@ -751,3 +751,18 @@ fn vxlan_kind(data: &[InfoVxlan]) -> ObservedKind {
         proxy,
     }
 }
+
+impl crate::backend::Links for Netlink {
+    async fn observe(&self) -> std::result::Result<Observed, crate::backend::Failure> {
+        Ok(Netlink::observe(self).await?)
+    }
+
+    async fn apply(&self, changes: &Changes) -> crate::backend::Applied {
+        let before = self.writes();
+        let errors = Netlink::apply(self, changes).await;
+        crate::backend::Applied {
+            writes: self.writes() - before,
+            errors: errors.into_iter().map(Into::into).collect(),
+        }
+    }
+}

@@ -111,7 +111,7 @@ pub async fn build_node(
     }
     let prefix = if node.tunnel_ip.is_ipv4() { 16 } else { 64 };
     let tunnel = IpNet::new(node.tunnel_ip, prefix).map_err(|e| LabError::Setup(e.to_string()))?;
-    inside.sync_addresses(TUNNEL_INTERFACE, &[tunnel]).await?;
+    inside.sync_interface(TUNNEL_INTERFACE, &[tunnel]).await?;
     Ok(())
 }
 
@@ -159,6 +159,6 @@ pub async fn build_outside(
     let inside = Netlink::connect(Some(namespace)).await?;
     inside.ensure_up("lo").await?;
     inside.ensure_up(&interface).await?;
-    inside.sync_addresses(&interface, addresses).await?;
+    inside.sync_interface(&interface, addresses).await?;
     Ok(())
 }

@@ -1,0 +1,147 @@
+//! The agent's kernel backends, each behind a small trait. Every backend
+//! has the same three-part shape: the agent computes what the plan wants
+//! (in core), asks the backend what the kernel has, lets core work out the
+//! difference, and hands the changes back. The host's implementations are
+//! the adapters beside this module; [`crate::fake`] holds in-memory ones,
+//! so the agent's ordering can be tested without root.
+//!
+//! iptables keeps its own record of what it applied (reading the tables
+//! back costs processes), so its trait takes the desired rules whole.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use neutrino_core::dnsmasq::{DhcpChange, ObservedServer};
+use neutrino_core::inside::{InnerNamespace, InsideChange, ObservedInside};
+use neutrino_core::plan::{RouterPlan, SecurityPlan};
+use neutrino_core::reconcile::{Changes, Observed};
+
+use super::dnsmasq::DhcpReport;
+
+/// Why a backend could not read or write, with what it was doing.
+pub type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+/// What applying a list of changes did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub writes: usize,
+    pub errors: Vec<Failure>,
+}
+
+/// The node's own links, FDB and neighbour entries.
+pub trait Links: Send + Sync {
+    fn observe(&self) -> impl Future<Output = Result<Observed, Failure>>;
+    /// Applies every change it can, in order.
+    fn apply(&self, changes: &Changes) -> impl Future<Output = Applied>;
+}
+
+/// The network namespaces the agent keeps besides the node's own.
+pub trait Namespaces: Send + Sync {
+    fn list(&self) -> Result<Vec<String>, Failure>;
+    fn create(&self, name: &str) -> Result<(), Failure>;
+    fn delete(&self, name: &str) -> Result<(), Failure>;
+}
+
+/// Interfaces, addresses, routes and forwarding inside those namespaces.
+pub trait Inside: Send + Sync {
+    type Namespace: InsideNamespace;
+    fn enter(&self, name: &str) -> impl Future<Output = Result<Self::Namespace, Failure>>;
+}
+
+/// One namespace entered.
+pub trait InsideNamespace: Send + Sync {
+    /// What the namespace holds of what `wanted` is about.
+    fn observe(
+        &self,
+        wanted: &InnerNamespace,
+    ) -> impl Future<Output = Result<ObservedInside, Failure>>;
+    fn apply(&self, changes: &[InsideChange]) -> impl Future<Output = Applied>;
+}
+
+/// Security groups on the node and each router's NAT. Each sync is its
+/// kernel writes, zero when the rules are as wanted.
+pub trait Rules: Send + Sync {
+    fn sync_node(&self, plan: &SecurityPlan, bridges: &[String]) -> Result<usize, Failure>;
+    fn sync_router(&self, router: &RouterPlan) -> Result<usize, Failure>;
+    /// Forgets the routers not named (their namespace took their rules).
+    fn forget_routers_except(&self, keep: &[&str]);
+}
+
+/// The node's DHCP servers.
+pub trait DhcpServers: Send + Sync {
+    /// Where a server's files are.
+    fn server_dir(&self, namespace: &str) -> std::path::PathBuf;
+    /// Every server found, by namespace.
+    fn observe(&self) -> BTreeMap<String, ObservedServer>;
+    fn apply(&self, changes: &[DhcpChange]) -> (DhcpReport, Vec<Failure>);
+}
+
+/// One implementation of every backend.
+pub trait Backends {
+    type Links: Links;
+    type Namespaces: Namespaces;
+    type Inside: Inside;
+    type Rules: Rules;
+    type Dhcp: DhcpServers;
+}
+
+/// The host's kernel and programs.
+pub struct Host;
+
+impl Backends for Host {
+    type Links = super::netlink::Netlink;
+    type Namespaces = HostNamespaces;
+    type Inside = HostInside;
+    type Rules = NodeRules;
+    type Dhcp = super::dnsmasq::Dnsmasq;
+}
+
+/// Named namespaces under /run/netns.
+pub struct HostNamespaces;
+
+impl Namespaces for HostNamespaces {
+    fn list(&self) -> Result<Vec<String>, Failure> {
+        super::netns::list().map_err(|e| format!("listing namespaces: {e}").into())
+    }
+
+    fn create(&self, name: &str) -> Result<(), Failure> {
+        super::netns::create(name).map_err(|e| format!("creating namespace {name}: {e}").into())
+    }
+
+    fn delete(&self, name: &str) -> Result<(), Failure> {
+        super::netns::delete(name).map_err(|e| format!("removing namespace {name}: {e}").into())
+    }
+}
+
+/// Enters a namespace with a netlink connection of its own.
+pub struct HostInside;
+
+impl Inside for HostInside {
+    type Namespace = super::ipconfig::InsideNetlink;
+
+    async fn enter(&self, name: &str) -> Result<Self::Namespace, Failure> {
+        Ok(super::ipconfig::InsideNetlink::connect(name).await?)
+    }
+}
+
+/// The firewall of the namespace that is the node.
+pub struct NodeRules {
+    pub firewall: super::iptables::Firewall,
+    pub namespace: Option<String>,
+}
+
+impl Rules for NodeRules {
+    fn sync_node(&self, plan: &SecurityPlan, bridges: &[String]) -> Result<usize, Failure> {
+        Ok(self
+            .firewall
+            .sync_node(self.namespace.as_deref(), plan, bridges)?)
+    }
+
+    fn sync_router(&self, router: &RouterPlan) -> Result<usize, Failure> {
+        Ok(self.firewall.sync_router(router)?)
+    }
+
+    fn forget_routers_except(&self, keep: &[&str]) {
+        self.firewall.forget_routers_except(keep);
+    }
+}

@@ -1,0 +1,232 @@
+//! The agent's order of work and its resyncs, over fake backends that
+//! behave as the kernel does where order matters (see
+//! `dataplane::fake`): no root, no kernel.
+
+use std::path::Path;
+use std::time::Duration;
+
+use neutrino::core::dnsmasq::DhcpChange;
+use neutrino::core::inside::InsideChange;
+use neutrino::core::plan::{NodePlan, SecurityPlan, UplinkKind, plan_node};
+use neutrino::core::xtables::Choice;
+use neutrino::core::{ClusterConfig, resolve};
+use neutrino::dataplane::agent::{Agent, AgentConfig};
+use neutrino::dataplane::fake::Fake;
+
+fn plan(example: &str, node: &str) -> NodePlan {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(example);
+    let snapshot = neutrino::manifest::load(&dir).unwrap().snapshot;
+    let config = ClusterConfig::default();
+    plan_node(
+        &resolve(&snapshot, &config),
+        &config,
+        config.node(node).unwrap(),
+    )
+}
+
+fn agent(fake: &Fake) -> Agent<Fake> {
+    fake.agent(AgentConfig {
+        netns: None,
+        namespace_prefix: String::new(),
+        state_dir: "/fake".into(),
+        iptables: Choice::Auto,
+        drift_check: Duration::ZERO,
+    })
+}
+
+/// A node with a router and DHCP servers, three-tier's first, and a fake
+/// kernel with the NIC its flat external network uses.
+fn router_node() -> (Fake, NodePlan) {
+    let plan = plan("three-tier", "node-1");
+    assert!(!plan.routers.is_empty() && !plan.dhcp.is_empty());
+    let nics = plan.uplinks.iter().filter_map(|u| match &u.kind {
+        UplinkKind::Flat { interface } => Some(interface.as_str()),
+        _ => None,
+    });
+    (Fake::with_interfaces(nics), plan)
+}
+
+fn position(journal: &[String], wanted: impl Fn(&str) -> bool, what: &str) -> usize {
+    journal
+        .iter()
+        .position(|line| wanted(line))
+        .unwrap_or_else(|| panic!("no {what} in {journal:#?}"))
+}
+
+#[tokio::test]
+async fn a_fresh_node_is_built_in_the_order_the_kernel_needs() {
+    let (fake, plan) = router_node();
+    let report = agent(&fake).apply(&plan).await;
+    // The fake refuses what the kernel would: a veth end into a namespace
+    // not yet made, a route before its next hop is connected, a server
+    // with nothing to bind to, NAT in a namespace that is not there.
+    assert!(
+        report.is_clean(),
+        "{:#?} {:#?}",
+        report.errors,
+        report.conflicts
+    );
+    let journal = fake.take_journal();
+    for dhcp in &plan.dhcp {
+        let namespace = &dhcp.namespace;
+        let created = position(
+            &journal,
+            |l| l == format!("namespaces: create {namespace}"),
+            "namespace",
+        );
+        let veth = position(
+            &journal,
+            |l| l.starts_with("links: Create") && l.contains(&format!("{namespace:?}")),
+            "veth into it",
+        );
+        let address = position(
+            &journal,
+            |l| l.starts_with(&format!("inside {namespace}: AddAddress")),
+            "address",
+        );
+        let started = position(
+            &journal,
+            |l| l.starts_with("dhcp: Start") && l.contains(&format!("{namespace:?}")),
+            "server start",
+        );
+        assert!(
+            created < veth && veth < address && address < started,
+            "{journal:#?}"
+        );
+    }
+    assert_eq!(
+        report.namespaces_created.len(),
+        plan.dhcp.len() + plan.routers.len()
+    );
+    assert_eq!(report.dhcp.started.len(), plan.dhcp.len());
+    assert_eq!(
+        report.writes,
+        journal
+            .iter()
+            .filter(|l| !l.starts_with("dhcp:") && !l.starts_with("namespaces:"))
+            .count()
+    );
+}
+
+#[tokio::test]
+async fn a_resync_with_nothing_changed_writes_nothing() {
+    let (fake, plan) = router_node();
+    let agent = agent(&fake);
+    assert!(agent.apply(&plan).await.is_clean());
+    fake.take_journal();
+    let again = agent.apply(&plan).await;
+    assert!(again.is_clean(), "{:#?}", again.errors);
+    assert_eq!(again.writes, 0);
+    assert_eq!(again.dhcp, Default::default());
+    assert!(again.namespaces_created.is_empty() && again.namespaces_removed.is_empty());
+    assert_eq!(fake.take_journal(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn drift_in_every_backend_is_put_back_and_nothing_else_is_touched() {
+    let (fake, plan) = router_node();
+    let agent = agent(&fake);
+    assert!(agent.apply(&plan).await.is_clean());
+    fake.take_journal();
+
+    let dhcp = &plan.dhcp[0];
+    let router = &plan.routers[0];
+    let (fdb, address, route, host) = {
+        let mut world = fake.world();
+        let fdb = world.node.fdb.remove(0);
+        let inside = world.namespaces.get_mut(&dhcp.namespace).unwrap();
+        let address = inside
+            .interfaces
+            .get_mut(&dhcp.interface)
+            .unwrap()
+            .addresses
+            .remove(0);
+        let route = world
+            .namespaces
+            .get_mut(&router.namespace)
+            .unwrap()
+            .routes
+            .remove(0);
+        let server = world.dhcp.get_mut(&dhcp.namespace).unwrap();
+        let host = server.hosts.keys().next().unwrap().clone();
+        server.hosts.insert(host.clone(), "edited\n".into());
+        (fdb, address, route, host)
+    };
+
+    let report = agent.apply(&plan).await;
+    assert!(report.is_clean(), "{:#?}", report.errors);
+    let content = fake.world().dhcp[&dhcp.namespace].hosts[&host].clone();
+    assert_eq!(
+        fake.take_journal(),
+        vec![
+            format!("links: fdb add {fdb:?}"),
+            format!(
+                "inside {}: {:?}",
+                dhcp.namespace,
+                InsideChange::AddAddress(dhcp.interface.clone(), address)
+            ),
+            format!(
+                "inside {}: {:?}",
+                router.namespace,
+                InsideChange::AddRoute(route)
+            ),
+            format!(
+                "dhcp: {:?}",
+                DhcpChange::WriteHost {
+                    namespace: dhcp.namespace.clone(),
+                    name: host,
+                    content,
+                }
+            ),
+        ]
+    );
+    assert_eq!(report.writes, 3, "the host file is not a kernel write");
+    assert_eq!(report.dhcp, Default::default(), "no restart, no reload");
+}
+
+#[tokio::test]
+async fn an_emptied_node_stops_its_servers_before_their_namespaces_go() {
+    let (fake, plan) = router_node();
+    let agent = agent(&fake);
+    assert!(agent.apply(&plan).await.is_clean());
+    fake.take_journal();
+
+    let nothing = NodePlan {
+        bridges: vec![],
+        uplinks: vec![],
+        fdb: vec![],
+        neighbours: vec![],
+        ports: vec![],
+        dhcp: vec![],
+        routers: vec![],
+        security: SecurityPlan::default(),
+        ..plan.clone()
+    };
+    let report = agent.apply(&nothing).await;
+    assert!(report.is_clean(), "{:#?}", report.errors);
+    let journal = fake.take_journal();
+    for dhcp in &plan.dhcp {
+        let stopped = position(
+            &journal,
+            |l| l.starts_with("dhcp: Stop") && l.contains(&format!("{:?}", dhcp.namespace)),
+            "server stop",
+        );
+        let removed = position(
+            &journal,
+            |l| l == format!("namespaces: delete {}", dhcp.namespace),
+            "namespace removal",
+        );
+        assert!(stopped < removed, "{journal:#?}");
+    }
+    let world = fake.world();
+    assert!(
+        world.node.links.iter().all(|l| !l.is_ours()),
+        "{:#?}",
+        world.node.links
+    );
+    assert!(world.node.fdb.is_empty() && world.node.neighbours.is_empty());
+    assert!(world.namespaces.is_empty() && world.dhcp.is_empty());
+    assert!(world.rules.is_none() && world.nat.is_empty());
+}
