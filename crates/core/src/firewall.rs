@@ -5,6 +5,7 @@
 //! applied with `--noflush` so nobody else's rules are touched; a router's
 //! namespace is all neutrino's, so its NAT table is replaced whole.
 
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use super::plan::{
@@ -13,6 +14,7 @@ use super::plan::{
 use super::resolve::PortMatch;
 use neutrino_api::EtherType;
 
+use super::names::is_our_ipset;
 pub use super::names::{FORWARD_CHAIN, PORT_CHAIN_PREFIX, ZONE_CHAIN, port_chains};
 
 /// A conntrack zone per bridge, so two tenants' identical addresses on one
@@ -226,6 +228,39 @@ pub fn node_ruleset(
     out
 }
 
+/// The `--noflush` restore input that takes one family's tables, as
+/// `iptables-save` printed them, to `plan`: port chains of ours no port
+/// wants are emptied and dropped, and the jumps into neutrino's chains are
+/// added only when they are missing (adding them again would double them).
+pub fn node_restore(plan: &SecurityPlan, bridges: &[String], v6: bool, saved: &str) -> String {
+    let wanted: BTreeSet<String> = plan
+        .ports
+        .iter()
+        .flat_map(|p| port_chains(&p.interface))
+        .collect();
+    let stale: Vec<String> = saved
+        .lines()
+        .filter_map(|l| l.strip_prefix(':'))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| c.starts_with(PORT_CHAIN_PREFIX) && !wanted.contains(*c))
+        .map(str::to_string)
+        .collect();
+    let jumps_missing = !(saved.contains(&format!("-j {FORWARD_CHAIN}"))
+        && saved.contains(&format!("-j {ZONE_CHAIN}")));
+    node_ruleset(plan, bridges, v6, &stale, jumps_missing)
+}
+
+/// `ipset restore` input that destroys the sets of ours that `listed`
+/// (`ipset list -n`) holds and `plan` no longer wants; empty when none.
+pub fn ipset_removal(plan: &SecurityPlan, listed: &str) -> String {
+    let planned: BTreeSet<&str> = plan.ipsets.iter().map(|s| s.name.as_str()).collect();
+    listed
+        .lines()
+        .filter(|s| is_our_ipset(s) && !planned.contains(s))
+        .map(|s| format!("destroy {s}\n"))
+        .collect()
+}
+
 /// `ipset restore` input that fills each set through a temporary set and a
 /// swap, so a set is never seen half full.
 pub fn ipset_restore(sets: &[IpSetPlan]) -> String {
@@ -363,6 +398,55 @@ mod tests {
         );
         assert!(v6.contains(":nt-i-gone - [0:0]") && v6.contains("-X nt-i-gone"));
         assert!(!v6.contains("-I FORWARD"));
+    }
+
+    #[test]
+    fn a_restore_drops_stale_port_chains_and_adds_jumps_only_when_missing() {
+        let plan = SecurityPlan {
+            ipsets: vec![],
+            ports: vec![port()],
+            unfiltered: vec![],
+        };
+        let bridges = ["ntb-1".to_string()];
+        let fresh = node_restore(
+            &plan,
+            &bridges,
+            false,
+            "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n",
+        );
+        assert!(fresh.contains("-I FORWARD 1 -m physdev --physdev-is-bridged -j neutrino-FORWARD"));
+        assert!(fresh.contains("-I PREROUTING 1 -j neutrino-ZONES"));
+        assert!(!fresh.contains("-X "), "{fresh}");
+
+        let saved = "*raw\n:neutrino-ZONES - [0:0]\n-A PREROUTING -j neutrino-ZONES\nCOMMIT\n\
+                     *filter\n:neutrino-FORWARD - [0:0]\n:nt-i-0123456789 - [0:0]\n:nt-i-gone - [0:0]\n:nt-o-gone - [0:0]\n\
+                     -A FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD\nCOMMIT\n";
+        let again = node_restore(&plan, &bridges, false, saved);
+        assert!(
+            !again.contains("-I FORWARD") && !again.contains("-I PREROUTING"),
+            "{again}"
+        );
+        let dropped: Vec<&str> = again.lines().filter(|l| l.starts_with("-X ")).collect();
+        assert_eq!(dropped, ["-X nt-i-gone", "-X nt-o-gone"]);
+    }
+
+    #[test]
+    fn only_our_sets_that_no_group_wants_are_destroyed() {
+        let plan = SecurityPlan {
+            ipsets: vec![IpSetPlan {
+                name: "nt4-abc".into(),
+                group: Key::new("t", "app"),
+                ethertype: EtherType::IPv4,
+                members: vec![],
+            }],
+            ports: vec![],
+            unfiltered: vec![],
+        };
+        assert_eq!(
+            ipset_removal(&plan, "nt4-abc\nnt4-old\nnt6-old\nKUBE-SVC\n"),
+            "destroy nt4-old\ndestroy nt6-old\n"
+        );
+        assert_eq!(ipset_removal(&plan, "nt4-abc\n"), "");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! `iptables-legacy-save`, …), never the host's `iptables` alternative,
 //! so neutrino's rules are in one backend only.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::netns;
 use neutrino_core::firewall::{
-    FORWARD_CHAIN, PORT_CHAIN_PREFIX, ZONE_CHAIN, ipset_restore, node_ruleset, port_chains,
-    router_nat,
+    ipset_removal, ipset_restore, node_restore, node_ruleset, router_nat,
 };
 use neutrino_core::names::is_our_ipset;
 use neutrino_core::plan::{RouterPlan, SecurityPlan};
@@ -321,42 +320,19 @@ impl Firewall {
             run(namespace, "ipset", &["restore"], &sets)?;
             writes += 1;
         }
-        let wanted: BTreeSet<String> = plan
-            .ports
-            .iter()
-            .flat_map(|p| port_chains(&p.interface))
-            .collect();
         for v6 in [false, true] {
             let (save, restore) = (
                 self.backend.program(v6, "save"),
                 self.backend.program(v6, "restore"),
             );
             let current = run(namespace, &save, &[], "")?;
-            let stale: Vec<String> = current
-                .lines()
-                .filter_map(|l| l.strip_prefix(':'))
-                .filter_map(|l| l.split_whitespace().next())
-                .filter(|c| c.starts_with(PORT_CHAIN_PREFIX) && !wanted.contains(*c))
-                .map(str::to_string)
-                .collect();
-            let jumps_missing = !(current.contains(&format!("-j {FORWARD_CHAIN}"))
-                && current.contains(&format!("-j {ZONE_CHAIN}")));
-            let text = node_ruleset(plan, bridges, v6, &stale, jumps_missing);
+            let text = node_restore(plan, bridges, v6, &current);
             run(namespace, &restore, &["--noflush"], &text)?;
             writes += 1;
         }
-        let sets_now = run(namespace, "ipset", &["list", "-n"], "")?;
-        let planned: BTreeSet<&str> = plan.ipsets.iter().map(|s| s.name.as_str()).collect();
-        let stale_sets: Vec<&str> = sets_now
-            .lines()
-            .filter(|s| is_our_ipset(s) && !planned.contains(s))
-            .collect();
+        let stale_sets = ipset_removal(plan, &run(namespace, "ipset", &["list", "-n"], "")?);
         if !stale_sets.is_empty() {
-            let input: String = stale_sets
-                .iter()
-                .map(|s| format!("destroy {s}\n"))
-                .collect();
-            run(namespace, "ipset", &["restore"], &input)?;
+            run(namespace, "ipset", &["restore"], &stale_sets)?;
             writes += 1;
         }
         if empty {
