@@ -230,3 +230,43 @@ async fn an_emptied_node_stops_its_servers_before_their_namespaces_go() {
     assert!(world.namespaces.is_empty() && world.dhcp.is_empty());
     assert!(world.rules.is_none() && world.nat.is_empty());
 }
+
+#[tokio::test]
+async fn one_broken_server_is_reported_by_its_subnet_and_blocks_nothing_else() {
+    let (fake, plan) = router_node();
+    let broken = &plan.dhcp[0];
+    let start = format!("dhcp: Start {{ namespace: {:?}", broken.namespace);
+    fake.world().broken.push(start.clone());
+    let agent = agent(&fake);
+    let report = agent.apply(&plan).await;
+    assert_eq!(report.errors.len(), 1, "{:#?}", report.errors);
+    let prefix = format!(
+        "DHCP server of subnet {} in {}: starting dnsmasq: ",
+        broken.subnet, broken.namespace
+    );
+    assert!(
+        report.errors[0].starts_with(&prefix) && report.errors[0].ends_with("refused"),
+        "{}",
+        report.errors[0]
+    );
+    let others: Vec<&str> = plan.dhcp[1..]
+        .iter()
+        .map(|d| d.namespace.as_str())
+        .collect();
+    assert_eq!(report.dhcp.started, others);
+    {
+        let world = fake.world();
+        assert!(world.rules.is_some() && world.nat.len() == plan.routers.len());
+        assert!(world.namespaces[&broken.namespace].interfaces[&broken.interface].up);
+    }
+
+    // Mended, the next resync starts exactly that server.
+    fake.world().broken.clear();
+    fake.take_journal();
+    let report = agent.apply(&plan).await;
+    assert!(report.is_clean(), "{:#?}", report.errors);
+    let journal = fake.take_journal();
+    assert_eq!(journal.len(), 1, "{journal:#?}");
+    assert!(journal[0].starts_with(&start), "{journal:#?}");
+    assert_eq!(report.dhcp.started, vec![broken.namespace.clone()]);
+}

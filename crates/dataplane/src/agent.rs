@@ -267,11 +267,15 @@ impl<B: Backends> Agent<B> {
         report.dhcp = dhcp;
         for e in errors {
             // Name the subnet: the namespace's name does not say it.
-            let subnet = e
-                .downcast_ref::<DhcpError>()
-                .and_then(|e| plan.dhcp.iter().find(|d| d.namespace == e.namespace));
-            report.errors.push(match subnet {
-                Some(d) => format!("subnet {}: {e}", d.subnet),
+            let failed = e.downcast_ref::<DhcpError>().and_then(|failed| {
+                let plan = plan.dhcp.iter().find(|d| d.namespace == failed.namespace)?;
+                Some((plan, failed))
+            });
+            report.errors.push(match failed {
+                Some((plan, failed)) => format!(
+                    "DHCP server of subnet {} in {}: {}: {}",
+                    plan.subnet, failed.namespace, failed.what, failed.cause
+                ),
                 None => e.to_string(),
             });
         }

@@ -20,7 +20,7 @@ use neutrino_core::reconcile::{
 use super::backend::{
     Applied, Backends, DhcpServers, Failure, Inside, InsideNamespace, Links, Namespaces, Rules,
 };
-use super::dnsmasq::DhcpReport;
+use super::dnsmasq::{DhcpError, DhcpReport};
 
 /// Everything the fake kernel holds.
 #[derive(Clone, Debug, Default)]
@@ -38,11 +38,22 @@ pub struct World {
     /// Each router's NAT as last applied, by namespace.
     pub nat: BTreeMap<String, String>,
     pub dhcp: BTreeMap<String, ObservedServer>,
+    /// Writes that fail, by the start of their journal line, as a broken
+    /// kernel object or program would make them.
+    pub broken: Vec<String>,
 }
 
 impl World {
     fn wrote(&mut self, what: String) {
         self.journal.push(what);
+    }
+
+    /// Refuses a write that [`World::broken`] names.
+    fn refuse_broken(&self, what: &str) -> Result<(), Failure> {
+        match self.broken.iter().find(|b| what.starts_with(b.as_str())) {
+            Some(_) => Err(format!("{what}: refused").into()),
+            None => Ok(()),
+        }
     }
 
     fn link(&mut self, name: &str) -> Result<&mut ObservedLink, Failure> {
@@ -137,6 +148,7 @@ impl World {
     }
 
     fn link_change(&mut self, change: &LinkChange) -> Result<(), Failure> {
+        self.refuse_broken(&format!("links: {change:?}"))?;
         match change {
             LinkChange::Create(link) => self.create(link)?,
             LinkChange::Delete(name) => self.remove_link(name),
@@ -163,6 +175,7 @@ impl World {
     }
 
     fn inside_change(&mut self, namespace: &str, change: &InsideChange) -> Result<(), Failure> {
+        self.refuse_broken(&format!("inside {namespace}: {change:?}"))?;
         let inside = self.inside(namespace)?;
         match change {
             InsideChange::SetUp(name) => interface(inside, namespace, name)?.up = true,
@@ -200,6 +213,7 @@ impl World {
     }
 
     fn dhcp_change(&mut self, change: &DhcpChange, report: &mut DhcpReport) -> Result<(), Failure> {
+        self.refuse_broken(&format!("dhcp: {change:?}"))?;
         let namespace = change.namespace().to_string();
         match change {
             DhcpChange::Prepare { .. } => {
@@ -536,7 +550,7 @@ impl DhcpServers for Fake {
     fn apply(&self, changes: &[DhcpChange]) -> (DhcpReport, Vec<Failure>) {
         let mut world = self.world();
         let mut report = DhcpReport::default();
-        let mut errors = Vec::new();
+        let mut errors: Vec<Failure> = Vec::new();
         let mut failed = Vec::new();
         for change in changes {
             if failed.contains(&change.namespace()) {
@@ -544,7 +558,11 @@ impl DhcpServers for Fake {
             }
             if let Err(e) = world.dhcp_change(change, &mut report) {
                 failed.push(change.namespace());
-                errors.push(e);
+                errors.push(Box::new(DhcpError {
+                    namespace: change.namespace().to_string(),
+                    what: change.what(),
+                    cause: std::io::Error::other(e.to_string()),
+                }));
             }
         }
         (report, errors)
