@@ -1,6 +1,9 @@
 //! One node applying many networks, beside a raw `ip -batch` / `bridge
 //! -batch` baseline that creates the same kernel objects, measured in the
-//! same run. Needs root. `NEUTRINO_BENCH_NETWORKS` scales it (default 1000).
+//! same run. Needs root. `NEUTRINO_BENCH_NETWORKS` scales it (default
+//! 1000); `NEUTRINO_BENCH_ROUNDS` repeats it (default 3), alternating which
+//! side goes first, each from a fresh namespace on a settled kernel, and
+//! prints the min–max of each side and of the rounds' ratios.
 //!
 //! Each network has a subnet without DHCP, two ports bound to the node under
 //! test and ten bound to ten other nodes, so the node gets per network a
@@ -229,13 +232,139 @@ fn fresh(name: &str) -> Namespace {
     Namespace(name.to_string())
 }
 
-fn ratio(ours: Duration, raw: Duration) -> String {
-    format!(
-        "{:>8.3}s vs {:>8.3}s  ratio {:>5.2}",
-        ours.as_secs_f64(),
-        raw.as_secs_f64(),
-        ours.as_secs_f64() / raw.as_secs_f64()
-    )
+/// Waits until the kernel has finished tearing down what earlier rounds
+/// deleted: deleting a namespace with thousands of links returns at once,
+/// and the kernel frees them afterwards under the lock every link change
+/// takes. Settled is three veth pairs in a row made and removed quickly.
+fn settle(tag: u32) {
+    let probe = fresh(&format!("nt-bench-probe-{tag}"));
+    let mut quick = 0;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while quick < 3 && Instant::now() < deadline {
+        let start = Instant::now();
+        for args in [
+            &[
+                "link", "add", "ntprobe0", "type", "veth", "peer", "name", "ntprobe1",
+            ][..],
+            &["link", "del", "ntprobe0"][..],
+        ] {
+            let status = netns::command(&probe.0, "ip")
+                .unwrap()
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        if start.elapsed() < Duration::from_millis(30) {
+            quick += 1;
+        } else {
+            quick = 0;
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// One side's times for each step of a round.
+#[derive(Clone, Copy, Default)]
+struct Round {
+    cold: Duration,
+    noop: Duration,
+    add: Duration,
+}
+
+/// The raw baseline: one ip -batch for the links and neighbours, one
+/// bridge -batch for the FDB; a full dump; the new port's two commands.
+fn raw_round(name: &str, cold: &NodePlan, warm: &NodePlan) -> Round {
+    let raw_ns = fresh(name);
+    let (links, fdb, neighbours) = batches(cold);
+    let cold_time = batch(&raw_ns.0, "ip", &links)
+        + batch(&raw_ns.0, "bridge", &fdb)
+        + batch(&raw_ns.0, "ip", &neighbours);
+    let noop = dump(&raw_ns.0);
+    let extra = warm.ports.iter().find(|p| !cold.ports.contains(p)).unwrap();
+    let add = batch(
+        &raw_ns.0,
+        "ip",
+        &format!(
+            "link add {} mtu {} type veth peer name {} address {} mtu {}\nlink set {} master {} up\n",
+            extra.interface,
+            extra.mtu,
+            extra.peer,
+            extra.mac,
+            extra.mtu,
+            extra.interface,
+            extra.bridge
+        ),
+    );
+    Round {
+        cold: cold_time,
+        noop,
+        add,
+    }
+}
+
+/// neutrino's agent on the same objects: the cold apply, a resync with
+/// nothing to do, and the plan with one more port; its kernel writes.
+fn agent_round(
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    cold: &NodePlan,
+    warm: &NodePlan,
+) -> (Round, [usize; 3]) {
+    let ours_ns = fresh(name);
+    let state = std::env::temp_dir().join(format!("neutrino-bench-{name}"));
+    let result = runtime.block_on(async {
+        let agent = Agent::new(AgentConfig {
+            netns: Some(ours_ns.0.clone()),
+            namespace_prefix: format!("{}-", ours_ns.0),
+            state_dir: state.clone(),
+            iptables: neutrino::core::xtables::Choice::Auto,
+            drift_check: std::time::Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+        let start = Instant::now();
+        let report = agent.apply(cold).await;
+        let cold_time = start.elapsed();
+        assert!(report.is_clean(), "{:?}", report.errors.first());
+        let start = Instant::now();
+        let noop = agent.apply(cold).await;
+        let noop_time = start.elapsed();
+        let start = Instant::now();
+        let add = agent.apply(warm).await;
+        let add_time = start.elapsed();
+        (
+            Round {
+                cold: cold_time,
+                noop: noop_time,
+                add: add_time,
+            },
+            [report.writes, noop.writes, add.writes],
+        )
+    });
+    let _ = std::fs::remove_dir_all(&state);
+    result
+}
+
+/// `min–max` of some values, with `digits` decimals.
+fn range(values: impl Iterator<Item = f64> + Clone, digits: usize) -> String {
+    let min = values.clone().fold(f64::INFINITY, f64::min);
+    let max = values.fold(0.0, f64::max);
+    format!("{min:.digits$}–{max:.digits$}")
+}
+
+/// One step's line: neutrino's and the baseline's times over the rounds,
+/// and the ratio of each round's pair.
+fn line(step: &str, ours: &[Duration], raw: &[Duration], note: &str) {
+    let seconds = |d: &[Duration]| d.iter().map(Duration::as_secs_f64).collect::<Vec<_>>();
+    let (ours, raw) = (seconds(ours), seconds(raw));
+    let ratios: Vec<f64> = ours.iter().zip(&raw).map(|(o, r)| o / r).collect();
+    println!(
+        "{step:<20} {:>13}s {:>13}s  ratio {:>11}   ({note})",
+        range(ours.iter().copied(), 3),
+        range(raw.iter().copied(), 3),
+        range(ratios.iter().copied(), 2)
+    );
 }
 
 fn main() {
@@ -243,10 +372,14 @@ fn main() {
         nix::unistd::Uid::effective().is_root(),
         "the benchmark needs root"
     );
-    let networks: usize = std::env::var("NEUTRINO_BENCH_NETWORKS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1000);
+    let setting = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
+    };
+    let networks = setting("NEUTRINO_BENCH_NETWORKS", 1000);
+    let rounds = setting("NEUTRINO_BENCH_ROUNDS", 3).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -267,81 +400,68 @@ fn main() {
         planning.as_secs_f64()
     );
 
-    // The raw baseline: one ip -batch for the links and neighbours, one
-    // bridge -batch for the FDB.
-    let raw_ns = fresh(&format!("nt-bench-raw-{tag}"));
-    let (links, fdb, neighbours) = batches(&cold);
-    let raw_cold = batch(&raw_ns.0, "ip", &links)
-        + batch(&raw_ns.0, "bridge", &fdb)
-        + batch(&raw_ns.0, "ip", &neighbours);
-    let raw_dump = dump(&raw_ns.0);
-    let extra = warm.ports.iter().find(|p| !cold.ports.contains(p)).unwrap();
-    let raw_add = batch(
-        &raw_ns.0,
-        "ip",
+    // Rounds alternate which side goes first; each side starts from a fresh
+    // namespace once the kernel has settled.
+    let mut ours = Vec::new();
+    let mut raw = Vec::new();
+    let mut writes = [0; 3];
+    for round in 0..rounds {
+        let raw_name = format!("nt-bench-raw-{tag}-{round}");
+        let ours_name = format!("nt-bench-agent-{tag}-{round}");
+        let mut run_raw = || {
+            settle(tag);
+            raw.push(raw_round(&raw_name, &cold, &warm));
+        };
+        let mut run_ours = || {
+            settle(tag);
+            let (times, w) = agent_round(&runtime, &ours_name, &cold, &warm);
+            ours.push(times);
+            writes = w;
+        };
+        if round % 2 == 0 {
+            run_raw();
+            run_ours();
+        } else {
+            run_ours();
+            run_raw();
+        }
+        eprintln!("round {} of {rounds} done", round + 1);
+    }
+
+    let step = |rounds: &[Round], f: fn(&Round) -> Duration| -> Vec<Duration> {
+        rounds.iter().map(f).collect()
+    };
+    println!(
+        "{rounds} rounds, min–max     {:>14} {:>14}",
+        "neutrino", "raw"
+    );
+    line(
+        "cold apply",
+        &step(&ours, |r| r.cold),
+        &step(&raw, |r| r.cold),
+        &format!("neutrino: {} kernel writes", writes[0]),
+    );
+    line(
+        "no-op resync",
+        &step(&ours, |r| r.noop),
+        &step(&raw, |r| r.noop),
+        &format!("neutrino: {} kernel writes; raw: a full dump", writes[1]),
+    );
+    line(
+        "one port added",
+        &step(&ours, |r| r.add),
+        &step(&raw, |r| r.add),
         &format!(
-            "link add {} mtu {} type veth peer name {} address {} mtu {}\nlink set {} master {} up\n",
-            extra.interface,
-            extra.mtu,
-            extra.peer,
-            extra.mac,
-            extra.mtu,
-            extra.interface,
-            extra.bridge
+            "neutrino: {} kernel writes; raw: the two commands",
+            writes[2]
         ),
     );
-
-    // neutrino's agent on the same objects.
-    let ours_ns = fresh(&format!("nt-bench-agent-{tag}"));
-    let state = std::env::temp_dir().join(format!("neutrino-bench-{tag}"));
-    let (ours_cold, ours_noop, ours_add, writes) = runtime.block_on(async {
-        let agent = Agent::new(AgentConfig {
-            netns: Some(ours_ns.0.clone()),
-            namespace_prefix: format!("{}-", ours_ns.0),
-            state_dir: state.clone(),
-            iptables: neutrino::core::xtables::Choice::Auto,
-            drift_check: std::time::Duration::from_secs(30),
-        })
-        .await
-        .unwrap();
-        let start = Instant::now();
-        let report = agent.apply(&cold).await;
-        let cold_time = start.elapsed();
-        assert!(report.is_clean(), "{:?}", report.errors.first());
-        let start = Instant::now();
-        let noop = agent.apply(&cold).await;
-        let noop_time = start.elapsed();
-        let start = Instant::now();
-        let add = agent.apply(&warm).await;
-        let add_time = start.elapsed();
-        (
-            cold_time,
-            noop_time,
-            add_time,
-            (report.writes, noop.writes, add.writes),
-        )
-    });
-    let _ = std::fs::remove_dir_all(&state);
-
-    println!("                        neutrino      raw");
-    println!(
-        "cold apply           {}   (neutrino: {} kernel writes)",
-        ratio(ours_cold, raw_cold),
-        writes.0
-    );
-    println!(
-        "no-op resync         {}   (neutrino: {} kernel writes; raw: a full dump)",
-        ratio(ours_noop, raw_dump),
-        writes.1
-    );
-    println!(
-        "one port added       {}   (neutrino: {} kernel writes; raw: the two commands)",
-        ratio(ours_add, raw_add),
-        writes.2
-    );
-    println!(
-        "one port added       {}   (raw: a full dump, then the two commands)",
-        ratio(ours_add, raw_dump + raw_add)
+    let dump_then_add: Vec<Duration> = raw.iter().map(|r| r.noop + r.add).collect();
+    line(
+        "one port added",
+        &step(&ours, |r| r.add),
+        &dump_then_add,
+        "raw: a full dump, then the two commands",
     );
     println!(
         "removing the namespaces (deleting thousands of links is the kernel's slowest path) ..."
