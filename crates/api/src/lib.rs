@@ -85,14 +85,17 @@ fn tidy(crd: CustomResourceDefinition) -> CustomResourceDefinition {
     serde_json::from_value(value).expect("a tidied CRD deserializes")
 }
 
-/// The status types of the six kinds, which all carry conditions and the
-/// generation they describe.
+/// The status types of the six kinds, which all carry conditions, the
+/// generation they describe and how far the nodes have realised them.
 pub trait ObjectStatus: Default {
     fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition];
     fn set_conditions(
         &mut self,
         conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
     );
+    fn set_observed_generation(&mut self, generation: i64);
+    fn nodes(&self) -> Option<&NodeRealisation>;
+    fn set_nodes(&mut self, nodes: Option<NodeRealisation>);
     /// A status with only these conditions: nothing allocated shown yet.
     fn only_conditions(
         generation: i64,
@@ -109,6 +112,18 @@ macro_rules! object_status {
 
             fn set_conditions(&mut self, conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>) {
                 self.conditions = conditions;
+            }
+
+            fn set_observed_generation(&mut self, generation: i64) {
+                self.observed_generation = generation;
+            }
+
+            fn nodes(&self) -> Option<&NodeRealisation> {
+                self.nodes.as_ref()
+            }
+
+            fn set_nodes(&mut self, nodes: Option<NodeRealisation>) {
+                self.nodes = nodes;
             }
 
             fn only_conditions(

@@ -18,7 +18,8 @@ use super::allocate::{Holder, claim_name};
 use super::finalizers::{Finalizers, finalizers};
 use super::realisation;
 use super::resolve::{Resolution, Segment, claim_holder, held_by};
-use super::{Key, Kind, ObjectId, Snapshot, status};
+use super::{ApiObject, Key, Kind, ObjectId, Snapshot, status};
+use crate::{for_each_kind, with_kind};
 use neutrino_api::ClaimHolder;
 use neutrino_api::{
     IPClaim, IPClaimSpec, NodeRealisation, ObjectStatus, SegmentClaim, SegmentClaimSpec,
@@ -79,12 +80,7 @@ impl Actions {
             && self.delete_ip_claims.is_empty()
             && self.create_segment_claims.is_empty()
             && self.delete_segment_claims.is_empty()
-            && self.statuses.networks.is_empty()
-            && self.statuses.subnets.is_empty()
-            && self.statuses.ports.is_empty()
-            && self.statuses.routers.is_empty()
-            && self.statuses.floating_ips.is_empty()
-            && self.statuses.security_groups.is_empty()
+            && self.statuses.has_no_objects()
             && self.finalizers.add.is_empty()
             && self.finalizers.remove.is_empty()
     }
@@ -147,78 +143,29 @@ pub fn segment_claims(resolution: &Resolution) -> BTreeMap<String, Key> {
         .collect()
 }
 
-fn holder_exists(snapshot: &Snapshot, holder: &Holder) -> bool {
-    match holder {
-        Holder::Port(k) => snapshot.ports.contains_key(k),
-        Holder::Dhcp(k) | Holder::Gateway(k) => snapshot.subnets.contains_key(k),
-        Holder::RouterGateway(k) => snapshot.routers.contains_key(k),
-        Holder::FloatingIP(k) => snapshot.floating_ips.contains_key(k),
-    }
-}
-
-fn holder_ready(resolution: &Resolution, holder: &Holder) -> bool {
-    let ok = |v: Option<bool>| v.unwrap_or(false);
-    match holder {
-        Holder::Port(k) => ok(resolution.ports.get(k).map(Result::is_ok)),
-        Holder::Dhcp(k) | Holder::Gateway(k) => ok(resolution.subnets.get(k).map(Result::is_ok)),
-        Holder::RouterGateway(k) => ok(resolution.routers.get(k).map(Result::is_ok)),
-        Holder::FloatingIP(k) => ok(resolution.floating_ips.get(k).map(Result::is_ok)),
-    }
-}
-
 /// Whether the holder's recorded status shows `address`.
 fn shows(snapshot: &Snapshot, holder: &Holder, address: &str) -> bool {
-    match holder {
-        Holder::Port(k) => snapshot
-            .ports
-            .get(k)
-            .and_then(|o| o.status.as_ref())
-            .is_some_and(|s| s.fixed_ips.iter().any(|f| f.ip_address == address)),
-        Holder::Dhcp(k) => snapshot
-            .subnets
-            .get(k)
-            .and_then(|o| o.status.as_ref())
-            .is_some_and(|s| s.dhcp_ip.as_deref() == Some(address)),
-        Holder::RouterGateway(k) => snapshot
-            .routers
-            .get(k)
-            .and_then(|o| o.status.as_ref())
-            .and_then(|s| s.external_gateway.as_ref())
-            .is_some_and(|g| g.ip_address == address),
-        Holder::FloatingIP(k) => snapshot
-            .floating_ips
-            .get(k)
-            .and_then(|o| o.status.as_ref())
-            .is_some_and(|s| s.floating_ip_address.as_deref() == Some(address)),
-        Holder::Gateway(_) => false,
-    }
-}
-
-fn object_of(holder: &Holder) -> ObjectId {
-    match holder {
-        Holder::Port(k) => ObjectId::new(Kind::Port, k.clone()),
-        Holder::Dhcp(k) | Holder::Gateway(k) => ObjectId::new(Kind::Subnet, k.clone()),
-        Holder::RouterGateway(k) => ObjectId::new(Kind::Router, k.clone()),
-        Holder::FloatingIP(k) => ObjectId::new(Kind::FloatingIP, k.clone()),
-    }
+    let ObjectId { kind, key } = holder.object();
+    holder.claimable()
+        && with_kind!(kind, K => K::of(snapshot)
+            .get(&key)
+            .and_then(|o| o.status())
+            .is_some_and(|s| K::shows(s, address)))
 }
 
 /// Keeps in `to` the objects whose status differs from `from`'s. An object
 /// waiting for a claim shows no allocation yet: it keeps its status, or,
 /// having none, gets one that says it is being allocated.
-fn changed<T>(
-    from: &BTreeMap<Key, T>,
-    to: &mut BTreeMap<Key, T>,
-    kind: Kind,
+fn changed<T: ApiObject>(
+    from: &Snapshot,
+    to: &mut Snapshot,
     waiting: &BTreeSet<ObjectId>,
     now: &Time,
-) where
-    T: HasStatus + Resource + Clone,
-    T::Status: PartialEq + ObjectStatus,
-{
-    to.retain(|key, object| {
+) {
+    let from = T::of(from);
+    T::of_mut(to).retain(|key, object| {
         let old = from.get(key).and_then(|o| o.status());
-        if waiting.contains(&ObjectId::new(kind, key.clone())) {
+        if waiting.contains(&ObjectId::new(T::KIND, key.clone())) {
             if old.is_some_and(|s| !s.conditions().is_empty()) {
                 return false;
             }
@@ -268,11 +215,11 @@ fn ip_claim_actions(
             // Held by someone else in this view: the resolution cannot have
             // chosen it, so the view is stale; the next round sorts it out.
             Some(_) => {
-                waiting.insert(object_of(&claim.holder));
+                waiting.insert(claim.holder.object());
             }
             None => {
                 actions.create_ip_claims.push(claim.object());
-                waiting.insert(object_of(&claim.holder));
+                waiting.insert(claim.holder.object());
             }
         }
     }
@@ -284,8 +231,8 @@ fn ip_claim_actions(
         // A holder that is not ready keeps what it holds until it is again,
         // and an address a status still shows stays claimed until the status
         // stops showing it.
-        let stale = !holder_exists(snapshot, &holder)
-            || (holder_ready(resolution, &holder)
+        let stale = !snapshot.contains(&holder.object())
+            || (resolution.is_ready(&holder.object())
                 && !wanted_keys.contains(key)
                 && !shows(snapshot, &holder, &claim.spec.address));
         if stale {
@@ -364,57 +311,14 @@ pub fn actions(
     for (id, users) in &finalizers.blocked {
         // What is still being claimed is not shown; the rest stays.
         let unclaimed = waiting.remove(id);
-        match id.kind {
-            Kind::Network => {
-                if let Some(n) = next.networks.get_mut(&id.key) {
-                    deleting(n, users, unclaimed, now);
-                }
+        with_kind!(id.kind, K => {
+            if let Some(object) = K::of_mut(&mut next).get_mut(&id.key) {
+                deleting(object, users, unclaimed, now);
             }
-            Kind::Subnet => {
-                if let Some(n) = next.subnets.get_mut(&id.key) {
-                    deleting(n, users, unclaimed, now);
-                }
-            }
-            _ => {}
-        }
+        });
     }
     actions.finalizers = finalizers;
-    changed(
-        &snapshot.networks,
-        &mut next.networks,
-        Kind::Network,
-        &waiting,
-        now,
-    );
-    changed(
-        &snapshot.subnets,
-        &mut next.subnets,
-        Kind::Subnet,
-        &waiting,
-        now,
-    );
-    changed(&snapshot.ports, &mut next.ports, Kind::Port, &waiting, now);
-    changed(
-        &snapshot.routers,
-        &mut next.routers,
-        Kind::Router,
-        &waiting,
-        now,
-    );
-    changed(
-        &snapshot.floating_ips,
-        &mut next.floating_ips,
-        Kind::FloatingIP,
-        &waiting,
-        now,
-    );
-    changed(
-        &snapshot.security_groups,
-        &mut next.security_groups,
-        Kind::SecurityGroup,
-        &waiting,
-        now,
-    );
+    for_each_kind!(K => changed::<K>(snapshot, &mut next, &waiting, now));
     actions.statuses = next;
     actions
 }
@@ -438,16 +342,10 @@ fn ready_of(conditions: &[Condition]) -> Option<(&str, &str, &str)> {
 /// The Events a round's statuses call for: an object that became Ready,
 /// or that stopped being Ready or changed why, as it changes.
 pub fn notices(snapshot: &Snapshot, statuses: &Snapshot) -> Vec<Notice> {
-    fn each<T>(
-        kind: Kind,
-        before: &BTreeMap<Key, T>,
-        after: &BTreeMap<Key, T>,
-        out: &mut Vec<Notice>,
-    ) where
-        T: HasStatus,
-        T::Status: ObjectStatus,
-    {
-        for (key, object) in after {
+    fn each<T: ApiObject>(before: &Snapshot, after: &Snapshot, out: &mut Vec<Notice>) {
+        let kind = T::KIND;
+        let before = T::of(before);
+        for (key, object) in T::of(after) {
             let now = object.status().map(|s| s.conditions()).and_then(ready_of);
             let then = before
                 .get(key)
@@ -474,26 +372,6 @@ pub fn notices(snapshot: &Snapshot, statuses: &Snapshot) -> Vec<Notice> {
         }
     }
     let mut out = Vec::new();
-    each(
-        Kind::Network,
-        &snapshot.networks,
-        &statuses.networks,
-        &mut out,
-    );
-    each(Kind::Subnet, &snapshot.subnets, &statuses.subnets, &mut out);
-    each(Kind::Port, &snapshot.ports, &statuses.ports, &mut out);
-    each(Kind::Router, &snapshot.routers, &statuses.routers, &mut out);
-    each(
-        Kind::FloatingIP,
-        &snapshot.floating_ips,
-        &statuses.floating_ips,
-        &mut out,
-    );
-    each(
-        Kind::SecurityGroup,
-        &snapshot.security_groups,
-        &statuses.security_groups,
-        &mut out,
-    );
+    for_each_kind!(K => each::<K>(snapshot, statuses, &mut out));
     out
 }

@@ -3,22 +3,7 @@
 use serde::Serialize;
 use std::fmt;
 
-/// The six kinds of the neutrino API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum Kind {
-    Network,
-    Subnet,
-    Port,
-    Router,
-    FloatingIP,
-    SecurityGroup,
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
+use super::Kind;
 
 /// A namespaced name: the identity of one object of a known kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

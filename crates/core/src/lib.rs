@@ -17,6 +17,7 @@ pub mod firewall;
 pub(crate) mod fixtures;
 pub mod ident;
 pub mod inside;
+pub mod kinds;
 pub mod names;
 pub mod plan;
 pub mod problem;
@@ -29,7 +30,8 @@ pub mod tunnel;
 pub mod xtables;
 
 pub use config::{ClusterConfig, NodeAddresses, NodeConfig};
-pub use ident::{Key, Kind, ObjectId};
+pub use ident::{Key, ObjectId};
+pub use kinds::{ApiObject, Kind, Object};
 pub use problem::{Problem, Reason};
 pub use resolve::{Resolution, resolve};
-pub use snapshot::{Object, Snapshot};
+pub use snapshot::Snapshot;

@@ -11,12 +11,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube_core::Resource;
-use kube_core::object::HasStatus;
 use sha2::{Digest, Sha256};
 
 use super::plan::{NatRule, NodePlan, plan_node};
 use super::resolve::Resolution;
-use super::{ClusterConfig, Key, Kind, ObjectId, Snapshot};
+use super::{ApiObject, ClusterConfig, Key, Kind, ObjectId, Snapshot};
+use crate::{for_each_kind, with_kind};
+use neutrino_api::ObjectStatus;
 use neutrino_api::{NodeFailure, NodeRealisation};
 
 /// How a node's agent last reported.
@@ -61,20 +62,13 @@ pub fn planned_objects(plan: &NodePlan) -> BTreeSet<ObjectId> {
 /// A digest of `objects` at the generations `snapshot` holds them at: what
 /// an agent reports it realised, and what the controller expects of it.
 pub fn realised_digest(objects: &BTreeSet<ObjectId>, snapshot: &Snapshot) -> String {
-    fn generation<K: Resource>(map: &BTreeMap<Key, K>, key: &Key) -> i64 {
-        map.get(key).and_then(|o| o.meta().generation).unwrap_or(0)
-    }
     let mut hash = Sha256::new();
     for id in objects {
         let key = &id.key;
-        let generation = match id.kind {
-            Kind::Network => generation(&snapshot.networks, key),
-            Kind::Subnet => generation(&snapshot.subnets, key),
-            Kind::Port => generation(&snapshot.ports, key),
-            Kind::Router => generation(&snapshot.routers, key),
-            Kind::FloatingIP => generation(&snapshot.floating_ips, key),
-            Kind::SecurityGroup => generation(&snapshot.security_groups, key),
-        };
+        let generation = with_kind!(id.kind, K => K::of(snapshot)
+            .get(key)
+            .and_then(|o| o.meta().generation)
+            .unwrap_or(0));
         hash.update(format!("{} {key} {generation}\n", id.kind).as_bytes());
     }
     hash.finalize()
@@ -134,47 +128,15 @@ pub fn realisation(
 
 /// Sets `status.nodes` of every object in `snapshot` that has a status.
 pub fn apply(snapshot: &mut Snapshot, realised: &BTreeMap<ObjectId, NodeRealisation>) {
-    fn each<T>(
-        kind: Kind,
-        map: &mut BTreeMap<Key, T>,
-        realised: &BTreeMap<ObjectId, NodeRealisation>,
-        set: fn(&mut T::Status, Option<NodeRealisation>),
-    ) where
-        T: HasStatus,
-    {
-        for (key, object) in map.iter_mut() {
+    fn each<K: ApiObject>(snapshot: &mut Snapshot, realised: &BTreeMap<ObjectId, NodeRealisation>) {
+        for (key, object) in K::of_mut(snapshot).iter_mut() {
             if let Some(status) = object.status_mut() {
-                set(
-                    status,
-                    realised.get(&ObjectId::new(kind, key.clone())).cloned(),
-                );
+                let id = ObjectId::new(K::KIND, key.clone());
+                status.set_nodes(realised.get(&id).cloned());
             }
         }
     }
-    each(Kind::Network, &mut snapshot.networks, realised, |s, n| {
-        s.nodes = n
-    });
-    each(Kind::Subnet, &mut snapshot.subnets, realised, |s, n| {
-        s.nodes = n
-    });
-    each(Kind::Port, &mut snapshot.ports, realised, |s, n| {
-        s.nodes = n
-    });
-    each(Kind::Router, &mut snapshot.routers, realised, |s, n| {
-        s.nodes = n
-    });
-    each(
-        Kind::FloatingIP,
-        &mut snapshot.floating_ips,
-        realised,
-        |s, n| s.nodes = n,
-    );
-    each(
-        Kind::SecurityGroup,
-        &mut snapshot.security_groups,
-        realised,
-        |s, n| s.nodes = n,
-    );
+    for_each_kind!(K => each::<K>(snapshot, realised));
 }
 
 #[cfg(test)]

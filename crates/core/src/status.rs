@@ -3,14 +3,11 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube_core::Resource;
-use std::collections::BTreeMap;
 
 use super::resolve::{Resolution, Verdict};
-use super::{Key, Problem, Reason, Snapshot};
-use neutrino_api::{
-    AllocatedIP, FloatingIPStatus, NetworkStatus, PortStatus, RouterGatewayStatus, RouterStatus,
-    SecurityGroupStatus, SubnetStatus,
-};
+use super::{ApiObject, Key, Problem, Reason, Snapshot};
+use crate::for_each_kind;
+use neutrino_api::ObjectStatus;
 
 /// The reason of a `Ready=True` condition.
 pub const READY_REASON: &str = "Allocated";
@@ -168,201 +165,72 @@ fn generation<R: Resource>(object: &R) -> i64 {
     object.meta().generation.unwrap_or(0)
 }
 
-fn spell(from: &Key, key: &Key) -> String {
-    key.spelled_from(&from.namespace)
-}
-
 /// Writes every object's status from `resolution`, as the controller would.
 pub fn apply(snapshot: &mut Snapshot, resolution: &Resolution, now: &Time) {
-    fn conditions<R, S>(
-        object: &R,
-        verdict: &Verdict<S>,
-        now: &Time,
-        previous: Option<&[Condition]>,
-    ) -> Vec<Condition>
-    where
-        R: Resource,
-    {
-        verdict_conditions(verdict, generation(object), now, previous.unwrap_or(&[]))
-    }
-    fn each<R, S>(
-        map: &mut BTreeMap<Key, R>,
-        verdicts: &BTreeMap<Key, Verdict<S>>,
-        mut write: impl FnMut(&Key, &mut R, &Verdict<S>),
-    ) {
-        for (key, object) in map.iter_mut() {
-            if let Some(verdict) = verdicts.get(key) {
-                write(key, object, verdict);
-            }
+    for_each_kind!(K => write_kind::<K>(snapshot, resolution, now));
+}
+
+/// Writes the status of every object of kind `K` that `resolution` judged.
+fn write_kind<K: ApiObject>(snapshot: &mut Snapshot, resolution: &Resolution, now: &Time) {
+    let verdicts = K::verdicts(resolution);
+    for (key, object) in K::of_mut(snapshot).iter_mut() {
+        if let Some(verdict) = verdicts.get(key) {
+            let status = status_of(key, object, verdict, resolution, now);
+            *object.status_mut() = Some(status);
         }
     }
+}
 
-    each(&mut snapshot.networks, &resolution.networks, |_, o, v| {
-        let state = v.as_ref().ok();
-        o.status = Some(NetworkStatus {
-            nodes: o.status.as_ref().and_then(|s| s.nodes.clone()),
-            observed_generation: generation(o),
-            segmentation_id: state.and_then(|s| s.segmentation_id),
-            mtu: state.map(|s| s.mtu),
-            conditions: conditions(
-                o,
-                v,
-                now,
-                o.status.as_ref().map(|s| s.conditions.as_slice()),
-            ),
-        });
-    });
-    each(&mut snapshot.subnets, &resolution.subnets, |_, o, v| {
-        let state = v.as_ref().ok();
-        o.status = Some(SubnetStatus {
-            nodes: o.status.as_ref().and_then(|s| s.nodes.clone()),
-            observed_generation: generation(o),
-            gateway_ip: state.and_then(|s| s.gateway).map(|g| g.to_string()),
-            dhcp_ip: state.and_then(|s| s.dhcp).map(|d| d.to_string()),
-            used_addresses: state.map_or(0, |s| i64::try_from(s.used).unwrap_or(i64::MAX)),
-            free_addresses: state.map_or(0, |s| i64::try_from(s.free).unwrap_or(i64::MAX)),
-            conditions: conditions(
-                o,
-                v,
-                now,
-                o.status.as_ref().map(|s| s.conditions.as_slice()),
-            ),
-        });
-    });
-    each(&mut snapshot.ports, &resolution.ports, |key, o, v| {
-        let state = v.as_ref().ok();
-        o.status = Some(PortStatus {
-            nodes: o.status.as_ref().and_then(|s| s.nodes.clone()),
-            observed_generation: generation(o),
-            fixed_ips: state
-                .map(|s| {
-                    s.fixed_ips
-                        .iter()
-                        .map(|(subnet, ip)| AllocatedIP {
-                            subnet: spell(key, subnet),
-                            ip_address: ip.to_string(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            mac_address: state.map(|s| s.mac.to_string()),
-            mtu: state.map(|s| s.mtu),
-            conditions: conditions(
-                o,
-                v,
-                now,
-                o.status.as_ref().map(|s| s.conditions.as_slice()),
-            ),
-        });
-    });
-    each(&mut snapshot.routers, &resolution.routers, |key, o, v| {
-        let state = v.as_ref().ok();
-        o.status = Some(RouterStatus {
-            nodes: o.status.as_ref().and_then(|s| s.nodes.clone()),
-            observed_generation: generation(o),
-            node: state.map(|s| s.node.clone()),
-            external_gateway: state
-                .and_then(|s| s.gateway.as_ref())
-                .map(|g| RouterGatewayStatus {
-                    network: spell(key, &g.leg.network),
-                    ip_address: g.leg.address.addr().to_string(),
-                }),
-            conditions: conditions(
-                o,
-                v,
-                now,
-                o.status.as_ref().map(|s| s.conditions.as_slice()),
-            ),
-        });
-    });
-    each(
-        &mut snapshot.floating_ips,
-        &resolution.floating_ips,
-        |key, o, v| {
-            let state = v.as_ref().ok();
-            let target = state.and_then(|s| s.target.as_ref());
-            o.status = Some(FloatingIPStatus {
-                nodes: o.status.as_ref().and_then(|s| s.nodes.clone()),
-                observed_generation: generation(o),
-                floating_ip_address: state.map(|s| s.address.to_string()),
-                fixed_ip_address: target.map(|t| t.fixed.to_string()),
-                router: target.map(|t| spell(key, &t.router)),
-                conditions: conditions(
-                    o,
-                    v,
-                    now,
-                    o.status.as_ref().map(|s| s.conditions.as_slice()),
-                ),
-            });
-        },
-    );
-    let members = |group: &Key| {
-        resolution
-            .ready_ports()
-            .filter(|(_, p)| p.security_groups.contains(group))
-            .count() as i64
-    };
-    each(
-        &mut snapshot.security_groups,
-        &resolution.security_groups,
-        |key, o, v| {
-            o.status = Some(SecurityGroupStatus {
-                nodes: o.status.as_ref().and_then(|s| s.nodes.clone()),
-                observed_generation: generation(o),
-                rule_count: o.spec.rules.len() as i64,
-                port_count: members(key),
-                conditions: conditions(
-                    o,
-                    v,
-                    now,
-                    o.status.as_ref().map(|s| s.conditions.as_slice()),
-                ),
-            });
-        },
-    );
+/// An object's status for its verdict: what was decided for it, the
+/// conditions that say whether it is Ready and the generation they
+/// describe; how far the nodes have come stays as recorded.
+fn status_of<K: ApiObject>(
+    key: &Key,
+    object: &K,
+    verdict: &Verdict<K::State>,
+    resolution: &Resolution,
+    now: &Time,
+) -> K::Status {
+    let previous = object.status();
+    let generation = generation(object);
+    let mut status = K::allocated(key, object, verdict.as_ref().ok(), resolution);
+    status.set_nodes(previous.and_then(|s| s.nodes()).cloned());
+    status.set_observed_generation(generation);
+    status.set_conditions(verdict_conditions(
+        verdict,
+        generation,
+        now,
+        previous.map_or(&[], |s| s.conditions()),
+    ));
+    status
 }
 
 /// Whether an object's status says Ready for the spec it has now.
-fn ready_now<R: Resource>(object: &R, conditions: Option<&[Condition]>) -> bool {
+fn ready_now<K: ApiObject>(object: &K) -> bool {
     let generation = generation(object);
-    conditions.into_iter().flatten().any(|c| {
+    let conditions = object.status().map_or(&[][..], |s| s.conditions());
+    conditions.iter().any(|c| {
         c.type_ == "Ready" && c.status == "True" && c.observed_generation.unwrap_or(0) == generation
     })
 }
 
 /// Only the objects the controller has found Ready for their current spec,
-/// with their recorded allocations: what an agent may realise. Security
-/// groups are kept whole (an implicit default group has no object).
+/// with their recorded allocations: what an agent may realise. Kinds that
+/// are not gated on Ready (security groups) are kept whole.
 pub fn ready_only(snapshot: &Snapshot) -> Snapshot {
-    fn keep<R: Resource + Clone>(
-        map: &BTreeMap<Key, R>,
-        conditions: impl Fn(&R) -> Option<&[Condition]>,
-    ) -> BTreeMap<Key, R> {
-        map.iter()
-            .filter(|(_, o)| ready_now(*o, conditions(o)))
-            .map(|(k, o)| (k.clone(), o.clone()))
-            .collect()
-    }
-    Snapshot {
-        networks: keep(&snapshot.networks, |o| {
-            o.status.as_ref().map(|s| s.conditions.as_slice())
-        }),
-        subnets: keep(&snapshot.subnets, |o| {
-            o.status.as_ref().map(|s| s.conditions.as_slice())
-        }),
-        ports: keep(&snapshot.ports, |o| {
-            o.status.as_ref().map(|s| s.conditions.as_slice())
-        }),
-        routers: keep(&snapshot.routers, |o| {
-            o.status.as_ref().map(|s| s.conditions.as_slice())
-        }),
-        floating_ips: keep(&snapshot.floating_ips, |o| {
-            o.status.as_ref().map(|s| s.conditions.as_slice())
-        }),
-        security_groups: snapshot.security_groups.clone(),
+    let mut ready = Snapshot {
         ip_claims: snapshot.ip_claims.clone(),
         segment_claims: snapshot.segment_claims.clone(),
-    }
+        ..Snapshot::default()
+    };
+    for_each_kind!(K => {
+        *K::of_mut(&mut ready) = K::of(snapshot)
+            .iter()
+            .filter(|(_, o)| !K::GATED || ready_now(*o))
+            .map(|(k, o)| (k.clone(), o.clone()))
+            .collect();
+    });
+    ready
 }
 
 #[cfg(test)]

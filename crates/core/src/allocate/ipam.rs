@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::Key;
+use crate::{Key, Kind, ObjectId};
 
 /// Who holds an address.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -35,6 +35,37 @@ impl fmt::Display for Holder {
             Self::RouterGateway(k) => write!(f, "the external gateway of router {k}"),
             Self::FloatingIP(k) => write!(f, "floating IP {k}"),
         }
+    }
+}
+
+impl Holder {
+    /// The object that holds the address.
+    pub fn object(&self) -> ObjectId {
+        let (kind, key) = match self {
+            Self::Gateway(k) | Self::Dhcp(k) => (Kind::Subnet, k),
+            Self::Port(k) => (Kind::Port, k),
+            Self::RouterGateway(k) => (Kind::Router, k),
+            Self::FloatingIP(k) => (Kind::FloatingIP, k),
+        };
+        ObjectId::new(kind, key.clone())
+    }
+
+    /// The holder an object is when it holds a claim: a subnet claims only
+    /// its DHCP server's address (its gateway's is never claimed), and
+    /// networks and security groups hold no addresses.
+    pub fn claimed_by(id: ObjectId) -> Option<Holder> {
+        match id.kind {
+            Kind::Subnet => Some(Self::Dhcp(id.key)),
+            Kind::Port => Some(Self::Port(id.key)),
+            Kind::Router => Some(Self::RouterGateway(id.key)),
+            Kind::FloatingIP => Some(Self::FloatingIP(id.key)),
+            Kind::Network | Kind::SecurityGroup => None,
+        }
+    }
+
+    /// Whether a claim can hold it.
+    pub fn claimable(&self) -> bool {
+        !matches!(self, Self::Gateway(_))
     }
 }
 

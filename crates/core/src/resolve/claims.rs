@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::allocate::Holder;
-use crate::{Key, Snapshot};
+use crate::{Key, Kind, ObjectId, Snapshot};
 use neutrino_api::ClaimHolder;
 
 /// A segment as a claim names it.
@@ -40,29 +40,21 @@ impl Segment {
 
 /// The holder a claim names, as the address book knows holders.
 pub fn held_by(claim: &ClaimHolder) -> Option<Holder> {
+    let kind = Kind::parse(&claim.kind)?;
     let key = Key::new(claim.namespace.clone(), claim.name.clone());
-    match claim.kind.as_str() {
-        "Port" => Some(Holder::Port(key)),
-        "Subnet" => Some(Holder::Dhcp(key)),
-        "Router" => Some(Holder::RouterGateway(key)),
-        "FloatingIP" => Some(Holder::FloatingIP(key)),
-        _ => None,
-    }
+    Holder::claimed_by(ObjectId::new(kind, key))
 }
 
 /// How a holder is written in a claim.
 pub fn claim_holder(holder: &Holder) -> Option<ClaimHolder> {
-    let (kind, key) = match holder {
-        Holder::Port(k) => ("Port", k),
-        Holder::Dhcp(k) => ("Subnet", k),
-        Holder::RouterGateway(k) => ("Router", k),
-        Holder::FloatingIP(k) => ("FloatingIP", k),
-        Holder::Gateway(_) => return None,
-    };
+    if !holder.claimable() {
+        return None;
+    }
+    let ObjectId { kind, key } = holder.object();
     Some(ClaimHolder {
-        kind: kind.into(),
-        namespace: key.namespace.clone(),
-        name: key.name.clone(),
+        kind: kind.name().into(),
+        namespace: key.namespace,
+        name: key.name,
     })
 }
 

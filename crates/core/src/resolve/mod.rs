@@ -24,7 +24,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::allocate::Mac;
-use super::{ClusterConfig, Key, Kind, ObjectId, Problem, Reason, Snapshot};
+use super::{ApiObject, ClusterConfig, Key, Kind, ObjectId, Problem, Reason, Snapshot};
+use crate::{for_each_kind, with_kind};
 use addresses::Request;
 pub use claims::{ClaimIndex, Segment, claim_holder, held_by};
 use neutrino_api::{Direction, EtherType, NetworkType};
@@ -178,13 +179,22 @@ fn ready<T>(map: &BTreeMap<Key, Verdict<T>>) -> impl Iterator<Item = (&Key, &T)>
 impl Resolution {
     /// Every problem found, kind by kind.
     pub fn problems(&self) -> Vec<&Problem> {
-        problems_of(&self.networks)
-            .chain(problems_of(&self.subnets))
-            .chain(problems_of(&self.ports))
-            .chain(problems_of(&self.routers))
-            .chain(problems_of(&self.floating_ips))
-            .chain(problems_of(&self.security_groups))
-            .collect()
+        let mut problems = Vec::new();
+        for_each_kind!(K => problems.extend(problems_of(K::verdicts(self))));
+        problems
+    }
+
+    /// Whether the object `id` names resolved to a state.
+    pub fn is_ready(&self, id: &ObjectId) -> bool {
+        with_kind!(id.kind, K => K::verdicts(self).get(&id.key).is_some_and(Result::is_ok))
+    }
+
+    /// How many objects of `kind` were resolved, and how many of those are ready.
+    pub fn counts(&self, kind: Kind) -> (usize, usize) {
+        with_kind!(kind, K => {
+            let verdicts = K::verdicts(self);
+            (verdicts.values().filter(|v| v.is_ok()).count(), verdicts.len())
+        })
     }
 
     pub fn network(&self, key: &Key) -> Option<&NetworkState> {
