@@ -7,21 +7,14 @@ use std::collections::BTreeMap;
 
 use neutrino_api::NodeAgent;
 use neutrino_core::controller::Notice;
-use neutrino_core::{Kind, Snapshot};
+use neutrino_core::{ApiObject, Snapshot, with_kind};
 
 fn reference(
     snapshot: &Snapshot,
     notice: &Notice,
 ) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
-    let key = &notice.object.key;
-    match notice.object.kind {
-        Kind::Network => snapshot.networks.get(key).map(|o| o.object_ref(&())),
-        Kind::Subnet => snapshot.subnets.get(key).map(|o| o.object_ref(&())),
-        Kind::Port => snapshot.ports.get(key).map(|o| o.object_ref(&())),
-        Kind::Router => snapshot.routers.get(key).map(|o| o.object_ref(&())),
-        Kind::FloatingIP => snapshot.floating_ips.get(key).map(|o| o.object_ref(&())),
-        Kind::SecurityGroup => snapshot.security_groups.get(key).map(|o| o.object_ref(&())),
-    }
+    let id = &notice.object;
+    with_kind!(id.kind, K => K::of(snapshot).get(&id.key).map(|o| o.object_ref(&())))
 }
 
 async fn publish(

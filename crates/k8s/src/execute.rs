@@ -6,11 +6,10 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::core::object::HasStatus;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::metrics::{Metrics, RequestKindLabels, RequestLabels};
@@ -18,7 +17,8 @@ use super::metrics::{Metrics, RequestKindLabels, RequestLabels};
 use neutrino_api::{ClaimHolder, IPClaim, SegmentClaim};
 use neutrino_core::controller::Actions;
 use neutrino_core::finalizers::FINALIZER;
-use neutrino_core::{Key, Kind, ObjectId, Snapshot};
+use neutrino_core::resolve::held_by;
+use neutrino_core::{ApiObject, Key, ObjectId, Snapshot, for_each_kind, with_kind};
 
 /// The field manager of everything the controller writes.
 pub const FIELD_MANAGER: &str = "neutrino-controller";
@@ -143,36 +143,23 @@ fn owner(
             r
         })
     }
-    let key = Key::new(holder.namespace.clone(), holder.name.clone());
-    match holder.kind.as_str() {
-        "Port" => snapshot.ports.get(&key).and_then(reference),
-        "Subnet" => snapshot.subnets.get(&key).and_then(reference),
-        "Router" => snapshot.routers.get(&key).and_then(reference),
-        "FloatingIP" => snapshot.floating_ips.get(&key).and_then(reference),
-        _ => None,
-    }
+    let id = held_by(holder)?.object();
+    with_kind!(id.kind, K => K::of(snapshot).get(&id.key).and_then(reference))
 }
 
 fn holder_id(holder: &ClaimHolder) -> String {
     format!("{} {}/{}", holder.kind, holder.namespace, holder.name)
 }
 
-async fn write_statuses<K>(
+async fn write_statuses<K: ApiObject>(
     client: &Client,
     requests: &Requests<'_>,
-    kind: &str,
-    objects: &BTreeMap<Key, K>,
+    statuses: &Snapshot,
     lost: &BTreeSet<String>,
     outcome: &mut Outcome,
-) where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + HasStatus
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    K::Status: Serialize,
-{
-    for (key, object) in objects {
+) {
+    let kind = K::KIND;
+    for (key, object) in K::of(statuses) {
         if lost.contains(&format!("{kind} {key}")) {
             continue;
         }
@@ -354,19 +341,11 @@ async fn finalizers(
     outcome: &mut Outcome,
 ) {
     for id in ids {
-        match id.kind {
-            Kind::Network => {
-                if let Some(o) = snapshot.networks.get(&id.key) {
-                    finalize(client, requests, &id.key, o, add, outcome).await;
-                }
+        with_kind!(id.kind, K => {
+            if let Some(o) = K::of(snapshot).get(&id.key) {
+                finalize(client, requests, &id.key, o, add, outcome).await;
             }
-            Kind::Subnet => {
-                if let Some(o) = snapshot.subnets.get(&id.key) {
-                    finalize(client, requests, &id.key, o, add, outcome).await;
-                }
-            }
-            _ => {}
-        }
+        });
     }
 }
 
@@ -411,61 +390,8 @@ pub async fn execute(
         .await;
     }
 
-    let statuses = actions.statuses;
-    write_statuses(
-        client,
-        requests,
-        "Network",
-        &statuses.networks,
-        &lost,
-        &mut outcome,
-    )
-    .await;
-    write_statuses(
-        client,
-        requests,
-        "Subnet",
-        &statuses.subnets,
-        &lost,
-        &mut outcome,
-    )
-    .await;
-    write_statuses(
-        client,
-        requests,
-        "Port",
-        &statuses.ports,
-        &lost,
-        &mut outcome,
-    )
-    .await;
-    write_statuses(
-        client,
-        requests,
-        "Router",
-        &statuses.routers,
-        &lost,
-        &mut outcome,
-    )
-    .await;
-    write_statuses(
-        client,
-        requests,
-        "FloatingIP",
-        &statuses.floating_ips,
-        &lost,
-        &mut outcome,
-    )
-    .await;
-    write_statuses(
-        client,
-        requests,
-        "SecurityGroup",
-        &statuses.security_groups,
-        &lost,
-        &mut outcome,
-    )
-    .await;
+    let statuses = &actions.statuses;
+    for_each_kind!(K => write_statuses::<K>(client, requests, statuses, &lost, &mut outcome).await);
 
     for key in actions.delete_ip_claims {
         let uid = snapshot.ip_claims.get(&key).and_then(|c| c.uid());

@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use neutrino_core::Kind;
 use neutrino_core::resolve::Resolution;
 
 /// A subnet's addresses by state.
@@ -160,34 +161,20 @@ impl Metrics {
                 self.objects.get_or_create(&labels).set(value as i64);
             }
         };
-        let r = resolution;
-        count("Network", r.ready_networks().count(), r.networks.len());
-        count("Subnet", r.ready_subnets().count(), r.subnets.len());
-        count("Port", r.ready_ports().count(), r.ports.len());
-        count("Router", r.ready_routers().count(), r.routers.len());
-        count(
-            "FloatingIP",
-            r.ready_floating_ips().count(),
-            r.floating_ips.len(),
-        );
-        let groups = r.security_groups.values().filter(|v| v.is_ok()).count();
-        count("SecurityGroup", groups, r.security_groups.len());
+        for kind in Kind::ALL {
+            let (ready, total) = resolution.counts(kind);
+            count(kind.name(), ready, total);
+        }
     }
 
     /// Counts the skipped objects by kind (every kind of the API, so a
     /// kind that is clean again shows 0).
     pub fn observe_malformed(&self, malformed: &[super::stores::Malformed]) {
-        for kind in [
-            "Network",
-            "Subnet",
-            "Port",
-            "Router",
-            "FloatingIP",
-            "SecurityGroup",
-            "IPClaim",
-            "SegmentClaim",
-            "NodeAgent",
-        ] {
+        let kinds = Kind::ALL.map(Kind::name);
+        for kind in kinds
+            .into_iter()
+            .chain(["IPClaim", "SegmentClaim", "NodeAgent"])
+        {
             let count = malformed
                 .iter()
                 .filter(|m| m.reference.kind.as_deref() == Some(kind))

@@ -6,15 +6,14 @@ use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use k8s_openapi::api::core::v1::Node;
-use neutrino_api::{
-    FloatingIP, IPClaim, Network, NodeAgent, Port, Router, SecurityGroup, SegmentClaim, Subnet,
-};
-use neutrino_core::{Key, NodeAddresses, Snapshot};
+use neutrino_api::{IPClaim, NodeAgent, SegmentClaim};
+use neutrino_core::{ApiObject, Key, Kind, NodeAddresses, Snapshot, for_each_kind};
 
 /// An object its watcher skips because it does not read as its kind.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,12 +31,8 @@ pub type Skipped = Arc<Mutex<BTreeMap<(String, String, String), Malformed>>>;
 /// One store per kind.
 pub struct Stores {
     skipped: Skipped,
-    networks: Store<Network>,
-    subnets: Store<Subnet>,
-    ports: Store<Port>,
-    routers: Store<Router>,
-    floating_ips: Store<FloatingIP>,
-    security_groups: Store<SecurityGroup>,
+    /// Each kind of the API's `Store<K>`, by its kind.
+    objects: BTreeMap<Kind, Box<dyn Any + Send + Sync>>,
     ip_claims: Store<IPClaim>,
     segment_claims: Store<SegmentClaim>,
     agents: Store<NodeAgent>,
@@ -180,13 +175,12 @@ impl Stores {
     /// Starts watching everything; `changed` is notified on every event.
     pub fn start(client: &Client, changed: &Arc<Notify>) -> Self {
         let skipped = Skipped::default();
+        let mut objects: BTreeMap<Kind, Box<dyn Any + Send + Sync>> = BTreeMap::new();
+        for_each_kind!(K => {
+            objects.insert(K::KIND, Box::new(watch::<K>(client, changed, &skipped)));
+        });
         Self {
-            networks: watch(client, changed, &skipped),
-            subnets: watch(client, changed, &skipped),
-            ports: watch(client, changed, &skipped),
-            routers: watch(client, changed, &skipped),
-            floating_ips: watch(client, changed, &skipped),
-            security_groups: watch(client, changed, &skipped),
+            objects,
             ip_claims: watch(client, changed, &skipped),
             segment_claims: watch(client, changed, &skipped),
             agents: watch(client, changed, &skipped),
@@ -206,15 +200,19 @@ impl Stores {
             .collect()
     }
 
+    /// The store of kind `K`.
+    fn objects<K: ApiObject>(&self) -> &Store<K> {
+        self.objects[&K::KIND]
+            .downcast_ref()
+            .expect("every kind has a store of its type")
+    }
+
     /// Waits until every store has had its first full list.
     pub async fn ready(&self) {
+        for_each_kind!(K => {
+            let _ = self.objects::<K>().wait_until_ready().await;
+        });
         let _ = futures::join!(
-            self.networks.wait_until_ready(),
-            self.subnets.wait_until_ready(),
-            self.ports.wait_until_ready(),
-            self.routers.wait_until_ready(),
-            self.floating_ips.wait_until_ready(),
-            self.security_groups.wait_until_ready(),
             self.ip_claims.wait_until_ready(),
             self.segment_claims.wait_until_ready(),
             self.agents.wait_until_ready(),
@@ -224,13 +222,7 @@ impl Stores {
 
     /// Everything as one snapshot.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            networks: by_key(&self.networks),
-            subnets: by_key(&self.subnets),
-            ports: by_key(&self.ports),
-            routers: by_key(&self.routers),
-            floating_ips: by_key(&self.floating_ips),
-            security_groups: by_key(&self.security_groups),
+        let mut snapshot = Snapshot {
             ip_claims: by_key(&self.ip_claims),
             segment_claims: self
                 .segment_claims
@@ -238,7 +230,10 @@ impl Stores {
                 .into_iter()
                 .map(|c| (c.name_any(), (*c).clone()))
                 .collect(),
-        }
+            ..Snapshot::default()
+        };
+        for_each_kind!(K => *K::of_mut(&mut snapshot) = by_key(self.objects::<K>()));
+        snapshot
     }
 
     /// The agents' records.

@@ -16,9 +16,8 @@ use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
 use super::agent::REMOVE_ANNOTATION;
-use neutrino_api::{
-    FloatingIP, IPClaim, Network, NodeAgent, Port, Router, SecurityGroup, SegmentClaim, Subnet,
-};
+use neutrino_api::{IPClaim, NodeAgent, SegmentClaim};
+use neutrino_core::{Kind, for_each_kind};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{what}: {cause}")]
@@ -46,7 +45,8 @@ pub struct Uninstalled {
     pub nodes_not_clean: Vec<String>,
 }
 
-trait Kind:
+/// What uninstall lists and deletes: the kinds of the API and the claims.
+trait Listed:
     Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
     + Clone
     + Debug
@@ -55,7 +55,7 @@ trait Kind:
 {
 }
 
-impl<K> Kind for K where
+impl<K> Listed for K where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + Debug
@@ -68,7 +68,7 @@ fn missing(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 404)
 }
 
-fn name_of<K: Kind>(object: &K) -> String {
+fn name_of<K: Listed>(object: &K) -> String {
     format!(
         "{} {}/{}",
         K::kind(&()),
@@ -77,7 +77,7 @@ fn name_of<K: Kind>(object: &K) -> String {
     )
 }
 
-async fn list<K: Kind>(client: &Client) -> Result<Vec<K>, UninstallError> {
+async fn list<K: Listed>(client: &Client) -> Result<Vec<K>, UninstallError> {
     Api::<K>::all(client.clone())
         .list(&ListParams::default())
         .await
@@ -85,7 +85,7 @@ async fn list<K: Kind>(client: &Client) -> Result<Vec<K>, UninstallError> {
         .map_err(failed(format!("listing {}", K::plural(&()))))
 }
 
-async fn delete<K: Kind>(client: &Client, object: &K) -> Result<(), UninstallError> {
+async fn delete<K: Listed>(client: &Client, object: &K) -> Result<(), UninstallError> {
     let api = Api::<K>::namespaced(client.clone(), &object.namespace().unwrap_or_default());
     match api
         .delete(&object.name_any(), &DeleteParams::background())
@@ -100,7 +100,7 @@ async fn delete<K: Kind>(client: &Client, object: &K) -> Result<(), UninstallErr
     }
 }
 
-async fn delete_all<K: Kind>(client: &Client) -> Result<usize, UninstallError> {
+async fn delete_all<K: Listed>(client: &Client) -> Result<usize, UninstallError> {
     let objects = list::<K>(client).await?;
     for object in &objects {
         delete(client, object).await?;
@@ -110,7 +110,7 @@ async fn delete_all<K: Kind>(client: &Client) -> Result<usize, UninstallError> {
 
 /// Takes the finalizers off what is still there (the controller, which
 /// would have, is gone); deletes what has none left.
-async fn release<K: Kind>(
+async fn release<K: Listed>(
     client: &Client,
     released: &mut Vec<String>,
 ) -> Result<(), UninstallError> {
@@ -141,12 +141,9 @@ async fn release<K: Kind>(
 }
 
 async fn remaining(client: &Client) -> Result<usize, UninstallError> {
-    Ok(list::<Network>(client).await?.len()
-        + list::<Subnet>(client).await?.len()
-        + list::<Port>(client).await?.len()
-        + list::<Router>(client).await?.len()
-        + list::<FloatingIP>(client).await?.len()
-        + list::<SecurityGroup>(client).await?.len())
+    let mut count = 0;
+    for_each_kind!(K => count += list::<K>(client).await?.len());
+    Ok(count)
 }
 
 fn condition<'a>(
@@ -166,12 +163,7 @@ fn condition<'a>(
 pub async fn uninstall(client: &Client, timeout: Duration) -> Result<Uninstalled, UninstallError> {
     let mut done = Uninstalled::default();
     // Dependents first, so the controller can release each holder at once.
-    done.deleted += delete_all::<FloatingIP>(client).await?;
-    done.deleted += delete_all::<Port>(client).await?;
-    done.deleted += delete_all::<Router>(client).await?;
-    done.deleted += delete_all::<Subnet>(client).await?;
-    done.deleted += delete_all::<SecurityGroup>(client).await?;
-    done.deleted += delete_all::<Network>(client).await?;
+    for_each_kind!(Kind::DELETION_ORDER, K => done.deleted += delete_all::<K>(client).await?);
     tracing::info!(
         deleted = done.deleted,
         "tenant objects deleted; waiting for the controller"
@@ -180,12 +172,9 @@ pub async fn uninstall(client: &Client, timeout: Duration) -> Result<Uninstalled
     while remaining(client).await? > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    release::<FloatingIP>(client, &mut done.finalizers_released).await?;
-    release::<Port>(client, &mut done.finalizers_released).await?;
-    release::<Router>(client, &mut done.finalizers_released).await?;
-    release::<Subnet>(client, &mut done.finalizers_released).await?;
-    release::<SecurityGroup>(client, &mut done.finalizers_released).await?;
-    release::<Network>(client, &mut done.finalizers_released).await?;
+    for_each_kind!(Kind::DELETION_ORDER, K => {
+        release::<K>(client, &mut done.finalizers_released).await?
+    });
     // The controller releases a claim a round after its holder goes.
     let segments: Api<SegmentClaim> = Api::all(client.clone());
     let segment_claims = || async {

@@ -18,8 +18,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::LabError;
-use neutrino_api::{FloatingIP, Network, NodeAgent, Port, Router, SecurityGroup, Subnet};
-use neutrino_core::{ClusterConfig, Key, Snapshot};
+use neutrino_api::NodeAgent;
+use neutrino_core::{ApiObject, ClusterConfig, Key, Kind, Snapshot, for_each_kind, with_kind};
 
 /// The field manager of what the lab writes.
 pub const FIELD_MANAGER: &str = "neutrino-lab";
@@ -176,20 +176,11 @@ pub async fn ensure_namespaces(
 
 /// Every object of a snapshot as (kind, key).
 pub fn ids(snapshot: &Snapshot) -> Vec<(String, Key)> {
-    fn of<K: Resource<DynamicType = ()>>(map: &BTreeMap<Key, K>) -> Vec<(String, Key)> {
-        map.keys()
-            .map(|k| (K::kind(&()).to_string(), k.clone()))
-            .collect()
-    }
-    [
-        of(&snapshot.security_groups),
-        of(&snapshot.networks),
-        of(&snapshot.subnets),
-        of(&snapshot.ports),
-        of(&snapshot.routers),
-        of(&snapshot.floating_ips),
-    ]
-    .concat()
+    let mut ids = Vec::new();
+    for_each_kind!(Kind::CREATION_ORDER, K => {
+        ids.extend(K::of(snapshot).keys().map(|k| (K::KIND.to_string(), k.clone())));
+    });
+    ids
 }
 
 /// The object as the user wrote it: apiVersion, kind, metadata and spec.
@@ -227,12 +218,7 @@ pub async fn apply(
     snapshot: &Snapshot,
     previous: &[(String, Key)],
 ) -> Result<(), LabError> {
-    apply_kind(client, &snapshot.security_groups).await?;
-    apply_kind(client, &snapshot.networks).await?;
-    apply_kind(client, &snapshot.subnets).await?;
-    apply_kind(client, &snapshot.ports).await?;
-    apply_kind(client, &snapshot.routers).await?;
-    apply_kind(client, &snapshot.floating_ips).await?;
+    for_each_kind!(Kind::CREATION_ORDER, K => apply_kind(client, K::of(snapshot)).await?);
     let now = ids(snapshot);
     let gone: Vec<(String, Key)> = previous
         .iter()
@@ -265,14 +251,9 @@ where
 pub async fn delete(client: &Client, objects: &[(String, Key)]) -> Vec<String> {
     let mut errors = Vec::new();
     for (kind, key) in objects {
-        let result = match kind.as_str() {
-            "Network" => delete_one::<Network>(client, key).await,
-            "Subnet" => delete_one::<Subnet>(client, key).await,
-            "Port" => delete_one::<Port>(client, key).await,
-            "Router" => delete_one::<Router>(client, key).await,
-            "FloatingIP" => delete_one::<FloatingIP>(client, key).await,
-            "SecurityGroup" => delete_one::<SecurityGroup>(client, key).await,
-            _ => Ok(()),
+        let result = match Kind::parse(kind) {
+            Some(known) => with_kind!(known, K => delete_one::<K>(client, key).await),
+            None => Ok(()),
         };
         if let Err(e) = result {
             errors.push(format!("deleting {kind} {key}: {e}"));
@@ -298,15 +279,9 @@ where
 
 /// Every neutrino object on the server, statuses included.
 pub async fn read(client: &Client) -> Result<Snapshot, LabError> {
-    Ok(Snapshot {
-        networks: list(client).await?,
-        subnets: list(client).await?,
-        ports: list(client).await?,
-        routers: list(client).await?,
-        floating_ips: list(client).await?,
-        security_groups: list(client).await?,
-        ..Snapshot::default()
-    })
+    let mut snapshot = Snapshot::default();
+    for_each_kind!(K => *K::of_mut(&mut snapshot) = list(client).await?);
+    Ok(snapshot)
 }
 
 /// The NodeAgent records.
@@ -320,19 +295,9 @@ pub async fn agents(client: &Client) -> Result<Vec<NodeAgent>, LabError> {
 
 /// An object of `snapshot` as JSON, by kind name and key.
 fn object(snapshot: &Snapshot, kind: &str, key: &Key) -> Option<Value> {
-    fn of<K: Serialize>(map: &BTreeMap<Key, K>, key: &Key) -> Option<Value> {
-        map.get(key)
-            .map(|o| serde_json::to_value(o).expect("objects serialize"))
-    }
-    match kind {
-        "Network" => of(&snapshot.networks, key),
-        "Subnet" => of(&snapshot.subnets, key),
-        "Port" => of(&snapshot.ports, key),
-        "Router" => of(&snapshot.routers, key),
-        "FloatingIP" => of(&snapshot.floating_ips, key),
-        "SecurityGroup" => of(&snapshot.security_groups, key),
-        _ => None,
-    }
+    with_kind!(Kind::parse(kind)?, K => K::of(snapshot)
+        .get(key)
+        .map(|o| serde_json::to_value(o).expect("objects serialize")))
 }
 
 /// An object's Ready condition, if its status has one.

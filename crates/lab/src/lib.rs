@@ -18,11 +18,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::core::object::HasStatus;
 
 pub use cluster::ChartRelease;
 use neutrino_core::resolve::Resolution;
-use neutrino_core::{ClusterConfig, Key, Snapshot, names, resolve, status};
+use neutrino_core::{
+    ApiObject, ClusterConfig, Key, Snapshot, for_each_kind, names, resolve, status,
+};
 use neutrino_dataplane::netns;
 use neutrino_manifest::{self as manifest, Manifests};
 use processes::not_running;
@@ -718,22 +719,15 @@ fn read(path: &Path) -> Result<Manifests, LabError> {
 /// Keeps the recorded status of objects that are still there, so their
 /// allocations stay put across applies.
 fn carry_status(previous: &Snapshot, next: &mut Snapshot) {
-    fn carry<T: HasStatus>(from: &BTreeMap<Key, T>, to: &mut BTreeMap<Key, T>)
-    where
-        T::Status: Clone,
-    {
-        for (key, object) in to.iter_mut() {
+    fn carry<K: ApiObject>(from: &Snapshot, to: &mut Snapshot) {
+        let from = K::of(from);
+        for (key, object) in K::of_mut(to).iter_mut() {
             if let Some(old) = from.get(key) {
                 *object.status_mut() = old.status().cloned();
             }
         }
     }
-    carry(&previous.networks, &mut next.networks);
-    carry(&previous.subnets, &mut next.subnets);
-    carry(&previous.ports, &mut next.ports);
-    carry(&previous.routers, &mut next.routers);
-    carry(&previous.floating_ips, &mut next.floating_ips);
-    carry(&previous.security_groups, &mut next.security_groups);
+    for_each_kind!(K => carry::<K>(previous, next));
 }
 
 /// What a cluster lab applied, as (kind, key).

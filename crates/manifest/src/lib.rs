@@ -9,10 +9,8 @@ use std::path::{Path, PathBuf};
 
 use kube::ResourceExt;
 
-use neutrino_api::{
-    FloatingIP, GROUP, IPClaim, Network, Port, Router, SecurityGroup, SegmentClaim, Subnet, VERSION,
-};
-use neutrino_core::{Object, ObjectId, Snapshot};
+use neutrino_api::{GROUP, IPClaim, SegmentClaim, VERSION};
+use neutrino_core::{ApiObject, Kind, Object, ObjectId, Snapshot, with_kind};
 
 /// Where an object was read from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,22 +156,20 @@ fn object(value: Value, source: &Source) -> Result<Option<Object>, LoadError> {
         ));
     }
     let wrap = |(field, message): (String, String)| invalid(&field, message);
-    Ok(Some(match kind.as_str() {
-        "Network" => Object::Network(typed::<Network>(value).map_err(wrap)?),
-        "Subnet" => Object::Subnet(typed::<Subnet>(value).map_err(wrap)?),
-        "Port" => Object::Port(typed::<Port>(value).map_err(wrap)?),
-        "Router" => Object::Router(typed::<Router>(value).map_err(wrap)?),
-        "FloatingIP" => Object::FloatingIP(typed::<FloatingIP>(value).map_err(wrap)?),
-        "SecurityGroup" => Object::SecurityGroup(typed::<SecurityGroup>(value).map_err(wrap)?),
-        other => {
-            return Err(invalid(
-                "kind",
-                format!(
-                    "{other:?} is not a kind of {GROUP}; the kinds are Network, Subnet, Port, Router, FloatingIP and SecurityGroup"
-                ),
-            ));
-        }
-    }))
+    let Some(known) = Kind::parse(&kind) else {
+        let names = Kind::ALL.map(Kind::name);
+        let (last, rest) = names.split_last().expect("there are kinds");
+        return Err(invalid(
+            "kind",
+            format!(
+                "{kind:?} is not a kind of {GROUP}; the kinds are {} and {last}",
+                rest.join(", ")
+            ),
+        ));
+    };
+    Ok(Some(with_kind!(known, K => {
+        typed::<K>(value).map_err(wrap)?.into_object()
+    })))
 }
 
 /// Takes the controller's bookkeeping from a dump of a cluster: claims go
