@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::addresses::{Addresses, Request, Wanted};
 use super::claims::ClaimIndex;
-use super::{Resolution, SubnetState, Verdict, arrival, by_arrival, lookup};
+use super::{NetworkState, Resolution, SubnetState, Verdict, arrival, by_arrival, lookup};
 use crate::allocate::Holder;
 use crate::allocate::ipam::default_pool;
 use crate::problem::Problems;
@@ -79,34 +79,43 @@ fn parse_cidr(problems: &mut Problems, text: &str) -> Option<IpNet> {
     Some(cidr)
 }
 
-/// Parses and checks one subnet's own fields.
-fn check_spec(subnet: &Subnet, problems: &mut Problems) -> Option<SubnetState> {
-    let spec = &subnet.spec;
-    let cidr = parse_cidr(problems, &spec.cidr)?;
-    let gateway = match spec.gateway_ip.as_deref() {
-        Some("") => None,
-        None => Some(default_pool(cidr).0),
-        Some(text) => {
-            let gateway = parse_ip(problems, "spec.gatewayIP", text, Some(cidr));
-            match gateway {
-                Some(g) if !cidr.contains(&g) => {
-                    problems.push(
-                        "spec.gatewayIP",
-                        Reason::InvalidSpec,
-                        format!("{g} is outside cidr {cidr}"),
-                    );
-                }
-                Some(g) if is_network_or_broadcast(cidr, g) => problems.push(
-                    "spec.gatewayIP",
-                    Reason::InvalidSpec,
-                    format!("{g} is the network or broadcast address of {cidr}"),
-                ),
-                _ => {}
-            }
-            gateway
-        }
+/// `spec.gatewayIP`: inside the CIDR and neither its network nor its
+/// broadcast address; absent, the CIDR's first host; empty, no gateway.
+fn gateway(subnet: &Subnet, cidr: IpNet, problems: &mut Problems) -> Option<IpAddr> {
+    let text = match subnet.spec.gateway_ip.as_deref() {
+        Some("") => return None,
+        None => return Some(default_pool(cidr).0),
+        Some(text) => text,
     };
+    let gateway = parse_ip(problems, "spec.gatewayIP", text, Some(cidr));
+    match gateway {
+        Some(g) if !cidr.contains(&g) => {
+            problems.push(
+                "spec.gatewayIP",
+                Reason::InvalidSpec,
+                format!("{g} is outside cidr {cidr}"),
+            );
+        }
+        Some(g) if is_network_or_broadcast(cidr, g) => problems.push(
+            "spec.gatewayIP",
+            Reason::InvalidSpec,
+            format!("{g} is the network or broadcast address of {cidr}"),
+        ),
+        _ => {}
+    }
+    gateway
+}
 
+/// `spec.allocationPools`: each inside the CIDR, in order, clear of the
+/// network, broadcast and gateway addresses, and none overlapping another;
+/// none given, the CIDR's default pool.
+fn allocation_pools(
+    subnet: &Subnet,
+    cidr: IpNet,
+    gateway: Option<IpAddr>,
+    problems: &mut Problems,
+) -> Vec<(IpAddr, IpAddr)> {
+    let spec = &subnet.spec;
     let mut pools = Vec::new();
     for (i, pool) in spec.allocation_pools.iter().enumerate() {
         let field = format!("spec.allocationPools[{i}]");
@@ -160,8 +169,13 @@ fn check_spec(subnet: &Subnet, problems: &mut Problems) -> Option<SubnetState> {
     if spec.allocation_pools.is_empty() {
         pools.push(default_pool(cidr));
     }
+    pools
+}
 
-    let dns = spec
+/// `spec.dnsNameservers`: addresses of the CIDR's family.
+fn dns_nameservers(subnet: &Subnet, cidr: IpNet, problems: &mut Problems) -> Vec<IpAddr> {
+    subnet
+        .spec
         .dns_nameservers
         .iter()
         .enumerate()
@@ -173,9 +187,13 @@ fn check_spec(subnet: &Subnet, problems: &mut Problems) -> Option<SubnetState> {
                 Some(cidr),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// `spec.hostRoutes`: destinations and nexthops of the CIDR's family.
+fn host_routes(subnet: &Subnet, cidr: IpNet, problems: &mut Problems) -> Vec<(IpNet, IpAddr)> {
     let mut host_routes = Vec::new();
-    for (i, route) in spec.host_routes.iter().enumerate() {
+    for (i, route) in subnet.spec.host_routes.iter().enumerate() {
         let field = format!("spec.hostRoutes[{i}]");
         let destination = route.destination.parse::<IpNet>();
         let nexthop = parse_ip(
@@ -201,11 +219,21 @@ fn check_spec(subnet: &Subnet, problems: &mut Problems) -> Option<SubnetState> {
             _ => {}
         }
     }
+    host_routes
+}
+
+/// Parses and checks one subnet's own fields.
+fn check_spec(subnet: &Subnet, problems: &mut Problems) -> Option<SubnetState> {
+    let cidr = parse_cidr(problems, &subnet.spec.cidr)?;
+    let gateway = gateway(subnet, cidr, problems);
+    let pools = allocation_pools(subnet, cidr, gateway, problems);
+    let dns = dns_nameservers(subnet, cidr, problems);
+    let host_routes = host_routes(subnet, cidr, problems);
     Some(SubnetState {
         network: Key::default(),
         cidr,
         gateway,
-        enable_dhcp: spec.enable_dhcp,
+        enable_dhcp: subnet.spec.enable_dhcp,
         dhcp: None,
         pools,
         dns,
@@ -213,6 +241,43 @@ fn check_spec(subnet: &Subnet, problems: &mut Problems) -> Option<SubnetState> {
         used: 0,
         free: 0,
     })
+}
+
+/// Checks a subnet against its network: an IPv6 subnet needs a network
+/// MTU IPv6 can use, and no subnet may overlap one checked before it
+/// (`checked`, in arrival order) on the same network.
+fn check_on_network(
+    state: &SubnetState,
+    network: &NetworkState,
+    checked: &BTreeMap<Key, Verdict<SubnetState>>,
+    problems: &mut Problems,
+) {
+    if state.cidr.addr().is_ipv6() && network.mtu < IPV6_MIN_MTU {
+        problems.push(
+            "spec.cidr",
+            Reason::InvalidSpec,
+            format!(
+                "IPv6 needs an MTU of at least {IPV6_MIN_MTU}, but network {} has {}",
+                state.network, network.mtu
+            ),
+        );
+    }
+    let overlapping = checked.iter().find_map(|(other, v)| {
+        let o = v.as_ref().ok()?;
+        (o.network == state.network
+            && (o.cidr.contains(&state.cidr) || state.cidr.contains(&o.cidr)))
+        .then_some((other, o.cidr))
+    });
+    if let Some((other, cidr)) = overlapping {
+        problems.push(
+            "spec.cidr",
+            Reason::Overlap,
+            format!(
+                "{} overlaps {cidr} of subnet {other}, which is on the same network {}",
+                state.cidr, state.network
+            ),
+        );
+    }
 }
 
 /// Checks every subnet; the addresses come later.
@@ -240,32 +305,7 @@ pub fn check(snapshot: &Snapshot, resolution: &Resolution) -> BTreeMap<Key, Verd
             continue;
         };
         state.network = network_key;
-        if state.cidr.addr().is_ipv6() && network.mtu < IPV6_MIN_MTU {
-            problems.push(
-                "spec.cidr",
-                Reason::InvalidSpec,
-                format!(
-                    "IPv6 needs an MTU of at least {IPV6_MIN_MTU}, but network {} has {}",
-                    state.network, network.mtu
-                ),
-            );
-        }
-        let overlapping = verdicts.iter().find_map(|(other, v)| {
-            let o = v.as_ref().ok()?;
-            (o.network == state.network
-                && (o.cidr.contains(&state.cidr) || state.cidr.contains(&o.cidr)))
-            .then_some((other, o.cidr))
-        });
-        if let Some((other, cidr)) = overlapping {
-            problems.push(
-                "spec.cidr",
-                Reason::Overlap,
-                format!(
-                    "{} overlaps {cidr} of subnet {other}, which is on the same network {}",
-                    state.cidr, state.network
-                ),
-            );
-        }
+        check_on_network(&state, network, &verdicts, &mut problems);
         verdicts.insert(key.clone(), problems.finish(state));
     }
     verdicts
