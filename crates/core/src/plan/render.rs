@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{FilterRemote, FilterRule, NatRule, NodePlan, RouterLegPlan, UplinkKind};
+use super::{FilterRemote, FilterRule, NatRule, NodePlan, PortFilter, RouterLegPlan, UplinkKind};
 use crate::resolve::PortMatch;
 
 /// Rows of cells printed with aligned columns.
@@ -109,15 +109,23 @@ fn leg_row(role: &str, leg: &RouterLegPlan) -> Vec<String> {
     ]
 }
 
-/// The plan as text.
-pub fn text(plan: &NodePlan) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Node {} (tunnel endpoint {})",
-        plan.node, plan.tunnel_ip
-    );
+fn nat_text(rule: &NatRule) -> String {
+    match rule {
+        NatRule::FloatingIp {
+            floating,
+            fixed,
+            floating_ip,
+        } => format!("{floating} <-> {fixed} (floating IP {floating_ip})"),
+        NatRule::Snat {
+            source,
+            to,
+            interface,
+        } => format!("SNAT {source} -> {to} out {interface}"),
+    }
+}
 
+/// The bridges, one per network on the node.
+fn bridges(plan: &NodePlan, out: &mut String) {
     let _ = writeln!(out, "\nBridges");
     let mut t = Table::new(&["NAME", "NETWORK", "MTU"]);
     for b in &plan.bridges {
@@ -127,8 +135,11 @@ pub fn text(plan: &NodePlan) -> String {
             b.mtu.to_string(),
         ]);
     }
-    t.write(&mut out, "  ");
+    t.write(out, "  ");
+}
 
+/// How each bridge leaves the node: a VXLAN, VLAN or flat uplink.
+fn uplinks(plan: &NodePlan, out: &mut String) {
     let _ = writeln!(out, "\nUplinks");
     let mut t = Table::new(&["NAME", "BRIDGE", "TYPE", "MTU", "DETAILS"]);
     for u in &plan.uplinks {
@@ -148,8 +159,11 @@ pub fn text(plan: &NodePlan) -> String {
             details,
         ]);
     }
-    t.write(&mut out, "  ");
+    t.write(out, "  ");
+}
 
+/// The forwarding entries l2population puts on the VXLAN devices.
+fn fdb(plan: &NodePlan, out: &mut String) {
     let _ = writeln!(out, "\nFDB entries (l2population)");
     let mut t = Table::new(&["DEVICE", "MAC", "DESTINATION", "NODE", "FOR"]);
     for f in &plan.fdb {
@@ -161,15 +175,21 @@ pub fn text(plan: &NodePlan) -> String {
             f.owner.clone(),
         ]);
     }
-    t.write(&mut out, "  ");
+    t.write(out, "  ");
+}
 
+/// The ARP and NDP answers given on the node.
+fn neighbours(plan: &NodePlan, out: &mut String) {
     let _ = writeln!(out, "\nNeighbours (ARP/NDP answered locally)");
     let mut t = Table::new(&["DEVICE", "IP", "MAC"]);
     for n in &plan.neighbours {
         t.row(vec![n.device.clone(), n.ip.to_string(), n.mac.to_string()]);
     }
-    t.write(&mut out, "  ");
+    t.write(out, "  ");
+}
 
+/// The ports and their interfaces.
+fn ports(plan: &NodePlan, out: &mut String) {
     let _ = writeln!(out, "\nPorts");
     let mut t = Table::new(&["PORT", "INTERFACE", "BRIDGE", "MAC", "MTU", "ADDRESSES"]);
     for p in &plan.ports {
@@ -182,8 +202,11 @@ pub fn text(plan: &NodePlan) -> String {
             join(&p.addresses),
         ]);
     }
-    t.write(&mut out, "  ");
+    t.write(out, "  ");
+}
 
+/// Each DHCP server: where it answers, its options and its hosts.
+fn dhcp(plan: &NodePlan, out: &mut String) {
     let _ = writeln!(out, "\nDHCP");
     if plan.dhcp.is_empty() {
         let _ = writeln!(out, "  (none)");
@@ -218,9 +241,12 @@ pub fn text(plan: &NodePlan) -> String {
                 h.hostname.clone(),
             ]);
         }
-        t.write(&mut out, "    ");
+        t.write(out, "    ");
     }
+}
 
+/// Each router: its legs, routes and NAT.
+fn routers(plan: &NodePlan, out: &mut String) {
     let _ = writeln!(out, "\nRouters");
     if plan.routers.is_empty() {
         let _ = writeln!(out, "  (none)");
@@ -242,7 +268,7 @@ pub fn text(plan: &NodePlan) -> String {
         if let Some(g) = &r.gateway {
             t.row(leg_row("gateway", g));
         }
-        t.write(&mut out, "    ");
+        t.write(out, "    ");
         if !r.floating_ips.is_empty() {
             let _ = writeln!(
                 out,
@@ -256,58 +282,49 @@ pub fn text(plan: &NodePlan) -> String {
             .map(|x| format!("{} via {}", x.destination, x.nexthop))
             .collect();
         let _ = writeln!(out, "    routes: {}", join(&routes));
-        let nat: Vec<String> = r
-            .nat
-            .iter()
-            .map(|n| match n {
-                NatRule::FloatingIp {
-                    floating,
-                    fixed,
-                    floating_ip,
-                } => {
-                    format!("{floating} <-> {fixed} (floating IP {floating_ip})")
-                }
-                NatRule::Snat {
-                    source,
-                    to,
-                    interface,
-                } => format!("SNAT {source} -> {to} out {interface}"),
-            })
-            .collect();
+        let nat: Vec<String> = r.nat.iter().map(nat_text).collect();
         let _ = writeln!(out, "    NAT: {}", join(&nat));
     }
+}
 
+/// One filtered port: the sources it may send from and its rules.
+fn port_filter(f: &PortFilter, out: &mut String) {
+    let _ = writeln!(out, "  port {} on {}", f.port, f.interface);
+    let sources: Vec<String> = f
+        .allowed_sources
+        .iter()
+        .map(|s| format!("{} {}", s.mac, s.cidr))
+        .collect();
+    let _ = writeln!(out, "    may send from: {}", join(&sources));
+    let mut t = Table::new(&[
+        "DIRECTION",
+        "ETHERTYPE",
+        "PROTOCOL",
+        "PORTS",
+        "PEER",
+        "GROUP",
+    ]);
+    for rule in &f.ingress {
+        let mut row = vec!["ingress".to_string()];
+        row.extend(rule_text(rule, "from"));
+        t.row(row);
+    }
+    for rule in &f.egress {
+        let mut row = vec!["egress".to_string()];
+        row.extend(rule_text(rule, "to"));
+        t.row(row);
+    }
+    t.write(out, "    ");
+}
+
+/// Each filtered port's rules, the unfiltered ports and the ipsets of remote groups.
+fn security(plan: &NodePlan, out: &mut String) {
     let _ = writeln!(out, "\nSecurity groups");
     if plan.security.ports.is_empty() && plan.security.unfiltered.is_empty() {
         let _ = writeln!(out, "  (none)");
     }
     for f in &plan.security.ports {
-        let _ = writeln!(out, "  port {} on {}", f.port, f.interface);
-        let sources: Vec<String> = f
-            .allowed_sources
-            .iter()
-            .map(|s| format!("{} {}", s.mac, s.cidr))
-            .collect();
-        let _ = writeln!(out, "    may send from: {}", join(&sources));
-        let mut t = Table::new(&[
-            "DIRECTION",
-            "ETHERTYPE",
-            "PROTOCOL",
-            "PORTS",
-            "PEER",
-            "GROUP",
-        ]);
-        for rule in &f.ingress {
-            let mut row = vec!["ingress".to_string()];
-            row.extend(rule_text(rule, "from"));
-            t.row(row);
-        }
-        for rule in &f.egress {
-            let mut row = vec!["egress".to_string()];
-            row.extend(rule_text(rule, "to"));
-            t.row(row);
-        }
-        t.write(&mut out, "    ");
+        port_filter(f, out);
     }
     for port in &plan.security.unfiltered {
         let _ = writeln!(out, "  port {port}: port security off, not filtered");
@@ -323,7 +340,25 @@ pub fn text(plan: &NodePlan) -> String {
                 join(&s.members),
             ]);
         }
-        t.write(&mut out, "    ");
+        t.write(out, "    ");
     }
+}
+
+/// The plan as text.
+pub fn text(plan: &NodePlan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Node {} (tunnel endpoint {})",
+        plan.node, plan.tunnel_ip
+    );
+    bridges(plan, &mut out);
+    uplinks(plan, &mut out);
+    fdb(plan, &mut out);
+    neighbours(plan, &mut out);
+    ports(plan, &mut out);
+    dhcp(plan, &mut out);
+    routers(plan, &mut out);
+    security(plan, &mut out);
     out
 }
