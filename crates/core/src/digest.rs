@@ -28,6 +28,7 @@ mod tests {
     fn parts_are_kept_apart_and_the_length_is_asked_for() {
         assert_ne!(hex(&["ab", "c"], 8), hex(&["a", "bc"], 8));
         assert_eq!(hex(&["x"], 5).len(), 10);
+        assert_eq!(hex(&["x"], 5), "14f825b2bb", "SHA-256 of \"x\\0\"");
         assert_eq!(hex(&["x"], 32).len(), 64);
         assert!(hex(&["x"], 32).starts_with(&hex(&["x"], 5)));
     }

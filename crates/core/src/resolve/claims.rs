@@ -121,12 +121,13 @@ mod tests {
 
     #[test]
     fn segment_names_round_trip() {
-        for segment in [
-            Segment::Vxlan(1001),
-            Segment::Vlan("physnet1".into(), 101),
-            Segment::Flat("extnet".into()),
+        for (segment, name) in [
+            (Segment::Vxlan(1001), "vxlan.1001"),
+            (Segment::Vlan("physnet1".into(), 101), "vlan.physnet1.101"),
+            (Segment::Flat("extnet".into()), "flat.extnet"),
         ] {
-            assert_eq!(Segment::parse(&segment.name()), Some(segment));
+            assert_eq!(segment.name(), name);
+            assert_eq!(Segment::parse(name), Some(segment));
         }
         assert_eq!(Segment::parse("vxlan.x"), None);
     }
