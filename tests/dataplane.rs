@@ -5,6 +5,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use neutrino::core::firewall::{BridgePorts, bridge_ports};
 use neutrino::core::plan::{NodePlan, plan_node};
 use neutrino::core::reconcile::diff;
 use neutrino::core::xtables::{Backend, Choice};
@@ -62,7 +63,7 @@ fn the_firewall_follows_bridges_after_the_last_port_goes() {
     let mut under_test = NodeFirewall::new("fw", std::time::Duration::ZERO);
     under_test.sync();
     let node = under_test.node.clone();
-    let bridge = under_test.bridges[0].clone();
+    let bridge = under_test.bridges[0].bridge.clone();
     assert!(our_rules(&node).iter().any(|r| r.contains(&bridge)));
 
     // The port goes first; its network's bridge a round later, as when a
@@ -132,9 +133,8 @@ async fn the_agent_writes_through_the_hosts_iptables_backend_only() {
     // An earlier run wrote through nft.
     let mut plan = plan("quickstart", "node-1");
     plan.dhcp.clear();
-    let bridges: Vec<String> = plan.bridges.iter().map(|b| b.name.clone()).collect();
     Firewall::new(state.join("firewall"), Backend::Nft)
-        .sync_node(Some(&node), &plan.security, &bridges)
+        .sync_node(Some(&node), &plan.security, &bridge_ports(&plan))
         .unwrap();
     assert!(!our_chains(&saved(&node, Backend::Nft)).is_empty());
 
@@ -218,7 +218,7 @@ struct NodeFirewall {
     state: std::path::PathBuf,
     firewall: Firewall,
     plan: NodePlan,
-    bridges: Vec<String>,
+    bridges: Vec<BridgePorts>,
 }
 
 impl NodeFirewall {
@@ -229,7 +229,7 @@ impl NodeFirewall {
         let state = std::env::temp_dir().join(format!("neutrino-{}", spaces.prefix()));
         let firewall = Firewall::new(&state, Backend::Nft).checking_drift_every(drift_every);
         let plan = plan("quickstart", "node-1");
-        let bridges = plan.bridges.iter().map(|b| b.name.clone()).collect();
+        let bridges = bridge_ports(&plan);
         Self {
             _spaces: spaces,
             node,

@@ -5,17 +5,17 @@
 //! applied with `--noflush` so nobody else's rules are touched; a router's
 //! namespace is all neutrino's, so its NAT table is replaced whole.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::plan::{
-    FilterRemote, FilterRule, IpSetPlan, NatRule, PortFilter, RouterPlan, SecurityPlan,
+    FilterRemote, FilterRule, IpSetPlan, NatRule, NodePlan, PortFilter, RouterPlan, SecurityPlan,
 };
 use super::resolve::PortMatch;
+pub use super::ruleset::Ruleset;
 use neutrino_api::EtherType;
 
-use super::names::is_our_ipset;
-pub use super::names::{FORWARD_CHAIN, PORT_CHAIN_PREFIX, ZONE_CHAIN, port_chains};
+pub use super::names::{FORWARD_CHAIN, PORT_CHAIN_PREFIX, ZONE_CHAIN, bridge_chain, port_chains};
 
 /// A conntrack zone per bridge, so two tenants' identical addresses on one
 /// node never share connection state.
@@ -157,108 +157,136 @@ fn port_rules(out: &mut String, port: &PortFilter, v6: bool) {
     let _ = writeln!(out, "-A {spoof} -j DROP");
 }
 
-/// `iptables-restore --noflush` input for one family: neutrino's filter
-/// chains (declaring a chain flushes it, so each is rewritten whole) and its
-/// conntrack zones. `bridges` are the node's bridges; `stale` are chains of
-/// ours that must go; `jumps_missing` says whether the jumps from FORWARD
-/// and PREROUTING must be added.
-pub fn node_ruleset(
-    plan: &SecurityPlan,
-    bridges: &[String],
-    v6: bool,
-    stale: &[String],
-    jumps_missing: bool,
-) -> String {
-    let mut out = String::from("*raw\n");
-    let _ = writeln!(out, ":{ZONE_CHAIN} - [0:0]");
-    if jumps_missing {
-        let _ = writeln!(out, "-I PREROUTING 1 -j {ZONE_CHAIN}");
-    }
-    for bridge in bridges {
-        let _ = writeln!(
-            out,
-            "-A {ZONE_CHAIN} -i {bridge} -j CT --zone {}",
-            zone(bridge)
-        );
-    }
-    out.push_str("COMMIT\n*filter\n");
-    let _ = writeln!(out, ":{FORWARD_CHAIN} - [0:0]");
-    for port in &plan.ports {
-        for chain in port_chains(&port.interface) {
-            let _ = writeln!(out, ":{chain} - [0:0]");
-        }
-    }
-    for chain in stale {
-        let _ = writeln!(out, ":{chain} - [0:0]");
-    }
-    if jumps_missing {
-        let _ = writeln!(
-            out,
-            "-I FORWARD 1 -m physdev --physdev-is-bridged -j {FORWARD_CHAIN}"
-        );
-    }
-    for port in &plan.ports {
-        let [ingress, _, _] = port_chains(&port.interface);
-        let _ = writeln!(
-            out,
-            "-A {FORWARD_CHAIN} -m physdev --physdev-out {} --physdev-is-bridged -j {ingress}",
-            port.interface
-        );
-    }
-    for port in &plan.ports {
-        let [_, egress, _] = port_chains(&port.interface);
-        let _ = writeln!(
-            out,
-            "-A {FORWARD_CHAIN} -m physdev --physdev-in {} --physdev-is-bridged -j {egress}",
-            port.interface
-        );
-    }
-    // What passed the port checks, and everything else on neutrino's
-    // bridges, is accepted whatever the host's own FORWARD policy says.
-    for bridge in bridges {
-        let _ = writeln!(out, "-A {FORWARD_CHAIN} -o {bridge} -j ACCEPT");
-    }
-    for port in &plan.ports {
-        port_rules(&mut out, port, v6);
-    }
-    for chain in stale {
-        let _ = writeln!(out, "-X {chain}");
-    }
-    out.push_str("COMMIT\n");
-    out
+/// A bridge of the node and the host ends of its ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgePorts {
+    pub bridge: String,
+    pub ports: Vec<String>,
 }
 
-/// The `--noflush` restore input that takes one family's tables, as
-/// `iptables-save` printed them, to `plan`: port chains of ours no port
-/// wants are emptied and dropped, and the jumps into neutrino's chains are
-/// added only when they are missing (adding them again would double them).
-pub fn node_restore(plan: &SecurityPlan, bridges: &[String], v6: bool, saved: &str) -> String {
-    let wanted: BTreeSet<String> = plan
+/// The node's bridges and their ports, from its plan.
+pub fn bridge_ports(plan: &NodePlan) -> Vec<BridgePorts> {
+    plan.bridges
+        .iter()
+        .map(|b| BridgePorts {
+            bridge: b.name.clone(),
+            ports: plan
+                .ports
+                .iter()
+                .filter(|p| p.bridge == b.name)
+                .map(|p| p.interface.clone())
+                .collect(),
+        })
+        .collect()
+}
+
+/// The jumps from the host's chains into neutrino's, by family-independent
+/// key; each is the one rule neutrino adds to a chain not its own.
+fn jumps() -> BTreeMap<String, Vec<String>> {
+    BTreeMap::from([
+        (
+            "filter FORWARD".to_string(),
+            vec![format!(
+                "-A FORWARD -m physdev --physdev-is-bridged -j {FORWARD_CHAIN}"
+            )],
+        ),
+        (
+            "raw PREROUTING".to_string(),
+            vec![format!("-A PREROUTING -j {ZONE_CHAIN}")],
+        ),
+    ])
+}
+
+/// Whether a port has anything to send or receive in a family: an address
+/// of it (allowed address pairs included).
+fn has_family(port: &PortFilter, v6: bool) -> bool {
+    port.allowed_sources
+        .iter()
+        .any(|s| s.cidr.addr().is_ipv6() == v6)
+}
+
+/// neutrino's rules of one family on a node. Nothing when the node has
+/// neither bridges nor filtered ports; otherwise the hook chains and their
+/// jumps, a conntrack zone per bridge, and the dispatch: `neutrino-FORWARD`
+/// sends a packet to its bridge's chain, which holds only that bridge's
+/// ports, so a packet passes a rule per bridge and then per port of its
+/// own bridge, not per port of the node. A port without an address of
+/// the family gets no chains in it, only a drop of that family's traffic.
+pub fn node_rules(plan: &SecurityPlan, bridges: &[BridgePorts], v6: bool) -> Ruleset {
+    let mut rules = Ruleset::default();
+    if plan.ports.is_empty() && bridges.is_empty() {
+        return rules;
+    }
+    rules.jumps = jumps();
+    let filters: BTreeMap<&str, &PortFilter> = plan
         .ports
         .iter()
-        .flat_map(|p| port_chains(&p.interface))
+        .map(|p| (p.interface.as_str(), p))
         .collect();
-    let stale: Vec<String> = saved
-        .lines()
-        .filter_map(|l| l.strip_prefix(':'))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|c| c.starts_with(PORT_CHAIN_PREFIX) && !wanted.contains(*c))
-        .map(str::to_string)
+    let zones = bridges
+        .iter()
+        .map(|b| {
+            format!(
+                "-A {ZONE_CHAIN} -i {} -j CT --zone {}",
+                b.bridge,
+                zone(&b.bridge)
+            )
+        })
         .collect();
-    let jumps_missing = !(saved.contains(&format!("-j {FORWARD_CHAIN}"))
-        && saved.contains(&format!("-j {ZONE_CHAIN}")));
-    node_ruleset(plan, bridges, v6, &stale, jumps_missing)
-}
-
-/// `ipset restore` input that destroys the sets of ours that `listed`
-/// (`ipset list -n`) holds and `plan` no longer wants; empty when none.
-pub fn ipset_removal(plan: &SecurityPlan, listed: &str) -> String {
-    let planned: BTreeSet<&str> = plan.ipsets.iter().map(|s| s.name.as_str()).collect();
-    listed
-        .lines()
-        .filter(|s| is_our_ipset(s) && !planned.contains(s))
-        .map(|s| format!("destroy {s}\n"))
-        .collect()
+    rules.chains.insert(format!("raw {ZONE_CHAIN}"), zones);
+    let mut forward = Vec::new();
+    for bridge in bridges {
+        let filtered: Vec<&PortFilter> = bridge
+            .ports
+            .iter()
+            .filter_map(|p| filters.get(p.as_str()).copied())
+            .collect();
+        if filtered.is_empty() {
+            // What is on neutrino's bridges is accepted whatever the host's
+            // own FORWARD policy says.
+            forward.push(format!("-A {FORWARD_CHAIN} -o {} -j ACCEPT", bridge.bridge));
+            continue;
+        }
+        let chain = bridge_chain(&bridge.bridge);
+        forward.push(format!(
+            "-A {FORWARD_CHAIN} -o {} -j {chain}",
+            bridge.bridge
+        ));
+        let mut dispatch = Vec::new();
+        for (direction, index) in [("out", 0), ("in", 1)] {
+            for port in &filtered {
+                let target = if has_family(port, v6) {
+                    port_chains(&port.interface)[index].clone()
+                } else {
+                    "DROP".to_string()
+                };
+                dispatch.push(format!(
+                    "-A {chain} -m physdev --physdev-{direction} {} --physdev-is-bridged -j {target}",
+                    port.interface
+                ));
+            }
+        }
+        dispatch.push(format!("-A {chain} -j ACCEPT"));
+        rules.chains.insert(format!("filter {chain}"), dispatch);
+        for port in filtered.into_iter().filter(|p| has_family(p, v6)) {
+            let mut text = String::new();
+            port_rules(&mut text, port, v6);
+            for chain in port_chains(&port.interface) {
+                let prefix = format!("-A {chain} ");
+                rules.chains.insert(
+                    format!("filter {chain}"),
+                    text.lines()
+                        .filter(|l| l.starts_with(&prefix))
+                        .map(str::to_string)
+                        .collect(),
+                );
+            }
+        }
+    }
+    rules
+        .chains
+        .insert(format!("filter {FORWARD_CHAIN}"), forward);
+    rules
 }
 
 /// `ipset restore` input that fills each set through a temporary set and a
@@ -370,83 +398,126 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_port_gets_ingress_egress_and_spoofing_chains() {
-        let plan = SecurityPlan {
-            ipsets: vec![],
-            ports: vec![port()],
-            unfiltered: vec![],
-        };
-        let text = node_ruleset(&plan, &["ntb-1".into()], false, &[], true);
-        for line in [
-            "-I FORWARD 1 -m physdev --physdev-is-bridged -j neutrino-FORWARD",
-            "-A neutrino-FORWARD -m physdev --physdev-out ntp-0123456789 --physdev-is-bridged -j nt-i-0123456789",
-            "-A neutrino-FORWARD -m physdev --physdev-in ntp-0123456789 --physdev-is-bridged -j nt-o-0123456789",
-            "-A nt-i-0123456789 -p tcp -m tcp --dport 80:80 -s 0.0.0.0/0 -j RETURN",
-            "-A nt-i-0123456789 -p icmp -m set --match-set nt4-abc src -j RETURN",
-            "-A nt-i-0123456789 -j DROP",
-            "-A nt-o-0123456789 -j nt-s-0123456789",
-            "-A nt-s-0123456789 -s 10.0.0.5/32 -m mac --mac-source 02:00:00:00:00:01 -j RETURN",
-            "-A neutrino-ZONES -i ntb-1 -j CT --zone",
-        ] {
-            assert!(text.contains(line), "missing {line:?} in\n{text}");
+    fn bridge(ports: &[&str]) -> BridgePorts {
+        BridgePorts {
+            bridge: "ntb-1".into(),
+            ports: ports.iter().map(|p| p.to_string()).collect(),
         }
-        let v6 = node_ruleset(&plan, &["ntb-1".into()], true, &["nt-i-gone".into()], false);
-        assert!(
-            !v6.contains("--dport 80"),
-            "IPv4 rules stay out of ip6tables"
-        );
-        assert!(v6.contains(":nt-i-gone - [0:0]") && v6.contains("-X nt-i-gone"));
-        assert!(!v6.contains("-I FORWARD"));
     }
 
-    #[test]
-    fn a_restore_drops_stale_port_chains_and_adds_jumps_only_when_missing() {
-        let plan = SecurityPlan {
+    fn security(ports: Vec<PortFilter>) -> SecurityPlan {
+        SecurityPlan {
             ipsets: vec![],
-            ports: vec![port()],
+            ports,
             unfiltered: vec![],
-        };
-        let bridges = ["ntb-1".to_string()];
-        let fresh = node_restore(
-            &plan,
-            &bridges,
-            false,
-            "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n",
-        );
-        assert!(fresh.contains("-I FORWARD 1 -m physdev --physdev-is-bridged -j neutrino-FORWARD"));
-        assert!(fresh.contains("-I PREROUTING 1 -j neutrino-ZONES"));
-        assert!(!fresh.contains("-X "), "{fresh}");
-
-        let saved = "*raw\n:neutrino-ZONES - [0:0]\n-A PREROUTING -j neutrino-ZONES\nCOMMIT\n\
-                     *filter\n:neutrino-FORWARD - [0:0]\n:nt-i-0123456789 - [0:0]\n:nt-i-gone - [0:0]\n:nt-o-gone - [0:0]\n\
-                     -A FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD\nCOMMIT\n";
-        let again = node_restore(&plan, &bridges, false, saved);
-        assert!(
-            !again.contains("-I FORWARD") && !again.contains("-I PREROUTING"),
-            "{again}"
-        );
-        let dropped: Vec<&str> = again.lines().filter(|l| l.starts_with("-X ")).collect();
-        assert_eq!(dropped, ["-X nt-i-gone", "-X nt-o-gone"]);
+        }
     }
 
     #[test]
-    fn only_our_sets_that_no_group_wants_are_destroyed() {
-        let plan = SecurityPlan {
-            ipsets: vec![IpSetPlan {
-                name: "nt4-abc".into(),
-                group: Key::new("t", "app"),
-                ethertype: EtherType::IPv4,
-                members: vec![],
-            }],
-            ports: vec![],
-            unfiltered: vec![],
-        };
-        assert_eq!(
-            ipset_removal(&plan, "nt4-abc\nnt4-old\nnt6-old\nKUBE-SVC\n"),
-            "destroy nt4-old\ndestroy nt6-old\n"
+    fn a_port_gets_ingress_egress_and_spoofing_chains_behind_its_bridge() {
+        let rules = node_rules(
+            &security(vec![port()]),
+            &[bridge(&["ntp-0123456789"])],
+            false,
         );
-        assert_eq!(ipset_removal(&plan, "nt4-abc\n"), "");
+        let chains: Vec<&str> = rules.chains.keys().map(String::as_str).collect();
+        assert_eq!(
+            chains,
+            [
+                "filter neutrino-FORWARD",
+                "filter nt-b-1",
+                "filter nt-i-0123456789",
+                "filter nt-o-0123456789",
+                "filter nt-s-0123456789",
+                "raw neutrino-ZONES",
+            ]
+        );
+        assert_eq!(
+            rules.chains["filter neutrino-FORWARD"],
+            ["-A neutrino-FORWARD -o ntb-1 -j nt-b-1"]
+        );
+        assert_eq!(
+            rules.chains["filter nt-b-1"],
+            [
+                "-A nt-b-1 -m physdev --physdev-out ntp-0123456789 --physdev-is-bridged -j nt-i-0123456789",
+                "-A nt-b-1 -m physdev --physdev-in ntp-0123456789 --physdev-is-bridged -j nt-o-0123456789",
+                "-A nt-b-1 -j ACCEPT",
+            ]
+        );
+        assert_eq!(
+            rules.chains["filter nt-i-0123456789"],
+            [
+                "-A nt-i-0123456789 -m state --state RELATED,ESTABLISHED -j RETURN",
+                "-A nt-i-0123456789 -m state --state INVALID -j DROP",
+                "-A nt-i-0123456789 -p udp -m udp --sport 67 --dport 68 -j RETURN",
+                "-A nt-i-0123456789 -p tcp -m tcp --dport 80:80 -s 0.0.0.0/0 -j RETURN",
+                "-A nt-i-0123456789 -p icmp -m set --match-set nt4-abc src -j RETURN",
+                "-A nt-i-0123456789 -j DROP",
+            ]
+        );
+        assert_eq!(
+            rules.chains["filter nt-s-0123456789"],
+            [
+                "-A nt-s-0123456789 -s 10.0.0.5/32 -m mac --mac-source 02:00:00:00:00:01 -j RETURN",
+                "-A nt-s-0123456789 -j DROP",
+            ]
+        );
+        assert!(
+            rules.chains["raw neutrino-ZONES"][0]
+                .starts_with("-A neutrino-ZONES -i ntb-1 -j CT --zone ")
+        );
+        assert_eq!(
+            rules.jumps.keys().collect::<Vec<_>>(),
+            ["filter FORWARD", "raw PREROUTING"]
+        );
+    }
+
+    #[test]
+    fn a_port_without_ipv6_gets_no_ipv6_chains_only_a_drop() {
+        let v6 = node_rules(
+            &security(vec![port()]),
+            &[bridge(&["ntp-0123456789"])],
+            true,
+        );
+        assert!(
+            !v6.chains
+                .keys()
+                .any(|k| k.contains("nt-i-") || k.contains("nt-s-"))
+        );
+        assert_eq!(
+            v6.chains["filter nt-b-1"],
+            [
+                "-A nt-b-1 -m physdev --physdev-out ntp-0123456789 --physdev-is-bridged -j DROP",
+                "-A nt-b-1 -m physdev --physdev-in ntp-0123456789 --physdev-is-bridged -j DROP",
+                "-A nt-b-1 -j ACCEPT",
+            ]
+        );
+        let mut dual = port();
+        dual.allowed_sources.push(AllowedSource {
+            mac: Mac([2, 0, 0, 0, 0, 1]),
+            cidr: "2001:db8::5/128".parse().unwrap(),
+        });
+        let v6 = node_rules(&security(vec![dual]), &[bridge(&["ntp-0123456789"])], true);
+        let ingress = &v6.chains["filter nt-i-0123456789"];
+        assert!(
+            ingress.iter().any(|r| r.contains("--icmpv6-type 135")),
+            "{ingress:?}"
+        );
+        assert!(
+            !ingress.iter().any(|r| r.contains("--dport 80")),
+            "IPv4 rules stay out"
+        );
+    }
+
+    #[test]
+    fn a_bridge_without_filtered_ports_is_accepted_and_an_empty_node_has_nothing() {
+        let rules = node_rules(&security(vec![]), &[bridge(&["ntp-unfiltered"])], false);
+        assert_eq!(
+            rules.chains["filter neutrino-FORWARD"],
+            ["-A neutrino-FORWARD -o ntb-1 -j ACCEPT"]
+        );
+        assert!(!rules.chains.contains_key("filter nt-b-1"));
+        assert!(node_rules(&security(vec![]), &[], false).is_empty());
     }
 
     #[test]

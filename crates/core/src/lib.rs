@@ -24,6 +24,7 @@ pub mod problem;
 pub mod realisation;
 pub mod reconcile;
 pub mod resolve;
+pub mod ruleset;
 pub mod snapshot;
 pub mod status;
 pub mod tunnel;

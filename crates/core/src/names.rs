@@ -114,6 +114,12 @@ pub fn port_chains(interface: &str) -> [String; 3] {
     ]
 }
 
+/// The chain that dispatches a bridge's traffic to its ports' chains.
+pub fn bridge_chain(bridge: &str) -> String {
+    let id = bridge.trim_start_matches(&format!("{PREFIX}b-"));
+    format!("{PORT_CHAIN_PREFIX}b-{id}")
+}
+
 /// Whether an iptables chain is neutrino's.
 pub fn is_our_chain(chain: &str) -> bool {
     chain == FORWARD_CHAIN || chain == ZONE_CHAIN || chain.starts_with(PORT_CHAIN_PREFIX)

@@ -1,6 +1,6 @@
 //! Which iptables the host uses, what of neutrino's rules a table holds,
-//! what drifted from what was applied and how to put exactly that back, and
-//! how to take neutrino's rules out: all decided from `iptables-save` text.
+//! and how to take neutrino's rules out: all decided from `iptables-save`
+//! text.
 //!
 //! A host has two iptables backends, nf_tables and legacy x_tables, and a
 //! packet passes both; rules written through the wrong one are not seen by
@@ -9,12 +9,12 @@
 //! for kube-proxy decides it: kubelet's marker chains first, then whichever
 //! backend holds more rules.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write;
 use std::str::FromStr;
 
-use super::names::{is_our_chain as ours, is_our_ipset};
+use super::names::is_our_chain as ours;
 
 /// An iptables backend, named as its tools are (`iptables-nft-restore`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,10 +195,6 @@ pub fn removal(saved: &str) -> String {
 /// jump into them. Lines are as `iptables-save` prints them.
 pub type Ours = BTreeMap<String, Vec<String>>;
 
-/// A short fingerprint of each entry of [`Ours`]: what an agent records
-/// after it applies, to tell later whether anything changed behind its back.
-pub type Fingerprints = BTreeMap<String, String>;
-
 fn jump_target(rule: &str) -> Option<&str> {
     rule.split_whitespace()
         .skip_while(|w| *w != "-j" && *w != "-g")
@@ -226,95 +222,6 @@ pub fn ours_in(saved: &str) -> Ours {
             }
         }
     }
-    out
-}
-
-pub fn fingerprints(ours: &Ours) -> Fingerprints {
-    ours.iter()
-        .map(|(key, lines)| (key.clone(), crate::digest::hex(lines, 8)))
-        .collect()
-}
-
-/// The entries that differ between what was recorded after the last apply
-/// and what the table holds now: a chain flushed, edited, gone, or a jump
-/// into ours removed or added.
-pub fn drifted(applied: &Fingerprints, now: &Fingerprints) -> BTreeSet<String> {
-    applied
-        .keys()
-        .chain(now.keys())
-        .filter(|key| applied.get(*key) != now.get(*key))
-        .cloned()
-        .collect()
-}
-
-/// The members of each of neutrino's ipsets in `ipset save` output, as
-/// fingerprints keyed `set NAME` (a set with no member still has one).
-pub fn ipset_fingerprints(saved: &str) -> Fingerprints {
-    let mut members: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for line in saved.lines() {
-        let mut words = line.split_whitespace();
-        let (verb, set) = (words.next(), words.next());
-        let Some(set) = set.filter(|s| is_our_ipset(s)) else {
-            continue;
-        };
-        let entry = members.entry(format!("set {set}")).or_default();
-        if verb == Some("add") {
-            entry.push(line);
-        }
-    }
-    members
-        .into_iter()
-        .map(|(key, mut lines)| {
-            lines.sort_unstable();
-            (key, crate::digest::hex(&lines, 8))
-        })
-        .collect()
-}
-
-/// `iptables-restore --noflush` input that puts back exactly the `drifted`
-/// entries as `desired` (a full ruleset, with its jumps) has them, given
-/// what the table holds now (`current`): a chain of ours is declared, which
-/// empties it, and refilled; in a host chain, our jumps found there are
-/// deleted and the desired ones inserted. Nothing else is named.
-pub fn repair(desired: &str, current: &Ours, drifted: &BTreeSet<String>) -> String {
-    let mut out = String::new();
-    let mut table = "";
-    let mut body = String::new();
-    let close = |out: &mut String, table: &str, body: &mut String| {
-        if !body.is_empty() {
-            let _ = write!(out, "*{table}\n{body}COMMIT\n");
-            body.clear();
-        }
-    };
-    for line in desired.lines() {
-        if let Some(name) = line.strip_prefix('*') {
-            close(&mut out, table, &mut body);
-            table = name;
-            // Our jumps in host chains go first, so one is never doubled.
-            for key in drifted
-                .iter()
-                .filter(|k| k.starts_with(&format!("{table} ")))
-            {
-                let chain = &key[table.len() + 1..];
-                if !ours(chain) {
-                    for rule in current.get(key).into_iter().flatten() {
-                        let _ = writeln!(body, "-D {}", &rule["-A ".len()..]);
-                    }
-                }
-            }
-            continue;
-        }
-        let chain = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
-            [declared, ..] if declared.starts_with(':') => &declared[1..],
-            ["-A" | "-I", chain, ..] => chain,
-            _ => continue,
-        };
-        if drifted.contains(&format!("{table} {chain}")) {
-            body.push_str(line);
-            body.push('\n');
-        }
-    }
-    close(&mut out, table, &mut body);
     out
 }
 
@@ -398,76 +305,6 @@ mod tests {
             found["filter FORWARD"],
             ["-A FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD"],
             "the host's own rule in FORWARD is not ours"
-        );
-    }
-
-    #[test]
-    fn a_flushed_chain_is_all_that_is_put_back() {
-        let applied = fingerprints(&ours_in(OURS));
-        assert!(drifted(&applied, &applied).is_empty());
-        let flushed = OURS.replace("-A nt-i-1 -j DROP\n", "");
-        let now = ours_in(&flushed);
-        let drift = drifted(&applied, &fingerprints(&now));
-        assert_eq!(drift, BTreeSet::from(["filter nt-i-1".to_string()]));
-        // The desired ruleset as an agent renders it, jumps included.
-        let desired = "*raw\n:neutrino-ZONES - [0:0]\n-I PREROUTING 1 -j neutrino-ZONES\n\
-            -A neutrino-ZONES -i ntb-1 -j CT --zone 7\nCOMMIT\n*filter\n:neutrino-FORWARD - [0:0]\n\
-            :nt-i-1 - [0:0]\n-I FORWARD 1 -m physdev --physdev-is-bridged -j neutrino-FORWARD\n\
-            -A neutrino-FORWARD -m physdev --physdev-out ntp-1 --physdev-is-bridged -j nt-i-1\n\
-            -A nt-i-1 -j DROP\nCOMMIT\n";
-        assert_eq!(
-            repair(desired, &now, &drift),
-            "*filter\n:nt-i-1 - [0:0]\n-A nt-i-1 -j DROP\nCOMMIT\n"
-        );
-        // A jump taken out of FORWARD: only that jump comes back; one left
-        // doubled is taken out first.
-        let unhooked = OURS.replace(
-            "-A FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD\n",
-            "",
-        );
-        let now = ours_in(&unhooked);
-        let drift = drifted(&applied, &fingerprints(&now));
-        assert_eq!(drift, BTreeSet::from(["filter FORWARD".to_string()]));
-        assert_eq!(
-            repair(desired, &now, &drift),
-            "*filter\n-I FORWARD 1 -m physdev --physdev-is-bridged -j neutrino-FORWARD\nCOMMIT\n"
-        );
-        let doubled = OURS.replace(
-            "-A FORWARD -s 10.9.9.9/32 -j KEEP\n",
-            "-A FORWARD -s 10.9.9.9/32 -j KEEP\n-A FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD\n",
-        );
-        let now = ours_in(&doubled);
-        let drift = drifted(&applied, &fingerprints(&now));
-        assert_eq!(
-            repair(desired, &now, &drift),
-            "*filter\n-D FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD\n\
-             -D FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD\n\
-             -I FORWARD 1 -m physdev --physdev-is-bridged -j neutrino-FORWARD\nCOMMIT\n"
-        );
-    }
-
-    #[test]
-    fn ipsets_are_fingerprinted_by_their_members() {
-        let saved = "create nt4-a hash:net family inet hashsize 1024 maxelem 65536 initval 0x1\n\
-            add nt4-a 10.0.0.5\nadd nt4-a 10.0.0.6\ncreate nt4-b hash:net family inet\n\
-            create foreign hash:ip family inet\nadd foreign 10.9.9.9\n";
-        let before = ipset_fingerprints(saved);
-        assert_eq!(
-            before.keys().collect::<Vec<_>>(),
-            ["set nt4-a", "set nt4-b"]
-        );
-        // Members in another order, or another initval: the same set.
-        let reordered = saved
-            .replace(
-                "add nt4-a 10.0.0.5\nadd nt4-a 10.0.0.6",
-                "add nt4-a 10.0.0.6\nadd nt4-a 10.0.0.5",
-            )
-            .replace("initval 0x1", "initval 0x2");
-        assert!(drifted(&before, &ipset_fingerprints(&reordered)).is_empty());
-        let lost = saved.replace("add nt4-a 10.0.0.6\n", "");
-        assert_eq!(
-            drifted(&before, &ipset_fingerprints(&lost)),
-            BTreeSet::from(["set nt4-a".to_string()])
         );
     }
 

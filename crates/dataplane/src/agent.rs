@@ -13,6 +13,7 @@ use super::backend::{
 use super::dnsmasq::{DhcpError, DhcpReport, Dnsmasq};
 use super::iptables::{self, Firewall};
 use super::netlink::Netlink;
+use neutrino_core::firewall::bridge_ports;
 use neutrino_core::inside::{self, InnerNamespace, inner_namespaces};
 use neutrino_core::plan::{NodePlan, SecurityPlan};
 use neutrino_core::reconcile::diff;
@@ -238,8 +239,7 @@ impl<B: Backends> Agent<B> {
 
     /// Security groups on the node, and each router's NAT.
     fn sync_firewall(&self, plan: &NodePlan, report: &mut ApplyReport) {
-        let bridges: Vec<String> = plan.bridges.iter().map(|b| b.name.clone()).collect();
-        match self.rules.sync_node(&plan.security, &bridges) {
+        match self.rules.sync_node(&plan.security, &bridge_ports(plan)) {
             Ok(writes) => report.writes += writes,
             Err(e) => report.errors.push(format!("security groups: {e}")),
         }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use neutrino_core::dnsmasq::{DhcpChange, ObservedServer};
+use neutrino_core::firewall::BridgePorts;
 use neutrino_core::inside::{InnerNamespace, InsideChange, ObservedInside};
 use neutrino_core::plan::{RouterPlan, SecurityPlan};
 use neutrino_core::reconcile::{Changes, Observed};
@@ -61,7 +62,7 @@ pub trait InsideNamespace: Send + Sync {
 /// Security groups on the node and each router's NAT. Each sync is its
 /// kernel writes, zero when the rules are as wanted.
 pub trait Rules: Send + Sync {
-    fn sync_node(&self, plan: &SecurityPlan, bridges: &[String]) -> Result<usize, Failure>;
+    fn sync_node(&self, plan: &SecurityPlan, bridges: &[BridgePorts]) -> Result<usize, Failure>;
     fn sync_router(&self, router: &RouterPlan) -> Result<usize, Failure>;
     /// Forgets the routers not named (their namespace took their rules).
     fn forget_routers_except(&self, keep: &[&str]);
@@ -131,7 +132,7 @@ pub struct NodeRules {
 }
 
 impl Rules for NodeRules {
-    fn sync_node(&self, plan: &SecurityPlan, bridges: &[String]) -> Result<usize, Failure> {
+    fn sync_node(&self, plan: &SecurityPlan, bridges: &[BridgePorts]) -> Result<usize, Failure> {
         Ok(self
             .firewall
             .sync_node(self.namespace.as_deref(), plan, bridges)?)

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use neutrino_core::dnsmasq::{DhcpChange, ObservedServer};
+use neutrino_core::firewall::BridgePorts;
 use neutrino_core::inside::{InnerNamespace, InsideChange, ObservedInside, ObservedInterface};
 use neutrino_core::plan::{RouterPlan, SecurityPlan};
 use neutrino_core::reconcile::{
@@ -507,7 +508,7 @@ impl InsideNamespace for FakeNamespace {
 }
 
 impl Rules for Fake {
-    fn sync_node(&self, plan: &SecurityPlan, bridges: &[String]) -> Result<usize, Failure> {
+    fn sync_node(&self, plan: &SecurityPlan, bridges: &[BridgePorts]) -> Result<usize, Failure> {
         let mut world = self.world();
         let wanted = (!plan.ports.is_empty() || !bridges.is_empty())
             .then(|| format!("{plan:?} on {bridges:?}"));

@@ -1,14 +1,14 @@
 //! Security groups and router NAT through iptables-restore and ipset, one
 //! process per table and family.
 //!
-//! What was applied is remembered in the agent's state directory: the
-//! digest of the desired ruleset, and fingerprints of neutrino's chains as
-//! the kernel held them right after. A resync with nothing new reads the
-//! tables (`iptables-save`, no write) and, if a chain or a jump of ours was
-//! flushed, edited or removed behind the agent's back, restores exactly
-//! that chain or jump (`core::xtables::repair`), or fills again exactly the
-//! ipset that lost or gained members; a changed ruleset is applied in full.
-//! A restarted agent finds its record and does the same.
+//! What was applied is remembered, in memory and in the agent's state
+//! directory: a print of each chain, jump and set as wanted and as the
+//! kernel last held it (`core::ruleset`). A change writes only the chains
+//! and sets that differ, without reading any table; once per drift interval
+//! the tables are read (`iptables-save`, `ipset save`) and a chain or jump
+//! of ours that was flushed, edited or removed behind the agent's back, or
+//! a set that lost or gained members, is written again — exactly that. A
+//! restarted agent finds its record and does the same.
 //!
 //! Every program is the chosen backend's own (`iptables-nft-restore`,
 //! `iptables-legacy-save`, …), never the host's `iptables` alternative,
@@ -22,15 +22,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::netns;
-use neutrino_core::firewall::{
-    ipset_removal, ipset_restore, node_restore, node_ruleset, router_nat,
-};
+use neutrino_core::firewall::{BridgePorts, ipset_restore, node_rules, router_nat};
 use neutrino_core::names::is_our_ipset;
 use neutrino_core::plan::{RouterPlan, SecurityPlan};
-use neutrino_core::xtables::{
-    Backend, Choice, Fingerprints, detect, drifted, fingerprints, holds_ours, ipset_fingerprints,
-    ours_in, removal, repair,
+use neutrino_core::ruleset::{
+    self, Applied, Entry, Kernel, NeedsKernel, Print, rules_print, sets_in,
 };
+use neutrino_core::xtables::{Backend, Choice, detect, holds_ours, ours_in, removal};
 
 /// A ruleset that could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -82,10 +80,6 @@ fn run(
         ));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-fn digest(parts: &[&str]) -> String {
-    neutrino_core::digest::hex(parts, 32)
 }
 
 /// Both families' `iptables-save` output of `backend` in `namespace`;
@@ -145,48 +139,6 @@ pub fn remove_ipsets(namespace: Option<&str>) -> Result<usize, FirewallError> {
     Ok(1)
 }
 
-/// What was last applied to a namespace: the digest of the desired
-/// ruleset, and the fingerprints of neutrino's part of each table (by
-/// family) as the kernel held it right after, so a later resync can tell
-/// what was changed behind its back. One line each, tab-separated.
-#[derive(Debug, PartialEq)]
-struct Record {
-    desired: String,
-    tables: Vec<Fingerprints>,
-}
-
-impl Record {
-    fn render(&self) -> String {
-        let mut out = format!("desired\t{}\n", self.desired);
-        for (i, table) in self.tables.iter().enumerate() {
-            out.push_str(&format!("table\t{i}\n"));
-            for (key, fingerprint) in table {
-                out.push_str(&format!("\t{key}\t{fingerprint}\n"));
-            }
-        }
-        out
-    }
-
-    /// `None` for anything else, an older agent's record included: the
-    /// next sync then applies in full.
-    fn parse(text: &str) -> Option<Record> {
-        let mut lines = text.lines();
-        let desired = lines.next()?.strip_prefix("desired\t")?.to_string();
-        let mut tables: Vec<Fingerprints> = Vec::new();
-        for line in lines {
-            if line.starts_with("table\t") {
-                tables.push(Fingerprints::new());
-            } else {
-                let (key, fingerprint) = line.strip_prefix('\t')?.rsplit_once('\t')?;
-                tables
-                    .last_mut()?
-                    .insert(key.to_string(), fingerprint.to_string());
-            }
-        }
-        Some(Record { desired, tables })
-    }
-}
-
 /// The firewall of one node (its own namespace and its routers').
 pub struct Firewall {
     dir: PathBuf,
@@ -195,6 +147,9 @@ pub struct Firewall {
     drift_every: Duration,
     /// When each namespace's tables were last read back.
     checked: Mutex<BTreeMap<String, Instant>>,
+    /// What was applied, by namespace: the record files' content, read
+    /// once.
+    applied: Mutex<BTreeMap<String, Applied>>,
 }
 
 impl Firewall {
@@ -206,6 +161,7 @@ impl Firewall {
             backend,
             drift_every: Duration::ZERO,
             checked: Mutex::new(BTreeMap::new()),
+            applied: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -261,48 +217,122 @@ impl Firewall {
         self.dir.join(format!("{name}.applied"))
     }
 
-    fn applied(&self, name: &str) -> Option<Record> {
-        Record::parse(&std::fs::read_to_string(self.record(name)).ok()?)
+    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Applied>> {
+        self.applied.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn remember(&self, name: &str, record: &Record) -> Result<(), FirewallError> {
+    /// What was applied to `name`, if anything is known: an agent started
+    /// again finds its predecessor's record.
+    fn applied(&self, name: &str) -> Option<Applied> {
+        if let Some(applied) = self.cache().get(name) {
+            return Some(applied.clone());
+        }
+        let applied = Applied::parse(&std::fs::read_to_string(self.record(name)).ok()?)?;
+        self.cache().insert(name.to_string(), applied.clone());
+        Some(applied)
+    }
+
+    fn remember(&self, name: &str, applied: Applied) -> Result<(), FirewallError> {
+        if self.cache().get(name) == Some(&applied) {
+            return Ok(());
+        }
         std::fs::create_dir_all(&self.dir).map_err(|e| error("recording the firewall", e))?;
-        std::fs::write(self.record(name), record.render())
-            .map_err(|e| error("recording the firewall", e))
+        let path = self.record(name);
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, applied.render())
+            .and_then(|()| std::fs::rename(&temporary, &path))
+            .map_err(|e| error("recording the firewall", e))?;
+        self.cache().insert(name.to_string(), applied);
+        Ok(())
     }
 
     fn forget(&self, name: &str) {
+        self.cache().remove(name);
         let _ = std::fs::remove_file(self.record(name));
+    }
+
+    /// What the kernel holds of neutrino's in `namespace`: both families'
+    /// tables and the sets.
+    fn read_kernel(&self, namespace: Option<&str>) -> Result<Kernel, FirewallError> {
+        let mut kernel = Kernel::default();
+        for (family, v6) in [false, true].into_iter().enumerate() {
+            let saved = run(namespace, &self.backend.program(v6, "save"), &[], "")?;
+            kernel.tables[family] = ours_in(&saved);
+        }
+        kernel.sets = sets_in(&run(namespace, "ipset", &["save"], "")?);
+        Ok(kernel)
     }
 
     /// Applies the node's security groups in `namespace`; the number of
     /// processes run (kernel writes), zero when nothing changed.
+    ///
+    /// A change is planned from the record of what was applied: only the
+    /// chains and sets whose wanted content changed are written, and no
+    /// table is read. Once per drift interval, or when the record does not
+    /// say enough (a first sync, the jumps from the host's chains), the
+    /// tables are read and whatever differs from the record is written too.
     pub fn sync_node(
         &self,
         namespace: Option<&str>,
         plan: &SecurityPlan,
-        bridges: &[String],
+        bridges: &[BridgePorts],
     ) -> Result<usize, FirewallError> {
         let key = "node";
-        let v4 = node_ruleset(plan, bridges, false, &[], false);
-        let v6 = node_ruleset(plan, bridges, true, &[], false);
-        let sets = ipset_restore(&plan.ipsets);
-        let hash = digest(&[&v4, &v6, &sets]);
-        let previous = self.applied(key);
-        // Rules follow the bridges as well as the ports (a conntrack zone
-        // and a forward rule each): only a node with neither has nothing.
-        let empty = plan.ports.is_empty() && bridges.is_empty();
-        match previous {
-            None if empty => return Ok(0),
-            // Nothing new to apply: put back what was changed behind our back.
-            Some(record) if record.desired == hash => {
-                if !self.drift_check_due(key) {
-                    return Ok(0);
-                }
-                return self.repair_node(namespace, plan, bridges, record);
+        let wanted = [
+            node_rules(plan, bridges, false),
+            node_rules(plan, bridges, true),
+        ];
+        let applied = self.applied(key);
+        let mut read = applied.is_none() || self.drift_check_due(key);
+        let applied = applied.unwrap_or_default();
+        let kernel = if read {
+            Some(self.read_kernel(namespace)?)
+        } else {
+            None
+        };
+        let sync = match ruleset::plan(&wanted, &plan.ipsets, &applied, kernel.as_ref()) {
+            Ok(sync) => sync,
+            Err(NeedsKernel) => {
+                read = true;
+                let kernel = self.read_kernel(namespace)?;
+                ruleset::plan(&wanted, &plan.ipsets, &applied, Some(&kernel))
+                    .expect("a plan with the kernel read needs nothing more")
             }
-            _ => {}
+        };
+        if read {
+            self.checked_now(key);
         }
+        if sync.is_empty() {
+            self.remember(key, sync.record)?;
+            return Ok(0);
+        }
+        let writes = self.write_node(namespace, plan, &sync)?;
+        // Where the tables were read anyway, read what was written back, so
+        // the record holds the kernel's own text of it.
+        let record = if read {
+            let after = self.read_kernel(namespace)?;
+            ruleset::plan(&wanted, &plan.ipsets, &sync.record, Some(&after))
+                .map(|s| s.record)
+                .unwrap_or(sync.record)
+        } else {
+            sync.record
+        };
+        if record.0.is_empty() {
+            self.forget(key);
+        } else {
+            self.remember(key, record)?;
+        }
+        Ok(writes)
+    }
+
+    /// Writes one sync in order: sets filled before the rules that use them,
+    /// each family's restore, sets destroyed after the rules that used them.
+    fn write_node(
+        &self,
+        namespace: Option<&str>,
+        plan: &SecurityPlan,
+        sync: &ruleset::Sync,
+    ) -> Result<usize, FirewallError> {
         let mut writes = 0;
         if !plan.ports.is_empty() {
             for key in [
@@ -316,152 +346,66 @@ impl Firewall {
                 }
             }
         }
-        if !sets.is_empty() {
-            run(namespace, "ipset", &["restore"], &sets)?;
+        if !sync.fill.is_empty() {
+            run(namespace, "ipset", &["restore"], &ipset_restore(&sync.fill))?;
             writes += 1;
         }
-        for v6 in [false, true] {
-            let (save, restore) = (
-                self.backend.program(v6, "save"),
-                self.backend.program(v6, "restore"),
-            );
-            let current = run(namespace, &save, &[], "")?;
-            let text = node_restore(plan, bridges, v6, &current);
-            run(namespace, &restore, &["--noflush"], &text)?;
-            writes += 1;
-        }
-        let stale_sets = ipset_removal(plan, &run(namespace, "ipset", &["list", "-n"], "")?);
-        if !stale_sets.is_empty() {
-            run(namespace, "ipset", &["restore"], &stale_sets)?;
-            writes += 1;
-        }
-        if empty {
-            self.forget(key);
-        } else {
-            // Read back just now: the next drift check is an interval away.
-            let tables = self.observe_node(namespace)?;
-            self.checked_now(key);
-            self.remember(
-                key,
-                &Record {
-                    desired: hash,
-                    tables,
-                },
-            )?;
-        }
-        Ok(writes)
-    }
-
-    /// The fingerprints of neutrino's chains in each family and of its
-    /// ipsets' members, as the kernel holds them.
-    fn observe_node(&self, namespace: Option<&str>) -> Result<Vec<Fingerprints>, FirewallError> {
-        let mut tables = Vec::new();
-        for v6 in [false, true] {
-            let saved = run(namespace, &self.backend.program(v6, "save"), &[], "")?;
-            tables.push(fingerprints(&ours_in(&saved)));
-        }
-        tables.push(ipset_fingerprints(&run(namespace, "ipset", &["save"], "")?));
-        Ok(tables)
-    }
-
-    /// Compares neutrino's chains with what was recorded after the last
-    /// apply, and restores exactly the chains (and jumps) that differ.
-    fn repair_node(
-        &self,
-        namespace: Option<&str>,
-        plan: &SecurityPlan,
-        bridges: &[String],
-        mut record: Record,
-    ) -> Result<usize, FirewallError> {
-        let mut writes = 0;
-        let mut changed = false;
-        for (i, v6) in [false, true].into_iter().enumerate() {
-            let save = self.backend.program(v6, "save");
-            let current = ours_in(&run(namespace, &save, &[], "")?);
-            let now = fingerprints(&current);
-            let applied = record.tables.get(i).cloned().unwrap_or_default();
-            let drift = drifted(&applied, &now);
-            if drift.is_empty() {
-                continue;
-            }
-            let text = repair(
-                &node_ruleset(plan, bridges, v6, &[], true),
-                &current,
-                &drift,
-            );
+        for (text, v6) in sync.restore.iter().zip([false, true]) {
             if !text.is_empty() {
-                tracing::warn!(
-                    ?drift,
-                    "neutrino's rules were changed on the node; putting them back"
-                );
                 run(
                     namespace,
                     &self.backend.program(v6, "restore"),
                     &["--noflush"],
-                    &text,
+                    text,
                 )?;
                 writes += 1;
             }
-            // What we do not want (a chain of ours someone added) is accepted
-            // as it is, so that it is not reported on every resync.
-            let now = fingerprints(&ours_in(&run(namespace, &save, &[], "")?));
-            if record.tables.len() <= i {
-                record.tables.resize(i + 1, Fingerprints::new());
-            }
-            record.tables[i] = now;
-            changed = true;
         }
-        // A set that lost or gained members is filled again, through its
-        // temporary twin and a swap, as when it was made.
-        let now = ipset_fingerprints(&run(namespace, "ipset", &["save"], "")?);
-        let applied = record.tables.get(2).cloned().unwrap_or_default();
-        let drift = drifted(&applied, &now);
-        if !drift.is_empty() {
-            let sets: Vec<_> = plan
-                .ipsets
+        if !sync.destroy.is_empty() {
+            let text: String = sync
+                .destroy
                 .iter()
-                .filter(|set| drift.contains(&format!("set {}", set.name)))
-                .cloned()
+                .map(|s| format!("destroy {s}\n"))
                 .collect();
-            if !sets.is_empty() {
-                tracing::warn!(
-                    ?drift,
-                    "neutrino's ipsets were changed on the node; filling them again"
-                );
-                run(namespace, "ipset", &["restore"], &ipset_restore(&sets))?;
-                writes += 1;
-            }
-            record.tables.resize(3, Fingerprints::new());
-            record.tables[2] = ipset_fingerprints(&run(namespace, "ipset", &["save"], "")?);
-            changed = true;
-        }
-        if changed {
-            self.remember("node", &record)?;
+            run(namespace, "ipset", &["restore"], &text)?;
+            writes += 1;
         }
         Ok(writes)
     }
 
-    /// Replaces the NAT table of a router's namespace when it changed, or
-    /// when it no longer holds what was applied (the namespace is all
-    /// neutrino's, so the whole table is the router's).
+    /// Replaces the NAT table of a router's namespace when it changed, or,
+    /// at a drift check, when it no longer holds what was applied (the
+    /// namespace is all neutrino's, so the whole table is the router's).
     pub fn sync_router(&self, router: &RouterPlan) -> Result<usize, FirewallError> {
         let text = router_nat(router);
-        let hash = digest(&[&text]);
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("-A "))
+            .map(str::to_string)
+            .collect();
+        let wanted = rules_print(&lines);
         let namespace = Some(router.namespace.as_str());
         let save = self.backend.program(false, "save");
-        let observe = || -> Result<Fingerprints, FirewallError> {
+        let observe = || -> Result<Option<Print>, FirewallError> {
             let saved = run(namespace, &save, &["-t", "nat"], "")?;
-            let rules: Vec<&str> = saved.lines().filter(|l| l.starts_with("-A ")).collect();
-            Ok(Fingerprints::from([(
-                "nat".to_string(),
-                neutrino_core::digest::hex(&rules, 8),
-            )]))
+            let rules: Vec<String> = saved
+                .lines()
+                .filter(|l| l.starts_with("-A "))
+                .map(str::to_string)
+                .collect();
+            Ok(Some(rules_print(&rules)))
         };
-        if let Some(record) = self.applied(&router.namespace)
-            && record.desired == hash
-            && (!self.drift_check_due(&router.namespace)
-                || record.tables.first() == Some(&observe()?))
-        {
+        let applied = self.applied(&router.namespace);
+        let entry = applied.as_ref().and_then(|a| a.0.get("nat"));
+        let now = if entry.is_none() || self.drift_check_due(&router.namespace) {
+            Some(observe()?)
+        } else {
+            None
+        };
+        let (must, kernel) = ruleset::decide(&wanted, entry, now);
+        if !must {
+            let record = Entry { wanted, kernel };
+            self.remember(&router.namespace, Applied([("nat".into(), record)].into()))?;
             return Ok(0);
         }
         run(
@@ -470,13 +414,11 @@ impl Firewall {
             &[],
             &text,
         )?;
-        self.remember(
-            &router.namespace,
-            &Record {
-                desired: hash,
-                tables: vec![observe()?],
-            },
-        )?;
+        let record = Entry {
+            wanted,
+            kernel: observe()?,
+        };
+        self.remember(&router.namespace, Applied([("nat".into(), record)].into()))?;
         self.checked_now(&router.namespace);
         Ok(1)
     }
@@ -489,7 +431,7 @@ impl Firewall {
                 && namespace != "node"
                 && !keep.contains(&namespace)
             {
-                let _ = std::fs::remove_file(entry.path());
+                self.forget(namespace);
             }
         }
     }
