@@ -17,6 +17,7 @@ use super::metrics::{Metrics, RequestKindLabels, RequestLabels};
 use neutrino_api::{ClaimHolder, IPClaim, SegmentClaim};
 use neutrino_core::controller::Actions;
 use neutrino_core::finalizers::FINALIZER;
+use neutrino_core::kinds::key_of;
 use neutrino_core::resolve::held_by;
 use neutrino_core::{ApiObject, Key, ObjectId, Snapshot, for_each_kind, with_kind};
 
@@ -373,7 +374,7 @@ pub async fn execute(
 
     for mut claim in actions.create_ip_claims {
         let holder = claim.spec.holder.clone();
-        let namespace = claim.namespace().unwrap_or_default();
+        let namespace = key_of(&claim).namespace;
         claim.metadata.owner_references =
             owner(snapshot, &holder, Some(&namespace)).map(|o| vec![o]);
         let api: Api<IPClaim> = Api::namespaced(client.clone(), &namespace);

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use k8s_openapi::api::core::v1::Node;
 use neutrino_api::{IPClaim, NodeAgent, SegmentClaim};
+use neutrino_core::kinds::key_of;
 use neutrino_core::{ApiObject, Key, Kind, NodeAddresses, Snapshot, for_each_kind};
 
 /// An object its watcher skips because it does not read as its kind.
@@ -162,12 +163,7 @@ fn by_key<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> BTreeMap<K
     store
         .state()
         .into_iter()
-        .map(|o| {
-            (
-                Key::new(o.namespace().unwrap_or_default(), o.name_any()),
-                (*o).clone(),
-            )
-        })
+        .map(|o| (key_of(&*o), (*o).clone()))
         .collect()
 }
 

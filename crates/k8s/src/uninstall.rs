@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::agent::REMOVE_ANNOTATION;
 use neutrino_api::{IPClaim, NodeAgent, SegmentClaim};
+use neutrino_core::kinds::key_of;
 use neutrino_core::{Kind, for_each_kind};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,12 +70,7 @@ fn missing(error: &kube::Error) -> bool {
 }
 
 fn name_of<K: Listed>(object: &K) -> String {
-    format!(
-        "{} {}/{}",
-        K::kind(&()),
-        object.namespace().unwrap_or_default(),
-        object.name_any()
-    )
+    format!("{} {}", K::kind(&()), key_of(object))
 }
 
 async fn list<K: Listed>(client: &Client) -> Result<Vec<K>, UninstallError> {
@@ -86,7 +82,7 @@ async fn list<K: Listed>(client: &Client) -> Result<Vec<K>, UninstallError> {
 }
 
 async fn delete<K: Listed>(client: &Client, object: &K) -> Result<(), UninstallError> {
-    let api = Api::<K>::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+    let api = Api::<K>::namespaced(client.clone(), &key_of(object).namespace);
     match api
         .delete(&object.name_any(), &DeleteParams::background())
         .await
@@ -116,7 +112,7 @@ async fn release<K: Listed>(
 ) -> Result<(), UninstallError> {
     for object in list::<K>(client).await? {
         if !object.finalizers().is_empty() {
-            let api = Api::<K>::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+            let api = Api::<K>::namespaced(client.clone(), &key_of(&object).namespace);
             let patch = json!({"metadata": {"finalizers": null}});
             match api
                 .patch(

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::LabError;
 use neutrino_api::NodeAgent;
+use neutrino_core::kinds::key_of;
 use neutrino_core::{ApiObject, ClusterConfig, Key, Kind, Snapshot, for_each_kind, with_kind};
 
 /// The field manager of what the lab writes.
@@ -273,7 +274,7 @@ where
         .map_err(api_error(format!("listing {}", K::plural(&()))))?
         .items
         .into_iter()
-        .map(|o| (Key::new(o.namespace().unwrap_or_default(), o.name_any()), o))
+        .map(|o| (key_of(&o), o))
         .collect())
 }
 

@@ -192,8 +192,7 @@ fn bookkeeping(value: &Value, snapshot: &mut Snapshot, source: &Source) -> Resul
     match value.get("kind").and_then(Value::as_str) {
         Some("IPClaim") => {
             let claim: IPClaim = typed(value.clone()).map_err(invalid)?;
-            let key =
-                neutrino_core::Key::new(claim.namespace().unwrap_or_default(), claim.name_any());
+            let key = neutrino_core::kinds::key_of(&claim);
             snapshot.ip_claims.insert(key, claim);
             Ok(true)
         }
