@@ -20,6 +20,18 @@ pub fn hex<S: AsRef<str>>(parts: &[S], bytes: usize) -> String {
         .collect()
 }
 
+/// The first eight bytes of the digest of `parts`, as a number: for prints
+/// kept by the thousand.
+pub fn value<S: AsRef<str>>(parts: &[S]) -> u64 {
+    let mut digest = Sha256::new();
+    for part in parts {
+        digest.update(part.as_ref().as_bytes());
+        digest.update([0]);
+    }
+    let bytes: [u8; 8] = digest.finalize()[..8].try_into().expect("eight bytes");
+    u64::from_be_bytes(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +43,6 @@ mod tests {
         assert_eq!(hex(&["x"], 5), "14f825b2bb", "SHA-256 of \"x\\0\"");
         assert_eq!(hex(&["x"], 32).len(), 64);
         assert!(hex(&["x"], 32).starts_with(&hex(&["x"], 5)));
+        assert_eq!(format!("{:016x}", value(&["x"])), hex(&["x"], 8));
     }
 }

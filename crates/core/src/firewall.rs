@@ -5,14 +5,14 @@
 //! applied with `--noflush` so nobody else's rules are touched; a router's
 //! namespace is all neutrino's, so its NAT table is replaced whole.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 
 use super::plan::{
     FilterRemote, FilterRule, IpSetPlan, NatRule, NodePlan, PortFilter, RouterPlan, SecurityPlan,
 };
 use super::resolve::PortMatch;
-pub use super::ruleset::Ruleset;
+pub use super::ruleset::{Chain, Ruleset};
 use neutrino_api::EtherType;
 
 pub use super::names::{FORWARD_CHAIN, PORT_CHAIN_PREFIX, ZONE_CHAIN, bridge_chain, port_chains};
@@ -180,19 +180,19 @@ pub fn bridge_ports(plan: &NodePlan) -> Vec<BridgePorts> {
         .collect()
 }
 
-/// The jumps from the host's chains into neutrino's, by family-independent
-/// key; each is the one rule neutrino adds to a chain not its own.
-fn jumps() -> BTreeMap<String, Vec<String>> {
+/// The jumps from the host's chains into neutrino's; each is the one rule
+/// neutrino adds to a chain not its own.
+fn jumps() -> BTreeMap<String, Chain> {
     BTreeMap::from([
         (
             "filter FORWARD".to_string(),
-            vec![format!(
+            Chain::new(vec![format!(
                 "-A FORWARD -m physdev --physdev-is-bridged -j {FORWARD_CHAIN}"
-            )],
+            )]),
         ),
         (
             "raw PREROUTING".to_string(),
-            vec![format!("-A PREROUTING -j {ZONE_CHAIN}")],
+            Chain::new(vec![format!("-A PREROUTING -j {ZONE_CHAIN}")]),
         ),
     ])
 }
@@ -205,88 +205,212 @@ fn has_family(port: &PortFilter, v6: bool) -> bool {
         .any(|s| s.cidr.addr().is_ipv6() == v6)
 }
 
-/// neutrino's rules of one family on a node. Nothing when the node has
-/// neither bridges nor filtered ports; otherwise the hook chains and their
-/// jumps, a conntrack zone per bridge, and the dispatch: `neutrino-FORWARD`
-/// sends a packet to its bridge's chain, which holds only that bridge's
-/// ports, so a packet passes a rule per bridge and then per port of its
-/// own bridge, not per port of the node. A port without an address of
-/// the family gets no chains in it, only a drop of that family's traffic.
-pub fn node_rules(plan: &SecurityPlan, bridges: &[BridgePorts], v6: bool) -> Ruleset {
-    let mut rules = Ruleset::default();
-    if plan.ports.is_empty() && bridges.is_empty() {
-        return rules;
+/// A port's own chains in one family, keyed as in a [`Ruleset`]; none
+/// when it has no address of the family.
+fn port_family(port: &PortFilter, v6: bool) -> Vec<(String, Chain)> {
+    if !has_family(port, v6) {
+        return Vec::new();
     }
-    rules.jumps = jumps();
-    let filters: BTreeMap<&str, &PortFilter> = plan
-        .ports
-        .iter()
-        .map(|p| (p.interface.as_str(), p))
-        .collect();
-    let zones = bridges
-        .iter()
-        .map(|b| {
-            format!(
-                "-A {ZONE_CHAIN} -i {} -j CT --zone {}",
-                b.bridge,
-                zone(&b.bridge)
-            )
+    let mut text = String::new();
+    port_rules(&mut text, port, v6);
+    port_chains(&port.interface)
+        .into_iter()
+        .map(|chain| {
+            let prefix = format!("-A {chain} ");
+            let lines = text
+                .lines()
+                .filter(|l| l.starts_with(&prefix))
+                .map(str::to_string)
+                .collect();
+            (format!("filter {chain}"), Chain::new(lines))
         })
-        .collect();
-    rules.chains.insert(format!("raw {ZONE_CHAIN}"), zones);
-    let mut forward = Vec::new();
-    for bridge in bridges {
-        let filtered: Vec<&PortFilter> = bridge
+        .collect()
+}
+
+/// One port's filter and, per family, its chains as built from it.
+type BuiltPort = (PortFilter, [Vec<(String, Chain)>; 2]);
+
+/// The node's rules from one sync to the next, so that a sync builds and
+/// prints again only what a change touches: the chains of the ports whose
+/// filter changed and the dispatch chains of their bridges (all the
+/// dispatch when the bridges changed).
+#[derive(Debug, Default)]
+pub struct RuleCache {
+    ports: HashMap<String, BuiltPort>,
+    bridges: Vec<BridgePorts>,
+    built: [Ruleset; 2],
+}
+
+impl RuleCache {
+    /// neutrino's rules on a node, IPv4 and IPv6. Nothing when the node has
+    /// neither bridges nor filtered ports; otherwise the hook chains and
+    /// their jumps, a conntrack zone per bridge, and the dispatch:
+    /// `neutrino-FORWARD` sends a packet to its bridge's chain, which holds
+    /// only that bridge's ports, so a packet passes a rule per bridge and
+    /// then per port of its own bridge, not per port of the node. A port
+    /// without an address of a family gets no chains in it, only a drop of
+    /// that family's traffic.
+    pub fn node(&mut self, plan: &SecurityPlan, bridges: &[BridgePorts]) -> &[Ruleset; 2] {
+        if plan.ports.is_empty() && bridges.is_empty() {
+            *self = Self::default();
+            return &self.built;
+        }
+        let wanted: HashSet<&str> = plan.ports.iter().map(|p| p.interface.as_str()).collect();
+        let mut touched: HashSet<String> = HashSet::new();
+        let gone: Vec<String> = self
+            .ports
+            .keys()
+            .filter(|name| !wanted.contains(name.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some((_, families)) = self.ports.remove(&name) {
+                self.unbuild(&families);
+            }
+            touched.insert(name);
+        }
+        for port in &plan.ports {
+            if self
+                .ports
+                .get(&port.interface)
+                .is_some_and(|(cached, _)| cached == port)
+            {
+                continue;
+            }
+            let families = [port_family(port, false), port_family(port, true)];
+            if let Some((_, old)) = self.ports.remove(&port.interface) {
+                self.unbuild(&old);
+            }
+            for (ruleset, chains) in self.built.iter_mut().zip(&families) {
+                ruleset.chains.extend(chains.iter().cloned());
+            }
+            self.ports
+                .insert(port.interface.clone(), (port.clone(), families));
+            touched.insert(port.interface.clone());
+        }
+        if self.built[0].jumps.is_empty() || self.bridges != bridges {
+            self.bridges = bridges.to_vec();
+            let dispatch = format!("filter {}", bridge_chain(""));
+            for ruleset in &mut self.built {
+                ruleset.jumps = jumps();
+                ruleset.chains.retain(|key, _| !key.starts_with(&dispatch));
+                ruleset
+                    .chains
+                    .insert(format!("raw {ZONE_CHAIN}"), zones(bridges));
+            }
+            for bridge in bridges {
+                self.dispatch(bridge);
+            }
+        } else {
+            for bridge in bridges {
+                if bridge.ports.iter().any(|p| touched.contains(p)) {
+                    self.dispatch(bridge);
+                }
+            }
+        }
+        let forward = self.forward();
+        for ruleset in &mut self.built {
+            ruleset
+                .chains
+                .insert(format!("filter {FORWARD_CHAIN}"), forward.clone());
+        }
+        &self.built
+    }
+
+    /// Takes a port's chains out of what was built.
+    fn unbuild(&mut self, families: &[Vec<(String, Chain)>; 2]) {
+        for (ruleset, chains) in self.built.iter_mut().zip(families) {
+            for (key, _) in chains {
+                ruleset.chains.remove(key);
+            }
+        }
+    }
+
+    /// The filtered ports of a bridge, as built.
+    fn filtered(&self, bridge: &BridgePorts) -> Vec<&BuiltPort> {
+        bridge
             .ports
             .iter()
-            .filter_map(|p| filters.get(p.as_str()).copied())
-            .collect();
-        if filtered.is_empty() {
-            // What is on neutrino's bridges is accepted whatever the host's
-            // own FORWARD policy says.
-            forward.push(format!("-A {FORWARD_CHAIN} -o {} -j ACCEPT", bridge.bridge));
-            continue;
-        }
+            .filter_map(|p| self.ports.get(p))
+            .collect()
+    }
+
+    /// `neutrino-FORWARD`: each bridge to its dispatch chain, or accepted
+    /// whole when none of its ports is filtered (whatever the host's own
+    /// FORWARD policy says).
+    fn forward(&self) -> Chain {
+        Chain::new(
+            self.bridges
+                .iter()
+                .map(|bridge| {
+                    let target = if self.filtered(bridge).is_empty() {
+                        "ACCEPT".to_string()
+                    } else {
+                        bridge_chain(&bridge.bridge)
+                    };
+                    format!("-A {FORWARD_CHAIN} -o {} -j {target}", bridge.bridge)
+                })
+                .collect(),
+        )
+    }
+
+    /// Builds again the dispatch chain of one bridge, in both families.
+    fn dispatch(&mut self, bridge: &BridgePorts) {
         let chain = bridge_chain(&bridge.bridge);
-        forward.push(format!(
-            "-A {FORWARD_CHAIN} -o {} -j {chain}",
-            bridge.bridge
-        ));
-        let mut dispatch = Vec::new();
-        for (direction, index) in [("out", 0), ("in", 1)] {
-            for port in &filtered {
-                let target = if has_family(port, v6) {
-                    port_chains(&port.interface)[index].clone()
-                } else {
-                    "DROP".to_string()
-                };
-                dispatch.push(format!(
-                    "-A {chain} -m physdev --physdev-{direction} {} --physdev-is-bridged -j {target}",
-                    port.interface
-                ));
-            }
-        }
-        dispatch.push(format!("-A {chain} -j ACCEPT"));
-        rules.chains.insert(format!("filter {chain}"), dispatch);
-        for port in filtered.into_iter().filter(|p| has_family(p, v6)) {
-            let mut text = String::new();
-            port_rules(&mut text, port, v6);
-            for chain in port_chains(&port.interface) {
-                let prefix = format!("-A {chain} ");
-                rules.chains.insert(
-                    format!("filter {chain}"),
-                    text.lines()
-                        .filter(|l| l.starts_with(&prefix))
-                        .map(str::to_string)
-                        .collect(),
-                );
-            }
+        let key = format!("filter {chain}");
+        let filtered = self.filtered(bridge);
+        let built: Vec<Option<Chain>> = [false, true]
+            .into_iter()
+            .map(|v6| {
+                if filtered.is_empty() {
+                    return None;
+                }
+                let mut lines = Vec::new();
+                for (direction, index) in [("out", 0), ("in", 1)] {
+                    for (port, families) in &filtered {
+                        let target = if families[usize::from(v6)].is_empty() {
+                            "DROP".to_string()
+                        } else {
+                            port_chains(&port.interface)[index].clone()
+                        };
+                        lines.push(format!(
+                            "-A {chain} -m physdev --physdev-{direction} {} --physdev-is-bridged -j {target}",
+                            port.interface
+                        ));
+                    }
+                }
+                lines.push(format!("-A {chain} -j ACCEPT"));
+                Some(Chain::new(lines))
+            })
+            .collect();
+        for (ruleset, chain) in self.built.iter_mut().zip(built) {
+            match chain {
+                Some(chain) => ruleset.chains.insert(key.clone(), chain),
+                None => ruleset.chains.remove(&key),
+            };
         }
     }
-    rules
-        .chains
-        .insert(format!("filter {FORWARD_CHAIN}"), forward);
-    rules
+}
+
+/// A conntrack zone per bridge.
+fn zones(bridges: &[BridgePorts]) -> Chain {
+    Chain::new(
+        bridges
+            .iter()
+            .map(|b| {
+                format!(
+                    "-A {ZONE_CHAIN} -i {} -j CT --zone {}",
+                    b.bridge,
+                    zone(&b.bridge)
+                )
+            })
+            .collect(),
+    )
+}
+
+/// neutrino's rules of one family on a node: see [`RuleCache::node`].
+pub fn node_rules(plan: &SecurityPlan, bridges: &[BridgePorts], v6: bool) -> Ruleset {
+    RuleCache::default().node(plan, bridges)[usize::from(v6)].clone()
 }
 
 /// `ipset restore` input that fills each set through a temporary set and a
@@ -433,11 +557,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            rules.chains["filter neutrino-FORWARD"],
+            *rules.chains["filter neutrino-FORWARD"].lines,
             ["-A neutrino-FORWARD -o ntb-1 -j nt-b-1"]
         );
         assert_eq!(
-            rules.chains["filter nt-b-1"],
+            *rules.chains["filter nt-b-1"].lines,
             [
                 "-A nt-b-1 -m physdev --physdev-out ntp-0123456789 --physdev-is-bridged -j nt-i-0123456789",
                 "-A nt-b-1 -m physdev --physdev-in ntp-0123456789 --physdev-is-bridged -j nt-o-0123456789",
@@ -445,7 +569,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            rules.chains["filter nt-i-0123456789"],
+            *rules.chains["filter nt-i-0123456789"].lines,
             [
                 "-A nt-i-0123456789 -m state --state RELATED,ESTABLISHED -j RETURN",
                 "-A nt-i-0123456789 -m state --state INVALID -j DROP",
@@ -456,14 +580,14 @@ mod tests {
             ]
         );
         assert_eq!(
-            rules.chains["filter nt-s-0123456789"],
+            *rules.chains["filter nt-s-0123456789"].lines,
             [
                 "-A nt-s-0123456789 -s 10.0.0.5/32 -m mac --mac-source 02:00:00:00:00:01 -j RETURN",
                 "-A nt-s-0123456789 -j DROP",
             ]
         );
         assert!(
-            rules.chains["raw neutrino-ZONES"][0]
+            rules.chains["raw neutrino-ZONES"].lines[0]
                 .starts_with("-A neutrino-ZONES -i ntb-1 -j CT --zone ")
         );
         assert_eq!(
@@ -485,7 +609,7 @@ mod tests {
                 .any(|k| k.contains("nt-i-") || k.contains("nt-s-"))
         );
         assert_eq!(
-            v6.chains["filter nt-b-1"],
+            *v6.chains["filter nt-b-1"].lines,
             [
                 "-A nt-b-1 -m physdev --physdev-out ntp-0123456789 --physdev-is-bridged -j DROP",
                 "-A nt-b-1 -m physdev --physdev-in ntp-0123456789 --physdev-is-bridged -j DROP",
@@ -498,7 +622,7 @@ mod tests {
             cidr: "2001:db8::5/128".parse().unwrap(),
         });
         let v6 = node_rules(&security(vec![dual]), &[bridge(&["ntp-0123456789"])], true);
-        let ingress = &v6.chains["filter nt-i-0123456789"];
+        let ingress = &v6.chains["filter nt-i-0123456789"].lines;
         assert!(
             ingress.iter().any(|r| r.contains("--icmpv6-type 135")),
             "{ingress:?}"
@@ -513,11 +637,55 @@ mod tests {
     fn a_bridge_without_filtered_ports_is_accepted_and_an_empty_node_has_nothing() {
         let rules = node_rules(&security(vec![]), &[bridge(&["ntp-unfiltered"])], false);
         assert_eq!(
-            rules.chains["filter neutrino-FORWARD"],
+            *rules.chains["filter neutrino-FORWARD"].lines,
             ["-A neutrino-FORWARD -o ntb-1 -j ACCEPT"]
         );
         assert!(!rules.chains.contains_key("filter nt-b-1"));
         assert!(node_rules(&security(vec![]), &[], false).is_empty());
+    }
+
+    #[test]
+    fn the_cache_builds_after_each_change_what_a_fresh_build_would() {
+        let named = |n: usize| {
+            let mut p = port();
+            p.interface = format!("ntp-{n:010}");
+            p.port = Key::new("t", format!("p{n}"));
+            p
+        };
+        let bridges = |groups: &[&[usize]]| -> Vec<BridgePorts> {
+            groups
+                .iter()
+                .enumerate()
+                .map(|(b, ports)| BridgePorts {
+                    bridge: format!("ntb-{b}"),
+                    ports: ports.iter().map(|n| format!("ntp-{n:010}")).collect(),
+                })
+                .collect()
+        };
+        let mut dual = named(2);
+        dual.allowed_sources.push(AllowedSource {
+            mac: Mac([2, 0, 0, 0, 0, 2]),
+            cidr: "2001:db8::2/128".parse().unwrap(),
+        });
+        let mut edited = named(1);
+        edited.ingress.pop();
+        let steps: Vec<(Vec<PortFilter>, Vec<BridgePorts>)> = vec![
+            (vec![named(1)], bridges(&[&[1]])),
+            (vec![named(1), named(2)], bridges(&[&[1, 2]])),
+            (vec![edited.clone(), named(2)], bridges(&[&[1, 2]])),
+            (vec![edited.clone(), dual.clone()], bridges(&[&[1, 2]])),
+            (vec![edited.clone(), dual], bridges(&[&[1], &[2]])),
+            (vec![edited], bridges(&[&[1], &[]])),
+            (vec![], bridges(&[&[]])),
+            (vec![], vec![]),
+            (vec![named(3)], bridges(&[&[3]])),
+        ];
+        let mut cache = RuleCache::default();
+        for (i, (ports, bridges)) in steps.into_iter().enumerate() {
+            let plan = security(ports);
+            let fresh = RuleCache::default().node(&plan, &bridges).clone();
+            assert_eq!(cache.node(&plan, &bridges), &fresh, "step {i}");
+        }
     }
 
     #[test]

@@ -16,20 +16,38 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
+use std::sync::Arc;
 
 use super::names::{is_our_chain, is_our_ipset};
 use super::plan::IpSetPlan;
 use super::xtables::Ours;
 use neutrino_api::EtherType;
 
+/// One chain's rules (or a host chain's jumps into ours) as `-A CHAIN …`
+/// lines, with their print; shared, as a sync keeps most of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    pub lines: Arc<[String]>,
+    pub print: Print,
+}
+
+impl Chain {
+    pub fn new(lines: Vec<String>) -> Self {
+        let print = rules_print(&lines);
+        Self {
+            lines: lines.into(),
+            print,
+        }
+    }
+}
+
 /// One family's rules of neutrino: each chain of its own and each host
-/// chain it jumps from, keyed `TABLE CHAIN` as [`Ours`] is, with their rules
-/// as `-A CHAIN …` lines.
+/// chain it jumps from, keyed `TABLE CHAIN` as [`Ours`] is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ruleset {
-    pub chains: BTreeMap<String, Vec<String>>,
+    pub chains: BTreeMap<String, Chain>,
     /// In host chains: only neutrino's jumps, which are inserted first.
-    pub jumps: BTreeMap<String, Vec<String>>,
+    pub jumps: BTreeMap<String, Chain>,
 }
 
 impl Ruleset {
@@ -42,29 +60,29 @@ impl Ruleset {
         self.chains
             .values()
             .chain(self.jumps.values())
-            .map(Vec::len)
+            .map(|c| c.lines.len())
             .sum()
     }
 }
 
 /// A short print of an entry's content: its shape (how many rules and
 /// their targets, or how many members) and a digest of all of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Print {
-    pub shape: String,
-    pub digest: String,
+    pub shape: u64,
+    pub digest: u64,
 }
 
 impl Print {
     fn render(&self) -> String {
-        format!("{}:{}", self.shape, self.digest)
+        format!("{:016x}:{:016x}", self.shape, self.digest)
     }
 
     fn parse(text: &str) -> Option<Self> {
         let (shape, digest) = text.split_once(':')?;
         Some(Self {
-            shape: shape.into(),
-            digest: digest.into(),
+            shape: u64::from_str_radix(shape, 16).ok()?,
+            digest: u64::from_str_radix(digest, 16).ok()?,
         })
     }
 }
@@ -77,11 +95,14 @@ fn target(rule: &str) -> &str {
 }
 
 /// The print of a chain's rules (or of a host chain's jumps into ours).
-pub fn rules_print(lines: &[String]) -> Print {
-    let targets: Vec<&str> = lines.iter().map(|l| target(l)).collect();
+pub fn rules_print<S: AsRef<str>>(lines: &[S]) -> Print {
+    let count = lines.len().to_string();
+    let shape: Vec<&str> = std::iter::once(count.as_str())
+        .chain(lines.iter().map(|l| target(l.as_ref())))
+        .collect();
     Print {
-        shape: format!("{}-{}", lines.len(), crate::digest::hex(&targets, 4)),
-        digest: crate::digest::hex(lines, 8),
+        shape: crate::digest::value(&shape),
+        digest: crate::digest::value(lines),
     }
 }
 
@@ -91,8 +112,8 @@ pub fn members_print<T: AsRef<str>>(family: &str, members: &[T]) -> Print {
     sorted.sort_unstable();
     sorted.push(family);
     Print {
-        shape: format!("{}", members.len()),
-        digest: crate::digest::hex(&sorted, 8),
+        shape: members.len() as u64,
+        digest: crate::digest::value(&sorted),
     }
 }
 
@@ -209,7 +230,7 @@ pub fn decide(
         return (true, None);
     };
     match (kernel, &applied.kernel) {
-        (None, recorded) => (false, recorded.clone()),
+        (None, recorded) => (false, *recorded),
         (Some(now), Some(recorded)) => match now {
             Some(now) if &now == recorded => (false, Some(now)),
             _ => (true, None),
@@ -252,10 +273,10 @@ pub fn plan(
             let record_key = format!("{tag} {key}");
             let now = found.map(|f| f.get(key).map(|lines| rules_print(lines)));
             let jump = ruleset.jumps.contains_key(key) || !is_our_chain(chain_of(key));
-            let lines = ruleset.chains.get(key).or_else(|| ruleset.jumps.get(key));
-            match lines {
-                Some(lines) => {
-                    let print = rules_print(lines);
+            let chain = ruleset.chains.get(key).or_else(|| ruleset.jumps.get(key));
+            match chain {
+                Some(chain) => {
+                    let print = chain.print;
                     let (must, kernel) = decide(&print, applied.0.get(&record_key), now);
                     if must {
                         if jump {
@@ -375,13 +396,19 @@ pub fn restore(
             }
         }
         for key in write.iter().filter(in_table) {
-            for line in &ruleset.chains[*key] {
+            for line in ruleset.chains[*key].lines.iter() {
                 out.push_str(line);
                 out.push('\n');
             }
         }
         for (key, _) in rehook.iter().filter(|(k, _)| in_table(k)) {
-            for line in ruleset.jumps.get(*key).into_iter().flatten().rev() {
+            for line in ruleset
+                .jumps
+                .get(*key)
+                .into_iter()
+                .flat_map(|c| c.lines.iter())
+                .rev()
+            {
                 let rest = &line["-A ".len()..];
                 let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
                 let _ = writeln!(out, "-I {chain} 1 {spec}");
@@ -406,11 +433,13 @@ mod tests {
         let mut r = Ruleset::default();
         r.jumps.insert(
             "filter FORWARD".into(),
-            vec!["-A FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD".into()],
+            Chain::new(vec![
+                "-A FORWARD -m physdev --physdev-is-bridged -j neutrino-FORWARD".into(),
+            ]),
         );
         r.chains.insert(
             "filter neutrino-FORWARD".into(),
-            vec!["-A neutrino-FORWARD -o ntb-1 -j nt-b-1".into()],
+            Chain::new(vec!["-A neutrino-FORWARD -o ntb-1 -j nt-b-1".into()]),
         );
         let mut dispatch: Vec<String> = ports
             .iter()
@@ -419,14 +448,15 @@ mod tests {
             })
             .collect();
         dispatch.push("-A nt-b-1 -j ACCEPT".into());
-        r.chains.insert("filter nt-b-1".into(), dispatch);
+        r.chains
+            .insert("filter nt-b-1".into(), Chain::new(dispatch));
         for (port, rule) in ports {
             r.chains.insert(
                 format!("filter nt-i-{port}"),
-                vec![
+                Chain::new(vec![
                     format!("-A nt-i-{port} {rule} -j RETURN"),
                     format!("-A nt-i-{port} -j DROP"),
-                ],
+                ]),
             );
         }
         r
@@ -439,8 +469,8 @@ mod tests {
             out.push_str(&format!(":{} - [0:0]\n", chain_of(key)));
         }
         out.push_str("-A FORWARD -s 10.9.9.9/32 -j DROP\n");
-        for lines in r.jumps.values().chain(r.chains.values()) {
-            for line in lines {
+        for chain in r.jumps.values().chain(r.chains.values()) {
+            for line in chain.lines.iter() {
                 out.push_str(line);
                 out.push('\n');
             }
@@ -700,10 +730,13 @@ mod tests {
     fn the_record_reads_back_as_written() {
         let record = settled(&wanted(&[("a", "-p tcp")]));
         let text = record.render();
-        assert!(
-            text.starts_with("neutrino firewall record 2\n4 filter FORWARD\t1-"),
-            "{text}"
-        );
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("neutrino firewall record 2"));
+        let fields: Vec<&str> = lines.next().unwrap().split('\t').collect();
+        assert_eq!(fields[0], "4 filter FORWARD");
+        for print in &fields[1..] {
+            assert!(print.len() == 33 && print.as_bytes()[16] == b':', "{text}");
+        }
         assert_eq!(Applied::parse(&text), Some(record));
         assert_eq!(
             Applied::parse("desired\tabc\ntable\t0\n"),

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::netns;
-use neutrino_core::firewall::{BridgePorts, ipset_restore, node_rules, router_nat};
+use neutrino_core::firewall::{BridgePorts, RuleCache, ipset_restore, router_nat};
 use neutrino_core::names::is_our_ipset;
 use neutrino_core::plan::{RouterPlan, SecurityPlan};
 use neutrino_core::ruleset::{
@@ -139,6 +139,23 @@ pub fn remove_ipsets(namespace: Option<&str>) -> Result<usize, FirewallError> {
     Ok(1)
 }
 
+/// Makes bridged traffic pass iptables, which the port chains need; the
+/// number of sysctls set. Checked where the tables are read: a first sync
+/// and each drift check.
+fn bridge_netfilter(namespace: Option<&str>) -> Result<usize, FirewallError> {
+    let mut writes = 0;
+    for key in [
+        "net.bridge.bridge-nf-call-iptables",
+        "net.bridge.bridge-nf-call-ip6tables",
+    ] {
+        if netns::read_sysctl(namespace, key).is_ok_and(|v| v != "1") {
+            netns::sysctl(namespace, key, "1").map_err(|e| error(format!("setting {key}"), e))?;
+            writes += 1;
+        }
+    }
+    Ok(writes)
+}
+
 /// The firewall of one node (its own namespace and its routers').
 pub struct Firewall {
     dir: PathBuf,
@@ -150,6 +167,8 @@ pub struct Firewall {
     /// What was applied, by namespace: the record files' content, read
     /// once.
     applied: Mutex<BTreeMap<String, Applied>>,
+    /// The node's rules as last built.
+    rules: Mutex<RuleCache>,
 }
 
 impl Firewall {
@@ -162,6 +181,7 @@ impl Firewall {
             drift_every: Duration::ZERO,
             checked: Mutex::new(BTreeMap::new()),
             applied: Mutex::new(BTreeMap::new()),
+            rules: Mutex::new(RuleCache::default()),
         }
     }
 
@@ -278,10 +298,8 @@ impl Firewall {
         bridges: &[BridgePorts],
     ) -> Result<usize, FirewallError> {
         let key = "node";
-        let wanted = [
-            node_rules(plan, bridges, false),
-            node_rules(plan, bridges, true),
-        ];
+        let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        let wanted = rules.node(plan, bridges);
         let applied = self.applied(key);
         let mut read = applied.is_none() || self.drift_check_due(key);
         let applied = applied.unwrap_or_default();
@@ -290,12 +308,12 @@ impl Firewall {
         } else {
             None
         };
-        let sync = match ruleset::plan(&wanted, &plan.ipsets, &applied, kernel.as_ref()) {
+        let sync = match ruleset::plan(wanted, &plan.ipsets, &applied, kernel.as_ref()) {
             Ok(sync) => sync,
             Err(NeedsKernel) => {
                 read = true;
                 let kernel = self.read_kernel(namespace)?;
-                ruleset::plan(&wanted, &plan.ipsets, &applied, Some(&kernel))
+                ruleset::plan(wanted, &plan.ipsets, &applied, Some(&kernel))
                     .expect("a plan with the kernel read needs nothing more")
             }
         };
@@ -304,14 +322,22 @@ impl Firewall {
         }
         if sync.is_empty() {
             self.remember(key, sync.record)?;
-            return Ok(0);
+            return if read && !plan.ports.is_empty() {
+                bridge_netfilter(namespace)
+            } else {
+                Ok(0)
+            };
         }
-        let writes = self.write_node(namespace, plan, &sync)?;
+        let mut writes = 0;
+        if read && !plan.ports.is_empty() {
+            writes += bridge_netfilter(namespace)?;
+        }
+        writes += self.write_node(namespace, &sync)?;
         // Where the tables were read anyway, read what was written back, so
         // the record holds the kernel's own text of it.
         let record = if read {
             let after = self.read_kernel(namespace)?;
-            ruleset::plan(&wanted, &plan.ipsets, &sync.record, Some(&after))
+            ruleset::plan(wanted, &plan.ipsets, &sync.record, Some(&after))
                 .map(|s| s.record)
                 .unwrap_or(sync.record)
         } else {
@@ -330,22 +356,9 @@ impl Firewall {
     fn write_node(
         &self,
         namespace: Option<&str>,
-        plan: &SecurityPlan,
         sync: &ruleset::Sync,
     ) -> Result<usize, FirewallError> {
         let mut writes = 0;
-        if !plan.ports.is_empty() {
-            for key in [
-                "net.bridge.bridge-nf-call-iptables",
-                "net.bridge.bridge-nf-call-ip6tables",
-            ] {
-                if netns::read_sysctl(namespace, key).is_ok_and(|v| v != "1") {
-                    netns::sysctl(namespace, key, "1")
-                        .map_err(|e| error(format!("setting {key}"), e))?;
-                    writes += 1;
-                }
-            }
-        }
         if !sync.fill.is_empty() {
             run(namespace, "ipset", &["restore"], &ipset_restore(&sync.fill))?;
             writes += 1;
