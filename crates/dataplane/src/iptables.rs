@@ -241,27 +241,30 @@ impl Firewall {
         self.applied.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// What was applied to `name`, if anything is known: an agent started
-    /// again finds its predecessor's record.
-    fn applied(&self, name: &str) -> Option<Applied> {
-        if let Some(applied) = self.cache().get(name) {
-            return Some(applied.clone());
+    /// What was applied to `name`, taken out of memory, or else read from
+    /// the record an earlier agent left (then `true`: a record from disk may
+    /// be older than the tables, so it is checked against them).
+    fn take_applied(&self, name: &str) -> (Option<Applied>, bool) {
+        if let Some(applied) = self.cache().remove(name) {
+            return (Some(applied), false);
         }
-        let applied = Applied::parse(&std::fs::read_to_string(self.record(name)).ok()?)?;
-        self.cache().insert(name.to_string(), applied.clone());
-        Some(applied)
+        let from_disk = std::fs::read_to_string(self.record(name))
+            .ok()
+            .and_then(|text| Applied::parse(&text));
+        (from_disk, true)
     }
 
-    fn remember(&self, name: &str, applied: Applied) -> Result<(), FirewallError> {
-        if self.cache().get(name) == Some(&applied) {
-            return Ok(());
+    /// Keeps what was applied to `name` in memory, and, when `persist`, in
+    /// its record for an agent started again.
+    fn remember(&self, name: &str, applied: Applied, persist: bool) -> Result<(), FirewallError> {
+        if persist {
+            std::fs::create_dir_all(&self.dir).map_err(|e| error("recording the firewall", e))?;
+            let path = self.record(name);
+            let temporary = path.with_extension("tmp");
+            std::fs::write(&temporary, applied.render())
+                .and_then(|()| std::fs::rename(&temporary, &path))
+                .map_err(|e| error("recording the firewall", e))?;
         }
-        std::fs::create_dir_all(&self.dir).map_err(|e| error("recording the firewall", e))?;
-        let path = self.record(name);
-        let temporary = path.with_extension("tmp");
-        std::fs::write(&temporary, applied.render())
-            .and_then(|()| std::fs::rename(&temporary, &path))
-            .map_err(|e| error("recording the firewall", e))?;
         self.cache().insert(name.to_string(), applied);
         Ok(())
     }
@@ -300,8 +303,8 @@ impl Firewall {
         let key = "node";
         let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         let wanted = rules.node(plan, bridges);
-        let applied = self.applied(key);
-        let mut read = applied.is_none() || self.drift_check_due(key);
+        let (applied, from_disk) = self.take_applied(key);
+        let mut read = applied.is_none() || from_disk || self.drift_check_due(key);
         let applied = applied.unwrap_or_default();
         let kernel = if read {
             Some(self.read_kernel(namespace)?)
@@ -321,7 +324,7 @@ impl Firewall {
             self.checked_now(key);
         }
         if sync.is_empty() {
-            self.remember(key, sync.record)?;
+            self.remember(key, sync.record, read)?;
             return if read && !plan.ports.is_empty() {
                 bridge_netfilter(namespace)
             } else {
@@ -346,7 +349,9 @@ impl Firewall {
         if record.0.is_empty() {
             self.forget(key);
         } else {
-            self.remember(key, record)?;
+            // The record on disk follows at the next read of the tables: a
+            // restarted agent checks it against them first.
+            self.remember(key, record, read)?;
         }
         Ok(writes)
     }
@@ -408,17 +413,22 @@ impl Firewall {
                 .collect();
             Ok(Some(rules_print(&rules)))
         };
-        let applied = self.applied(&router.namespace);
+        let (applied, from_disk) = self.take_applied(&router.namespace);
         let entry = applied.as_ref().and_then(|a| a.0.get("nat"));
-        let now = if entry.is_none() || self.drift_check_due(&router.namespace) {
+        let now = if entry.is_none() || from_disk || self.drift_check_due(&router.namespace) {
             Some(observe()?)
         } else {
             None
         };
+        let read = now.is_some();
         let (must, kernel) = ruleset::decide(&wanted, entry, now);
         if !must {
             let record = Entry { wanted, kernel };
-            self.remember(&router.namespace, Applied([("nat".into(), record)].into()))?;
+            self.remember(
+                &router.namespace,
+                Applied([("nat".into(), record)].into()),
+                read,
+            )?;
             return Ok(0);
         }
         run(
@@ -431,7 +441,11 @@ impl Firewall {
             wanted,
             kernel: observe()?,
         };
-        self.remember(&router.namespace, Applied([("nat".into(), record)].into()))?;
+        self.remember(
+            &router.namespace,
+            Applied([("nat".into(), record)].into()),
+            true,
+        )?;
         self.checked_now(&router.namespace);
         Ok(1)
     }
