@@ -6,10 +6,11 @@ COPY . .
 RUN cargo build --release --locked --bin neutrino
 
 FROM debian:bookworm-slim
-# The agent drives dnsmasq, iptables, ipset and (for the lab) iproute2.
+# The agent drives dnsmasq (and its dhcp_release), iptables, ipset and (for
+# the lab) iproute2.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates dnsmasq-base iptables ipset iproute2 \
+      ca-certificates dnsmasq-base dnsmasq-utils iptables ipset iproute2 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/neutrino /usr/local/bin/neutrino
 ENTRYPOINT ["/usr/local/bin/neutrino"]

@@ -149,15 +149,16 @@ async fn drift_in_every_backend_is_put_back_and_nothing_else_is_touched() {
             .unwrap()
             .routes
             .remove(0);
+        // A host lost from the server's hosts file.
         let server = world.dhcp.get_mut(&dhcp.namespace).unwrap();
-        let host = server.hosts.keys().next().unwrap().clone();
-        server.hosts.insert(host.clone(), "edited\n".into());
-        (fdb, address, route, host)
+        let host = server.listed.keys().next().unwrap().clone();
+        let line = server.listed.remove(&host).unwrap();
+        (fdb, address, route, (host, line))
     };
 
     let report = agent.apply(&plan).await;
     assert!(report.is_clean(), "{:#?}", report.errors);
-    let content = fake.world().dhcp[&dhcp.namespace].hosts[&host].clone();
+    let (host, line) = host;
     assert_eq!(
         fake.take_journal(),
         vec![
@@ -174,10 +175,10 @@ async fn drift_in_every_backend_is_put_back_and_nothing_else_is_touched() {
             ),
             format!(
                 "dhcp: {:?}",
-                DhcpChange::WriteHost {
+                DhcpChange::AddHost {
                     namespace: dhcp.namespace.clone(),
                     name: host,
-                    content,
+                    content: line,
                 }
             ),
         ]
@@ -260,13 +261,16 @@ async fn one_broken_server_is_reported_by_its_subnet_and_blocks_nothing_else() {
         assert!(world.namespaces[&broken.namespace].interfaces[&broken.interface].up);
     }
 
-    // Mended, the next resync starts exactly that server.
+    // Mended, the next resync starts exactly that server, its hosts listed
+    // afresh first as for any start.
     fake.world().broken.clear();
     fake.take_journal();
     let report = agent.apply(&plan).await;
     assert!(report.is_clean(), "{:#?}", report.errors);
     let journal = fake.take_journal();
-    assert_eq!(journal.len(), 1, "{journal:#?}");
-    assert!(journal[0].starts_with(&start), "{journal:#?}");
+    assert_eq!(journal.len(), 2, "{journal:#?}");
+    let list = format!("dhcp: ListHosts {{ namespace: {:?}", broken.namespace);
+    assert!(journal[0].starts_with(&list), "{journal:#?}");
+    assert!(journal[1].starts_with(&start), "{journal:#?}");
     assert_eq!(report.dhcp.started, vec![broken.namespace.clone()]);
 }

@@ -69,6 +69,15 @@ metadata: {name: a3, namespace: tenant-a}
 spec: {network: blue, nodeName: node-1}
 "#;
 
+/// A new port with the address a2 had.
+const A4: &str = r#"
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: a4, namespace: tenant-a}
+spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.22}], nodeName: node-1}
+"#;
+
 fn without(yaml: &str, port: &str) -> String {
     yaml.split("\n---\n")
         .filter(|doc| !doc.contains(&format!("name: {port},")))
@@ -250,6 +259,27 @@ async fn two_nodes_two_tenants_real_dhcp_and_packets() {
         "no restart for a removed host"
     );
     assert!(!lab.pings("tenant-a/a1", "10.0.0.22"), "a2 is gone");
+
+    // Its address is another port's at once: dnsmasq gave up a2's lease,
+    // which would otherwise keep the address until it expired.
+    let reuse = manifests(
+        "reuse",
+        &format!("{}{A4}", without(&format!("{TENANTS}{A3}"), "a2")),
+    );
+    let summary = lab.lab.apply(&reuse).await.unwrap();
+    assert_eq!(
+        summary.workloads["tenant-a/a4"]
+            .lease
+            .as_ref()
+            .map(|l| l.ip.as_str()),
+        Some("10.0.0.22"),
+        "a2's address, leased to a4"
+    );
+    assert_eq!(
+        dnsmasq_pid(&lab, "node-1", &subnet),
+        pid,
+        "no restart for a reused address"
+    );
 
     // Removing a port removes its FDB and neighbour entries on every node.
     let b1 = port_mac(&lab, "tenant-a/b1");
@@ -702,24 +732,21 @@ async fn a_resync_repairs_whatever_was_changed_behind_the_agents_back() {
     })
     .await;
 
-    // A host file of that DHCP server.
-    let hosts = lab
-        .lab
-        .files()
-        .node_dir("node-1")
-        .join("dhcp")
-        .join(&dhcp)
-        .join("hosts");
-    let host = std::fs::read_dir(&hosts)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let content = std::fs::read_to_string(&host).unwrap();
-    std::fs::remove_file(&host).unwrap();
-    comes_back("the DHCP host file", async || {
-        std::fs::read_to_string(&host).is_ok_and(|c| c == content)
+    // A host of that DHCP server, taken out of its hosts file: it is given
+    // back (as a file of the watched directory, which needs no reload).
+    let files = lab.lab.files().node_dir("node-1").join("dhcp").join(&dhcp);
+    let listed = std::fs::read_to_string(files.join("hostsfile")).unwrap();
+    let line = listed.lines().next().expect("a host").to_string();
+    let name = line.split(',').next().unwrap().replace(':', "");
+    std::fs::write(
+        files.join("hostsfile"),
+        listed.replace(&format!("{line}\n"), ""),
+    )
+    .unwrap();
+    comes_back("the DHCP host", async || {
+        let file = std::fs::read_to_string(files.join("hosts").join(&name)).unwrap_or_default();
+        let listed = std::fs::read_to_string(files.join("hostsfile")).unwrap_or_default();
+        file.contains(&line) || listed.contains(&line)
     })
     .await;
 

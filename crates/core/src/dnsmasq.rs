@@ -1,11 +1,17 @@
 //! What a node's DHCP servers are given, in dnsmasq's terms — a command
-//! line, an options file and one file per host — and the changes that bring
+//! line, an options file and the static hosts — and the changes that bring
 //! the servers found on the node there.
 //!
-//! Hosts and options live in directories dnsmasq watches, so a new or
-//! changed host reaches a running server without a restart; a removed host
-//! takes a reload, which keeps the process and its leases; only a changed
-//! command line restarts it.
+//! dnsmasq can add a host cheaply but not forget one: a file new in its
+//! watched hosts directory is read at once, while a host removed or changed
+//! stays until a reload, which re-reads everything (for a directory of one
+//! file per host, in time quadratic in the files). So each server's hosts
+//! live in one hosts file, read on a reload, and the hosts added since the
+//! last reload in the watched directory, one file each. Adding a host
+//! writes its file; removing or changing one rewrites the hosts file with
+//! every host (folding the directory's files in), reloads, and releases the
+//! removed host's lease, which would otherwise keep its address from anyone
+//! else until it expires. Only a changed command line restarts the server.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -18,23 +24,44 @@ use super::plan::DhcpPlan;
 pub struct Server {
     /// The namespace it runs in, which also names its directory.
     pub namespace: String,
+    /// Its interface, to which a lease release is sent.
+    pub interface: String,
     pub args: Vec<String>,
     pub options: String,
-    /// Host files by name.
+    /// Each host's line (`MAC,IP,NAME`), by the host's name.
     pub hosts: BTreeMap<String, String>,
 }
 
 /// One server's directory as found on the node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObservedServer {
-    /// Its host and options directories both exist.
+    /// Its hosts and options directories both exist.
     pub prepared: bool,
     /// The command line it was last started with.
     pub args: Vec<String>,
     pub options: Option<String>,
-    pub hosts: BTreeMap<String, String>,
+    /// The hosts file's lines, by host name.
+    pub listed: BTreeMap<String, String>,
+    /// The files in the watched hosts directory, by name.
+    pub added: BTreeMap<String, String>,
     /// A dnsmasq of this directory runs.
     pub running: bool,
+}
+
+impl ObservedServer {
+    /// Every host the server was given, with every line it was given for it.
+    fn hosts(&self) -> BTreeMap<&str, Vec<&str>> {
+        let mut hosts: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (name, line) in self.listed.iter().chain(&self.added) {
+            hosts.entry(name).or_default().push(line);
+        }
+        hosts
+    }
+}
+
+/// The name a host's line is kept under: its MAC without colons.
+pub fn host_name(line: &str) -> String {
+    line.split(',').next().unwrap_or_default().replace(':', "")
 }
 
 /// One change to a node's DHCP servers.
@@ -48,14 +75,18 @@ pub enum DhcpChange {
         namespace: String,
         content: String,
     },
-    WriteHost {
+    /// A file in the watched hosts directory: read at once, no reload.
+    AddHost {
         namespace: String,
         name: String,
         content: String,
     },
-    RemoveHost {
+    /// The hosts file written whole, and the watched directory's files,
+    /// now in it, removed.
+    ListHosts {
         namespace: String,
-        name: String,
+        content: String,
+        folded: Vec<String>,
     },
     Start {
         namespace: String,
@@ -66,9 +97,16 @@ pub enum DhcpChange {
         namespace: String,
         args: Vec<String>,
     },
-    /// Makes a running server forget the host files removed.
+    /// Makes a running server read its hosts again, forgetting those gone.
     Reload {
         namespace: String,
+    },
+    /// Ends the lease a removed host may hold, so its address is free.
+    Release {
+        namespace: String,
+        interface: String,
+        ip: String,
+        mac: String,
     },
     /// Stops a server no plan wants, if it runs, and removes its directory.
     Stop {
@@ -82,8 +120,9 @@ impl DhcpChange {
         match self {
             Self::Prepare { namespace }
             | Self::WriteOptions { namespace, .. }
-            | Self::WriteHost { namespace, .. }
-            | Self::RemoveHost { namespace, .. }
+            | Self::AddHost { namespace, .. }
+            | Self::ListHosts { namespace, .. }
+            | Self::Release { namespace, .. }
             | Self::Start { namespace, .. }
             | Self::Restart { namespace, .. }
             | Self::Reload { namespace }
@@ -96,8 +135,9 @@ impl DhcpChange {
         match self {
             Self::Prepare { .. } => "creating its directory".into(),
             Self::WriteOptions { .. } => "writing its options".into(),
-            Self::WriteHost { name, .. } => format!("writing host {name}"),
-            Self::RemoveHost { name, .. } => format!("removing host {name}"),
+            Self::AddHost { name, .. } => format!("adding host {name}"),
+            Self::ListHosts { .. } => "writing its hosts file".into(),
+            Self::Release { ip, mac, .. } => format!("releasing the lease of {ip} to {mac}"),
             Self::Start { .. } => "starting dnsmasq".into(),
             Self::Restart { .. } => "restarting dnsmasq".into(),
             Self::Reload { .. } => "reloading".into(),
@@ -110,6 +150,7 @@ impl DhcpChange {
 pub fn server(plan: &DhcpPlan, dir: &Path) -> Server {
     Server {
         namespace: plan.namespace.clone(),
+        interface: plan.interface.clone(),
         args: arguments(plan, dir),
         options: options(plan),
         hosts: host_files(plan),
@@ -136,7 +177,9 @@ fn arguments(plan: &DhcpPlan, dir: &Path) -> Vec<String> {
         "--bind-interfaces".into(),
         format!("--dhcp-range={range}"),
         "--dhcp-ignore=tag:!known".into(),
+        format!("--dhcp-hostsfile={}", d("hostsfile")),
         format!("--dhcp-hostsdir={}", d("hosts")),
+        format!("--dhcp-lease-max={}", lease_max(plan)),
         format!("--dhcp-optsdir={}", d("options")),
         format!("--dhcp-leasefile={}", d("leases")),
         format!("--pid-file={}", d("pid")),
@@ -144,6 +187,13 @@ fn arguments(plan: &DhcpPlan, dir: &Path) -> Vec<String> {
         "--log-dhcp".into(),
         "--user=root".into(),
     ]
+}
+
+/// As many leases as the subnet has addresses (dnsmasq's default is
+/// 1,000), up to a bound that keeps a huge IPv6 prefix sane.
+fn lease_max(plan: &DhcpPlan) -> u64 {
+    let bits = plan.cidr.max_prefix_len() - plan.cidr.prefix_len();
+    1u64 << u32::from(bits).min(24)
 }
 
 /// The options file: gateway, DNS servers, classless routes and MTU. An
@@ -179,7 +229,7 @@ fn options(plan: &DhcpPlan) -> String {
     lines.join("\n") + "\n"
 }
 
-/// Each host's file, named by its MAC.
+/// Each host's line, by its name.
 fn host_files(plan: &DhcpPlan) -> BTreeMap<String, String> {
     plan.hosts
         .iter()
@@ -198,8 +248,8 @@ fn host_files(plan: &DhcpPlan) -> BTreeMap<String, String> {
 }
 
 /// The changes that take the servers `observed` (by namespace) to
-/// `desired`: per server its files first, then the process; servers no
-/// longer wanted are stopped last.
+/// `desired`: per server its files first, then the process, then releases;
+/// servers no longer wanted are stopped last.
 pub fn diff(desired: &[Server], observed: &BTreeMap<String, ObservedServer>) -> Vec<DhcpChange> {
     let mut changes = Vec::new();
     let absent = ObservedServer::default();
@@ -217,29 +267,43 @@ pub fn diff(desired: &[Server], observed: &BTreeMap<String, ObservedServer>) -> 
                 content: server.options.clone(),
             });
         }
-        for (name, content) in &server.hosts {
-            if found.hosts.get(name) != Some(content) {
-                changes.push(DhcpChange::WriteHost {
-                    namespace: namespace(),
-                    name: name.clone(),
-                    content: content.clone(),
-                });
-            }
-        }
-        let mut removed = false;
-        for name in found.hosts.keys() {
-            if !server.hosts.contains_key(name) {
-                changes.push(DhcpChange::RemoveHost {
-                    namespace: namespace(),
-                    name: name.clone(),
-                });
-                removed = true;
-            }
-        }
+        let given = found.hosts();
+        // Lines the server holds that are not wanted as they are: a host
+        // removed, or changed (dnsmasq keeps the old line until a reload).
+        let stale: Vec<&str> = given
+            .iter()
+            .filter(|(name, lines)| {
+                server
+                    .hosts
+                    .get(**name)
+                    .is_none_or(|wanted| lines.iter().any(|l| l != wanted))
+            })
+            .flat_map(|(_, lines)| lines.iter().copied())
+            .collect();
+        let list = || DhcpChange::ListHosts {
+            namespace: namespace(),
+            content: server.hosts.values().map(String::as_str).collect(),
+            folded: found.added.keys().cloned().collect(),
+        };
         let args = server.args.clone();
+        let fresh = !found.running || found.args != server.args;
+        if fresh || !stale.is_empty() {
+            changes.push(list());
+        } else {
+            changes.extend(
+                server
+                    .hosts
+                    .iter()
+                    .filter(|(name, _)| !given.contains_key(name.as_str()))
+                    .map(|(name, content)| DhcpChange::AddHost {
+                        namespace: namespace(),
+                        name: name.clone(),
+                        content: content.clone(),
+                    }),
+            );
+        }
         match (found.running, found.args == server.args) {
-            // Deleted host files are only forgotten on a reload.
-            (true, true) if removed => changes.push(DhcpChange::Reload {
+            (true, true) if !stale.is_empty() => changes.push(DhcpChange::Reload {
                 namespace: namespace(),
             }),
             (true, true) => {}
@@ -252,6 +316,7 @@ pub fn diff(desired: &[Server], observed: &BTreeMap<String, ObservedServer>) -> 
                 args,
             }),
         }
+        changes.extend(stale.iter().filter_map(|line| release(server, line)));
     }
     changes.extend(
         observed
@@ -262,6 +327,27 @@ pub fn diff(desired: &[Server], observed: &BTreeMap<String, ObservedServer>) -> 
             }),
     );
     changes
+}
+
+/// The release of the lease a host's `line` gave, if it is an IPv4 host
+/// (an IPv6 lease is tied to a client's DUID, which the line does not
+/// hold). A lease of the same host at its wanted address is kept.
+fn release(server: &Server, line: &str) -> Option<DhcpChange> {
+    let mut fields = line.trim_end().split(',');
+    let (mac, ip) = (fields.next()?, fields.next()?);
+    if ip.starts_with('[') || ip.parse::<std::net::Ipv4Addr>().is_err() {
+        return None;
+    }
+    let kept = server
+        .hosts
+        .get(&host_name(line))
+        .is_some_and(|wanted| wanted.split(',').nth(1) == Some(ip));
+    (!kept).then(|| DhcpChange::Release {
+        namespace: server.namespace.clone(),
+        interface: server.interface.clone(),
+        ip: ip.to_string(),
+        mac: mac.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -306,14 +392,45 @@ mod tests {
         }
     }
 
-    /// The server as it runs once `server` was applied.
+    /// The server as it runs once `server` was applied: every host listed.
     fn running(server: &Server) -> ObservedServer {
         ObservedServer {
             prepared: true,
             args: server.args.clone(),
             options: Some(server.options.clone()),
-            hosts: server.hosts.clone(),
+            listed: server.hosts.clone(),
+            added: BTreeMap::new(),
             running: true,
+        }
+    }
+
+    const NS: &str = "nt-dhcp-x";
+    const VM: &str = "02:00:00:00:00:09,10.0.0.9,vm\n";
+
+    fn observed(server: ObservedServer) -> BTreeMap<String, ObservedServer> {
+        [(NS.to_string(), server)].into()
+    }
+
+    fn list(content: &str, folded: &[&str]) -> DhcpChange {
+        DhcpChange::ListHosts {
+            namespace: NS.into(),
+            content: content.into(),
+            folded: folded.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    fn release(ip: &str, mac: &str) -> DhcpChange {
+        DhcpChange::Release {
+            namespace: NS.into(),
+            interface: "ns-x".into(),
+            ip: ip.into(),
+            mac: mac.into(),
+        }
+    }
+
+    fn reload() -> DhcpChange {
+        DhcpChange::Reload {
+            namespace: NS.into(),
         }
     }
 
@@ -366,112 +483,156 @@ mod tests {
     }
 
     #[test]
-    fn a_new_server_is_prepared_filled_and_started() {
+    fn a_new_server_is_prepared_listed_and_started() {
         let wanted = server(&plan(), dir());
         assert_eq!(
             diff(std::slice::from_ref(&wanted), &BTreeMap::new()),
             vec![
                 DhcpChange::Prepare {
-                    namespace: "nt-dhcp-x".into()
+                    namespace: NS.into()
                 },
                 DhcpChange::WriteOptions {
-                    namespace: "nt-dhcp-x".into(),
+                    namespace: NS.into(),
                     content: wanted.options.clone(),
                 },
-                DhcpChange::WriteHost {
-                    namespace: "nt-dhcp-x".into(),
-                    name: "020000000009".into(),
-                    content: "02:00:00:00:00:09,10.0.0.9,vm\n".into(),
-                },
+                list(VM, &[]),
                 DhcpChange::Start {
-                    namespace: "nt-dhcp-x".into(),
+                    namespace: NS.into(),
                     args: wanted.args.clone(),
                 },
             ]
+        );
+        assert!(wanted.args.contains(&"--dhcp-lease-max=256".to_string()));
+        assert!(
+            wanted
+                .args
+                .contains(&"--dhcp-hostsfile=/d/nt-dhcp-x/hostsfile".to_string())
         );
     }
 
     #[test]
     fn a_running_server_as_planned_needs_nothing() {
         let wanted = server(&plan(), dir());
-        let observed = [("nt-dhcp-x".to_string(), running(&wanted))].into();
-        assert_eq!(diff(&[wanted], &observed), vec![]);
+        let found = observed(running(&wanted));
+        assert_eq!(diff(std::slice::from_ref(&wanted), &found), vec![]);
+        // Hosts added since the last reload count as given.
+        let mut split = running(&wanted);
+        split.added = std::mem::take(&mut split.listed);
+        assert_eq!(diff(&[wanted], &observed(split)), vec![]);
     }
 
     #[test]
-    fn a_new_host_is_written_and_a_removed_one_reloads() {
+    fn a_new_host_is_one_file_and_no_reload() {
         let before = server(&plan(), dir());
-        let observed = [("nt-dhcp-x".to_string(), running(&before))].into();
         let mut more = plan();
         more.hosts.push(host(10, "10.0.0.10"));
         assert_eq!(
-            diff(&[server(&more, dir())], &observed),
-            vec![DhcpChange::WriteHost {
-                namespace: "nt-dhcp-x".into(),
+            diff(&[server(&more, dir())], &observed(running(&before))),
+            vec![DhcpChange::AddHost {
+                namespace: NS.into(),
                 name: "02000000000a".into(),
                 content: "02:00:00:00:00:0a,10.0.0.10,vm10\n".into(),
             }]
         );
-        let mut fewer = plan();
-        fewer.hosts.clear();
+    }
+
+    #[test]
+    fn a_removed_host_is_listed_away_reloaded_and_its_lease_released() {
+        let mut two = plan();
+        two.hosts.push(host(10, "10.0.0.10"));
+        let mut given = running(&server(&two, dir()));
+        // The second host came in through the watched directory.
+        let added = given.listed.remove("02000000000a").unwrap();
+        given.added.insert("02000000000a".into(), added);
+        let mut one = plan();
+        one.hosts.remove(0);
+        one.hosts.push(host(10, "10.0.0.10"));
         assert_eq!(
-            diff(&[server(&fewer, dir())], &observed),
+            diff(&[server(&one, dir())], &observed(given.clone())),
             vec![
-                DhcpChange::RemoveHost {
-                    namespace: "nt-dhcp-x".into(),
-                    name: "020000000009".into(),
-                },
-                DhcpChange::Reload {
-                    namespace: "nt-dhcp-x".into()
-                },
+                list("02:00:00:00:00:0a,10.0.0.10,vm10\n", &["02000000000a"]),
+                reload(),
+                release("10.0.0.9", "02:00:00:00:00:09"),
             ]
+        );
+        let mut none = plan();
+        none.hosts.clear();
+        assert_eq!(
+            diff(&[server(&none, dir())], &observed(given)),
+            vec![
+                list("", &["02000000000a"]),
+                reload(),
+                release("10.0.0.9", "02:00:00:00:00:09"),
+                release("10.0.0.10", "02:00:00:00:00:0a"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_changed_host_reloads_and_gives_up_only_an_address_it_no_longer_has() {
+        let before = server(&plan(), dir());
+        let mut moved = plan();
+        moved.hosts[0].ip = "10.0.0.99".parse().unwrap();
+        assert_eq!(
+            diff(&[server(&moved, dir())], &observed(running(&before))),
+            vec![
+                list("02:00:00:00:00:09,10.0.0.99,vm\n", &[]),
+                reload(),
+                release("10.0.0.9", "02:00:00:00:00:09"),
+            ]
+        );
+        let mut renamed = plan();
+        renamed.hosts[0].hostname = "web".into();
+        assert_eq!(
+            diff(&[server(&renamed, dir())], &observed(running(&before))),
+            vec![list("02:00:00:00:00:09,10.0.0.9,web\n", &[]), reload()]
         );
     }
 
     #[test]
     fn a_changed_range_restarts_and_a_dead_server_starts_again() {
         let before = server(&plan(), dir());
-        let mut observed: BTreeMap<_, _> = [("nt-dhcp-x".to_string(), running(&before))].into();
+        let mut found = running(&before);
         let mut longer = plan();
         longer.lease_seconds = 3600;
         let wanted = server(&longer, dir());
         assert_eq!(
-            diff(std::slice::from_ref(&wanted), &observed),
-            vec![DhcpChange::Restart {
-                namespace: "nt-dhcp-x".into(),
-                args: wanted.args.clone(),
-            }]
+            diff(std::slice::from_ref(&wanted), &observed(found.clone())),
+            vec![
+                list(VM, &[]),
+                DhcpChange::Restart {
+                    namespace: NS.into(),
+                    args: wanted.args.clone(),
+                }
+            ]
         );
-        observed.get_mut("nt-dhcp-x").unwrap().running = false;
+        found.running = false;
         assert_eq!(
-            diff(std::slice::from_ref(&before), &observed),
-            vec![DhcpChange::Start {
-                namespace: "nt-dhcp-x".into(),
-                args: before.args.clone(),
-            }]
+            diff(std::slice::from_ref(&before), &observed(found)),
+            vec![
+                list(VM, &[]),
+                DhcpChange::Start {
+                    namespace: NS.into(),
+                    args: before.args.clone(),
+                }
+            ]
         );
     }
 
     #[test]
-    fn an_edited_host_file_is_written_again_and_servers_no_plan_wants_stop() {
+    fn an_edited_hosts_file_is_listed_again_and_servers_no_plan_wants_stop() {
         let wanted = server(&plan(), dir());
         let mut edited = running(&wanted);
         edited
-            .hosts
+            .listed
             .insert("020000000009".into(), "garbage\n".into());
-        let observed = [
-            ("nt-dhcp-x".to_string(), edited),
-            ("nt-dhcp-gone".to_string(), ObservedServer::default()),
-        ]
-        .into();
+        let mut found = observed(edited);
+        found.insert("nt-dhcp-gone".into(), ObservedServer::default());
         assert_eq!(
-            diff(&[wanted], &observed),
+            diff(&[wanted], &found),
             vec![
-                DhcpChange::WriteHost {
-                    namespace: "nt-dhcp-x".into(),
-                    name: "020000000009".into(),
-                    content: "02:00:00:00:00:09,10.0.0.9,vm\n".into(),
-                },
+                list(VM, &[]),
+                reload(),
                 DhcpChange::Stop {
                     namespace: "nt-dhcp-gone".into()
                 },

@@ -83,7 +83,8 @@ pub struct Agent<B: Backends = Host> {
 impl Agent<Host> {
     pub async fn new(config: AgentConfig) -> Result<Self, super::netlink::NetlinkError> {
         let links = Netlink::connect(config.netns.as_deref()).await?;
-        let dnsmasq = Dnsmasq::new(config.state_dir.join(DHCP_DIR));
+        let dnsmasq =
+            Dnsmasq::new(config.state_dir.join(DHCP_DIR)).checking_drift_every(config.drift_check);
         let (backend, backend_reason) = iptables::backend(config.netns.as_deref(), config.iptables);
         tracing::info!(%backend, reason = %backend_reason, "iptables backend chosen");
         let firewall = Firewall::new(config.state_dir.join(FIREWALL_DIR), backend)

@@ -11,11 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::backend::{DhcpServers, Failure};
 use super::netns;
-use neutrino_core::dnsmasq::{DhcpChange, ObservedServer, diff, server};
+use neutrino_core::dnsmasq::{DhcpChange, ObservedServer, diff, host_name, server};
 use neutrino_core::plan::DhcpPlan;
 
 /// What a sync did, for logs and tests.
@@ -25,6 +26,8 @@ pub struct DhcpReport {
     pub restarted: Vec<String>,
     pub reloaded: Vec<String>,
     pub stopped: Vec<String>,
+    /// Leases released, as `IP MAC in NAMESPACE`.
+    pub released: Vec<String>,
 }
 
 /// A DHCP server that could not be brought to its plan.
@@ -40,12 +43,20 @@ pub struct DhcpError {
 pub struct Dnsmasq {
     dir: PathBuf,
     binary: String,
+    /// How often the servers' files are read again to catch what was
+    /// changed behind the agent's back; in between, what it wrote is known.
+    drift_every: Duration,
+    /// Each server's files as last read or written, and when they were read.
+    known: Mutex<BTreeMap<String, ObservedServer>>,
+    read_at: Mutex<Option<Instant>>,
 }
 
-/// Writes `content` to `path`. A rename makes the change atomic for
-/// dnsmasq's watch.
+/// Writes `content` to `path` through a rename, so dnsmasq never reads it
+/// half written; the temporary name is a dotfile, which dnsmasq's watch
+/// skips.
 fn write(path: &Path, content: &str) -> io::Result<()> {
-    let temporary = path.with_extension("tmp");
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = path.with_file_name(format!(".{name}.tmp"));
     fs::write(&temporary, content)?;
     fs::rename(&temporary, path)
 }
@@ -80,7 +91,21 @@ impl Dnsmasq {
         Self {
             dir: dir.into(),
             binary: "dnsmasq".into(),
+            drift_every: Duration::ZERO,
+            known: Mutex::new(BTreeMap::new()),
+            read_at: Mutex::new(None),
         }
+    }
+
+    /// Reads the servers' files at most once per `every` (the agent's
+    /// resync interval); syncs in between trust what was written.
+    pub fn checking_drift_every(mut self, every: Duration) -> Self {
+        self.drift_every = every;
+        self
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ObservedServer>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn server_dir(&self, namespace: &str) -> PathBuf {
@@ -105,24 +130,58 @@ impl Dnsmasq {
     fn observe_one(&self, namespace: &str) -> ObservedServer {
         let dir = self.server_dir(namespace);
         let read = |path: PathBuf| fs::read_to_string(path).ok();
-        let mut hosts = BTreeMap::new();
+        let mut added = BTreeMap::new();
         for entry in fs::read_dir(dir.join("hosts"))
             .into_iter()
             .flatten()
             .flatten()
         {
             let name = entry.file_name().to_string_lossy().into_owned();
-            // A temporary file of an interrupted write is a host file to drop.
-            hosts.insert(name, read(entry.path()).unwrap_or_default());
+            // A temporary file of an interrupted write is a host to drop.
+            added.insert(name, read(entry.path()).unwrap_or_default());
         }
+        let listed = read(dir.join("hostsfile"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| (host_name(line), format!("{line}\n")))
+            .collect();
         ObservedServer {
             prepared: dir.join("hosts").is_dir() && dir.join("options").is_dir(),
             args: read(dir.join("args"))
                 .map(|a| a.lines().map(str::to_string).collect())
                 .unwrap_or_default(),
             options: read(dir.join("options").join("options")),
-            hosts,
+            listed,
+            added,
             running: running(&dir).is_some(),
+        }
+    }
+
+    /// What applying `change` leaves in a server's files.
+    fn note(&self, change: &DhcpChange) {
+        let mut known = self.known();
+        let server = known.entry(change.namespace().to_string()).or_default();
+        match change {
+            DhcpChange::Prepare { .. } => server.prepared = true,
+            DhcpChange::WriteOptions { content, .. } => server.options = Some(content.clone()),
+            DhcpChange::AddHost { name, content, .. } => {
+                server.added.insert(name.clone(), content.clone());
+            }
+            DhcpChange::ListHosts { content, .. } => {
+                server.added.clear();
+                server.listed = content
+                    .lines()
+                    .map(|line| (host_name(line), format!("{line}\n")))
+                    .collect();
+            }
+            DhcpChange::Start { args, .. } | DhcpChange::Restart { args, .. } => {
+                server.args = args.clone();
+                server.running = true;
+            }
+            DhcpChange::Reload { .. } | DhcpChange::Release { .. } => {}
+            DhcpChange::Stop { namespace } => {
+                known.remove(namespace);
+            }
         }
     }
 
@@ -138,7 +197,7 @@ impl Dnsmasq {
                 &self.server_dir(namespace).join("options").join("options"),
                 content,
             ),
-            DhcpChange::WriteHost {
+            DhcpChange::AddHost {
                 namespace,
                 name,
                 content,
@@ -146,8 +205,43 @@ impl Dnsmasq {
                 &self.server_dir(namespace).join("hosts").join(name),
                 content,
             ),
-            DhcpChange::RemoveHost { namespace, name } => {
-                fs::remove_file(self.server_dir(namespace).join("hosts").join(name))
+            DhcpChange::ListHosts {
+                namespace,
+                content,
+                folded,
+            } => {
+                let dir = self.server_dir(namespace);
+                write(&dir.join("hostsfile"), content)?;
+                for name in folded {
+                    match fs::remove_file(dir.join("hosts").join(name)) {
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
+            DhcpChange::Release {
+                namespace,
+                interface,
+                ip,
+                mac,
+            } => {
+                let output = netns::command(namespace, "dhcp_release")?
+                    .args([interface, ip, mac])
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("is dhcp_release (dnsmasq-utils) installed? {e}"),
+                        )
+                    })?;
+                if !output.status.success() {
+                    let message = String::from_utf8_lossy(&output.stderr).trim().to_string();
+                    return Err(io::Error::other(message));
+                }
+                report.released.push(format!("{ip} {mac} in {namespace}"));
+                Ok(())
             }
             DhcpChange::Reload { namespace } => {
                 let pid = running(&self.server_dir(namespace))
@@ -203,8 +297,26 @@ impl DhcpServers for Dnsmasq {
         Dnsmasq::server_dir(self, namespace)
     }
 
+    /// The servers' files are read once per drift interval; in between,
+    /// what the agent wrote is what they hold, and only whether each server
+    /// still runs is looked at.
     fn observe(&self) -> BTreeMap<String, ObservedServer> {
-        fs::read_dir(&self.dir)
+        let due = {
+            let mut read_at = self.read_at.lock().unwrap_or_else(|p| p.into_inner());
+            let due = read_at.is_none_or(|at| at.elapsed() >= self.drift_every);
+            if due {
+                *read_at = Some(Instant::now());
+            }
+            due
+        };
+        if !due {
+            let mut known = self.known();
+            for (namespace, server) in known.iter_mut() {
+                server.running = running(&self.server_dir(namespace)).is_some();
+            }
+            return known.clone();
+        }
+        let found: BTreeMap<String, ObservedServer> = fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
             .flatten()
@@ -214,7 +326,9 @@ impl DhcpServers for Dnsmasq {
                 let observed = self.observe_one(&namespace);
                 (namespace, observed)
             })
-            .collect()
+            .collect();
+        *self.known() = found.clone();
+        found
     }
 
     /// Every server's changes are tried; one that fails ends that server's
@@ -228,7 +342,14 @@ impl DhcpServers for Dnsmasq {
             if failed.contains(namespace) {
                 continue;
             }
-            if let Err(cause) = self.apply_one(change, &mut report) {
+            let result = self.apply_one(change, &mut report);
+            if result.is_ok() {
+                self.note(change);
+            } else {
+                // What a failed change left is not known: read it next time.
+                *self.read_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            if let Err(cause) = result {
                 failed.insert(namespace);
                 errors.push(Box::new(DhcpError {
                     namespace: namespace.to_string(),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use neutrino_core::dnsmasq::{DhcpChange, ObservedServer};
+use neutrino_core::dnsmasq::{DhcpChange, ObservedServer, host_name};
 use neutrino_core::firewall::BridgePorts;
 use neutrino_core::inside::{InnerNamespace, InsideChange, ObservedInside, ObservedInterface};
 use neutrino_core::plan::{RouterPlan, SecurityPlan};
@@ -223,13 +223,28 @@ impl World {
             DhcpChange::WriteOptions { content, .. } => {
                 self.server(&namespace)?.options = Some(content.clone());
             }
-            DhcpChange::WriteHost { name, content, .. } => {
+            DhcpChange::AddHost { name, content, .. } => {
                 self.server(&namespace)?
-                    .hosts
+                    .added
                     .insert(name.clone(), content.clone());
             }
-            DhcpChange::RemoveHost { name, .. } => {
-                self.server(&namespace)?.hosts.remove(name);
+            DhcpChange::ListHosts {
+                content, folded, ..
+            } => {
+                let server = self.server(&namespace)?;
+                server.listed = content
+                    .lines()
+                    .map(|line| (host_name(line), format!("{line}\n")))
+                    .collect();
+                for name in folded {
+                    server.added.remove(name);
+                }
+            }
+            DhcpChange::Release { ip, mac, .. } => {
+                if !self.server(&namespace)?.running {
+                    return Err(format!("releasing {ip}: no server runs in {namespace}").into());
+                }
+                report.released.push(format!("{ip} {mac} in {namespace}"));
             }
             DhcpChange::Start { args, .. } | DhcpChange::Restart { args, .. } => {
                 let interface = args
