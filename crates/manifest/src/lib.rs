@@ -207,6 +207,22 @@ fn bookkeeping(value: &Value, snapshot: &mut Snapshot, source: &Source) -> Resul
 }
 
 /// Reads every neutrino object under `path`. Objects of other API groups
+/// The YAML parser's limits, raised from its defaults (1,024 documents and
+/// 250,000 nodes to a file) to what a folder describing a large cluster
+/// holds: 100,000 Ports in one file is about 1.5 million nodes. Alias
+/// expansion keeps the parser's own limits.
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 1_000_000,
+            max_nodes: 50_000_000,
+            max_events: 200_000_000,
+            max_reader_input_bytes: Some(2 << 30),
+            max_total_scalar_bytes: 2 << 30,
+        },
+    }
+}
+
 /// (a Namespace, say) are skipped. Every error is reported, not just the first.
 pub fn load(path: &Path) -> Result<Manifests, Vec<LoadError>> {
     let mut manifests = Manifests::default();
@@ -219,7 +235,8 @@ pub fn load(path: &Path) -> Result<Manifests, Vec<LoadError>> {
                 continue;
             }
         };
-        let documents: Vec<Value> = match serde_saphyr::from_multiple(&text) {
+        let documents: Vec<Value> = match serde_saphyr::from_multiple_with_options(&text, options())
+        {
             Ok(d) => d,
             Err(e) => {
                 errors.push(LoadError::Yaml {
@@ -309,6 +326,24 @@ pub fn dump(snapshot: &Snapshot) -> Result<String, serde_saphyr::SerializeError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_of_many_thousand_documents_loads() {
+        let dir = std::env::temp_dir().join(format!("neutrino-many-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let documents: String = (0..5_000)
+            .map(|n| {
+                format!(
+                    "---\napiVersion: neutrino.dev/v1alpha1\nkind: Network\n\
+                     metadata: {{name: net-{n}, namespace: big}}\nspec: {{type: vxlan}}\n"
+                )
+            })
+            .collect();
+        std::fs::write(dir.join("networks.yaml"), documents).unwrap();
+        let loaded = load(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(loaded.unwrap().snapshot.networks.len(), 5_000);
+    }
 
     #[test]
     fn a_dump_reads_back_the_same() {
