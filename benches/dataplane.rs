@@ -23,6 +23,9 @@ use neutrino::core::{ClusterConfig, Object, Snapshot, resolve, status};
 use neutrino::dataplane::agent::{Agent, AgentConfig};
 use neutrino::dataplane::netns;
 
+mod support;
+use support::{Namespace, range, ratios};
+
 const REMOTE_NODES: usize = 10;
 
 fn named<T: kube::Resource>(mut object: T) -> T {
@@ -215,21 +218,13 @@ fn dump(namespace: &str) -> Duration {
     start.elapsed()
 }
 
-struct Namespace(String);
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = netns::delete(&self.0);
-    }
-}
-
 fn fresh(name: &str) -> Namespace {
-    netns::create(name).unwrap();
+    let namespace = Namespace::create(name);
     // The same settings for both sides: no IPv6 link-local addresses on the
     // thousands of links (the kernel's autoconfiguration dominates otherwise).
     netns::sysctl(Some(name), "net.ipv6.conf.default.disable_ipv6", "1").unwrap();
     netns::sysctl(Some(name), "net.ipv6.conf.all.disable_ipv6", "1").unwrap();
-    Namespace(name.to_string())
+    namespace
 }
 
 /// Waits until the kernel has finished tearing down what earlier rounds
@@ -346,24 +341,16 @@ fn agent_round(
     result
 }
 
-/// `min–max` of some values, with `digits` decimals.
-fn range(values: impl Iterator<Item = f64> + Clone, digits: usize) -> String {
-    let min = values.clone().fold(f64::INFINITY, f64::min);
-    let max = values.fold(0.0, f64::max);
-    format!("{min:.digits$}–{max:.digits$}")
-}
-
 /// One step's line: neutrino's and the baseline's times over the rounds,
 /// and the ratio of each round's pair.
 fn line(step: &str, ours: &[Duration], raw: &[Duration], note: &str) {
     let seconds = |d: &[Duration]| d.iter().map(Duration::as_secs_f64).collect::<Vec<_>>();
     let (ours, raw) = (seconds(ours), seconds(raw));
-    let ratios: Vec<f64> = ours.iter().zip(&raw).map(|(o, r)| o / r).collect();
     println!(
-        "{step:<20} {:>13}s {:>13}s  ratio {:>11}   ({note})",
-        range(ours.iter().copied(), 3),
-        range(raw.iter().copied(), 3),
-        range(ratios.iter().copied(), 2)
+        "{step:<20} {:>13}s {:>13}s  ratio {}   ({note})",
+        range(&ours, 3),
+        range(&raw, 3),
+        ratios(&ours, &raw)
     );
 }
 

@@ -18,6 +18,9 @@ use neutrino::core::xtables::Backend;
 use neutrino::dataplane::iptables::Firewall;
 use neutrino::dataplane::netns;
 
+mod support;
+use support::{Namespace, range, ratios};
+
 const PORTS_PER_BRIDGE: usize = 20;
 /// Rules of each direction a port's groups give it.
 const GROUP_RULES: u16 = 5;
@@ -96,20 +99,6 @@ fn restore(namespace: &str, text: &str) -> Duration {
     start.elapsed()
 }
 
-fn range(values: &[f64], digits: usize) -> String {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(0.0, f64::max);
-    format!("{min:.digits$}–{max:.digits$}")
-}
-
-struct Namespace(String);
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = netns::delete(&self.0);
-    }
-}
-
 fn main() {
     assert!(
         nix::unistd::Uid::effective().is_root(),
@@ -136,8 +125,7 @@ fn main() {
         let (mut plan, bridges) = node(ports);
         let total = rules(&plan, &bridges);
         let name = format!("nt-bench-fw-{tag}-{target}");
-        netns::create(&name).unwrap();
-        let namespace = Namespace(name);
+        let namespace = Namespace::create(&name);
         let state = std::env::temp_dir().join(format!("neutrino-bench-fw-{tag}"));
         let firewall =
             Firewall::new(&state, Backend::Nft).checking_drift_every(Duration::from_secs(3600));
@@ -190,12 +178,11 @@ fn main() {
         }
         let seconds = |d: &[Duration]| d.iter().map(Duration::as_secs_f64).collect::<Vec<_>>();
         let (ours, raw) = (seconds(&ours), seconds(&raw));
-        let ratios: Vec<f64> = ours.iter().zip(&raw).map(|(o, r)| o / r).collect();
         println!(
-            "one rule of {total:>6}  {:>13}s {:>13}s  ratio {:>9}   (neutrino: {writes} restore; raw: the one chain; cold apply {:.3}s)",
+            "one rule of {total:>6}  {:>13}s {:>13}s  ratio {}   (neutrino: {writes} restore; raw: the one chain; cold apply {:.3}s)",
             range(&ours, 4),
             range(&raw, 4),
-            range(&ratios, 2),
+            ratios(&ours, &raw),
             cold.as_secs_f64()
         );
         let _ = std::fs::remove_dir_all(&state);

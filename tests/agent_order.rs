@@ -2,29 +2,17 @@
 //! behave as the kernel does where order matters (see
 //! `dataplane::fake`): no root, no kernel.
 
-use std::path::Path;
 use std::time::Duration;
+
+mod support;
 
 use neutrino::core::dnsmasq::DhcpChange;
 use neutrino::core::inside::InsideChange;
-use neutrino::core::plan::{NodePlan, SecurityPlan, UplinkKind, plan_node};
+use neutrino::core::plan::{NodePlan, SecurityPlan, UplinkKind};
 use neutrino::core::xtables::Choice;
-use neutrino::core::{ClusterConfig, resolve};
 use neutrino::dataplane::agent::{Agent, AgentConfig};
 use neutrino::dataplane::fake::Fake;
-
-fn plan(example: &str, node: &str) -> NodePlan {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(example);
-    let snapshot = neutrino::manifest::load(&dir).unwrap().snapshot;
-    let config = ClusterConfig::default();
-    plan_node(
-        &resolve(&snapshot, &config),
-        &config,
-        config.node(node).unwrap(),
-    )
-}
+use support::examples::node_plan;
 
 fn agent(fake: &Fake) -> Agent<Fake> {
     fake.agent(AgentConfig {
@@ -39,7 +27,7 @@ fn agent(fake: &Fake) -> Agent<Fake> {
 /// A node with a router and DHCP servers, three-tier's first, and a fake
 /// kernel with the NIC its flat external network uses.
 fn router_node() -> (Fake, NodePlan) {
-    let plan = plan("three-tier", "node-1");
+    let plan = node_plan("three-tier", "node-1");
     assert!(!plan.routers.is_empty() && !plan.dhcp.is_empty());
     let nics = plan.uplinks.iter().filter_map(|u| match &u.kind {
         UplinkKind::Flat { interface } => Some(interface.as_str()),

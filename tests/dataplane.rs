@@ -3,38 +3,24 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use neutrino::core::firewall::{BridgePorts, bridge_ports};
-use neutrino::core::plan::{NodePlan, plan_node};
+use neutrino::core::plan::NodePlan;
 use neutrino::core::reconcile::diff;
 use neutrino::core::xtables::{Backend, Choice};
-use neutrino::core::{ClusterConfig, resolve};
 use neutrino::dataplane::agent::{Agent, AgentConfig};
 use neutrino::dataplane::iptables::Firewall;
 use neutrino::dataplane::netlink::Netlink;
 use neutrino::dataplane::netns;
+use support::examples::node_plan;
 use support::{Namespaces, require_root};
-
-fn plan(example: &str, node: &str) -> NodePlan {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(example);
-    let snapshot = neutrino::manifest::load(&dir).unwrap().snapshot;
-    let config = ClusterConfig::default();
-    plan_node(
-        &resolve(&snapshot, &config),
-        &config,
-        config.node(node).unwrap(),
-    )
-}
 
 #[tokio::test]
 async fn a_resync_with_nothing_to_do_writes_nothing() {
     require_root();
     let mut spaces = Namespaces::new("l2");
     let node = spaces.create("node");
-    let mut plan = plan("quickstart", "node-1");
+    let mut plan = node_plan("quickstart", "node-1");
     for dhcp in &mut plan.dhcp {
         dhcp.namespace = spaces.create(&dhcp.namespace);
     }
@@ -131,7 +117,7 @@ async fn the_agent_writes_through_the_hosts_iptables_backend_only() {
     assert_eq!(before.len(), 3, "{before:?}");
 
     // An earlier run wrote through nft.
-    let mut plan = plan("quickstart", "node-1");
+    let mut plan = node_plan("quickstart", "node-1");
     plan.dhcp.clear();
     Firewall::new(state.join("firewall"), Backend::Nft)
         .sync_node(Some(&node), &plan.security, &bridge_ports(&plan))
@@ -228,7 +214,7 @@ impl NodeFirewall {
         let node = spaces.create("node");
         let state = std::env::temp_dir().join(format!("neutrino-{}", spaces.prefix()));
         let firewall = Firewall::new(&state, Backend::Nft).checking_drift_every(drift_every);
-        let plan = plan("quickstart", "node-1");
+        let plan = node_plan("quickstart", "node-1");
         let bridges = bridge_ports(&plan);
         Self {
             _spaces: spaces,
@@ -356,7 +342,7 @@ fn a_resync_puts_back_a_routers_nat_rules() {
     let firewall = Firewall::new(&state, Backend::Nft);
     let mut router = ["node-1", "node-2", "node-3"]
         .iter()
-        .find_map(|node| plan("three-tier", node).routers.into_iter().next())
+        .find_map(|node| node_plan("three-tier", node).routers.into_iter().next())
         .expect("three-tier has a router");
     router.namespace = spaces.create(&router.namespace);
     let nat = |namespace: &str| -> Vec<String> {

@@ -14,6 +14,17 @@ pub fn example(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// One node's plan of an example, with the default cluster.
+pub fn node_plan(name: &str, node: &str) -> neutrino::core::plan::NodePlan {
+    let snapshot = neutrino::manifest::load(&example(name)).unwrap().snapshot;
+    let config = neutrino::core::ClusterConfig::default();
+    neutrino::core::plan::plan_node(
+        &neutrino::core::resolve(&snapshot, &config),
+        &config,
+        config.node(node).unwrap(),
+    )
+}
+
 fn neighbour_mac(lab: &TestLab, from: &str, ip: &str) -> String {
     lab.exec(from, &["ip", "neigh", "show", ip]).1
 }

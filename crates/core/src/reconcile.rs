@@ -104,6 +104,29 @@ pub enum LinkKind {
     Physical,
 }
 
+impl LinkKind {
+    /// How a link made as this one reads back from the kernel; `None` for a
+    /// physical interface, which neutrino does not make.
+    pub fn as_observed(&self) -> Option<ObservedKind> {
+        Some(match self {
+            LinkKind::Bridge => ObservedKind::Bridge,
+            LinkKind::Vxlan { vni, local, port } => ObservedKind::Vxlan {
+                vni: *vni,
+                local: Some(*local),
+                port: *port,
+                learning: false,
+                proxy: true,
+            },
+            LinkKind::Vlan { parent, id } => ObservedKind::Vlan {
+                id: *id,
+                parent: Some(parent.clone()),
+            },
+            LinkKind::Veth { .. } => ObservedKind::Veth,
+            LinkKind::Physical => return None,
+        })
+    }
+}
+
 /// A link the plan wants in the node's namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DesiredLink {
@@ -458,21 +481,9 @@ mod tests {
             .cloned()
             .collect();
         for d in &desired {
-            let kind = match &d.kind {
-                LinkKind::Bridge => ObservedKind::Bridge,
-                LinkKind::Vxlan { vni, local, port } => ObservedKind::Vxlan {
-                    vni: *vni,
-                    local: Some(*local),
-                    port: *port,
-                    learning: false,
-                    proxy: true,
-                },
-                LinkKind::Vlan { parent, id } => ObservedKind::Vlan {
-                    id: *id,
-                    parent: Some(parent.clone()),
-                },
-                LinkKind::Veth { .. } => ObservedKind::Veth,
-                LinkKind::Physical => match observed.links.iter().find(|l| l.name == d.name) {
+            let kind = match d.kind.as_observed() {
+                Some(kind) => kind,
+                None => match observed.links.iter().find(|l| l.name == d.name) {
                     Some(l) => l.kind.clone(),
                     None => continue,
                 },

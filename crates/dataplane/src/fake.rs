@@ -93,49 +93,35 @@ impl World {
         {
             return Err(format!("creating {}: no bridge named {master}", link.name).into());
         }
-        let kind = match &link.kind {
-            LinkKind::Bridge => ObservedKind::Bridge,
-            LinkKind::Vxlan { vni, local, port } => ObservedKind::Vxlan {
-                vni: *vni,
-                local: Some(*local),
-                port: *port,
-                learning: false,
-                proxy: true,
-            },
-            LinkKind::Vlan { parent, id } => ObservedKind::Vlan {
-                id: *id,
-                parent: Some(parent.clone()),
-            },
-            LinkKind::Veth {
-                peer, peer_netns, ..
-            } => {
-                match peer_netns {
-                    Some(ns) => {
-                        let inside = self.namespaces.get_mut(ns).ok_or_else(|| {
-                            format!("creating {}: no namespace named {ns}", link.name)
-                        })?;
-                        inside
-                            .interfaces
-                            .insert(peer.clone(), ObservedInterface::default());
-                    }
-                    None => self.node.links.push(ObservedLink {
-                        name: peer.clone(),
-                        kind: ObservedKind::Veth,
-                        alias: None,
-                        master: None,
-                        mtu: link.mtu.unwrap_or(1500),
-                        up: false,
-                        isolated: false,
-                    }),
-                }
-                self.peers
-                    .insert(link.name.clone(), (peer.clone(), peer_netns.clone()));
-                ObservedKind::Veth
-            }
-            LinkKind::Physical => {
-                return Err(format!("creating {}: it is not neutrino's to make", link.name).into());
-            }
+        let Some(kind) = link.kind.as_observed() else {
+            return Err(format!("creating {}: it is not neutrino's to make", link.name).into());
         };
+        if let LinkKind::Veth {
+            peer, peer_netns, ..
+        } = &link.kind
+        {
+            match peer_netns {
+                Some(ns) => {
+                    let inside = self.namespaces.get_mut(ns).ok_or_else(|| {
+                        format!("creating {}: no namespace named {ns}", link.name)
+                    })?;
+                    inside
+                        .interfaces
+                        .insert(peer.clone(), ObservedInterface::default());
+                }
+                None => self.node.links.push(ObservedLink {
+                    name: peer.clone(),
+                    kind: ObservedKind::Veth,
+                    alias: None,
+                    master: None,
+                    mtu: link.mtu.unwrap_or(1500),
+                    up: false,
+                    isolated: false,
+                }),
+            }
+            self.peers
+                .insert(link.name.clone(), (peer.clone(), peer_netns.clone()));
+        }
         self.node.links.push(ObservedLink {
             name: link.name.clone(),
             kind,

@@ -50,14 +50,7 @@ impl Netlink {
     /// their global addresses (link-local ones the kernel adds are not
     /// ours).
     async fn interfaces(&self, names: &[&str]) -> Result<Interfaces, NetlinkError> {
-        let links: Vec<_> = self
-            .handle()
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(failed("listing links".into()))?;
+        let links = self.links().await?;
         let mut by_index = BTreeMap::new();
         let mut interfaces = BTreeMap::new();
         for link in &links {
@@ -345,14 +338,7 @@ impl Netlink {
     /// The namespace's global addresses, by interface index and then in
     /// the kernel's order: what a tunnel endpoint is chosen from.
     pub async fn host_addresses(&self) -> Result<Vec<HostAddress>, NetlinkError> {
-        let links: Vec<_> = self
-            .handle()
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(failed("listing links".into()))?;
+        let links = self.links().await?;
         let names: BTreeMap<u32, String> = links
             .iter()
             .filter_map(|link| {

@@ -188,7 +188,8 @@ impl Netlink {
         self.namespace.as_deref()
     }
 
-    async fn links(&self) -> Result<Vec<LinkMessage>> {
+    /// Every link of the namespace.
+    pub(super) async fn links(&self) -> Result<Vec<LinkMessage>> {
         self.handle
             .link()
             .get()
