@@ -390,3 +390,20 @@ fn an_unchanged_ruleset_is_read_back_at_most_once_per_interval() {
         .all(|(_, line)| !line.starts_with(&format!("-A {ingress} ")));
     assert!(still_flushed, "within the interval nothing was read back");
 }
+
+#[test]
+fn the_first_ports_make_bridged_traffic_pass_iptables() {
+    let mut under_test = NodeFirewall::new("bridged", std::time::Duration::from_secs(3600));
+    let ports = std::mem::take(&mut under_test.plan.security.ports);
+    under_test.sync();
+    let key = "net.bridge.bridge-nf-call-iptables";
+    netns::sysctl(Some(&under_test.node), key, "0").unwrap();
+    // The ports come within the drift interval: no table is read, but
+    // their chains would see no bridged packet without this.
+    under_test.plan.security.ports = ports;
+    assert!(under_test.sync() > 0);
+    assert_eq!(
+        netns::read_sysctl(Some(&under_test.node), key).unwrap(),
+        "1"
+    );
+}

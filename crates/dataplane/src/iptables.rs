@@ -19,6 +19,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::netns;
@@ -169,6 +170,9 @@ pub struct Firewall {
     applied: Mutex<BTreeMap<String, Applied>>,
     /// The node's rules as last built.
     rules: Mutex<RuleCache>,
+    /// Whether bridged traffic is known to pass iptables since the last
+    /// look at the sysctls that make it.
+    bridged: AtomicBool,
 }
 
 impl Firewall {
@@ -182,6 +186,7 @@ impl Firewall {
             checked: Mutex::new(BTreeMap::new()),
             applied: Mutex::new(BTreeMap::new()),
             rules: Mutex::new(RuleCache::default()),
+            bridged: AtomicBool::new(false),
         }
     }
 
@@ -323,17 +328,16 @@ impl Firewall {
         if read {
             self.checked_now(key);
         }
+        // Port chains need bridged traffic to pass iptables: looked at when
+        // the first ports come, and again at every read of the tables.
+        let mut writes = 0;
+        if !plan.ports.is_empty() && (read || !self.bridged.load(Ordering::Relaxed)) {
+            writes += bridge_netfilter(namespace)?;
+            self.bridged.store(true, Ordering::Relaxed);
+        }
         if sync.is_empty() {
             self.remember(key, sync.record, read)?;
-            return if read && !plan.ports.is_empty() {
-                bridge_netfilter(namespace)
-            } else {
-                Ok(0)
-            };
-        }
-        let mut writes = 0;
-        if read && !plan.ports.is_empty() {
-            writes += bridge_netfilter(namespace)?;
+            return Ok(writes);
         }
         writes += self.write_node(namespace, &sync)?;
         // Where the tables were read anyway, read what was written back, so
