@@ -65,11 +65,16 @@ pub struct ClaimIndex {
     pub addresses: Vec<(Key, IpAddr, Holder)>,
     /// Segment → the network holding it.
     pub segments: BTreeMap<Segment, Key>,
+    /// Each holder's claims, as positions in `addresses`: looked up once
+    /// per object, so not found by a scan of every claim.
+    by_holder: BTreeMap<Holder, Vec<usize>>,
+    /// Each network's segment (the first, should it hold several).
+    by_network: BTreeMap<Key, Segment>,
 }
 
 impl ClaimIndex {
     pub fn new(snapshot: &Snapshot) -> Self {
-        let addresses = snapshot
+        let addresses: Vec<(Key, IpAddr, Holder)> = snapshot
             .ip_claims
             .iter()
             .filter_map(|(key, claim)| {
@@ -78,7 +83,7 @@ impl ClaimIndex {
                 Some((subnet, address, held_by(&claim.spec.holder)?))
             })
             .collect();
-        let segments = snapshot
+        let segments: BTreeMap<Segment, Key> = snapshot
             .segment_claims
             .iter()
             .filter_map(|(name, claim)| {
@@ -89,29 +94,39 @@ impl ClaimIndex {
                 ))
             })
             .collect();
+        let mut by_holder: BTreeMap<Holder, Vec<usize>> = BTreeMap::new();
+        for (i, (_, _, holder)) in addresses.iter().enumerate() {
+            by_holder.entry(holder.clone()).or_default().push(i);
+        }
+        let mut by_network = BTreeMap::new();
+        for (segment, network) in &segments {
+            by_network
+                .entry(network.clone())
+                .or_insert_with(|| segment.clone());
+        }
         Self {
             addresses,
             segments,
+            by_holder,
+            by_network,
         }
     }
 
-    /// The addresses `holder` has claimed, as (subnet, address).
+    /// The addresses `holder` has claimed, as (subnet, address), in
+    /// claim-name order.
     pub fn addresses_of<'a>(
         &'a self,
         holder: &'a Holder,
     ) -> impl Iterator<Item = (Key, IpAddr)> + 'a {
-        self.addresses
-            .iter()
-            .filter(move |(_, _, h)| h == holder)
-            .map(|(s, a, _)| (s.clone(), *a))
+        self.by_holder.get(holder).into_iter().flatten().map(|&i| {
+            let (subnet, address, _) = &self.addresses[i];
+            (subnet.clone(), *address)
+        })
     }
 
     /// The segment `network` has claimed.
     pub fn segment_of(&self, network: &Key) -> Option<&Segment> {
-        self.segments
-            .iter()
-            .find(|(_, n)| *n == network)
-            .map(|(s, _)| s)
+        self.by_network.get(network)
     }
 }
 
