@@ -21,20 +21,27 @@ pub struct Finalizers {
     pub blocked: BTreeMap<ObjectId, Vec<String>>,
 }
 
+/// What `object` needs; `users` (a scan of the snapshot) is asked for only
+/// when it is being deleted and holds the finalizer, the one case that
+/// depends on them.
 fn deciding<R: Resource>(
     kind: Kind,
     key: &Key,
     object: &R,
-    users: Vec<String>,
+    users: impl FnOnce() -> Vec<String>,
     out: &mut Finalizers,
 ) {
     let id = ObjectId::new(kind, key.clone());
     let has = object.finalizers().iter().any(|f| f == FINALIZER);
     match (object.meta().deletion_timestamp.is_some(), has) {
         (false, false) => out.add.push(id),
-        (true, true) if users.is_empty() => out.remove.push(id),
         (true, true) => {
-            out.blocked.insert(id, users);
+            let users = users();
+            if users.is_empty() {
+                out.remove.push(id);
+            } else {
+                out.blocked.insert(id, users);
+            }
         }
         _ => {}
     }
@@ -44,68 +51,74 @@ fn deciding<R: Resource>(
 pub fn finalizers(snapshot: &Snapshot) -> Finalizers {
     let mut out = Finalizers::default();
     for (key, network) in &snapshot.networks {
-        let mut users: Vec<String> = snapshot
-            .subnets
-            .iter()
-            .filter(|(k, s)| k.reference(&s.spec.network) == *key)
-            .map(|(k, _)| format!("subnet {k}"))
-            .collect();
-        users.extend(
-            snapshot
-                .ports
+        let users = || {
+            let mut users: Vec<String> = snapshot
+                .subnets
                 .iter()
-                .filter(|(k, p)| k.reference(&p.spec.network) == *key)
-                .map(|(k, _)| format!("port {k}")),
-        );
-        users.extend(
-            snapshot
-                .routers
-                .iter()
-                .filter(|(k, r)| {
-                    r.spec
-                        .external_gateway
-                        .as_ref()
-                        .is_some_and(|g| k.reference(&g.network) == *key)
-                })
-                .map(|(k, _)| format!("router {k}")),
-        );
-        users.extend(
-            snapshot
-                .floating_ips
-                .iter()
-                .filter(|(k, f)| k.reference(&f.spec.network) == *key)
-                .map(|(k, _)| format!("floating IP {k}")),
-        );
+                .filter(|(k, s)| k.reference(&s.spec.network) == *key)
+                .map(|(k, _)| format!("subnet {k}"))
+                .collect();
+            users.extend(
+                snapshot
+                    .ports
+                    .iter()
+                    .filter(|(k, p)| k.reference(&p.spec.network) == *key)
+                    .map(|(k, _)| format!("port {k}")),
+            );
+            users.extend(
+                snapshot
+                    .routers
+                    .iter()
+                    .filter(|(k, r)| {
+                        r.spec
+                            .external_gateway
+                            .as_ref()
+                            .is_some_and(|g| k.reference(&g.network) == *key)
+                    })
+                    .map(|(k, _)| format!("router {k}")),
+            );
+            users.extend(
+                snapshot
+                    .floating_ips
+                    .iter()
+                    .filter(|(k, f)| k.reference(&f.spec.network) == *key)
+                    .map(|(k, _)| format!("floating IP {k}")),
+            );
+            users
+        };
         deciding(Kind::Network, key, network, users, &mut out);
     }
     for (key, subnet) in &snapshot.subnets {
-        let mut users: Vec<String> = snapshot
-            .ports
-            .iter()
-            .filter(|(k, p)| {
-                let on_network =
-                    k.reference(&p.spec.network) == key.reference(&subnet.spec.network);
-                let named = p
-                    .spec
-                    .fixed_ips
-                    .iter()
-                    .any(|f| k.reference(&f.subnet) == *key);
-                named || (p.spec.fixed_ips.is_empty() && on_network)
-            })
-            .map(|(k, _)| format!("port {k}"))
-            .collect();
-        users.extend(
-            snapshot
-                .routers
+        let users = || {
+            let mut users: Vec<String> = snapshot
+                .ports
                 .iter()
-                .filter(|(k, r)| {
-                    r.spec
-                        .interfaces
+                .filter(|(k, p)| {
+                    let on_network =
+                        k.reference(&p.spec.network) == key.reference(&subnet.spec.network);
+                    let named = p
+                        .spec
+                        .fixed_ips
                         .iter()
-                        .any(|i| k.reference(&i.subnet) == *key)
+                        .any(|f| k.reference(&f.subnet) == *key);
+                    named || (p.spec.fixed_ips.is_empty() && on_network)
                 })
-                .map(|(k, _)| format!("router {k}")),
-        );
+                .map(|(k, _)| format!("port {k}"))
+                .collect();
+            users.extend(
+                snapshot
+                    .routers
+                    .iter()
+                    .filter(|(k, r)| {
+                        r.spec
+                            .interfaces
+                            .iter()
+                            .any(|i| k.reference(&i.subnet) == *key)
+                    })
+                    .map(|(k, _)| format!("router {k}")),
+            );
+            users
+        };
         deciding(Kind::Subnet, key, subnet, users, &mut out);
     }
     out
