@@ -24,7 +24,7 @@ use neutrino::dataplane::agent::{Agent, AgentConfig};
 use neutrino::dataplane::netns;
 
 mod support;
-use support::{Namespace, range, ratios};
+use support::{Namespace, range, ratios, require_root, setting};
 
 const REMOTE_NODES: usize = 10;
 
@@ -355,16 +355,7 @@ fn line(step: &str, ours: &[Duration], raw: &[Duration], note: &str) {
 }
 
 fn main() {
-    assert!(
-        nix::unistd::Uid::effective().is_root(),
-        "the benchmark needs root"
-    );
-    let setting = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(default)
-    };
+    require_root();
     let networks = setting("NEUTRINO_BENCH_NETWORKS", 1000);
     let rounds = setting("NEUTRINO_BENCH_ROUNDS", 3).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()

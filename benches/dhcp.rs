@@ -17,7 +17,7 @@ use neutrino::dataplane::dnsmasq::Dnsmasq;
 use neutrino::dataplane::netns;
 
 mod support;
-use support::{Namespace, range, ratios};
+use support::{Namespace, range, ratios, require_root, setting, sizes};
 
 fn host(n: usize) -> DhcpHost {
     let n = n as u32;
@@ -176,20 +176,9 @@ impl Drop for Neutron {
 }
 
 fn main() {
-    assert!(
-        nix::unistd::Uid::effective().is_root(),
-        "the benchmark needs root"
-    );
-    let sizes: Vec<usize> = std::env::var("NEUTRINO_BENCH_HOSTS")
-        .unwrap_or_else(|_| "250,10000".into())
-        .split(',')
-        .filter_map(|n| n.trim().parse().ok())
-        .collect();
-    let rounds: usize = std::env::var("NEUTRINO_BENCH_ROUNDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(5)
-        .max(1);
+    require_root();
+    let sizes = sizes("NEUTRINO_BENCH_HOSTS", "250,10000");
+    let rounds = setting("NEUTRINO_BENCH_ROUNDS", 5).max(1);
     let tag = std::process::id();
     println!("{rounds} rounds, dnsmasq CPU, min–max   neutrino (ms)    Neutron (ms)");
     for hosts in sizes {

@@ -19,7 +19,7 @@ use neutrino::dataplane::iptables::Firewall;
 use neutrino::dataplane::netns;
 
 mod support;
-use support::{Namespace, range, ratios};
+use support::{Namespace, range, ratios, require_root, setting, sizes};
 
 const PORTS_PER_BRIDGE: usize = 20;
 /// Rules of each direction a port's groups give it.
@@ -100,20 +100,9 @@ fn restore(namespace: &str, text: &str) -> Duration {
 }
 
 fn main() {
-    assert!(
-        nix::unistd::Uid::effective().is_root(),
-        "the benchmark needs root"
-    );
-    let sizes: Vec<usize> = std::env::var("NEUTRINO_BENCH_RULES")
-        .unwrap_or_else(|_| "10000,50000".into())
-        .split(',')
-        .filter_map(|n| n.trim().parse().ok())
-        .collect();
-    let rounds: usize = std::env::var("NEUTRINO_BENCH_ROUNDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(5)
-        .max(1);
+    require_root();
+    let sizes = sizes("NEUTRINO_BENCH_RULES", "10000,50000");
+    let rounds = setting("NEUTRINO_BENCH_ROUNDS", 5).max(1);
     let tag = std::process::id();
     println!("{rounds} rounds, min–max        neutrino            raw");
     for target in sizes {

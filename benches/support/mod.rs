@@ -1,5 +1,8 @@
-//! What the benchmarks share: namespaces that go when dropped, and how a
-//! series of rounds is printed.
+//! What the benchmarks share: the root check, settings from the
+//! environment, namespaces that go when dropped, and how a series of rounds
+//! is printed.
+
+#![allow(dead_code, reason = "each benchmark uses part of it")]
 
 use neutrino::dataplane::netns;
 
@@ -37,4 +40,30 @@ pub fn ratios(ours: &[f64], raw: &[f64]) -> String {
         ratios[middle]
     };
     format!("{} (median {median:.2})", range(&ratios, 2))
+}
+
+/// Stops a benchmark that is not run as root, which it needs for
+/// namespaces.
+pub fn require_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "the benchmark needs root"
+    );
+}
+
+/// A number set in the environment, or `default`.
+pub fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A comma-separated list of numbers set in the environment, or `default`.
+pub fn sizes(name: &str, default: &str) -> Vec<usize> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
 }
