@@ -64,6 +64,14 @@ pub fn host_name(line: &str) -> String {
     line.split(',').next().unwrap_or_default().replace(':', "")
 }
 
+/// The lines of a hosts file, by host name.
+pub fn listed(content: &str) -> BTreeMap<String, String> {
+    content
+        .lines()
+        .map(|line| (host_name(line), format!("{line}\n")))
+        .collect()
+}
+
 /// One change to a node's DHCP servers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum DhcpChange {

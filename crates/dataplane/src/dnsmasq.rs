@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::backend::{DhcpServers, Failure};
 use super::netns;
-use neutrino_core::dnsmasq::{DhcpChange, ObservedServer, diff, host_name, server};
+use neutrino_core::dnsmasq::{DhcpChange, ObservedServer, diff, listed, server};
 use neutrino_core::plan::DhcpPlan;
 
 /// What a sync did, for logs and tests.
@@ -140,11 +140,7 @@ impl Dnsmasq {
             // A temporary file of an interrupted write is a host to drop.
             added.insert(name, read(entry.path()).unwrap_or_default());
         }
-        let listed = read(dir.join("hostsfile"))
-            .unwrap_or_default()
-            .lines()
-            .map(|line| (host_name(line), format!("{line}\n")))
-            .collect();
+        let listed = listed(&read(dir.join("hostsfile")).unwrap_or_default());
         ObservedServer {
             prepared: dir.join("hosts").is_dir() && dir.join("options").is_dir(),
             args: read(dir.join("args"))
@@ -167,12 +163,13 @@ impl Dnsmasq {
             DhcpChange::AddHost { name, content, .. } => {
                 server.added.insert(name.clone(), content.clone());
             }
-            DhcpChange::ListHosts { content, .. } => {
-                server.added.clear();
-                server.listed = content
-                    .lines()
-                    .map(|line| (host_name(line), format!("{line}\n")))
-                    .collect();
+            DhcpChange::ListHosts {
+                content, folded, ..
+            } => {
+                server.listed = listed(content);
+                for name in folded {
+                    server.added.remove(name);
+                }
             }
             DhcpChange::Start { args, .. } | DhcpChange::Restart { args, .. } => {
                 server.args = args.clone();

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use neutrino_core::dnsmasq::{DhcpChange, ObservedServer, host_name};
+use neutrino_core::dnsmasq::{DhcpChange, ObservedServer, listed};
 use neutrino_core::firewall::BridgePorts;
 use neutrino_core::inside::{InnerNamespace, InsideChange, ObservedInside, ObservedInterface};
 use neutrino_core::plan::{RouterPlan, SecurityPlan};
@@ -218,10 +218,7 @@ impl World {
                 content, folded, ..
             } => {
                 let server = self.server(&namespace)?;
-                server.listed = content
-                    .lines()
-                    .map(|line| (host_name(line), format!("{line}\n")))
-                    .collect();
+                server.listed = listed(content);
                 for name in folded {
                     server.added.remove(name);
                 }
