@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube_core::Resource;
 use sha2::{Digest, Sha256};
 
-use super::plan::{NatRule, NodePlan, plan_node};
+use super::plan::{NatRule, NodePlan, Topology};
 use super::resolve::Resolution;
 use super::{ApiObject, ClusterConfig, Key, Kind, ObjectId, Snapshot};
 use crate::{for_each_kind, with_kind};
@@ -78,7 +78,26 @@ pub fn realised_digest(objects: &BTreeSet<ObjectId>, snapshot: &Snapshot) -> Str
         .collect()
 }
 
-/// For every object some node must realise, where it stands. A Ready
+/// What the controller expects each node's agent to report: the digest of
+/// the objects its plan realises, by node.
+pub fn expected(
+    snapshot: &Snapshot,
+    resolution: &Resolution,
+    config: &ClusterConfig,
+) -> BTreeMap<String, String> {
+    let topology = Topology::new(resolution, config);
+    config
+        .nodes
+        .iter()
+        .map(|n| {
+            let digest = realised_digest(&topology.objects_on(&n.name), snapshot);
+            (n.name.clone(), digest)
+        })
+        .collect()
+}
+
+/// For every object some node must realise, where it stands. Which nodes
+/// those are comes from the indexes, not from planning each node. A Ready
 /// agent whose digest differs from what the controller expects of its node
 /// has not applied the latest yet: its objects count as neither realised
 /// nor failed.
@@ -88,10 +107,11 @@ pub fn realisation(
     config: &ClusterConfig,
     agents: &BTreeMap<String, AgentHealth>,
 ) -> BTreeMap<ObjectId, NodeRealisation> {
+    let topology = Topology::new(resolution, config);
     let mut nodes_of: BTreeMap<ObjectId, BTreeSet<&str>> = BTreeMap::new();
     let mut expected: BTreeMap<&str, String> = BTreeMap::new();
     for node in &config.nodes {
-        let objects = planned_objects(&plan_node(resolution, config, node));
+        let objects = topology.objects_on(&node.name);
         expected.insert(node.name.as_str(), realised_digest(&objects, snapshot));
         for id in objects {
             nodes_of.entry(id).or_default().insert(node.name.as_str());
@@ -142,6 +162,7 @@ pub fn apply(snapshot: &mut Snapshot, realised: &BTreeMap<ObjectId, NodeRealisat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::plan_node;
     use crate::resolve;
 
     #[test]

@@ -2,11 +2,12 @@
 //! there, answering those ports only from static host entries.
 
 use ipnet::IpNet;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use super::topology::Topology;
 use super::{DhcpHost, DhcpPlan, RoutePlan};
 use crate::allocate::Mac;
-use crate::resolve::Resolution;
 use crate::{Key, names};
 
 /// Neutron's default lease: a day.
@@ -18,32 +19,29 @@ pub fn dhcp_mac(subnet: &Key) -> Mac {
     Mac::derive(&format!("dhcp {subnet}"), 0)
 }
 
-pub(super) fn plan(resolution: &Resolution, node: &str) -> Vec<DhcpPlan> {
+pub(super) fn plan(topology: &Topology, node: &str) -> Vec<DhcpPlan> {
+    let resolution = topology.resolution;
+    let mut hosts_of: BTreeMap<&Key, Vec<DhcpHost>> = BTreeMap::new();
+    for (key, port) in topology.ports_on(node) {
+        for (subnet, ip) in &port.fixed_ips {
+            hosts_of.entry(subnet).or_default().push(DhcpHost {
+                mac: port.mac,
+                ip: *ip,
+                hostname: key.name.clone(),
+            });
+        }
+    }
     let mut plans = Vec::new();
-    for (subnet_key, subnet) in resolution.ready_subnets() {
+    for (subnet_key, mut hosts) in hosts_of {
+        let Some(subnet) = resolution.subnet(subnet_key) else {
+            continue;
+        };
         let Some(server) = subnet.dhcp.filter(|_| subnet.enable_dhcp) else {
             continue;
         };
         let Some(network) = resolution.network(&subnet.network) else {
             continue;
         };
-        let mut hosts: Vec<DhcpHost> = resolution
-            .ready_ports()
-            .filter(|(_, p)| p.node.as_deref() == Some(node))
-            .flat_map(|(key, p)| {
-                p.fixed_ips
-                    .iter()
-                    .filter(|(s, _)| s == subnet_key)
-                    .map(move |(_, ip)| DhcpHost {
-                        mac: p.mac,
-                        ip: *ip,
-                        hostname: key.name.clone(),
-                    })
-            })
-            .collect();
-        if hosts.is_empty() {
-            continue;
-        }
         hosts.sort();
         let mut routes: Vec<RoutePlan> = subnet
             .host_routes

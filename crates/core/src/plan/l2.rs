@@ -1,71 +1,16 @@
 //! Bridges, uplinks, ports, and l2population: the FDB and neighbour entries
-//! towards every endpoint on other nodes, computed in full each time.
+//! towards every endpoint on other nodes of the networks this node carries.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::collections::BTreeSet;
 
 use ipnet::IpNet;
 
+use super::topology::Topology;
 use super::{Bridge, FdbEntry, Neighbour, PortPlan, Uplink, UplinkKind};
 use crate::allocate::Mac;
 use crate::config::VXLAN_PORT;
-use crate::resolve::Resolution;
-use crate::{ClusterConfig, Key, NodeConfig, names};
+use crate::{NodeConfig, names};
 use neutrino_api::NetworkType;
-
-/// Something with a MAC on a network, living on one node.
-pub(super) struct Endpoint {
-    pub node: String,
-    pub mac: Mac,
-    pub ips: Vec<IpAddr>,
-    pub owner: String,
-}
-
-/// Every bound endpoint (ports and router legs), by network.
-pub(super) fn endpoints(resolution: &Resolution) -> BTreeMap<Key, Vec<Endpoint>> {
-    let mut found: BTreeMap<Key, Vec<Endpoint>> = BTreeMap::new();
-    for (key, port) in resolution.ready_ports() {
-        if let Some(node) = &port.node {
-            found
-                .entry(port.network.clone())
-                .or_default()
-                .push(Endpoint {
-                    node: node.clone(),
-                    mac: port.mac,
-                    ips: port.fixed_ips.iter().map(|(_, ip)| *ip).collect(),
-                    owner: format!("port {key}"),
-                });
-        }
-    }
-    for (key, router) in resolution.ready_routers() {
-        let floating: Vec<IpAddr> = resolution
-            .ready_floating_ips()
-            .filter(|(_, f)| f.target.as_ref().is_some_and(|t| &t.router == key))
-            .map(|(_, f)| f.address)
-            .collect();
-        let legs = router
-            .interfaces
-            .iter()
-            .map(|l| (l, false))
-            .chain(router.gateway.iter().map(|g| (&g.leg, true)));
-        for (leg, external) in legs {
-            let mut ips = vec![leg.address.addr()];
-            if external {
-                ips.extend(&floating);
-            }
-            found
-                .entry(leg.network.clone())
-                .or_default()
-                .push(Endpoint {
-                    node: router.node.clone(),
-                    mac: leg.mac,
-                    ips,
-                    owner: format!("router {key}"),
-                });
-        }
-    }
-    found
-}
 
 /// The layer-2 part of a node's plan.
 pub(super) struct L2 {
@@ -100,8 +45,8 @@ fn uplink(
     }
 }
 
-pub(super) fn plan(resolution: &Resolution, config: &ClusterConfig, node: &NodeConfig) -> L2 {
-    let endpoints = endpoints(resolution);
+pub(super) fn plan(topology: &Topology, node: &NodeConfig) -> L2 {
+    let resolution = topology.resolution;
     let mut l2 = L2 {
         bridges: Vec::new(),
         uplinks: Vec::new(),
@@ -109,10 +54,7 @@ pub(super) fn plan(resolution: &Resolution, config: &ClusterConfig, node: &NodeC
         neighbours: Vec::new(),
         ports: Vec::new(),
     };
-    for (network_key, members) in &endpoints {
-        if !members.iter().any(|e| e.node == node.name) {
-            continue;
-        }
+    for network_key in topology.networks_on(&node.name) {
         let Some(network) = resolution.network(network_key) else {
             continue;
         };
@@ -145,8 +87,9 @@ pub(super) fn plan(resolution: &Resolution, config: &ClusterConfig, node: &NodeC
             continue;
         }
         let mut peers = BTreeSet::new();
+        let members = topology.endpoints(network_key);
         for endpoint in members.iter().filter(|e| e.node != node.name) {
-            let Some(peer) = config.node(&endpoint.node) else {
+            let Some(peer) = topology.node(endpoint.node) else {
                 continue;
             };
             peers.insert((peer.tunnel_ip, peer.name.clone()));
@@ -176,10 +119,7 @@ pub(super) fn plan(resolution: &Resolution, config: &ClusterConfig, node: &NodeC
         }
     }
 
-    for (key, port) in resolution.ready_ports() {
-        if port.node.as_deref() != Some(node.name.as_str()) {
-            continue;
-        }
+    for (key, port) in topology.ports_on(&node.name) {
         let addresses = port
             .fixed_ips
             .iter()
@@ -188,7 +128,7 @@ pub(super) fn plan(resolution: &Resolution, config: &ClusterConfig, node: &NodeC
             })
             .collect();
         l2.ports.push(PortPlan {
-            port: key.clone(),
+            port: (*key).clone(),
             interface: names::port(key),
             peer: names::port_peer(key),
             bridge: names::bridge(&port.network),

@@ -8,6 +8,7 @@ mod l2;
 pub mod render;
 mod router;
 mod security;
+mod topology;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -17,6 +18,7 @@ use super::allocate::Mac;
 use super::resolve::{PortMatch, Resolution};
 use super::{ClusterConfig, Key, NodeConfig};
 use neutrino_api::EtherType;
+pub use topology::Topology;
 
 /// Everything one node's kernel must have. Every list is sorted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -268,27 +270,37 @@ impl NodePlan {
     }
 }
 
-/// The desired dataplane of `node`. Objects that are not ready are left out.
+/// The desired dataplane of `node`. Objects that are not ready are left
+/// out. Indexes the whole resolution first: to plan many nodes, build one
+/// [`Topology`] and call [`Topology::plan`] for each.
 pub fn plan_node(resolution: &Resolution, config: &ClusterConfig, node: &NodeConfig) -> NodePlan {
-    let l2 = l2::plan(resolution, config, node);
-    let mut plan = NodePlan {
-        node: node.name.clone(),
-        tunnel_ip: node.tunnel_ip,
-        bridges: l2.bridges,
-        uplinks: l2.uplinks,
-        fdb: l2.fdb,
-        neighbours: l2.neighbours,
-        ports: l2.ports,
-        dhcp: dhcp::plan(resolution, &node.name),
-        routers: router::plan(resolution, &node.name),
-        security: security::plan(resolution, &node.name),
-    };
-    plan.bridges.sort();
-    plan.uplinks.sort();
-    plan.fdb.sort();
-    plan.neighbours.sort();
-    plan.ports.sort();
-    plan.dhcp.sort();
-    plan.routers.sort();
-    plan
+    Topology::new(resolution, config).plan(node)
+}
+
+impl Topology<'_> {
+    /// The desired dataplane of `node`, from the indexes: its cost is what
+    /// the node carries.
+    pub fn plan(&self, node: &NodeConfig) -> NodePlan {
+        let l2 = l2::plan(self, node);
+        let mut plan = NodePlan {
+            node: node.name.clone(),
+            tunnel_ip: node.tunnel_ip,
+            bridges: l2.bridges,
+            uplinks: l2.uplinks,
+            fdb: l2.fdb,
+            neighbours: l2.neighbours,
+            ports: l2.ports,
+            dhcp: dhcp::plan(self, &node.name),
+            routers: router::plan(self, &node.name),
+            security: security::plan(self, &node.name),
+        };
+        plan.bridges.sort();
+        plan.uplinks.sort();
+        plan.fdb.sort();
+        plan.neighbours.sort();
+        plan.ports.sort();
+        plan.dhcp.sort();
+        plan.routers.sort();
+        plan
+    }
 }

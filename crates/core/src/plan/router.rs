@@ -4,6 +4,7 @@
 use ipnet::IpNet;
 use std::net::Ipv4Addr;
 
+use super::topology::Topology;
 use super::{NatRule, RoutePlan, RouterLegPlan, RouterPlan};
 use crate::resolve::{Resolution, RouterLeg};
 use crate::{Key, names};
@@ -26,10 +27,10 @@ fn leg_plan(
     }
 }
 
-pub(super) fn plan(resolution: &Resolution, node: &str) -> Vec<RouterPlan> {
-    resolution
-        .ready_routers()
-        .filter(|(_, r)| r.node == node)
+pub(super) fn plan(topology: &Topology, node: &str) -> Vec<RouterPlan> {
+    let resolution = topology.resolution;
+    topology
+        .routers_on(node)
         .map(|(key, router)| {
             let interfaces: Vec<RouterLegPlan> = router
                 .interfaces
@@ -58,8 +59,8 @@ pub(super) fn plan(resolution: &Resolution, node: &str) -> Vec<RouterPlan> {
                         nexthop,
                     });
                 }
-                for (fip_key, fip) in resolution.ready_floating_ips() {
-                    if let Some(target) = fip.target.as_ref().filter(|t| &t.router == key) {
+                for (fip_key, fip) in topology.floating_ips_through(key) {
+                    if let Some(target) = &fip.target {
                         floating_ips.push(fip.address);
                         nat.push(NatRule::FloatingIp {
                             floating: fip.address,

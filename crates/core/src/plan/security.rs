@@ -5,9 +5,10 @@ use ipnet::IpNet;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr};
 
+use super::topology::Topology;
 use super::{AllowedSource, FilterRemote, FilterRule, IpSetPlan, PortFilter, SecurityPlan};
 use crate::allocate::Mac;
-use crate::resolve::{Remote, Resolution};
+use crate::resolve::Remote;
 use crate::{Key, names};
 use neutrino_api::{Direction, EtherType};
 
@@ -38,13 +39,10 @@ fn host(ip: IpAddr) -> IpNet {
     IpNet::from(ip)
 }
 
-fn members(resolution: &Resolution, group: &Key, ethertype: EtherType) -> Vec<IpNet> {
+fn members(topology: &Topology, group: &Key, ethertype: EtherType) -> Vec<IpNet> {
     let v4 = ethertype == EtherType::IPv4;
     let mut found: BTreeSet<IpNet> = BTreeSet::new();
-    for (_, port) in resolution
-        .ready_ports()
-        .filter(|(_, p)| p.security_groups.contains(group))
-    {
+    for port in topology.members(group) {
         found.extend(
             port.fixed_ips
                 .iter()
@@ -61,13 +59,11 @@ fn members(resolution: &Resolution, group: &Key, ethertype: EtherType) -> Vec<Ip
     found.into_iter().collect()
 }
 
-pub(super) fn plan(resolution: &Resolution, node: &str) -> SecurityPlan {
+pub(super) fn plan(topology: &Topology, node: &str) -> SecurityPlan {
+    let resolution = topology.resolution;
     let mut plan = SecurityPlan::default();
     let mut sets: BTreeSet<(Key, EtherType)> = BTreeSet::new();
-    for (key, port) in resolution
-        .ready_ports()
-        .filter(|(_, p)| p.node.as_deref() == Some(node))
-    {
+    for &(key, port) in topology.ports_on(node) {
         if !port.port_security {
             plan.unfiltered.push(key.clone());
             continue;
@@ -133,7 +129,7 @@ pub(super) fn plan(resolution: &Resolution, node: &str) -> SecurityPlan {
         .into_iter()
         .map(|(group, ethertype)| IpSetPlan {
             name: names::ipset(&group, ethertype == EtherType::IPv6),
-            members: members(resolution, &group, ethertype),
+            members: members(topology, &group, ethertype),
             group,
             ethertype,
         })

@@ -1,0 +1,209 @@
+//! The controller's and the agent's pure work on clusters generated in
+//! memory, in CPU time of the one thread that does it, with the process's
+//! peak memory. No root needed.
+//!
+//! `NEUTRINO_SCALE_SIZES` picks the clusters as PORTSxNODES (default
+//! `10000x100,10000x1000,10000x5000,100000x100,100000x1000,100000x5000`),
+//! `NEUTRINO_BENCH_ROUNDS` the repeats of each step (default 3). Beside the
+//! indexed path it runs today's one where it still exists: which nodes
+//! realise what by planning every node in full. Where that would take more
+//! than `NEUTRINO_SCALE_OLD_BUDGET` seconds (default 60) it is estimated
+//! from ten nodes, and printed as an estimate.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use neutrino::core::controller::{actions, notices};
+use neutrino::core::plan::{Topology, plan_node};
+use neutrino::core::realisation::{AgentHealth, planned_objects, realisation, realised_digest};
+use neutrino::core::status::ready_only;
+use neutrino::core::{ClusterConfig, Snapshot, kinds::key_of, resolve};
+use nix::time::{ClockId, clock_gettime};
+
+mod support;
+#[path = "../tests/support/synthetic.rs"]
+mod synthetic;
+use support::{range, setting};
+use synthetic::{Shape, all_ready, cluster, converge, port_beside};
+
+/// CPU time this thread has used.
+fn cpu() -> Duration {
+    Duration::from(clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("thread CPU clock"))
+}
+
+/// `f`'s CPU time in milliseconds, and what it returned.
+fn timed<T>(f: impl FnOnce() -> T) -> (f64, T) {
+    let start = cpu();
+    let out = f();
+    ((cpu() - start).as_secs_f64() * 1e3, out)
+}
+
+/// The process's peak resident memory since the last `reset_peak`, in MB.
+fn peak_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// One controller round's pure part, as `neutrino controller` runs it:
+/// the view copied out of the caches, resolved, realisation worked out,
+/// actions and Events computed.
+fn controller_round(
+    stores: &Snapshot,
+    config: &ClusterConfig,
+    agents: &BTreeMap<String, AgentHealth>,
+    now: &Time,
+) -> usize {
+    let snapshot = stores.clone();
+    let resolution = resolve(&snapshot, config);
+    let realised = realisation(&snapshot, &resolution, config, agents);
+    let planned = actions(&snapshot, &resolution, &realised, now);
+    let notices = notices(&snapshot, &planned.statuses);
+    planned.create_ip_claims.len() + notices.len()
+}
+
+/// One agent's pure work on a change, as `neutrino agent` does it: its
+/// view of what is Ready, resolved, its own node planned, the digest of
+/// what it realises.
+fn agent_work(stores: &Snapshot, config: &ClusterConfig, node: &str) -> usize {
+    let snapshot = ready_only(stores);
+    let resolution = resolve(&snapshot, config);
+    let me = config.node(node).expect("a generated node");
+    let plan = plan_node(&resolution, config, me);
+    let digest = realised_digest(&planned_objects(&plan), &snapshot);
+    plan.fdb.len() + digest.len()
+}
+
+/// Which nodes realise what by planning every node in full, as the
+/// controller did before the indexes; in ms, or an estimate from ten nodes.
+fn planning_every_node(snapshot: &Snapshot, config: &ClusterConfig, budget: f64) -> (f64, bool) {
+    let resolution = resolve(snapshot, config);
+    let sample = config.nodes.len().min(10);
+    let (ten, _) = timed(|| {
+        for node in &config.nodes[..sample] {
+            planned_objects(&plan_node(&resolution, config, node));
+        }
+    });
+    let estimate = ten / sample as f64 * config.nodes.len() as f64;
+    if estimate > budget * 1e3 {
+        return (estimate, true);
+    }
+    let (all, _) = timed(|| {
+        for node in &config.nodes {
+            planned_objects(&plan_node(&resolution, config, node));
+        }
+    });
+    (all, false)
+}
+
+fn parse_size(text: &str) -> Option<Shape> {
+    let (ports, nodes) = text.trim().split_once('x')?;
+    Some(Shape {
+        ports: ports.parse().ok()?,
+        nodes: nodes.parse().ok()?,
+    })
+}
+
+fn main() {
+    let sizes: Vec<Shape> = std::env::var("NEUTRINO_SCALE_SIZES")
+        .unwrap_or_else(|_| {
+            "10000x100,10000x1000,10000x5000,100000x100,100000x1000,100000x5000".into()
+        })
+        .split(',')
+        .filter_map(parse_size)
+        .collect();
+    let rounds = setting("NEUTRINO_BENCH_ROUNDS", 3).max(1);
+    let budget = setting("NEUTRINO_SCALE_OLD_BUDGET", 60) as f64;
+    let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    println!("CPU ms of one thread, min–max of {rounds} rounds; targets in brackets");
+    for shape in sizes {
+        let (mut snapshot, config) = cluster(shape);
+        let (settle, settled_in) = timed(|| converge(&mut snapshot, &config));
+        let agents = all_ready(&snapshot, &config);
+        println!(
+            "\n{} ports, {} nodes, {} objects in all: settled in {settled_in} rounds, {:.1} s",
+            shape.ports,
+            shape.nodes,
+            snapshot.networks.len()
+                + snapshot.subnets.len()
+                + snapshot.ports.len()
+                + snapshot.routers.len()
+                + snapshot.floating_ips.len()
+                + snapshot.security_groups.len(),
+            settle / 1e3
+        );
+
+        // A port of the first network, on node A, and one beside it on B.
+        let first = snapshot.ports.keys().next().expect("ports").clone();
+        let home = snapshot.ports[&first]
+            .spec
+            .node_name
+            .clone()
+            .expect("bound");
+        let home_index: usize = home["node-".len()..].parse().expect("node-N");
+        let away = home_index % shape.nodes + 1;
+
+        let mut full = Vec::new();
+        let mut one = Vec::new();
+        let mut remote = Vec::new();
+        let mut local = Vec::new();
+        reset_peak();
+        for round in 0..rounds {
+            full.push(timed(|| controller_round(&snapshot, &config, &agents, &now)).0);
+
+            // One Port created: the round that allocates it and writes status.
+            let mut changed = snapshot.clone();
+            let added = port_beside(&snapshot, &first, &format!("bench-{round}"), away);
+            changed.ports.insert(key_of(&added), added);
+            one.push(timed(|| controller_round(&changed, &config, &agents, &now)).0);
+
+            // The agents see it once allocated: on node A it is remote, on
+            // node B local.
+            let mut allocated = changed.clone();
+            converge(&mut allocated, &config);
+            remote.push(timed(|| agent_work(&allocated, &config, &home)).0);
+            local.push(timed(|| agent_work(&allocated, &config, &format!("node-{away}"))).0);
+        }
+        let peak = peak_mb();
+        println!(
+            "  controller, full round            {:>15} ms [≤ 5000]",
+            range(&full, 1)
+        );
+        println!(
+            "  controller, round after one Port  {:>15} ms [≤ 50]",
+            range(&one, 1)
+        );
+        println!(
+            "  agent, remote port change         {:>15} ms [≤ 1]",
+            range(&remote, 1)
+        );
+        println!(
+            "  agent, local port added           {:>15} ms",
+            range(&local, 1)
+        );
+        println!("  peak RSS                          {peak:>15.0} MB [≤ 1024]");
+        let (old, estimated) = planning_every_node(&snapshot, &config, budget);
+        let resolution = resolve(&snapshot, &config);
+        let (new, _) = timed(|| {
+            let topology = Topology::new(&resolution, &config);
+            config
+                .nodes
+                .iter()
+                .map(|n| topology.objects_on(&n.name).len())
+                .sum::<usize>()
+        });
+        println!(
+            "  which nodes realise what: planning every node {}{:.0} ms, from the indexes {new:.1} ms",
+            if estimated { "≈ " } else { "" },
+            old
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! Where everything sits: the ready objects of a resolution indexed by
+//! node, network, router and group, built once. Planning one node, or
+//! learning which objects a node realises, then costs what is on that node
+//! and the networks it carries, not the whole cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::allocate::Mac;
+use crate::resolve::{FloatingIpState, PortState, Resolution, RouterState};
+use crate::{ClusterConfig, Key, Kind, NodeConfig, ObjectId};
+
+/// Something with a MAC on a network, living on one node.
+pub(super) struct Endpoint<'r> {
+    pub node: &'r str,
+    pub mac: Mac,
+    pub ips: Vec<IpAddr>,
+    pub owner: String,
+}
+
+/// The indexes over one resolution and the nodes of one configuration.
+pub struct Topology<'r> {
+    pub(super) resolution: &'r Resolution,
+    nodes: BTreeMap<&'r str, &'r NodeConfig>,
+    /// Every bound endpoint (ports, then router legs), by network.
+    endpoints: BTreeMap<&'r Key, Vec<Endpoint<'r>>>,
+    /// The networks with an endpoint on each node.
+    networks_on: BTreeMap<&'r str, BTreeSet<&'r Key>>,
+    /// The ready ports bound to each node, in key order.
+    ports_on: BTreeMap<&'r str, Vec<(&'r Key, &'r PortState)>>,
+    /// The ready routers scheduled onto each node, in key order.
+    routers_on: BTreeMap<&'r str, Vec<(&'r Key, &'r RouterState)>>,
+    /// The ready floating IPs pointing through each router, in key order.
+    floating_through: BTreeMap<&'r Key, Vec<(&'r Key, &'r FloatingIpState)>>,
+    /// The ready ports in each security group, bound or not.
+    members: BTreeMap<&'r Key, Vec<&'r PortState>>,
+}
+
+const NONE: &[(&Key, &PortState)] = &[];
+
+impl<'r> Topology<'r> {
+    pub fn new(resolution: &'r Resolution, config: &'r ClusterConfig) -> Self {
+        let mut topology = Topology {
+            resolution,
+            nodes: config.nodes.iter().map(|n| (n.name.as_str(), n)).collect(),
+            endpoints: BTreeMap::new(),
+            networks_on: BTreeMap::new(),
+            ports_on: BTreeMap::new(),
+            routers_on: BTreeMap::new(),
+            floating_through: BTreeMap::new(),
+            members: BTreeMap::new(),
+        };
+        for (key, port) in resolution.ready_ports() {
+            for group in &port.security_groups {
+                topology.members.entry(group).or_default().push(port);
+            }
+            let Some(node) = port.node.as_deref() else {
+                continue;
+            };
+            topology.ports_on.entry(node).or_default().push((key, port));
+            topology.add_endpoint(
+                &port.network,
+                Endpoint {
+                    node,
+                    mac: port.mac,
+                    ips: port.fixed_ips.iter().map(|(_, ip)| *ip).collect(),
+                    owner: format!("port {key}"),
+                },
+            );
+        }
+        for (key, fip) in resolution.ready_floating_ips() {
+            if let Some(target) = &fip.target {
+                topology
+                    .floating_through
+                    .entry(&target.router)
+                    .or_default()
+                    .push((key, fip));
+            }
+        }
+        for (key, router) in resolution.ready_routers() {
+            topology
+                .routers_on
+                .entry(&router.node)
+                .or_default()
+                .push((key, router));
+            let legs = router
+                .interfaces
+                .iter()
+                .map(|l| (l, false))
+                .chain(router.gateway.iter().map(|g| (&g.leg, true)));
+            for (leg, external) in legs {
+                let mut ips = vec![leg.address.addr()];
+                if external {
+                    ips.extend(topology.floating_ips_through(key).map(|(_, f)| f.address));
+                }
+                topology.add_endpoint(
+                    &leg.network,
+                    Endpoint {
+                        node: &router.node,
+                        mac: leg.mac,
+                        ips,
+                        owner: format!("router {key}"),
+                    },
+                );
+            }
+        }
+        topology
+    }
+
+    fn add_endpoint(&mut self, network: &'r Key, endpoint: Endpoint<'r>) {
+        self.networks_on
+            .entry(endpoint.node)
+            .or_default()
+            .insert(network);
+        self.endpoints.entry(network).or_default().push(endpoint);
+    }
+
+    pub(super) fn node(&self, name: &str) -> Option<&'r NodeConfig> {
+        self.nodes.get(name).copied()
+    }
+
+    /// The networks with something on `node`, in key order.
+    pub(super) fn networks_on(&self, node: &str) -> impl Iterator<Item = &'r Key> + '_ {
+        self.networks_on.get(node).into_iter().flatten().copied()
+    }
+
+    pub(super) fn endpoints(&self, network: &Key) -> &[Endpoint<'r>] {
+        self.endpoints.get(network).map_or(&[], Vec::as_slice)
+    }
+
+    pub(super) fn ports_on(&self, node: &str) -> &[(&'r Key, &'r PortState)] {
+        self.ports_on.get(node).map_or(NONE, Vec::as_slice)
+    }
+
+    pub(super) fn routers_on(
+        &self,
+        node: &str,
+    ) -> impl Iterator<Item = (&'r Key, &'r RouterState)> {
+        self.routers_on.get(node).into_iter().flatten().copied()
+    }
+
+    pub(super) fn floating_ips_through(
+        &self,
+        router: &Key,
+    ) -> impl Iterator<Item = (&'r Key, &'r FloatingIpState)> {
+        self.floating_through
+            .get(router)
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
+    pub(super) fn members(&self, group: &Key) -> impl Iterator<Item = &'r PortState> {
+        self.members.get(group).into_iter().flatten().copied()
+    }
+
+    /// The objects `node`'s plan realises: `planned_objects` of its plan,
+    /// found without building the plan.
+    pub fn objects_on(&self, node: &str) -> BTreeSet<ObjectId> {
+        let resolution = self.resolution;
+        let id = |kind, key: &Key| ObjectId::new(kind, key.clone());
+        let mut objects: BTreeSet<ObjectId> = self
+            .networks_on(node)
+            .filter(|n| resolution.network(n).is_some())
+            .map(|n| id(Kind::Network, n))
+            .collect();
+        for (key, port) in self.ports_on(node) {
+            objects.insert(id(Kind::Port, key));
+            for (subnet_key, _) in &port.fixed_ips {
+                let serves = resolution.subnet(subnet_key).is_some_and(|s| {
+                    s.enable_dhcp && s.dhcp.is_some() && resolution.network(&s.network).is_some()
+                });
+                if serves {
+                    objects.insert(id(Kind::Subnet, subnet_key));
+                }
+            }
+            if !port.port_security {
+                continue;
+            }
+            for group in &port.security_groups {
+                // A group is realised through its rules; one with none
+                // leaves nothing on the node that names it.
+                if resolution
+                    .security_group(group)
+                    .is_some_and(|g| !g.rules.is_empty())
+                {
+                    objects.insert(id(Kind::SecurityGroup, group));
+                }
+            }
+        }
+        for (key, router) in self.routers_on(node) {
+            objects.insert(id(Kind::Router, key));
+            if router.gateway.is_some() {
+                for (fip, _) in self.floating_ips_through(key) {
+                    objects.insert(id(Kind::FloatingIP, fip));
+                }
+            }
+        }
+        objects
+    }
+}
