@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use neutrino_api::NodeAgent;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Each Node's own addresses, by node name, as its kubelet reports them.
@@ -58,6 +58,18 @@ pub struct NodeConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// The nodes of a configuration, in their order and by name.
+pub struct Nodes<'a> {
+    pub list: &'a [NodeConfig],
+    by_name: HashMap<&'a str, &'a NodeConfig>,
+}
+
+impl<'a> Nodes<'a> {
+    pub fn get(&self, name: &str) -> Option<&'a NodeConfig> {
+        self.by_name.get(name).copied()
+    }
 }
 
 /// The cluster-wide settings the core needs.
@@ -161,8 +173,17 @@ impl ClusterConfig {
         }
     }
 
+    /// A scan: for many lookups, index the nodes once with `indexed`.
     pub fn node(&self, name: &str) -> Option<&NodeConfig> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The nodes indexed by name.
+    pub fn indexed(&self) -> Nodes<'_> {
+        Nodes {
+            list: &self.nodes,
+            by_name: self.nodes.iter().map(|n| (n.name.as_str(), n)).collect(),
+        }
     }
 
     /// The MTU a physical network carries.

@@ -397,10 +397,7 @@ impl ApiObject for SecurityGroup {
         _: Option<&SecurityGroupState>,
         resolution: &Resolution,
     ) -> SecurityGroupStatus {
-        let members = resolution
-            .ready_ports()
-            .filter(|(_, p)| p.security_groups.contains(key))
-            .count();
+        let members = resolution.group_members.get(key).copied().unwrap_or(0);
         SecurityGroupStatus {
             rule_count: object.spec.rules.len() as i64,
             port_count: members as i64,

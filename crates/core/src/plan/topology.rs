@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::allocate::Mac;
+use crate::config::Nodes;
 use crate::resolve::{FloatingIpState, PortState, Resolution, RouterState};
 use crate::{ClusterConfig, Key, Kind, NodeConfig, ObjectId};
 
@@ -21,7 +22,7 @@ pub(super) struct Endpoint<'r> {
 /// The indexes over one resolution and the nodes of one configuration.
 pub struct Topology<'r> {
     pub(super) resolution: &'r Resolution,
-    nodes: BTreeMap<&'r str, &'r NodeConfig>,
+    nodes: Nodes<'r>,
     /// Every bound endpoint (ports, then router legs), by network.
     endpoints: BTreeMap<&'r Key, Vec<Endpoint<'r>>>,
     /// The networks with an endpoint on each node.
@@ -42,7 +43,7 @@ impl<'r> Topology<'r> {
     pub fn new(resolution: &'r Resolution, config: &'r ClusterConfig) -> Self {
         let mut topology = Topology {
             resolution,
-            nodes: config.nodes.iter().map(|n| (n.name.as_str(), n)).collect(),
+            nodes: config.indexed(),
             endpoints: BTreeMap::new(),
             networks_on: BTreeMap::new(),
             ports_on: BTreeMap::new(),
@@ -116,7 +117,7 @@ impl<'r> Topology<'r> {
     }
 
     pub(super) fn node(&self, name: &str) -> Option<&'r NodeConfig> {
-        self.nodes.get(name).copied()
+        self.nodes.get(name)
     }
 
     /// The networks with something on `node`, in key order.

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use super::addresses::{Addresses, Request, Wanted, claim_problem};
 use super::claims::ClaimIndex;
 use super::{
-    Arrival, FloatingIpState, FloatingTarget, Resolution, SubnetState, Verdict, arrival,
-    by_arrival, lookup, subnets_of,
+    Arrival, FloatingIpState, FloatingTarget, Resolution, Subnets, Verdict, arrival, by_arrival,
+    lookup,
 };
 use crate::allocate::Holder;
 use crate::problem::Problems;
@@ -32,7 +32,7 @@ fn external_network(
     fip: &FloatingIP,
     snapshot: &Snapshot,
     resolution: &Resolution,
-    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    subnets: &Subnets,
     id: &ObjectId,
 ) -> Result<(Key, Vec<Key>), Problem> {
     let network_key = key.reference(&fip.spec.network);
@@ -54,7 +54,7 @@ fn external_network(
             ),
         ));
     }
-    let candidates = subnets_of(snapshot, subnets, &network_key, true);
+    let candidates = subnets.of(&network_key, true);
     if candidates.is_empty() {
         return Err(Problem::new(
             id,
@@ -75,7 +75,7 @@ fn wanted_address(
     fip: &FloatingIP,
     network: &Key,
     candidates: Vec<Key>,
-    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    subnets: &Subnets,
     claims: &ClaimIndex,
     id: &ObjectId,
 ) -> Result<(Vec<Key>, Wanted), Problem> {
@@ -176,7 +176,7 @@ fn check_one(
     fip: &FloatingIP,
     snapshot: &Snapshot,
     resolution: &Resolution,
-    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    subnets: &Subnets,
     claims: &ClaimIndex,
 ) -> Verdict<FloatingDraft> {
     let id = ObjectId::new(Kind::FloatingIP, key.clone());
@@ -201,7 +201,7 @@ fn check_one(
 pub fn check(
     snapshot: &Snapshot,
     resolution: &Resolution,
-    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    subnets: &Subnets,
     claims: &ClaimIndex,
 ) -> BTreeMap<Key, Verdict<FloatingDraft>> {
     snapshot

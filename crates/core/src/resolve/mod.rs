@@ -29,6 +29,7 @@ use crate::{for_each_kind, with_kind};
 use addresses::Request;
 pub use claims::{ClaimIndex, Segment, claim_holder, held_by};
 use neutrino_api::{Direction, EtherType, NetworkType};
+pub(crate) use port::DEFAULT_GROUP;
 
 /// Either what was decided for an object, or why it is not ready.
 pub type Verdict<T> = Result<T, Vec<Problem>>;
@@ -165,6 +166,8 @@ pub struct Resolution {
     pub routers: BTreeMap<Key, Verdict<RouterState>>,
     pub floating_ips: BTreeMap<Key, Verdict<FloatingIpState>>,
     pub security_groups: BTreeMap<Key, Verdict<SecurityGroupState>>,
+    /// How many ready ports each security group holds.
+    pub group_members: BTreeMap<Key, usize>,
 }
 
 fn problems_of<T>(map: &BTreeMap<Key, Verdict<T>>) -> impl Iterator<Item = &Problem> {
@@ -244,24 +247,58 @@ pub(crate) fn by_arrival<R: Resource>(map: &BTreeMap<Key, R>) -> Vec<&Key> {
     keys.into_iter().map(|(_, k)| k).collect()
 }
 
-/// The ready subnets of `network` of one family, in arrival order: where a
-/// port, gateway or floating IP that names no subnet takes its address.
-pub(crate) fn subnets_of(
-    snapshot: &Snapshot,
-    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
-    network: &Key,
-    ipv4: bool,
-) -> Vec<Key> {
-    let mut found: Vec<(Arrival, &Key)> = subnets
-        .iter()
-        .filter(|(_, v)| {
-            v.as_ref()
-                .is_ok_and(|s| &s.network == network && s.cidr.addr().is_ipv4() == ipv4)
-        })
-        .map(|(k, _)| (arrival(k, &snapshot.subnets[k]), k))
-        .collect();
-    found.sort();
-    found.into_iter().map(|(_, k)| k.clone()).collect()
+/// The subnets' verdicts before addresses are handed out, with each
+/// network's ready subnets of each family in arrival order: where a port,
+/// gateway or floating IP that names no subnet takes its address. Built
+/// once, so that finding them costs nothing per request.
+pub(crate) struct Subnets {
+    verdicts: BTreeMap<Key, Verdict<SubnetState>>,
+    by_network: BTreeMap<(Key, bool), Vec<Key>>,
+}
+
+impl Subnets {
+    pub(crate) fn new(snapshot: &Snapshot, verdicts: BTreeMap<Key, Verdict<SubnetState>>) -> Self {
+        let mut found: BTreeMap<(Key, bool), Vec<(Arrival, Key)>> = BTreeMap::new();
+        for (key, verdict) in &verdicts {
+            if let Ok(subnet) = verdict {
+                found
+                    .entry((subnet.network.clone(), subnet.cidr.addr().is_ipv4()))
+                    .or_default()
+                    .push((arrival(key, &snapshot.subnets[key]), key.clone()));
+            }
+        }
+        let by_network = found
+            .into_iter()
+            .map(|(network, mut subnets)| {
+                subnets.sort();
+                (network, subnets.into_iter().map(|(_, k)| k).collect())
+            })
+            .collect();
+        Self {
+            verdicts,
+            by_network,
+        }
+    }
+
+    /// The ready subnets of `network` of one family, in arrival order.
+    pub(crate) fn of(&self, network: &Key, ipv4: bool) -> Vec<Key> {
+        self.by_network
+            .get(&(network.clone(), ipv4))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn into_verdicts(self) -> BTreeMap<Key, Verdict<SubnetState>> {
+        self.verdicts
+    }
+}
+
+impl std::ops::Deref for Subnets {
+    type Target = BTreeMap<Key, Verdict<SubnetState>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.verdicts
+    }
 }
 
 /// Looks up a reference and explains a miss: absent, in another namespace, or not ready.
@@ -314,13 +351,14 @@ pub(crate) fn lookup<'a, T>(
 /// Validates and allocates everything in `snapshot`.
 pub fn resolve(snapshot: &Snapshot, config: &ClusterConfig) -> Resolution {
     let claims = ClaimIndex::new(snapshot);
+    let nodes = config.indexed();
     let mut resolution = Resolution {
         security_groups: security_group::check(snapshot),
         networks: network::resolve(snapshot, config, &claims),
         ..Resolution::default()
     };
-    let subnets = subnet::check(snapshot, &resolution);
-    let ports = port::check(snapshot, config, &resolution, &subnets, &claims);
+    let subnets = Subnets::new(snapshot, subnet::check(snapshot, &resolution));
+    let ports = port::check(snapshot, &nodes, &resolution, &subnets, &claims);
     let routers = router::check(snapshot, &resolution, &subnets, &claims);
     let floating_ips = floating_ip::check(snapshot, &resolution, &subnets, &claims);
 
@@ -331,10 +369,17 @@ pub fn resolve(snapshot: &Snapshot, config: &ClusterConfig) -> Resolution {
     requests.extend(floating_ip::requests(&floating_ips));
     let book = addresses::run(&subnets, &requests, &claims);
 
-    resolution.subnets = subnet::finish(subnets, &book);
+    resolution.subnets = subnet::finish(subnets.into_verdicts(), &book);
     resolution.ports = port::finish(snapshot, ports, &book, &resolution);
     security_group::add_implicit_defaults(&mut resolution);
-    resolution.routers = router::finish(snapshot, config, routers, &book, &resolution);
+    let mut members: BTreeMap<Key, usize> = BTreeMap::new();
+    for (_, port) in resolution.ready_ports() {
+        for group in &port.security_groups {
+            *members.entry(group.clone()).or_default() += 1;
+        }
+    }
+    resolution.group_members = members;
+    resolution.routers = router::finish(snapshot, &nodes, routers, &book, &resolution);
     resolution.floating_ips = floating_ip::finish(snapshot, floating_ips, &book, &resolution);
     resolution
 }

@@ -1,15 +1,16 @@
 //! Ports: addresses, MAC, binding, security groups and address pairs.
 
+use crate::config::Nodes;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::addresses::{Addresses, Request, Wanted, claim_problem};
 use super::claims::ClaimIndex;
-use super::{Arrival, PortState, Resolution, SubnetState, Verdict, arrival, lookup, subnets_of};
+use super::{Arrival, PortState, Resolution, Subnets, Verdict, arrival, lookup};
 use crate::allocate::{Holder, Mac};
 use crate::problem::Problems;
-use crate::{ClusterConfig, Key, Kind, ObjectId, Reason, Snapshot};
+use crate::{Key, Kind, ObjectId, Reason, Snapshot};
 use neutrino_api::Port;
 
 /// The name of the group a port with no groups gets.
@@ -84,7 +85,7 @@ fn wanted_addresses(
     key: &Key,
     port: &Port,
     snapshot: &Snapshot,
-    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    subnets: &Subnets,
     network_key: &Key,
     recorded: &mut Recorded,
     id: &ObjectId,
@@ -158,7 +159,7 @@ fn wanted_addresses(
         // As in Neutron: one address of each family, from the first subnet
         // of the network that has one left.
         for v4 in [true, false] {
-            let candidates = subnets_of(snapshot, subnets, network_key, v4);
+            let candidates = subnets.of(network_key, v4);
             if candidates.is_empty() {
                 continue;
             }
@@ -193,7 +194,7 @@ fn requested_mac(port: &Port, problems: &mut Problems) -> Option<Mac> {
 /// network's physical network if it has one.
 fn check_binding(
     port: &Port,
-    config: &ClusterConfig,
+    nodes: &Nodes,
     physical_network: Option<&String>,
     network_key: &Key,
     problems: &mut Problems,
@@ -201,9 +202,21 @@ fn check_binding(
     let Some(node) = &port.spec.node_name else {
         return;
     };
-    match config.node(node) {
+    match nodes.get(node) {
         None => {
-            let known: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
+            // A few names say what nodes look like; thousands say nothing more.
+            const SHOWN: usize = 10;
+            let mut known: Vec<&str> = nodes
+                .list
+                .iter()
+                .take(SHOWN)
+                .map(|n| n.name.as_str())
+                .collect();
+            let more = nodes.list.len().saturating_sub(SHOWN);
+            let rest = format!("and {more} more");
+            if more > 0 {
+                known.push(&rest);
+            }
             problems.push(
                 "spec.nodeName",
                 Reason::UnknownNode,
@@ -319,9 +332,9 @@ fn check_one(
     key: &Key,
     port: &Port,
     snapshot: &Snapshot,
-    config: &ClusterConfig,
+    nodes: &Nodes,
     resolution: &Resolution,
-    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    subnets: &Subnets,
     claims: &ClaimIndex,
 ) -> Verdict<PortDraft> {
     let id = ObjectId::new(Kind::Port, key.clone());
@@ -352,7 +365,7 @@ fn check_one(
     let mac = requested_mac(port, &mut problems);
     check_binding(
         port,
-        config,
+        nodes,
         network.physical_network.as_ref(),
         &network_key,
         &mut problems,
@@ -375,9 +388,9 @@ fn check_one(
 /// Checks every port; addresses and MACs come later.
 pub fn check(
     snapshot: &Snapshot,
-    config: &ClusterConfig,
+    nodes: &Nodes,
     resolution: &Resolution,
-    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    subnets: &Subnets,
     claims: &ClaimIndex,
 ) -> BTreeMap<Key, Verdict<PortDraft>> {
     snapshot
@@ -386,7 +399,7 @@ pub fn check(
         .map(|(key, port)| {
             (
                 key.clone(),
-                check_one(key, port, snapshot, config, resolution, subnets, claims),
+                check_one(key, port, snapshot, nodes, resolution, subnets, claims),
             )
         })
         .collect()
@@ -531,4 +544,23 @@ pub fn finish(
         verdicts.insert(key, verdict);
     }
     verdicts
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ClusterConfig, Key, resolve};
+
+    #[test]
+    fn an_unknown_node_is_named_beside_a_few_known_ones() {
+        let mut snapshot = crate::fixtures::quickstart();
+        let key = Key::new("tenant-a", "web-1");
+        snapshot.ports.get_mut(&key).unwrap().spec.node_name = Some("node-99".into());
+        let resolution = resolve(&snapshot, &ClusterConfig::with_nodes(12));
+        let problems = resolution.ports[&key].as_ref().unwrap_err();
+        assert_eq!(
+            problems[0].message,
+            "node node-99 is not known (known nodes: node-1, node-2, node-3, node-4, \
+             node-5, node-6, node-7, node-8, node-9, node-10, and 2 more)"
+        );
+    }
 }

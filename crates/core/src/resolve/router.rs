@@ -1,5 +1,6 @@
 //! Routers: interfaces, external gateway, static routes and the gateway node.
 
+use crate::config::Nodes;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -7,12 +8,12 @@ use std::net::IpAddr;
 use super::addresses::{Addresses, Request, Wanted, claim_problem};
 use super::claims::ClaimIndex;
 use super::{
-    Arrival, GatewayState, Resolution, RouterLeg, RouterState, SubnetState, Verdict, arrival,
-    by_arrival, lookup, subnets_of,
+    Arrival, GatewayState, Resolution, RouterLeg, RouterState, Subnets, Verdict, arrival,
+    by_arrival, lookup,
 };
 use crate::allocate::{Holder, Mac};
 use crate::problem::Problems;
-use crate::{ClusterConfig, Key, Kind, NodeConfig, ObjectId, Reason, Snapshot};
+use crate::{Key, Kind, NodeConfig, ObjectId, Reason, Snapshot};
 use neutrino_api::Router;
 
 /// A router that passed its checks, waiting for its gateway address.
@@ -31,7 +32,7 @@ pub struct RouterDraft {
 fn schedule(
     recorded: Option<&str>,
     physnets: &BTreeSet<String>,
-    config: &ClusterConfig,
+    nodes: &Nodes,
     load: &mut BTreeMap<String, usize>,
 ) -> Option<String> {
     let qualifies = |n: &NodeConfig| {
@@ -41,12 +42,12 @@ fn schedule(
                 .all(|p| n.physical_interfaces.contains_key(p))
     };
     let chosen = match recorded
-        .and_then(|name| config.node(name))
+        .and_then(|name| nodes.get(name))
         .filter(|n| qualifies(n))
     {
         Some(node) => node,
-        None => config
-            .nodes
+        None => nodes
+            .list
             .iter()
             .filter(|n| qualifies(n))
             .min_by_key(|n| load.get(&n.name).copied().unwrap_or(0))?,
@@ -61,7 +62,7 @@ fn interfaces(
     key: &Key,
     router: &Router,
     snapshot: &Snapshot,
-    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    subnets: &Subnets,
     id: &ObjectId,
     problems: &mut Problems,
 ) -> Vec<(Key, Key, IpNet)> {
@@ -117,7 +118,7 @@ fn external_gateway(
     router: &Router,
     snapshot: &Snapshot,
     resolution: &Resolution,
-    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    subnets: &Subnets,
     claims: &ClaimIndex,
     id: &ObjectId,
     on_link: &mut Vec<IpNet>,
@@ -141,7 +142,7 @@ fn external_gateway(
             format!("network {network_key} is not external (spec.external: false)"),
         ),
         Ok(_) => {
-            let candidates = subnets_of(snapshot, subnets, &network_key, true);
+            let candidates = subnets.of(&network_key, true);
             on_link.extend(
                 candidates
                     .iter()
@@ -260,7 +261,7 @@ fn check_one(
     router: &Router,
     snapshot: &Snapshot,
     resolution: &Resolution,
-    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    subnets: &Subnets,
     claims: &ClaimIndex,
 ) -> Verdict<RouterDraft> {
     let id = ObjectId::new(Kind::Router, key.clone());
@@ -291,7 +292,7 @@ fn check_one(
 pub fn check(
     snapshot: &Snapshot,
     resolution: &Resolution,
-    subnets: &BTreeMap<Key, Verdict<SubnetState>>,
+    subnets: &Subnets,
     claims: &ClaimIndex,
 ) -> BTreeMap<Key, Verdict<RouterDraft>> {
     snapshot
@@ -338,7 +339,7 @@ fn leg(router: &Key, subnet: Key, network: Key, address: IpNet) -> RouterLeg {
 /// to the first router that attaches to it.
 pub fn finish(
     snapshot: &Snapshot,
-    config: &ClusterConfig,
+    nodes: &Nodes,
     mut drafts: BTreeMap<Key, Verdict<RouterDraft>>,
     addresses: &Addresses,
     resolution: &Resolution,
@@ -412,7 +413,7 @@ pub fn finish(
             .as_ref()
             .and_then(|s| s.node.as_deref());
         let node = if problems.is_empty() {
-            schedule(recorded, &physnets, config, &mut load)
+            schedule(recorded, &physnets, nodes, &mut load)
         } else {
             None
         };
