@@ -1,17 +1,19 @@
-//! The indexes that stand in for planning every node: what they say a node
-//! realises is exactly what its plan holds, on the examples and on a
-//! generated cluster with every kind of object.
+//! The indexes that stand in for planning every node, and the part of the
+//! cluster an agent plans from: what they say a node realises is exactly
+//! what its plan holds, and the part gives the very plan the whole does, on
+//! the examples and on a generated cluster with every kind of object.
 
 mod support;
 
 use std::collections::BTreeSet;
 
 use neutrino::core::plan::{Topology, plan_node};
-use neutrino::core::realisation::planned_objects;
-use neutrino::core::{ClusterConfig, resolve};
+use neutrino::core::realisation::{planned_objects, realised_digest};
+use neutrino::core::status::ready_only;
+use neutrino::core::{ClusterConfig, Snapshot, resolve, scope};
 use support::synthetic::{Shape, cluster, converge};
 
-fn same_objects(snapshot: &neutrino::core::Snapshot, config: &ClusterConfig, what: &str) {
+fn same_objects(snapshot: &Snapshot, config: &ClusterConfig, what: &str) {
     let resolution = resolve(snapshot, config);
     let topology = Topology::new(&resolution, config);
     for node in &config.nodes {
@@ -85,4 +87,87 @@ fn each_generated_node_realises_what_its_plan_holds() {
     // The one-node entry point plans the same.
     let node = &config.nodes[7];
     assert_eq!(plan_node(&resolution, &config, node), plans[7]);
+}
+
+/// What each node's agent plans from its part of the cluster is what it
+/// would plan from the whole, down to the digest it reports.
+fn same_plan_from_the_part(snapshot: &Snapshot, config: &ClusterConfig, what: &str) {
+    let whole = ready_only(snapshot);
+    let resolution = resolve(&whole, config);
+    let topology = Topology::new(&resolution, config);
+    for node in &config.nodes {
+        let wanted = topology.plan(node);
+        let part = ready_only(&scope::for_node(snapshot, &node.name));
+        let planned = plan_node(&resolve(&part, config), config, node);
+        assert_eq!(planned, wanted, "{what}, {}", node.name);
+        let objects = planned_objects(&planned);
+        assert_eq!(
+            realised_digest(&objects, &part),
+            realised_digest(&objects, &whole),
+            "{what}, {}",
+            node.name
+        );
+    }
+}
+
+#[test]
+fn each_example_node_plans_the_same_from_its_part() {
+    let config = ClusterConfig::default();
+    for name in [
+        "quickstart",
+        "overlapping-tenants",
+        "provider-vlan",
+        "three-tier",
+    ] {
+        let dir = support::examples::example(name);
+        let mut snapshot = neutrino::manifest::load(&dir).unwrap().snapshot;
+        converge(&mut snapshot, &config);
+        same_plan_from_the_part(&snapshot, &config, name);
+    }
+}
+
+#[test]
+fn each_generated_node_plans_the_same_from_its_part() {
+    let (mut snapshot, config) = cluster(Shape {
+        ports: 1_000,
+        nodes: 40,
+    });
+    converge(&mut snapshot, &config);
+    same_plan_from_the_part(&snapshot, &config, "1,000 ports on 40 nodes");
+}
+
+#[test]
+fn a_node_s_part_leaves_out_the_namespaces_it_has_nothing_in() {
+    // 25 namespaces of 160 ports; a node with 10 ports touches at most 10.
+    let (mut snapshot, config) = cluster(Shape {
+        ports: 4_000,
+        nodes: 400,
+    });
+    converge(&mut snapshot, &config);
+    // Routers go to the first nodes (fewest routers, ties to the first);
+    // this one holds none, so it does not carry the external network.
+    let node = "node-399";
+    let namespaces = |s: &Snapshot| -> BTreeSet<String> {
+        s.ports.keys().map(|k| k.namespace.clone()).collect()
+    };
+    let own: BTreeSet<String> = snapshot
+        .ports
+        .iter()
+        .filter(|(_, p)| p.spec.node_name.as_deref() == Some(node))
+        .map(|(k, _)| k.namespace.clone())
+        .collect();
+    assert!(
+        snapshot
+            .routers
+            .values()
+            .all(|r| r.status.as_ref().unwrap().node.as_deref() != Some(node))
+    );
+    let part = scope::for_node(&snapshot, node);
+    assert!(own.len() < 25, "{own:?}");
+    assert!(
+        namespaces(&part).len() <= own.len() + 1,
+        "{:?} for ports in {own:?}",
+        namespaces(&part)
+    );
+    assert!(part.ports.len() < snapshot.ports.len() / 2);
 }

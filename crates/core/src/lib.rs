@@ -25,6 +25,7 @@ pub mod realisation;
 pub mod reconcile;
 pub mod resolve;
 pub mod ruleset;
+pub mod scope;
 pub mod snapshot;
 pub mod status;
 pub mod tunnel;

@@ -22,7 +22,7 @@ use neutrino_core::plan::plan_node;
 use neutrino_core::realisation::{planned_objects, realised_digest};
 use neutrino_core::status::ready_only;
 use neutrino_core::xtables::Choice;
-use neutrino_core::{ClusterConfig, NodeConfig, resolve};
+use neutrino_core::{ClusterConfig, NodeConfig, resolve, scope};
 use neutrino_dataplane::agent::{Agent, AgentConfig, ApplyReport, namespace_prefix};
 use neutrino_dataplane::netlink::NetlinkError;
 
@@ -265,7 +265,9 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         if config.node(&options.node).is_none() {
             config.nodes.push(me.clone());
         }
-        let snapshot = ready_only(&stores.snapshot());
+        // Only the part of the cluster this node's plan depends on, with
+        // the allocations the controller recorded for it.
+        let snapshot = ready_only(&scope::for_node(&stores.snapshot(), &options.node));
         let resolution = resolve(&snapshot, &config);
         let node = config.node(&options.node).expect("added above");
         let plan = plan_node(&resolution, &config, node);
