@@ -26,17 +26,28 @@ fn same_objects(snapshot: &Snapshot, config: &ClusterConfig, what: &str) {
     }
 }
 
-#[test]
-fn each_example_node_realises_what_its_plan_holds() {
-    let config = ClusterConfig::default();
-    for name in [
+/// The examples, as the controller leaves them once settled.
+fn settled_examples(config: &ClusterConfig) -> Vec<(&'static str, Snapshot)> {
+    [
         "quickstart",
         "overlapping-tenants",
         "provider-vlan",
         "three-tier",
-    ] {
+    ]
+    .into_iter()
+    .map(|name| {
         let dir = support::examples::example(name);
-        let snapshot = neutrino::manifest::load(&dir).unwrap().snapshot;
+        let mut snapshot = neutrino::manifest::load(&dir).unwrap().snapshot;
+        converge(&mut snapshot, config);
+        (name, snapshot)
+    })
+    .collect()
+}
+
+#[test]
+fn each_example_node_realises_what_its_plan_holds() {
+    let config = ClusterConfig::default();
+    for (name, snapshot) in settled_examples(&config) {
         same_objects(&snapshot, &config, name);
     }
 }
@@ -113,15 +124,7 @@ fn same_plan_from_the_part(snapshot: &Snapshot, config: &ClusterConfig, what: &s
 #[test]
 fn each_example_node_plans_the_same_from_its_part() {
     let config = ClusterConfig::default();
-    for name in [
-        "quickstart",
-        "overlapping-tenants",
-        "provider-vlan",
-        "three-tier",
-    ] {
-        let dir = support::examples::example(name);
-        let mut snapshot = neutrino::manifest::load(&dir).unwrap().snapshot;
-        converge(&mut snapshot, &config);
+    for (name, snapshot) in settled_examples(&config) {
         same_plan_from_the_part(&snapshot, &config, name);
     }
 }
