@@ -8,7 +8,7 @@
 //! last apply realised, and a node counts as having realised an object only
 //! while that digest is the one the controller computes for the node.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kube_core::Resource;
 use sha2::{Digest, Sha256};
@@ -59,22 +59,67 @@ pub fn planned_objects(plan: &NodePlan) -> BTreeSet<ObjectId> {
     objects
 }
 
-/// A digest of `objects` at the generations `snapshot` holds them at: what
-/// an agent reports it realised, and what the controller expects of it.
-pub fn realised_digest(objects: &BTreeSet<ObjectId>, snapshot: &Snapshot) -> String {
+/// One object's line in a digest: its kind, key and generation.
+fn digest_line(kind: Kind, key: &Key, snapshot: &Snapshot) -> String {
+    let generation = with_kind!(kind, K => K::of(snapshot)
+        .get(key)
+        .and_then(|o| o.meta().generation)
+        .unwrap_or(0));
+    format!("{kind} {key} {generation}\n")
+}
+
+fn digest<'a>(lines: impl Iterator<Item = &'a str>) -> String {
     let mut hash = Sha256::new();
-    for id in objects {
-        let key = &id.key;
-        let generation = with_kind!(id.kind, K => K::of(snapshot)
-            .get(key)
-            .and_then(|o| o.meta().generation)
-            .unwrap_or(0));
-        hash.update(format!("{} {key} {generation}\n", id.kind).as_bytes());
-    }
+    lines.for_each(|line| hash.update(line.as_bytes()));
     hash.finalize()
         .iter()
         .take(16)
         .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A digest of `objects` at the generations `snapshot` holds them at: what
+/// an agent reports it realised, and what the controller expects of it.
+pub fn realised_digest(objects: &BTreeSet<ObjectId>, snapshot: &Snapshot) -> String {
+    let lines: Vec<String> = objects
+        .iter()
+        .map(|id| digest_line(id.kind, &id.key, snapshot))
+        .collect();
+    digest(lines.iter().map(String::as_str))
+}
+
+/// A node, the objects its plan realises, and their digest.
+struct NodeObjects<'r> {
+    node: &'r str,
+    ids: BTreeSet<(Kind, &'r Key)>,
+    digest: String,
+}
+
+/// Each node's objects and digest, with each object's digest line made
+/// once however many nodes hold it.
+fn per_node<'r>(
+    snapshot: &Snapshot,
+    topology: &Topology<'r>,
+    config: &'r ClusterConfig,
+) -> Vec<NodeObjects<'r>> {
+    let mut lines: HashMap<(Kind, &Key), String> = HashMap::new();
+    config
+        .nodes
+        .iter()
+        .map(|node| {
+            let ids = topology.ids_on(&node.name);
+            for &(kind, key) in &ids {
+                lines
+                    .entry((kind, key))
+                    .or_insert_with(|| digest_line(kind, key, snapshot));
+            }
+            let digest = digest(ids.iter().map(|id| lines[id].as_str()));
+            NodeObjects {
+                node: node.name.as_str(),
+                ids,
+                digest,
+            }
+        })
         .collect()
 }
 
@@ -86,13 +131,9 @@ pub fn expected(
     config: &ClusterConfig,
 ) -> BTreeMap<String, String> {
     let topology = Topology::new(resolution, config);
-    config
-        .nodes
-        .iter()
-        .map(|n| {
-            let digest = realised_digest(&topology.objects_on(&n.name), snapshot);
-            (n.name.clone(), digest)
-        })
+    per_node(snapshot, &topology, config)
+        .into_iter()
+        .map(|n| (n.node.to_string(), n.digest))
         .collect()
 }
 
@@ -108,18 +149,19 @@ pub fn realisation(
     agents: &BTreeMap<String, AgentHealth>,
 ) -> BTreeMap<ObjectId, NodeRealisation> {
     let topology = Topology::new(resolution, config);
-    let mut nodes_of: BTreeMap<ObjectId, BTreeSet<&str>> = BTreeMap::new();
-    let mut expected: BTreeMap<&str, String> = BTreeMap::new();
-    for node in &config.nodes {
-        let objects = topology.objects_on(&node.name);
-        expected.insert(node.name.as_str(), realised_digest(&objects, snapshot));
-        for id in objects {
-            nodes_of.entry(id).or_default().insert(node.name.as_str());
+    let mut nodes_of: HashMap<(Kind, &Key), Vec<&str>> = HashMap::new();
+    let mut expected: HashMap<&str, String> = HashMap::new();
+    for NodeObjects { node, ids, digest } in per_node(snapshot, &topology, config) {
+        expected.insert(node, digest);
+        for id in ids {
+            nodes_of.entry(id).or_default().push(node);
         }
     }
     nodes_of
         .into_iter()
-        .map(|(id, nodes)| {
+        .map(|((kind, key), mut nodes)| {
+            nodes.sort_unstable();
+            let id = ObjectId::new(kind, key.clone());
             let mut state = NodeRealisation {
                 desired: nodes.len() as i32,
                 ..NodeRealisation::default()

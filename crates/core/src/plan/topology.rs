@@ -158,21 +158,28 @@ impl<'r> Topology<'r> {
     /// The objects `node`'s plan realises: `planned_objects` of its plan,
     /// found without building the plan.
     pub fn objects_on(&self, node: &str) -> BTreeSet<ObjectId> {
+        self.ids_on(node)
+            .into_iter()
+            .map(|(kind, key)| ObjectId::new(kind, key.clone()))
+            .collect()
+    }
+
+    /// `objects_on`, borrowing the keys from the resolution.
+    pub fn ids_on(&self, node: &str) -> BTreeSet<(Kind, &'r Key)> {
         let resolution = self.resolution;
-        let id = |kind, key: &Key| ObjectId::new(kind, key.clone());
-        let mut objects: BTreeSet<ObjectId> = self
+        let mut objects: BTreeSet<(Kind, &'r Key)> = self
             .networks_on(node)
             .filter(|n| resolution.network(n).is_some())
-            .map(|n| id(Kind::Network, n))
+            .map(|n| (Kind::Network, n))
             .collect();
-        for (key, port) in self.ports_on(node) {
-            objects.insert(id(Kind::Port, key));
+        for &(key, port) in self.ports_on(node) {
+            objects.insert((Kind::Port, key));
             for (subnet_key, _) in &port.fixed_ips {
                 let serves = resolution.subnet(subnet_key).is_some_and(|s| {
                     s.enable_dhcp && s.dhcp.is_some() && resolution.network(&s.network).is_some()
                 });
                 if serves {
-                    objects.insert(id(Kind::Subnet, subnet_key));
+                    objects.insert((Kind::Subnet, subnet_key));
                 }
             }
             if !port.port_security {
@@ -185,15 +192,15 @@ impl<'r> Topology<'r> {
                     .security_group(group)
                     .is_some_and(|g| !g.rules.is_empty())
                 {
-                    objects.insert(id(Kind::SecurityGroup, group));
+                    objects.insert((Kind::SecurityGroup, group));
                 }
             }
         }
         for (key, router) in self.routers_on(node) {
-            objects.insert(id(Kind::Router, key));
+            objects.insert((Kind::Router, key));
             if router.gateway.is_some() {
                 for (fip, _) in self.floating_ips_through(key) {
-                    objects.insert(id(Kind::FloatingIP, fip));
+                    objects.insert((Kind::FloatingIP, fip));
                 }
             }
         }
