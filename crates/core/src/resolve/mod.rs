@@ -371,14 +371,7 @@ pub fn resolve(snapshot: &Snapshot, config: &ClusterConfig) -> Resolution {
 
     resolution.subnets = subnet::finish(subnets.into_verdicts(), &book);
     resolution.ports = port::finish(snapshot, ports, &book, &resolution);
-    security_group::add_implicit_defaults(&mut resolution);
-    let mut members: BTreeMap<Key, usize> = BTreeMap::new();
-    for (_, port) in resolution.ready_ports() {
-        for group in &port.security_groups {
-            *members.entry(group.clone()).or_default() += 1;
-        }
-    }
-    resolution.group_members = members;
+    security_group::count_members_and_add_implicit_defaults(&mut resolution);
     resolution.routers = router::finish(snapshot, &nodes, routers, &book, &resolution);
     resolution.floating_ips = floating_ip::finish(snapshot, floating_ips, &book, &resolution);
     resolution

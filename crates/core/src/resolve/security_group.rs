@@ -206,13 +206,18 @@ fn implicit_default(key: &Key) -> SecurityGroupState {
     }
 }
 
-/// Adds the implicit `default` group of every namespace where a port or a
-/// rule uses it and no object defines it.
-pub fn add_implicit_defaults(resolution: &mut Resolution) {
-    let mut used: BTreeSet<Key> = resolution
-        .ready_ports()
-        .flat_map(|(_, p)| p.security_groups.iter().cloned())
-        .collect();
+/// Counts each group's ready ports, and adds the implicit `default` group
+/// of every namespace where a port or a rule uses it and no object
+/// defines it.
+pub fn count_members_and_add_implicit_defaults(resolution: &mut Resolution) {
+    let mut members: BTreeMap<Key, usize> = BTreeMap::new();
+    for (_, port) in resolution.ready_ports() {
+        for group in &port.security_groups {
+            *members.entry(group.clone()).or_default() += 1;
+        }
+    }
+    let mut used: BTreeSet<Key> = members.keys().cloned().collect();
+    resolution.group_members = members;
     for state in resolution
         .security_groups
         .values()
