@@ -132,3 +132,35 @@ fn replaying_recorded_statuses_changes_nothing() {
         }
     }
 }
+
+#[test]
+fn a_security_group_s_status_counts_its_rules_and_ready_ports() {
+    let config = ClusterConfig::default();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/three-tier");
+    let mut snapshot = load_example(&dir).snapshot;
+    // A second port in `app`, and one in `web` that cannot be ready.
+    let mut app_2 = snapshot.ports[&neutrino::core::Key::new("shop", "app-1")].clone();
+    app_2.metadata.name = Some("app-2".into());
+    snapshot
+        .ports
+        .insert(neutrino::core::Key::new("shop", "app-2"), app_2);
+    let mut broken = snapshot.ports[&neutrino::core::Key::new("shop", "web-1")].clone();
+    broken.metadata.name = Some("web-2".into());
+    broken.spec.network = "nowhere".into();
+    snapshot
+        .ports
+        .insert(neutrino::core::Key::new("shop", "web-2"), broken);
+    let resolution = resolve(&snapshot, &config);
+    let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    status::apply(&mut snapshot, &resolution, &now);
+    let counts = |name: &str| {
+        let status = snapshot.security_groups[&neutrino::core::Key::new("shop", name)]
+            .status
+            .clone()
+            .unwrap();
+        (status.rule_count, status.port_count)
+    };
+    assert_eq!(counts("web"), (3, 1));
+    assert_eq!(counts("app"), (3, 2));
+    assert_eq!(counts("db"), (3, 1));
+}
