@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use neutrino_api::Port;
+use neutrino_api::{Port, Router};
 
 use crate::resolve::DEFAULT_GROUP;
 use crate::resolve::held_by;
@@ -25,6 +25,7 @@ struct Index<'s> {
     ports_in_group: BTreeMap<Key, Vec<&'s Key>>,
     subnets_of_network: BTreeMap<Key, Vec<&'s Key>>,
     routers_on_network: BTreeMap<Key, Vec<&'s Key>>,
+    networks_of_router: BTreeMap<&'s Key, Vec<Key>>,
     fips_on_network: BTreeMap<Key, Vec<&'s Key>>,
 }
 
@@ -42,8 +43,7 @@ fn groups_of(key: &Key, port: &Port) -> Vec<Key> {
 }
 
 /// The networks a router has a leg on, as far as its spec says.
-fn router_networks(snapshot: &Snapshot, key: &Key) -> Vec<Key> {
-    let router = &snapshot.routers[key];
+fn router_networks(snapshot: &Snapshot, key: &Key, router: &Router) -> Vec<Key> {
     let mut networks: Vec<Key> = router
         .spec
         .interfaces
@@ -61,12 +61,17 @@ fn router_networks(snapshot: &Snapshot, key: &Key) -> Vec<Key> {
 }
 
 impl<'s> Index<'s> {
+    fn networks_of_router(&self, router: &Key) -> impl Iterator<Item = &Key> {
+        self.networks_of_router.get(router).into_iter().flatten()
+    }
+
     fn new(snapshot: &'s Snapshot) -> Self {
         let mut index = Index {
             ports_in_network: BTreeMap::new(),
             ports_in_group: BTreeMap::new(),
             subnets_of_network: BTreeMap::new(),
             routers_on_network: BTreeMap::new(),
+            networks_of_router: BTreeMap::new(),
             fips_on_network: BTreeMap::new(),
         };
         for (key, port) in &snapshot.ports {
@@ -84,14 +89,16 @@ impl<'s> Index<'s> {
                 .or_default()
                 .push(key);
         }
-        for key in snapshot.routers.keys() {
-            for network in router_networks(snapshot, key) {
+        for (key, router) in &snapshot.routers {
+            let networks = router_networks(snapshot, key, router);
+            for network in &networks {
                 index
                     .routers_on_network
-                    .entry(network)
+                    .entry(network.clone())
                     .or_default()
                     .push(key);
             }
+            index.networks_of_router.insert(key, networks);
         }
         for (key, fip) in &snapshot.floating_ips {
             let network = key.reference(&fip.spec.network);
@@ -154,27 +161,26 @@ pub fn for_node(snapshot: &Snapshot, node: &str) -> Snapshot {
     let index = Index::new(snapshot);
     let mut chosen = Chosen::default();
     let mut carried: BTreeSet<Key> = BTreeSet::new();
+    // The groups this node's rules name as remote: their members'
+    // addresses fill its ipsets.
+    let mut remotes: BTreeSet<Key> = BTreeSet::new();
     for (key, port) in &snapshot.ports {
-        if port.spec.node_name.as_deref() == Some(node) {
-            carried.insert(key.reference(&port.spec.network));
-            chosen.add(Kind::Port, key.clone());
+        if port.spec.node_name.as_deref() != Some(node) {
+            continue;
+        }
+        carried.insert(key.reference(&port.spec.network));
+        chosen.add(Kind::Port, key.clone());
+        if port.spec.port_security {
+            for group in groups_of(key, port) {
+                remotes.extend(remote_groups(snapshot, &group));
+            }
         }
     }
     for (key, router) in &snapshot.routers {
         let here = router.status.as_ref().and_then(|s| s.node.as_deref()) == Some(node);
         if here {
-            carried.extend(router_networks(snapshot, key));
+            carried.extend(index.networks_of_router(key).cloned());
             chosen.add(Kind::Router, key.clone());
-        }
-    }
-    // The members of the groups this node's rules name as remote: their
-    // addresses fill its ipsets.
-    let mut remotes: BTreeSet<Key> = BTreeSet::new();
-    for (key, port) in &snapshot.ports {
-        if port.spec.node_name.as_deref() == Some(node) && port.spec.port_security {
-            for group in groups_of(key, port) {
-                remotes.extend(remote_groups(snapshot, &group));
-            }
         }
     }
     for remote in &remotes {
@@ -206,8 +212,8 @@ pub fn for_node(snapshot: &Snapshot, node: &str) -> Snapshot {
                 }
             }
             Kind::Router => {
-                for network in router_networks(snapshot, &key) {
-                    chosen.add(Kind::Network, network);
+                for network in index.networks_of_router(&key) {
+                    chosen.add(Kind::Network, network.clone());
                 }
                 if let Some(router) = snapshot.routers.get(&key) {
                     for interface in &router.spec.interfaces {
