@@ -132,7 +132,7 @@ fn main() {
     for shape in sizes {
         let (mut snapshot, config) = cluster(shape);
         let (settle, settled_in) = timed(|| converge(&mut snapshot, &config));
-        let agents = all_ready(&snapshot, &config);
+        let agents = all_ready(&snapshot, &resolve(&snapshot, &config), &config);
         println!(
             "\n{} ports, {} nodes, {} objects in all: settled in {settled_in} rounds, {:.1} s",
             shape.ports,

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use neutrino::api::Port;
 use neutrino::core::controller::{Actions, actions};
 use neutrino::core::realisation::{AgentHealth, realisation};
-use neutrino::core::{ApiObject, ClusterConfig, Key, Object, Snapshot, resolve};
+use neutrino::core::{ApiObject, ClusterConfig, Key, Object, Resolution, Snapshot, resolve};
 
 pub const PORTS_PER_NETWORK: usize = 16;
 pub const NETWORKS_PER_NAMESPACE: usize = 10;
@@ -192,10 +192,10 @@ pub fn carry_out(snapshot: &mut Snapshot, actions: Actions) {
 /// of it.
 pub fn all_ready(
     snapshot: &Snapshot,
+    resolution: &Resolution,
     config: &ClusterConfig,
 ) -> std::collections::BTreeMap<String, AgentHealth> {
-    let resolution = resolve(snapshot, config);
-    neutrino::core::realisation::expected(snapshot, &resolution, config)
+    neutrino::core::realisation::expected(snapshot, resolution, config)
         .into_iter()
         .map(|(node, digest)| (node, AgentHealth::Ready(Some(digest))))
         .collect()
@@ -207,7 +207,7 @@ pub fn converge(snapshot: &mut Snapshot, config: &ClusterConfig) -> usize {
     let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
     for round in 1..=10 {
         let resolution = resolve(snapshot, config);
-        let agents = all_ready(snapshot, config);
+        let agents = all_ready(snapshot, &resolution, config);
         let realised = realisation(snapshot, &resolution, config, &agents);
         let planned = actions(snapshot, &resolution, &realised, &now);
         if planned.is_empty() {
