@@ -98,7 +98,7 @@ pub(super) fn plan(topology: &Topology, node: &NodeConfig) -> L2 {
                 mac: endpoint.mac,
                 destination: peer.tunnel_ip,
                 node: peer.name.clone(),
-                owner: endpoint.owner.clone(),
+                owner: endpoint.owner.to_string(),
             });
             for ip in &endpoint.ips {
                 l2.neighbours.push(Neighbour {

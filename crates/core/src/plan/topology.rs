@@ -16,7 +16,24 @@ pub(super) struct Endpoint<'r> {
     pub node: &'r str,
     pub mac: Mac,
     pub ips: Vec<IpAddr>,
-    pub owner: String,
+    pub owner: Owner<'r>,
+}
+
+/// What an endpoint belongs to; written out only into the FDB entries of
+/// the nodes that plan them.
+#[derive(Clone, Copy)]
+pub(super) enum Owner<'r> {
+    Port(&'r Key),
+    Router(&'r Key),
+}
+
+impl std::fmt::Display for Owner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Port(key) => write!(f, "port {key}"),
+            Owner::Router(key) => write!(f, "router {key}"),
+        }
+    }
 }
 
 /// The indexes over one resolution and the nodes of one configuration.
@@ -65,7 +82,7 @@ impl<'r> Topology<'r> {
                     node,
                     mac: port.mac,
                     ips: port.fixed_ips.iter().map(|(_, ip)| *ip).collect(),
-                    owner: format!("port {key}"),
+                    owner: Owner::Port(key),
                 },
             );
         }
@@ -100,7 +117,7 @@ impl<'r> Topology<'r> {
                         node: &router.node,
                         mac: leg.mac,
                         ips,
-                        owner: format!("router {key}"),
+                        owner: Owner::Router(key),
                     },
                 );
             }
