@@ -166,16 +166,18 @@ pub struct BridgePorts {
 
 /// The node's bridges and their ports, from its plan.
 pub fn bridge_ports(plan: &NodePlan) -> Vec<BridgePorts> {
+    let mut ports: HashMap<&str, Vec<String>> = HashMap::new();
+    for port in &plan.ports {
+        ports
+            .entry(port.bridge.as_str())
+            .or_default()
+            .push(port.interface.clone());
+    }
     plan.bridges
         .iter()
         .map(|b| BridgePorts {
             bridge: b.name.clone(),
-            ports: plan
-                .ports
-                .iter()
-                .filter(|p| p.bridge == b.name)
-                .map(|p| p.interface.clone())
-                .collect(),
+            ports: ports.remove(b.name.as_str()).unwrap_or_default(),
         })
         .collect()
 }
@@ -288,7 +290,7 @@ impl RuleCache {
                 .insert(port.interface.clone(), (port.clone(), families));
             touched.insert(port.interface.clone());
         }
-        if self.built[0].jumps.is_empty() || self.bridges != bridges {
+        if self.built[0].jumps.is_empty() {
             self.bridges = bridges.to_vec();
             let dispatch = format!("filter {}", bridge_chain(""));
             for ruleset in &mut self.built {
@@ -301,13 +303,56 @@ impl RuleCache {
             for bridge in bridges {
                 self.dispatch(bridge);
             }
-        } else {
-            for bridge in bridges {
-                if bridge.ports.iter().any(|p| touched.contains(p)) {
-                    self.dispatch(bridge);
-                }
+            return self.finish();
+        }
+        // Only the bridges that changed, or hold a port that did, are
+        // built again; the zones only when the bridges themselves change.
+        let before: HashMap<&str, &BridgePorts> = self
+            .bridges
+            .iter()
+            .map(|b| (b.bridge.as_str(), b))
+            .collect();
+        let again: Vec<BridgePorts> = bridges
+            .iter()
+            .filter(|b| {
+                before.get(b.bridge.as_str()) != Some(b)
+                    || b.ports.iter().any(|p| touched.contains(p))
+            })
+            .cloned()
+            .collect();
+        let now: HashSet<&str> = bridges.iter().map(|b| b.bridge.as_str()).collect();
+        let gone: Vec<String> = before
+            .keys()
+            .filter(|name| !now.contains(*name))
+            .map(|name| format!("filter {}", bridge_chain(name)))
+            .collect();
+        let renamed = self.bridges.len() != bridges.len()
+            || self
+                .bridges
+                .iter()
+                .zip(bridges)
+                .any(|(a, b)| a.bridge != b.bridge);
+        for ruleset in &mut self.built {
+            for key in &gone {
+                ruleset.chains.remove(key);
+            }
+            if renamed {
+                ruleset
+                    .chains
+                    .insert(format!("raw {ZONE_CHAIN}"), zones(bridges));
             }
         }
+        if self.bridges != bridges {
+            self.bridges = bridges.to_vec();
+        }
+        for bridge in &again {
+            self.dispatch(bridge);
+        }
+        self.finish()
+    }
+
+    /// `neutrino-FORWARD` as the bridges now are.
+    fn finish(&mut self) -> &[Ruleset; 2] {
         let forward = self.forward();
         for ruleset in &mut self.built {
             ruleset

@@ -4,7 +4,9 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{Object, Snapshot};
+use super::plan::{NodePlan, plan_node};
+use super::reconcile::{LinkKind, Observed, ObservedLink, desired_links, fdb_key, neighbour_key};
+use super::{ClusterConfig, Object, Snapshot, resolve};
 
 /// An object of `kind` in `namespace` with `spec`, as the API would hold it.
 pub fn object<K: DeserializeOwned>(kind: &str, namespace: &str, name: &str, spec: Value) -> K {
@@ -65,4 +67,54 @@ pub fn quickstart() -> Snapshot {
             json!({"network": "blue", "nodeName": "node-2"}),
         )),
     ])
+}
+
+/// What the kernel would hold after `changes`, for tests and dry runs:
+/// links as desired, entries as planned.
+pub fn after(observed: &Observed, plan: &NodePlan) -> Observed {
+    let desired = desired_links(plan);
+    let mut links: Vec<ObservedLink> = observed
+        .links
+        .iter()
+        .filter(|l| !l.is_ours() || desired.iter().any(|d| d.name == l.name))
+        .filter(|l| !desired.iter().any(|d| d.name == l.name))
+        .cloned()
+        .collect();
+    for d in &desired {
+        let kind = match d.kind.as_observed() {
+            Some(kind) => kind,
+            None => match observed.links.iter().find(|l| l.name == d.name) {
+                Some(l) => l.kind.clone(),
+                None => continue,
+            },
+        };
+        let previous = observed.links.iter().find(|l| l.name == d.name);
+        links.push(ObservedLink {
+            name: d.name.clone(),
+            kind,
+            alias: match d.kind {
+                LinkKind::Physical => previous.and_then(|l| l.alias.clone()),
+                _ => Some(d.alias.clone()),
+            },
+            master: d.master.clone(),
+            mtu: d.mtu.or(previous.map(|l| l.mtu)).unwrap_or(1500),
+            up: true,
+            isolated: d.isolated && d.master.is_some(),
+        });
+    }
+    Observed {
+        links,
+        fdb: plan.fdb.iter().map(fdb_key).collect(),
+        neighbours: plan.neighbours.iter().map(neighbour_key).collect(),
+    }
+}
+
+pub fn quickstart_plan(node: &str) -> NodePlan {
+    let snapshot = quickstart();
+    let config = ClusterConfig::default();
+    plan_node(
+        &resolve(&snapshot, &config),
+        &config,
+        config.node(node).unwrap(),
+    )
 }

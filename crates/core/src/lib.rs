@@ -9,6 +9,7 @@
 pub mod allocate;
 pub mod config;
 pub mod controller;
+pub mod delta;
 pub mod digest;
 pub mod dnsmasq;
 pub mod finalizers;

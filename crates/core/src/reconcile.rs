@@ -63,6 +63,36 @@ pub struct Observed {
     pub neighbours: Vec<NeighbourKey>,
 }
 
+impl Observed {
+    /// The links named, their masters, and the entries of those.
+    pub fn only(&self, names: &BTreeSet<String>) -> Observed {
+        let mut chosen: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        for link in self.links.iter().filter(|l| names.contains(&l.name)) {
+            chosen.extend(link.master.as_deref());
+        }
+        Observed {
+            links: self
+                .links
+                .iter()
+                .filter(|l| chosen.contains(l.name.as_str()))
+                .cloned()
+                .collect(),
+            fdb: self
+                .fdb
+                .iter()
+                .filter(|e| chosen.contains(e.device.as_str()))
+                .cloned()
+                .collect(),
+            neighbours: self
+                .neighbours
+                .iter()
+                .filter(|e| chosen.contains(e.device.as_str()))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
 /// A VXLAN forwarding entry by what identifies it in the kernel.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct FdbKey {
@@ -175,6 +205,25 @@ impl Changes {
             && self.neighbours_add.is_empty()
     }
 
+    /// The namespaces that a created veth puts its peer into: what is set
+    /// up inside them must be set up again on the new interface.
+    pub fn namespaces_given_links(&self) -> BTreeSet<String> {
+        self.links
+            .iter()
+            .filter_map(|change| match change {
+                LinkChange::Create(DesiredLink {
+                    kind:
+                        LinkKind::Veth {
+                            peer_netns: Some(namespace),
+                            ..
+                        },
+                    ..
+                }) => Some(namespace.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// How many kernel writes applying these takes.
     pub fn writes(&self) -> usize {
         self.links.len()
@@ -187,8 +236,14 @@ impl Changes {
 
 /// The links a plan wants in the node's own namespace, bridges first.
 pub fn desired_links(plan: &NodePlan) -> Vec<DesiredLink> {
+    desired_links_among(plan, None)
+}
+
+/// Those of the links a plan wants that `only` names (all when `None`).
+fn desired_links_among(plan: &NodePlan, only: Option<&BTreeSet<String>>) -> Vec<DesiredLink> {
+    let keep = |name: &String| only.is_none_or(|names| names.contains(name));
     let mut links = Vec::new();
-    for bridge in &plan.bridges {
+    for bridge in plan.bridges.iter().filter(|b| keep(&b.name)) {
         links.push(DesiredLink {
             name: bridge.name.clone(),
             kind: LinkKind::Bridge,
@@ -200,7 +255,7 @@ pub fn desired_links(plan: &NodePlan) -> Vec<DesiredLink> {
     }
     // Uplinks and DHCP ports are isolated from each other, so each node's
     // DHCP servers (one MAC and address on every node) answer only locally.
-    for uplink in &plan.uplinks {
+    for uplink in plan.uplinks.iter().filter(|u| keep(&u.name)) {
         let (kind, mtu) = match &uplink.kind {
             UplinkKind::Vxlan { vni, local, port } => (
                 LinkKind::Vxlan {
@@ -228,7 +283,7 @@ pub fn desired_links(plan: &NodePlan) -> Vec<DesiredLink> {
             isolated: true,
         });
     }
-    for port in &plan.ports {
+    for port in plan.ports.iter().filter(|p| keep(&p.interface)) {
         links.push(DesiredLink {
             name: port.interface.clone(),
             kind: LinkKind::Veth {
@@ -242,7 +297,7 @@ pub fn desired_links(plan: &NodePlan) -> Vec<DesiredLink> {
             isolated: false,
         });
     }
-    for dhcp in &plan.dhcp {
+    for dhcp in plan.dhcp.iter().filter(|d| keep(&d.bridge_port)) {
         links.push(DesiredLink {
             name: dhcp.bridge_port.clone(),
             kind: LinkKind::Veth {
@@ -257,7 +312,12 @@ pub fn desired_links(plan: &NodePlan) -> Vec<DesiredLink> {
         });
     }
     for router in &plan.routers {
-        for leg in router.interfaces.iter().chain(&router.gateway) {
+        for leg in router
+            .interfaces
+            .iter()
+            .chain(&router.gateway)
+            .filter(|l| keep(&l.bridge_port))
+        {
             links.push(DesiredLink {
                 name: leg.bridge_port.clone(),
                 kind: LinkKind::Veth {
@@ -335,7 +395,20 @@ fn settings(observed: Option<&ObservedLink>, desired: &DesiredLink, out: &mut Ve
 
 /// The smallest set of changes that takes `observed` to `plan`.
 pub fn diff(observed: &Observed, plan: &NodePlan) -> Changes {
-    let desired = desired_links(plan);
+    diff_among(observed, plan, None)
+}
+
+/// The same, for the links `only` names and their entries: what else the
+/// kernel and the plan hold is taken to agree already (see
+/// [`crate::delta::affected`]). `observed` holds at least those links and
+/// their masters.
+pub fn diff_only(observed: &Observed, plan: &NodePlan, only: &BTreeSet<String>) -> Changes {
+    diff_among(observed, plan, Some(only))
+}
+
+fn diff_among(observed: &Observed, plan: &NodePlan, only: Option<&BTreeSet<String>>) -> Changes {
+    let keep = |name: &str| only.is_none_or(|names| names.contains(name));
+    let desired = desired_links_among(plan, only);
     let by_name: BTreeMap<&str, &ObservedLink> = observed
         .links
         .iter()
@@ -366,7 +439,7 @@ pub fn diff(observed: &Observed, plan: &NodePlan) -> Changes {
     let mut creations = Vec::new();
     let mut updates = Vec::new();
     for link in &observed.links {
-        if wanted.contains(link.name.as_str()) {
+        if wanted.contains(link.name.as_str()) || !keep(&link.name) {
             continue;
         }
         if link.is_ours() {
@@ -421,9 +494,10 @@ pub fn diff(observed: &Observed, plan: &NodePlan) -> Changes {
     // FDB and neighbour entries live on neutrino's VXLAN links only, and go
     // with a link that is deleted (or recreated, which starts empty).
     let ours = |device: &str| {
-        by_name
-            .get(device)
-            .is_some_and(|l| l.is_ours() && matches!(l.kind, ObservedKind::Vxlan { .. }))
+        keep(device)
+            && by_name
+                .get(device)
+                .is_some_and(|l| l.is_ours() && matches!(l.kind, ObservedKind::Vxlan { .. }))
             && !deleted.contains(device)
     };
     let have_fdb: BTreeSet<FdbKey> = observed
@@ -432,7 +506,12 @@ pub fn diff(observed: &Observed, plan: &NodePlan) -> Changes {
         .filter(|e| ours(&e.device))
         .cloned()
         .collect();
-    let want_fdb: BTreeSet<FdbKey> = plan.fdb.iter().map(fdb_key).collect();
+    let want_fdb: BTreeSet<FdbKey> = plan
+        .fdb
+        .iter()
+        .filter(|e| keep(&e.device))
+        .map(fdb_key)
+        .collect();
     changes.fdb_remove = have_fdb.difference(&want_fdb).cloned().collect();
     changes.fdb_add = want_fdb.difference(&have_fdb).cloned().collect();
     let have_neigh: BTreeSet<NeighbourKey> = observed
@@ -441,13 +520,18 @@ pub fn diff(observed: &Observed, plan: &NodePlan) -> Changes {
         .filter(|e| ours(&e.device))
         .cloned()
         .collect();
-    let want_neigh: BTreeSet<NeighbourKey> = plan.neighbours.iter().map(neighbour_key).collect();
+    let want_neigh: BTreeSet<NeighbourKey> = plan
+        .neighbours
+        .iter()
+        .filter(|e| keep(&e.device))
+        .map(neighbour_key)
+        .collect();
     changes.neighbours_remove = have_neigh.difference(&want_neigh).cloned().collect();
     changes.neighbours_add = want_neigh.difference(&have_neigh).cloned().collect();
     changes
 }
 
-fn fdb_key(entry: &FdbEntry) -> FdbKey {
+pub(crate) fn fdb_key(entry: &FdbEntry) -> FdbKey {
     FdbKey {
         device: entry.device.clone(),
         mac: entry.mac,
@@ -455,7 +539,7 @@ fn fdb_key(entry: &FdbEntry) -> FdbKey {
     }
 }
 
-fn neighbour_key(entry: &Neighbour) -> NeighbourKey {
+pub(crate) fn neighbour_key(entry: &Neighbour) -> NeighbourKey {
     NeighbourKey {
         device: entry.device.clone(),
         ip: entry.ip,
@@ -466,58 +550,7 @@ fn neighbour_key(entry: &Neighbour) -> NeighbourKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::plan_node;
-    use crate::{ClusterConfig, resolve};
-
-    /// What the kernel would hold after `changes`, for tests and dry runs:
-    /// links as desired, entries as planned.
-    fn after(observed: &Observed, plan: &NodePlan) -> Observed {
-        let desired = desired_links(plan);
-        let mut links: Vec<ObservedLink> = observed
-            .links
-            .iter()
-            .filter(|l| !l.is_ours() || desired.iter().any(|d| d.name == l.name))
-            .filter(|l| !desired.iter().any(|d| d.name == l.name))
-            .cloned()
-            .collect();
-        for d in &desired {
-            let kind = match d.kind.as_observed() {
-                Some(kind) => kind,
-                None => match observed.links.iter().find(|l| l.name == d.name) {
-                    Some(l) => l.kind.clone(),
-                    None => continue,
-                },
-            };
-            let previous = observed.links.iter().find(|l| l.name == d.name);
-            links.push(ObservedLink {
-                name: d.name.clone(),
-                kind,
-                alias: match d.kind {
-                    LinkKind::Physical => previous.and_then(|l| l.alias.clone()),
-                    _ => Some(d.alias.clone()),
-                },
-                master: d.master.clone(),
-                mtu: d.mtu.or(previous.map(|l| l.mtu)).unwrap_or(1500),
-                up: true,
-                isolated: d.isolated && d.master.is_some(),
-            });
-        }
-        Observed {
-            links,
-            fdb: plan.fdb.iter().map(fdb_key).collect(),
-            neighbours: plan.neighbours.iter().map(neighbour_key).collect(),
-        }
-    }
-
-    fn quickstart_plan(node: &str) -> NodePlan {
-        let snapshot = crate::fixtures::quickstart();
-        let config = ClusterConfig::default();
-        plan_node(
-            &resolve(&snapshot, &config),
-            &config,
-            config.node(node).unwrap(),
-        )
-    }
+    use crate::fixtures::{after, quickstart_plan};
 
     fn foreign(name: &str, kind: ObservedKind) -> ObservedLink {
         ObservedLink {
