@@ -318,15 +318,17 @@ fn agent_round(
         })
         .await
         .unwrap();
+        // The agent owns the plans it applies, as it does once it planned.
+        let (first, again, more) = (cold.clone(), cold.clone(), warm.clone());
         let start = Instant::now();
-        let report = agent.apply(cold).await;
+        let report = agent.apply(first).await;
         let cold_time = start.elapsed();
         assert!(report.is_clean(), "{:?}", report.errors.first());
         let start = Instant::now();
-        let noop = agent.apply(cold).await;
+        let noop = agent.apply(again).await;
         let noop_time = start.elapsed();
         let start = Instant::now();
-        let add = agent.apply(warm).await;
+        let add = agent.apply(more).await;
         let add_time = start.elapsed();
         (
             Round {

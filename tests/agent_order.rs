@@ -46,7 +46,7 @@ fn position(journal: &[String], wanted: impl Fn(&str) -> bool, what: &str) -> us
 #[tokio::test]
 async fn a_fresh_node_is_built_in_the_order_the_kernel_needs() {
     let (fake, plan) = router_node();
-    let report = agent(&fake).apply(&plan).await;
+    let report = agent(&fake).apply(plan.clone()).await;
     // The fake refuses what the kernel would: a veth end into a namespace
     // not yet made, a route before its next hop is connected, a server
     // with nothing to bind to, NAT in a namespace that is not there.
@@ -102,9 +102,9 @@ async fn a_fresh_node_is_built_in_the_order_the_kernel_needs() {
 async fn a_resync_with_nothing_changed_writes_nothing() {
     let (fake, plan) = router_node();
     let agent = agent(&fake);
-    assert!(agent.apply(&plan).await.is_clean());
+    assert!(agent.apply(plan.clone()).await.is_clean());
     fake.take_journal();
-    let again = agent.apply(&plan).await;
+    let again = agent.apply(plan.clone()).await;
     assert!(again.is_clean(), "{:#?}", again.errors);
     assert_eq!(again.writes, 0);
     assert_eq!(again.dhcp, Default::default());
@@ -116,7 +116,7 @@ async fn a_resync_with_nothing_changed_writes_nothing() {
 async fn drift_in_every_backend_is_put_back_and_nothing_else_is_touched() {
     let (fake, plan) = router_node();
     let agent = agent(&fake);
-    assert!(agent.apply(&plan).await.is_clean());
+    assert!(agent.apply(plan.clone()).await.is_clean());
     fake.take_journal();
 
     let dhcp = &plan.dhcp[0];
@@ -144,7 +144,7 @@ async fn drift_in_every_backend_is_put_back_and_nothing_else_is_touched() {
         (fdb, address, route, (host, line))
     };
 
-    let report = agent.apply(&plan).await;
+    let report = agent.apply(plan.clone()).await;
     assert!(report.is_clean(), "{:#?}", report.errors);
     let (host, line) = host;
     assert_eq!(
@@ -179,7 +179,7 @@ async fn drift_in_every_backend_is_put_back_and_nothing_else_is_touched() {
 async fn an_emptied_node_stops_its_servers_before_their_namespaces_go() {
     let (fake, plan) = router_node();
     let agent = agent(&fake);
-    assert!(agent.apply(&plan).await.is_clean());
+    assert!(agent.apply(plan.clone()).await.is_clean());
     fake.take_journal();
 
     let nothing = NodePlan {
@@ -193,7 +193,7 @@ async fn an_emptied_node_stops_its_servers_before_their_namespaces_go() {
         security: SecurityPlan::default(),
         ..plan.clone()
     };
-    let report = agent.apply(&nothing).await;
+    let report = agent.apply(nothing).await;
     assert!(report.is_clean(), "{:#?}", report.errors);
     let journal = fake.take_journal();
     for dhcp in &plan.dhcp {
@@ -227,7 +227,7 @@ async fn one_broken_server_is_reported_by_its_subnet_and_blocks_nothing_else() {
     let start = format!("dhcp: Start {{ namespace: {:?}", broken.namespace);
     fake.world().broken.push(start.clone());
     let agent = agent(&fake);
-    let report = agent.apply(&plan).await;
+    let report = agent.apply(plan.clone()).await;
     assert_eq!(report.errors.len(), 1, "{:#?}", report.errors);
     let prefix = format!(
         "DHCP server of subnet {} in {}: starting dnsmasq: ",
@@ -253,7 +253,7 @@ async fn one_broken_server_is_reported_by_its_subnet_and_blocks_nothing_else() {
     // afresh first as for any start.
     fake.world().broken.clear();
     fake.take_journal();
-    let report = agent.apply(&plan).await;
+    let report = agent.apply(plan.clone()).await;
     assert!(report.is_clean(), "{:#?}", report.errors);
     let journal = fake.take_journal();
     assert_eq!(journal.len(), 2, "{journal:#?}");
@@ -261,4 +261,51 @@ async fn one_broken_server_is_reported_by_its_subnet_and_blocks_nothing_else() {
     assert!(journal[0].starts_with(&list), "{journal:#?}");
     assert!(journal[1].starts_with(&start), "{journal:#?}");
     assert_eq!(report.dhcp.started, vec![broken.namespace.clone()]);
+}
+
+#[tokio::test]
+async fn between_drift_checks_only_a_namespace_whose_plan_changed_is_read() {
+    let (fake, mut plan) = router_node();
+    let agent = fake.agent(AgentConfig {
+        netns: None,
+        namespace_prefix: String::new(),
+        state_dir: "/fake".into(),
+        iptables: Choice::Auto,
+        drift_check: Duration::from_secs(3600),
+    });
+    assert!(agent.apply(plan.clone()).await.is_clean());
+    let dhcp = plan.dhcp[0].clone();
+    // Drift inside the DHCP namespace waits for the next drift check ...
+    let lost = fake
+        .world()
+        .namespaces
+        .get_mut(&dhcp.namespace)
+        .unwrap()
+        .interfaces
+        .get_mut(&dhcp.interface)
+        .unwrap()
+        .addresses
+        .remove(0);
+    // ... while a change to the router's plan reaches its namespace at once.
+    let mut extra = plan.routers[0]
+        .routes
+        .first()
+        .cloned()
+        .expect("three-tier's router has a route");
+    extra.destination = "192.0.2.0/24".parse().unwrap();
+    plan.routers[0].routes.push(extra.clone());
+    fake.take_journal();
+    let report = agent.apply(plan.clone()).await;
+    assert!(report.is_clean(), "{:#?}", report.errors);
+    let world = fake.world();
+    assert!(
+        world.namespaces[&plan.routers[0].namespace]
+            .routes
+            .iter()
+            .any(|r| format!("{r:?}").contains("192.0.2.0/24")),
+        "{:#?}",
+        world.journal
+    );
+    let addresses = &world.namespaces[&dhcp.namespace].interfaces[&dhcp.interface].addresses;
+    assert!(!addresses.contains(&lost), "read before its drift check");
 }

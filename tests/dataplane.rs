@@ -3,6 +3,10 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use neutrino::core::allocate::Mac;
+use neutrino::core::reconcile::Observed;
 
 use neutrino::core::firewall::{BridgePorts, bridge_ports};
 use neutrino::core::plan::NodePlan;
@@ -33,6 +37,101 @@ async fn a_resync_with_nothing_to_do_writes_nothing() {
     assert!(second.is_empty(), "{second:#?}");
     assert_eq!(kernel.writes(), before);
     assert!(netns::exists(&node));
+}
+
+/// Runs `program` (ip or bridge) in `namespace`, as someone other than
+/// the agent would.
+fn behind_its_back(namespace: &str, program: &str, args: &str) {
+    let status = netns::command(namespace, program)
+        .unwrap()
+        .args(args.split_whitespace())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{program} {args}");
+}
+
+/// What a fresh connection reads from the kernel with a full dump.
+async fn dumped(namespace: &str) -> Observed {
+    Netlink::connect(Some(namespace))
+        .await
+        .unwrap()
+        .observe()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_view_kept_from_notifications_reads_as_a_dump_does() {
+    require_root();
+    let mut spaces = Namespaces::new("view");
+    let node = spaces.create("node");
+    let mut plan = node_plan("quickstart", "node-1");
+    for dhcp in &mut plan.dhcp {
+        dhcp.namespace = spaces.create(&dhcp.namespace);
+    }
+    // Dumped once; from then on only what the notifications say.
+    let kept = Netlink::connect(Some(&node))
+        .await
+        .unwrap()
+        .dumping_every(Duration::from_secs(3600));
+    let build = diff(&kept.observe().await.unwrap(), &plan);
+    assert!(kept.apply(&build).await.is_empty());
+    assert_eq!(kept.observe().await.unwrap(), dumped(&node).await);
+
+    let vxlan = &plan.uplinks[0].name;
+    let port = &plan.ports[0].interface;
+    let remote = plan
+        .fdb
+        .iter()
+        .find(|e| e.mac != Mac::ZERO)
+        .expect("node-2's port");
+    let neighbour = &plan.neighbours[0];
+    for (program, args) in [
+        ("ip", format!("link set {port} mtu 1400")),
+        ("ip", format!("link set {port} nomaster")),
+        ("bridge", format!("link set dev {vxlan} isolated off")),
+        (
+            "bridge",
+            format!("fdb append 00:00:00:00:00:00 dev {vxlan} dst 192.0.2.77 self permanent"),
+        ),
+        (
+            "bridge",
+            format!(
+                "fdb replace {} dev {vxlan} dst 192.0.2.78 self permanent",
+                remote.mac
+            ),
+        ),
+        (
+            "ip",
+            format!("neigh replace 10.10.0.99 lladdr 02:00:00:00:00:99 dev {vxlan} nud permanent"),
+        ),
+        ("ip", format!("neigh del {} dev {vxlan}", neighbour.ip)),
+        (
+            "ip",
+            "link add nt-foreign type veth peer name nt-foreign-p".into(),
+        ),
+    ] {
+        behind_its_back(&node, program, &args);
+    }
+    let seen = kept.observe().await.unwrap();
+    assert_eq!(seen, dumped(&node).await);
+    assert!(
+        seen.fdb
+            .iter()
+            .any(|e| e.mac == remote.mac && e.destination.to_string() == "192.0.2.78"),
+        "{:#?}",
+        seen.fdb
+    );
+
+    // What it repairs from the view leaves the kernel as the plan says.
+    let repair = diff(&seen, &plan);
+    assert!(!repair.is_empty());
+    assert!(kept.apply(&repair).await.is_empty());
+    assert!(diff(&dumped(&node).await, &plan).is_empty());
+    behind_its_back(&node, "ip", &format!("link del {vxlan}"));
+    let seen = kept.observe().await.unwrap();
+    assert_eq!(seen, dumped(&node).await);
+    assert!(seen.fdb.is_empty() && seen.neighbours.is_empty());
 }
 
 /// The rules of neutrino's chains in `namespace`, both families.
@@ -138,7 +237,7 @@ async fn the_agent_writes_through_the_hosts_iptables_backend_only() {
         agent.iptables(),
         (Backend::Legacy, "legacy holds 3 of the host's rules, nft 0")
     );
-    let report = agent.apply(&plan).await;
+    let report = agent.apply(plan.clone()).await;
     let _ = std::fs::remove_dir_all(&state);
     assert!(report.is_clean(), "{:?}", report.errors);
     assert_eq!(

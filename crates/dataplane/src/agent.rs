@@ -2,9 +2,11 @@
 //! links, FDB and neighbour entries, addresses and routes inside DHCP and
 //! router namespaces, and the DHCP servers — changing only what differs.
 
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::backend::{
     Backends, DhcpServers, Host, HostInside, HostNamespaces, Inside, InsideNamespace, Links,
@@ -16,9 +18,9 @@ use super::netlink::Netlink;
 use neutrino_core::firewall::bridge_ports;
 use neutrino_core::inside::{self, InnerNamespace, inner_namespaces};
 use neutrino_core::plan::{NodePlan, SecurityPlan};
-use neutrino_core::reconcile::diff;
+use neutrino_core::reconcile::{diff, diff_only};
 use neutrino_core::xtables::{Backend, Choice};
-use neutrino_core::{dnsmasq, names};
+use neutrino_core::{delta, dnsmasq, names};
 
 /// The state directory's parts: the DHCP servers' files, and what the
 /// firewall last applied.
@@ -43,8 +45,10 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// The iptables backend: the host's (auto) or one named.
     pub iptables: Choice,
-    /// How often unchanged iptables rules and ipsets are read back to put
-    /// back what was changed behind the agent's back (its resync interval).
+    /// How often what the agent keeps no live view of — iptables rules and
+    /// ipsets, DHCP files, addresses and routes inside its namespaces — is
+    /// read back to put back what was changed behind its back, and the
+    /// links and entries dumped whole (its resync interval).
     pub drift_check: Duration,
 }
 
@@ -78,11 +82,19 @@ pub struct Agent<B: Backends = Host> {
     dhcp: B::Dhcp,
     /// The iptables backend, and why it is the one it is.
     iptables: (Backend, String),
+    /// Each inner namespace as the last apply brought it to the plan, and
+    /// when: unchanged since, it is read again only once per drift check.
+    insides: Mutex<HashMap<String, (InnerNamespace, Instant)>>,
+    /// The plan whose links the last apply realised without a failure or
+    /// a conflict: the next compares only what changed since.
+    links_applied: Mutex<Option<NodePlan>>,
 }
 
 impl Agent<Host> {
     pub async fn new(config: AgentConfig) -> Result<Self, super::netlink::NetlinkError> {
-        let links = Netlink::connect(config.netns.as_deref()).await?;
+        let links = Netlink::connect(config.netns.as_deref())
+            .await?
+            .dumping_every(config.drift_check);
         let dnsmasq =
             Dnsmasq::new(config.state_dir.join(DHCP_DIR)).checking_drift_every(config.drift_check);
         let (backend, backend_reason) = iptables::backend(config.netns.as_deref(), config.iptables);
@@ -140,6 +152,8 @@ impl<B: Backends> Agent<B> {
             rules: parts.rules,
             dhcp: parts.dhcp,
             iptables,
+            insides: Mutex::new(HashMap::new()),
+            links_applied: Mutex::new(None),
         }
     }
 
@@ -163,10 +177,8 @@ impl<B: Backends> Agent<B> {
     /// them, links before what lives on them, addresses before the DHCP
     /// servers that bind to them, and a namespace the plan dropped last,
     /// once nothing uses it.
-    pub async fn apply(&self, plan: &NodePlan) -> ApplyReport {
-        let plan = plan
-            .clone()
-            .with_namespace_prefix(&self.config.namespace_prefix);
+    pub async fn apply(&self, plan: NodePlan) -> ApplyReport {
+        let plan = plan.with_namespace_prefix(&self.config.namespace_prefix);
         let mut report = ApplyReport::default();
         let inner = inner_namespaces(&plan);
         let existing = match self.namespaces.list() {
@@ -177,13 +189,29 @@ impl<B: Backends> Agent<B> {
             }
         };
         self.create_namespaces(&inner, &existing, &mut report);
-        self.sync_links(&plan, &mut report).await;
+        let (mut touched, links_clean) = self.sync_links(&plan, &mut report).await;
+        touched.extend(report.namespaces_created.iter().cloned());
         for namespace in &inner {
+            if !touched.contains(&namespace.name) && self.inside_is_current(namespace) {
+                continue;
+            }
+            let errors = report.errors.len();
             self.sync_inside(namespace, &mut report).await;
+            let mut insides = self.insides();
+            if report.errors.len() == errors {
+                insides.insert(namespace.name.clone(), (namespace.clone(), Instant::now()));
+            } else {
+                insides.remove(&namespace.name);
+            }
         }
+        self.insides()
+            .retain(|name, _| inner.iter().any(|n| &n.name == name));
         self.sync_firewall(&plan, &mut report);
         self.sync_dhcp(&plan, &mut report);
         self.remove_namespaces(&inner, &existing, &mut report);
+        if links_clean {
+            *self.links_applied() = Some(plan);
+        }
         report
     }
 
@@ -202,21 +230,72 @@ impl<B: Backends> Agent<B> {
         }
     }
 
+    fn links_applied(&self) -> MutexGuard<'_, Option<NodePlan>> {
+        self.links_applied
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn insides(&self) -> MutexGuard<'_, HashMap<String, (InnerNamespace, Instant)>> {
+        self.insides
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the last apply brought `namespace` to this very plan, and
+    /// not longer than a drift check ago.
+    fn inside_is_current(&self, namespace: &InnerNamespace) -> bool {
+        self.insides()
+            .get(&namespace.name)
+            .is_some_and(|(applied, at)| {
+                applied == namespace && at.elapsed() < self.config.drift_check
+            })
+    }
+
     /// The node's links, FDB and neighbour entries: what differs from the
-    /// plan is changed.
-    async fn sync_links(&self, plan: &NodePlan, report: &mut ApplyReport) {
-        match self.links.observe().await {
-            Ok(observed) => {
-                let changes = diff(&observed, plan);
-                report.conflicts = changes.conflicts.clone();
-                let applied = self.links.apply(&changes).await;
-                report.writes += applied.writes;
-                report
-                    .errors
-                    .extend(applied.errors.iter().map(ToString::to_string));
+    /// plan is changed. When the last apply left the links as its plan
+    /// wanted, only what differs between the two plans and what the kernel
+    /// says changed since is compared. Returns the inner namespaces that
+    /// got a new interface, whose insides must be set up again.
+    async fn sync_links(
+        &self,
+        plan: &NodePlan,
+        report: &mut ApplyReport,
+    ) -> (BTreeSet<String>, bool) {
+        let last = self.links_applied().take();
+        let observed = match self.links.touched().await {
+            Ok(touched) => {
+                let only = touched
+                    .zip(last)
+                    .map(|(touched, before)| delta::affected(&before, plan, touched));
+                self.links
+                    .observe(only.as_ref())
+                    .await
+                    .map(|observed| (observed, only))
             }
-            Err(e) => report.errors.push(e.to_string()),
-        }
+            Err(e) => Err(e),
+        };
+        let (observed, only) = match observed {
+            Ok(found) => found,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                return (BTreeSet::new(), false);
+            }
+        };
+        let changes = match &only {
+            Some(names) => diff_only(&observed, plan, names),
+            None => diff(&observed, plan),
+        };
+        report.conflicts = changes.conflicts.clone();
+        let applied = self.links.apply(&changes).await;
+        report.writes += applied.writes;
+        report
+            .errors
+            .extend(applied.errors.iter().map(ToString::to_string));
+        // The plan is trusted as the kernel's state only when nothing
+        // failed and no link was left alone.
+        let clean = applied.errors.is_empty() && changes.conflicts.is_empty();
+        (changes.namespaces_given_links(), clean)
     }
 
     /// Inside a DHCP or router namespace: its interfaces up with their
@@ -319,7 +398,7 @@ impl Agent<Host> {
             routers: Vec::new(),
             security: SecurityPlan::default(),
         };
-        let mut report = self.apply(&nothing).await;
+        let mut report = self.apply(nothing).await;
         let namespace = self.config.netns.as_deref();
         for backend in [Backend::Nft, Backend::Legacy] {
             match iptables::remove_chains(namespace, backend) {

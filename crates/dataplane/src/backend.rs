@@ -8,7 +8,7 @@
 //! iptables keeps its own record of what it applied (reading the tables
 //! back costs processes), so its trait takes the desired rules whole.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use neutrino_core::dnsmasq::{DhcpChange, ObservedServer};
@@ -31,7 +31,16 @@ pub struct Applied {
 
 /// The node's own links, FDB and neighbour entries.
 pub trait Links: Send + Sync {
-    fn observe(&self) -> impl Future<Output = Result<Observed, Failure>>;
+    /// The links whose state or entries changed since the last call, by
+    /// name with their masters, when the backend keeps track; `None` when
+    /// it does not, or lost track, and everything must be looked at.
+    fn touched(&self) -> impl Future<Output = Result<Option<BTreeSet<String>>, Failure>>;
+    /// Every link and entry; or, with `only`, the links named, their
+    /// masters, and the entries of those.
+    fn observe(
+        &self,
+        only: Option<&BTreeSet<String>>,
+    ) -> impl Future<Output = Result<Observed, Failure>>;
     /// Applies every change it can, in order.
     fn apply(&self, changes: &Changes) -> impl Future<Output = Applied>;
 }

@@ -6,7 +6,7 @@
 //! see what the agent did and in which order, without root.
 
 use ipnet::IpNet;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -347,8 +347,17 @@ impl Backends for Fake {
 }
 
 impl Links for Fake {
-    async fn observe(&self) -> Result<Observed, Failure> {
-        Ok(self.world().node.clone())
+    /// It keeps no track: every apply looks at everything.
+    async fn touched(&self) -> Result<Option<BTreeSet<String>>, Failure> {
+        Ok(None)
+    }
+
+    async fn observe(&self, only: Option<&BTreeSet<String>>) -> Result<Observed, Failure> {
+        let node = &self.world().node;
+        Ok(match only {
+            None => node.clone(),
+            Some(names) => node.only(names),
+        })
     }
 
     async fn apply(&self, changes: &Changes) -> Applied {

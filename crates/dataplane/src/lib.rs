@@ -7,6 +7,7 @@ pub mod dnsmasq;
 pub mod fake;
 pub mod ipconfig;
 pub mod iptables;
+pub mod kernel_view;
 pub mod netlink;
 pub mod netns;
 pub mod tunnel;

@@ -1,5 +1,6 @@
 //! The kernel through rtnetlink: reads links, FDB and neighbour entries
-//! into an [`Observed`], applies [`Changes`], and counts every write.
+//! into an [`Observed`] (through the [`KernelView`] the kernel's
+//! notifications keep), applies [`Changes`], and counts every write.
 
 use futures::{StreamExt, TryStreamExt};
 use netlink_packet_core::{
@@ -7,8 +8,7 @@ use netlink_packet_core::{
     NetlinkPayload,
 };
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, InfoVlan, InfoVxlan, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -16,17 +16,18 @@ use netlink_packet_route::neighbour::{
 use netlink_packet_route::route::RouteType;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
+use super::kernel_view::{KernelView, Subscription};
 use super::netns;
 use neutrino_core::allocate::Mac;
 use neutrino_core::reconcile::{
-    Changes, DesiredLink, FdbKey, LinkChange, LinkKind, NeighbourKey, Observed, ObservedKind,
-    ObservedLink,
+    Changes, DesiredLink, FdbKey, LinkChange, LinkKind, NeighbourKey, Observed,
 };
 
 /// A failed kernel operation, with what it was doing.
@@ -58,6 +59,19 @@ pub struct Netlink {
     /// Link indexes by name, from the last dump and what was created since,
     /// so that an apply does not look every link up again.
     indexes: Mutex<HashMap<String, u32>>,
+    /// The kernel's links and entries, once first observed.
+    watch: tokio::sync::Mutex<Option<Watch>>,
+    /// How long the view is trusted before it is dumped afresh.
+    dump_every: Duration,
+}
+
+/// The view and the notifications that keep it current.
+struct Watch {
+    subscription: Subscription,
+    /// None until the first dump, and once notifications were lost.
+    view: Option<KernelView>,
+    /// When the view was last dumped whole, if nothing was lost since.
+    dumped: Option<Instant>,
 }
 
 fn failed(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
@@ -100,38 +114,6 @@ fn neighbour_address(ip: IpAddr) -> NeighbourAddress {
     }
 }
 
-/// The address of a neighbour attribute. FDB entries (family bridge) come
-/// back as raw bytes, 4 or 16 of them.
-fn neighbour_ip(address: &NeighbourAddress) -> Option<IpAddr> {
-    match address {
-        NeighbourAddress::Inet(a) => Some(IpAddr::V4(*a)),
-        NeighbourAddress::Inet6(a) => Some(IpAddr::V6(*a)),
-        NeighbourAddress::Other(bytes) => match bytes.len() {
-            4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes.as_slice()).ok()?)),
-            16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes.as_slice()).ok()?)),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// The MAC and the address of a neighbour or FDB entry.
-fn mac_and_ip(entry: &NeighbourMessage) -> Option<(Mac, IpAddr)> {
-    let mac = entry.attributes.iter().find_map(|a| match a {
-        NeighbourAttribute::LinkLayerAddress(b) => mac_of(b),
-        _ => None,
-    })?;
-    let ip = entry.attributes.iter().find_map(|a| match a {
-        NeighbourAttribute::Destination(d) => neighbour_ip(d),
-        _ => None,
-    })?;
-    Some((mac, ip))
-}
-
-fn mac_of(bytes: &[u8]) -> Option<Mac> {
-    Some(Mac(bytes.try_into().ok()?))
-}
-
 impl Netlink {
     /// Connects inside the namespace `namespace` (the current one when `None`).
     pub async fn connect(namespace: Option<&str>) -> Result<Netlink> {
@@ -154,7 +136,16 @@ impl Netlink {
             namespace: namespace.map(str::to_string),
             writes: AtomicUsize::new(0),
             indexes: Mutex::new(HashMap::new()),
+            watch: tokio::sync::Mutex::new(None),
+            dump_every: Duration::ZERO,
         })
+    }
+
+    /// Trusts the view the kernel's notifications keep for `every` before
+    /// dumping it afresh (by default every observation dumps).
+    pub fn dumping_every(mut self, every: Duration) -> Self {
+        self.dump_every = every;
+        self
     }
 
     /// Kernel writes made through this connection so far.
@@ -236,74 +227,119 @@ impl Netlink {
         })
     }
 
-    /// Reads links, VXLAN FDB entries and permanent neighbours.
+    /// Links, VXLAN FDB entries and permanent neighbours: all of them.
     pub async fn observe(&self) -> Result<Observed> {
-        let messages = self.links().await?;
-        let names: BTreeMap<u32, String> = messages
-            .iter()
-            .filter_map(|m| {
-                m.attributes.iter().find_map(|a| match a {
-                    LinkAttribute::IfName(n) => Some((m.header.index, n.clone())),
-                    _ => None,
-                })
-            })
-            .collect();
-        *self.cached() = names
-            .iter()
-            .map(|(index, name)| (name.clone(), *index))
-            .collect();
-        let mut links = Vec::with_capacity(messages.len());
-        let mut vxlans: BTreeMap<u32, String> = BTreeMap::new();
-        for message in &messages {
-            if let Some(link) = observed_link(message, &names) {
-                if matches!(link.kind, ObservedKind::Vxlan { .. }) {
-                    vxlans.insert(message.header.index, link.name.clone());
-                }
-                links.push(link);
-            }
-        }
+        self.touched().await?;
+        self.observed(None).await
+    }
 
-        let mut fdb = Vec::new();
-        let mut neighbours = Vec::new();
-        if !vxlans.is_empty() {
-            for entry in self
-                .neighbour_dump(AddressFamily::Bridge, "listing FDB entries")
-                .await?
-            {
-                let Some(device) = vxlans.get(&entry.header.ifindex) else {
-                    continue;
-                };
-                if let Some((mac, destination)) = mac_and_ip(&entry) {
-                    fdb.push(FdbKey {
-                        device: device.clone(),
-                        mac,
-                        destination,
-                    });
-                }
-            }
-            for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-                for entry in self.neighbour_dump(family, "listing neighbours").await? {
-                    let Some(device) = vxlans.get(&entry.header.ifindex) else {
-                        continue;
-                    };
-                    if entry.header.state != NeighbourState::Permanent {
-                        continue;
-                    }
-                    if let Some((mac, ip)) = mac_and_ip(&entry) {
-                        neighbours.push(NeighbourKey {
-                            device: device.clone(),
-                            ip,
-                            mac,
-                        });
-                    }
-                }
+    /// Brings the view the kernel's notifications keep up to date, and
+    /// says which links (with their entries) changed since the last time:
+    /// by name, with their masters; `None` when the view was dumped afresh
+    /// instead — the first time, after notifications were lost, and once
+    /// every `dump_every` — and anything may have changed.
+    pub async fn touched(&self) -> Result<Option<BTreeSet<String>>> {
+        let lost = |cause| NetlinkError::Connect {
+            namespace: self.namespace.clone().unwrap_or("(current)".into()),
+            cause,
+        };
+        let mut guard = self.watch.lock().await;
+        if guard.is_none() {
+            let subscription = netns::run_in(self.namespace.as_deref(), Subscription::open)
+                .and_then(|opened| opened)
+                .map_err(lost)?;
+            *guard = Some(Watch {
+                subscription,
+                view: None,
+                dumped: None,
+            });
+        }
+        let watch = guard.as_mut().expect("opened above");
+        let mut drained = None;
+        if let Some(view) = &mut watch.view {
+            match watch.subscription.drain(view) {
+                Ok(found) if !found.lost => drained = Some(found),
+                _ => watch.view = None,
             }
         }
-        Ok(Observed {
-            links,
-            fdb,
-            neighbours,
-        })
+        let due = watch
+            .dumped
+            .is_none_or(|at| at.elapsed() >= self.dump_every);
+        if let (Some(mut found), Some(view), false) = (drained, watch.view.as_mut(), due) {
+            for index in std::mem::take(&mut found.refetch) {
+                self.refetch(index, view, &mut found.touched).await?;
+            }
+            let mut indexes = self.cached();
+            for name in &found.touched {
+                match view.index(name) {
+                    Some(index) => indexes.insert(name.clone(), index),
+                    None => indexes.remove(name),
+                };
+            }
+            return Ok(Some(found.touched));
+        }
+        // What queued before the dump is in it; what queues from now on is
+        // folded in after it, each link's and entry's last notification
+        // telling its state since.
+        let _ = watch.subscription.drain(&mut KernelView::default());
+        let mut view = self.dump().await?;
+        let mut found = watch.subscription.drain(&mut view).map_err(lost)?;
+        for index in std::mem::take(&mut found.refetch) {
+            self.refetch(index, &mut view, &mut found.touched).await?;
+        }
+        watch.dumped = (!found.lost).then(Instant::now);
+        *self.cached() = view.indexes().clone();
+        watch.view = Some(view);
+        Ok(None)
+    }
+
+    /// What the view holds: every link and the entries of the VXLAN links,
+    /// or with `only`, the links named, their masters, and their entries.
+    pub async fn observed(&self, only: Option<&BTreeSet<String>>) -> Result<Observed> {
+        let guard = self.watch.lock().await;
+        match guard.as_ref().and_then(|w| w.view.as_ref()) {
+            Some(view) => Ok(view.observed(only)),
+            None => Err(NetlinkError::Invalid {
+                what: "reading links".into(),
+                message: "nothing was read from the kernel yet".into(),
+            }),
+        }
+    }
+
+    /// Every link, FDB entry and neighbour, read from the kernel.
+    async fn dump(&self) -> Result<KernelView> {
+        let links = self.links().await?;
+        let fdb = self
+            .neighbour_dump(AddressFamily::Bridge, "listing FDB entries")
+            .await?;
+        let mut neighbours = self
+            .neighbour_dump(AddressFamily::Inet, "listing neighbours")
+            .await?;
+        neighbours.extend(
+            self.neighbour_dump(AddressFamily::Inet6, "listing neighbours")
+                .await?,
+        );
+        Ok(KernelView::from_dump(&links, &fdb, &neighbours))
+    }
+
+    /// Reads the link `index` again into `view`; its name goes to `touched`.
+    async fn refetch(
+        &self,
+        index: u32,
+        view: &mut KernelView,
+        touched: &mut BTreeSet<String>,
+    ) -> Result<()> {
+        let mut found = self.handle.link().get().match_index(index).execute();
+        match found.try_next().await {
+            Ok(Some(message)) => view.link(&message),
+            Ok(None) => view.link_gone(index),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc_enodev() => {
+                view.link_gone(index)
+            }
+            Err(e) => return Err(failed(format!("reading link {index}"))(e)),
+        }
+        touched.extend(view.names_of(index).map(str::to_string));
+        Ok(())
     }
 
     /// Every neighbour (or, for the bridge family, FDB) entry of `family`.
@@ -666,96 +702,18 @@ fn link_phases(changes: &[LinkChange]) -> Vec<Vec<Vec<&LinkChange>>> {
         .collect()
 }
 
-/// Reads one link message into the reconciler's view of it.
-fn observed_link(message: &LinkMessage, names: &BTreeMap<u32, String>) -> Option<ObservedLink> {
-    let mut name = None;
-    let mut alias = None;
-    let mut master = None;
-    let mut mtu = 0;
-    let mut kind = ObservedKind::Other(String::new());
-    let mut isolated = false;
-    let mut parent = None;
-    for attribute in &message.attributes {
-        match attribute {
-            LinkAttribute::IfName(n) => name = Some(n.clone()),
-            LinkAttribute::IfAlias(a) => alias = Some(a.clone()),
-            LinkAttribute::Controller(index) => master = names.get(index).cloned(),
-            LinkAttribute::Mtu(m) => mtu = *m,
-            LinkAttribute::Link(index) => parent = names.get(index).cloned(),
-            LinkAttribute::LinkInfo(infos) => {
-                for info in infos {
-                    match info {
-                        LinkInfo::Kind(InfoKind::Bridge) => kind = ObservedKind::Bridge,
-                        LinkInfo::Kind(InfoKind::Veth) => kind = ObservedKind::Veth,
-                        LinkInfo::Kind(other) if kind == ObservedKind::Other(String::new()) => {
-                            kind = ObservedKind::Other(other.to_string())
-                        }
-                        LinkInfo::Data(InfoData::Vxlan(data)) => kind = vxlan_kind(data),
-                        LinkInfo::Data(InfoData::Vlan(data)) => {
-                            let id = data.iter().find_map(|d| match d {
-                                InfoVlan::Id(id) => Some(*id),
-                                _ => None,
-                            });
-                            kind = ObservedKind::Vlan {
-                                id: id.unwrap_or(0),
-                                parent: None,
-                            };
-                        }
-                        LinkInfo::PortData(InfoPortData::BridgePort(port)) => {
-                            isolated = port
-                                .iter()
-                                .any(|p| matches!(p, InfoBridgePort::Isolated(true)))
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if let ObservedKind::Vlan { parent: p, .. } = &mut kind {
-        *p = parent;
-    }
-    Some(ObservedLink {
-        name: name?,
-        kind,
-        alias,
-        master,
-        mtu,
-        up: message.header.flags.contains(LinkFlags::Up),
-        isolated,
-    })
-}
-
-fn vxlan_kind(data: &[InfoVxlan]) -> ObservedKind {
-    let mut vni = 0;
-    let mut local = None;
-    let mut port = 0;
-    let mut learning = true;
-    let mut proxy = false;
-    for d in data {
-        match d {
-            InfoVxlan::Id(v) => vni = *v,
-            InfoVxlan::Local(a) => local = Some(IpAddr::V4(*a)),
-            InfoVxlan::Local6(a) => local = Some(IpAddr::V6(*a)),
-            InfoVxlan::Port(p) => port = *p,
-            InfoVxlan::Learning(l) => learning = *l,
-            InfoVxlan::Proxy(p) => proxy = *p,
-            _ => {}
-        }
-    }
-    ObservedKind::Vxlan {
-        vni,
-        local,
-        port,
-        learning,
-        proxy,
-    }
-}
-
 impl crate::backend::Links for Netlink {
-    async fn observe(&self) -> std::result::Result<Observed, crate::backend::Failure> {
-        Ok(Netlink::observe(self).await?)
+    async fn touched(
+        &self,
+    ) -> std::result::Result<Option<BTreeSet<String>>, crate::backend::Failure> {
+        Ok(Netlink::touched(self).await?)
+    }
+
+    async fn observe(
+        &self,
+        only: Option<&BTreeSet<String>>,
+    ) -> std::result::Result<Observed, crate::backend::Failure> {
+        Ok(Netlink::observed(self, only).await?)
     }
 
     async fn apply(&self, changes: &Changes) -> crate::backend::Applied {

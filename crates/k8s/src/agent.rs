@@ -272,7 +272,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         let node = config.node(&options.node).expect("added above");
         let plan = plan_node(&resolution, &config, node);
         let realised = realised_digest(&planned_objects(&plan), &snapshot);
-        let report = dataplane.apply(&plan).await;
+        let report = dataplane.apply(plan).await;
         if report.writes > 0 || !report.errors.is_empty() {
             tracing::info!(writes = report.writes, errors = ?report.errors, "applied");
         }

@@ -87,7 +87,7 @@ async fn apply_once(
     let me = config
         .node(node)
         .ok_or_else(|| LabError::Setup(format!("node {node} is not in the cluster file")))?;
-    let report = agent.apply(&plan_node(&resolution, &config, me)).await;
+    let report = agent.apply(plan_node(&resolution, &config, me)).await;
     Ok(AgentStatus {
         generation,
         writes: report.writes,
