@@ -124,10 +124,17 @@ impl KernelView {
     /// one destination (the agent replaces it, and a replace is told as a
     /// new entry only); the all-zero MAC's has one per peer (appended).
     pub fn entry(&mut self, message: &NeighbourMessage, present: bool) {
+        let device = message.header.ifindex;
+        // A neighbour that goes (or fails) may be told without its MAC.
         let Some((mac, ip)) = mac_and_ip(message) else {
+            if message.header.family != AddressFamily::Bridge
+                && let Some(ip) = destination(message)
+                && let Some(entries) = self.neighbours.get_mut(&device)
+            {
+                entries.remove(&ip);
+            }
             return;
         };
-        let device = message.header.ifindex;
         if message.header.family == AddressFamily::Bridge {
             let macs = self.fdb.entry(device).or_default();
             let destinations = macs.entry(mac).or_default();
@@ -374,17 +381,21 @@ fn neighbour_ip(address: &NeighbourAddress) -> Option<IpAddr> {
     }
 }
 
+/// The address of a neighbour or FDB entry.
+fn destination(entry: &NeighbourMessage) -> Option<IpAddr> {
+    entry.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(d) => neighbour_ip(d),
+        _ => None,
+    })
+}
+
 /// The MAC and the address of a neighbour or FDB entry.
 fn mac_and_ip(entry: &NeighbourMessage) -> Option<(Mac, IpAddr)> {
     let mac = entry.attributes.iter().find_map(|a| match a {
         NeighbourAttribute::LinkLayerAddress(b) => mac_of(b),
         _ => None,
     })?;
-    let ip = entry.attributes.iter().find_map(|a| match a {
-        NeighbourAttribute::Destination(d) => neighbour_ip(d),
-        _ => None,
-    })?;
-    Some((mac, ip))
+    Some((mac, destination(entry)?))
 }
 
 /// Reads one link message.
@@ -610,6 +621,20 @@ mod tests {
         // A new link that takes the index starts empty.
         fold(&mut view, RouteNetlinkMessage::NewLink(vxlan(3, "ntx-b")));
         assert_eq!(view.observed(None).fdb, Vec::new());
+    }
+
+    #[test]
+    fn a_neighbour_removed_without_its_mac_goes() {
+        let mut view = KernelView::from_dump(&[vxlan(3, "ntx-a")], &[], &[]);
+        fold(
+            &mut view,
+            RouteNetlinkMessage::NewNeighbour(entry(AddressFamily::Inet, 3, PEER, "10.0.0.5")),
+        );
+        let mut gone = entry(AddressFamily::Inet, 3, PEER, "10.0.0.5");
+        gone.attributes
+            .retain(|a| !matches!(a, NeighbourAttribute::LinkLayerAddress(_)));
+        fold(&mut view, RouteNetlinkMessage::DelNeighbour(gone));
+        assert!(view.observed(None).neighbours.is_empty());
     }
 
     #[test]
