@@ -239,7 +239,7 @@ impl Netlink {
     /// instead — the first time, after notifications were lost, and once
     /// every `dump_every` — and anything may have changed.
     pub async fn touched(&self) -> Result<Option<BTreeSet<String>>> {
-        let lost = |cause| NetlinkError::Connect {
+        let socket_failed = |cause| NetlinkError::Connect {
             namespace: self.namespace.clone().unwrap_or("(current)".into()),
             cause,
         };
@@ -247,7 +247,7 @@ impl Netlink {
         if guard.is_none() {
             let subscription = netns::run_in(self.namespace.as_deref(), Subscription::open)
                 .and_then(|opened| opened)
-                .map_err(lost)?;
+                .map_err(socket_failed)?;
             *guard = Some(Watch {
                 subscription,
                 view: None,
@@ -283,7 +283,7 @@ impl Netlink {
         // telling its state since.
         let _ = watch.subscription.drain(&mut KernelView::default());
         let mut view = self.dump().await?;
-        let mut found = watch.subscription.drain(&mut view).map_err(lost)?;
+        let mut found = watch.subscription.drain(&mut view).map_err(socket_failed)?;
         for index in std::mem::take(&mut found.refetch) {
             self.refetch(index, &mut view, &mut found.touched).await?;
         }
