@@ -245,11 +245,11 @@ fn check_spec(subnet: &Subnet, problems: &mut Problems) -> Option<SubnetState> {
 
 /// Checks a subnet against its network: an IPv6 subnet needs a network
 /// MTU IPv6 can use, and no subnet may overlap one checked before it
-/// (`checked`, in arrival order) on the same network.
+/// (`earlier`: the ready subnets of the same network, in arrival order).
 fn check_on_network(
     state: &SubnetState,
     network: &NetworkState,
-    checked: &BTreeMap<Key, Verdict<SubnetState>>,
+    earlier: &[(Key, IpNet)],
     problems: &mut Problems,
 ) {
     if state.cidr.addr().is_ipv6() && network.mtu < IPV6_MIN_MTU {
@@ -262,12 +262,9 @@ fn check_on_network(
             ),
         );
     }
-    let overlapping = checked.iter().find_map(|(other, v)| {
-        let o = v.as_ref().ok()?;
-        (o.network == state.network
-            && (o.cidr.contains(&state.cidr) || state.cidr.contains(&o.cidr)))
-        .then_some((other, o.cidr))
-    });
+    let overlapping = earlier
+        .iter()
+        .find(|(_, cidr)| cidr.contains(&state.cidr) || state.cidr.contains(cidr));
     if let Some((other, cidr)) = overlapping {
         problems.push(
             "spec.cidr",
@@ -283,6 +280,9 @@ fn check_on_network(
 /// Checks every subnet; the addresses come later.
 pub fn check(snapshot: &Snapshot, resolution: &Resolution) -> BTreeMap<Key, Verdict<SubnetState>> {
     let mut verdicts: BTreeMap<Key, Verdict<SubnetState>> = BTreeMap::new();
+    // Grouped by network, so that the overlap check costs the network's
+    // subnets and not the cluster's.
+    let mut ready_on: BTreeMap<Key, Vec<(Key, IpNet)>> = BTreeMap::new();
     for key in by_arrival(&snapshot.subnets) {
         let subnet = &snapshot.subnets[key];
         let id = ObjectId::new(Kind::Subnet, key.clone());
@@ -304,9 +304,14 @@ pub fn check(snapshot: &Snapshot, resolution: &Resolution) -> BTreeMap<Key, Verd
             verdicts.insert(key.clone(), Err(problems.into_vec()));
             continue;
         };
+        let earlier = ready_on.entry(network_key.clone()).or_default();
         state.network = network_key;
-        check_on_network(&state, network, &verdicts, &mut problems);
-        verdicts.insert(key.clone(), problems.finish(state));
+        check_on_network(&state, network, earlier, &mut problems);
+        let verdict = problems.finish(state);
+        if let Ok(ready) = &verdict {
+            earlier.push((key.clone(), ready.cidr));
+        }
+        verdicts.insert(key.clone(), verdict);
     }
     verdicts
 }
