@@ -174,3 +174,131 @@ fn a_node_s_part_leaves_out_the_namespaces_it_has_nothing_in() {
     );
     assert!(part.ports.len() < snapshot.ports.len() / 2);
 }
+
+/// A change that does not reach a node's part leaves the part as it was,
+/// so the agent may skip it; each kind of change reaches some nodes and
+/// not others. An index kept through the change is the one made afresh.
+#[test]
+fn a_change_that_does_not_reach_a_node_s_part_leaves_it_as_it_was() {
+    use neutrino::core::kinds::key_of;
+    use neutrino::core::{Key, Kind, ObjectId};
+    use support::synthetic::port_beside;
+
+    // Five ports a node, so that most nodes hold few namespaces.
+    let (mut before, config) = cluster(Shape {
+        ports: 2_000,
+        nodes: 400,
+    });
+    converge(&mut before, &config);
+    let port = |i: usize| {
+        let key = before.ports.keys().nth(i).unwrap().clone();
+        ObjectId::new(Kind::Port, key)
+    };
+    type Change = Box<dyn Fn(&mut Snapshot) -> Vec<ObjectId>>;
+    let changes: Vec<(&str, Change)> = vec![
+        ("a port added on node-39", {
+            let beside = port(0).key;
+            Box::new(move |s| {
+                let added = port_beside(s, &beside, "added", 39);
+                let key = key_of(&added);
+                s.ports.insert(key.clone(), added);
+                vec![ObjectId::new(Kind::Port, key)]
+            })
+        }),
+        ("a port moved to node-40", {
+            let id = port(5);
+            Box::new(move |s| {
+                s.ports.get_mut(&id.key).unwrap().spec.node_name = Some("node-40".into());
+                vec![id.clone()]
+            })
+        }),
+        ("a port deleted, with its claims", {
+            let id = port(20);
+            Box::new(move |s| {
+                s.ports.remove(&id.key);
+                s.ip_claims.retain(|_, c| c.spec.holder.name != id.key.name);
+                vec![id.clone()]
+            })
+        }),
+        ("a port joins the web group", {
+            let id = port(301);
+            Box::new(move |s| {
+                s.ports.get_mut(&id.key).unwrap().spec.security_groups =
+                    vec!["default".into(), "web".into()];
+                vec![id.clone()]
+            })
+        }),
+        ("a web group naming itself as remote", {
+            Box::new(|s| {
+                let key = Key::new("tenant-2", "web");
+                let group = s.security_groups.get_mut(&key).unwrap();
+                group.spec.rules[0].remote_ip_prefix = None;
+                group.spec.rules[0].remote_group = Some("web".into());
+                vec![ObjectId::new(Kind::SecurityGroup, key)]
+            })
+        }),
+        ("a subnet added to a network", {
+            Box::new(|s| {
+                let key = Key::new("tenant-1", "net-13-v4");
+                let mut subnet = s.subnets[&key].clone();
+                subnet.metadata.name = Some("net-13-more".into());
+                subnet.spec.cidr = "10.200.0.0/24".into();
+                subnet.status = None;
+                let key = key_of(&subnet);
+                s.subnets.insert(key.clone(), subnet);
+                vec![ObjectId::new(Kind::Subnet, key)]
+            })
+        }),
+        ("a router moved to node-38", {
+            Box::new(|s| {
+                let key = Key::new("tenant-3", "edge");
+                let router = s.routers.get_mut(&key).unwrap();
+                router.status.as_mut().unwrap().node = Some("node-38".into());
+                vec![ObjectId::new(Kind::Router, key)]
+            })
+        }),
+    ];
+    let index = scope::Index::new(&before);
+    for (what, change) in changes {
+        let mut after = before.clone();
+        let changed = change(&mut after);
+        let mut kept = scope::Index::new(&before);
+        for id in &changed {
+            kept.set(id, after.object(id).as_ref());
+        }
+        for key in before.ip_claims.keys() {
+            if !after.ip_claims.contains_key(key) {
+                kept.set_ip_claim(key, None);
+            }
+        }
+        assert!(
+            kept == scope::Index::new(&after),
+            "{what}: the kept index differs"
+        );
+        let (mut reached, mut unreached) = (0, 0);
+        // A sample of the nodes, and those the changes name.
+        let sample = config.nodes.iter().step_by(8).chain(&config.nodes[37..40]);
+        for node in sample {
+            let (part, reach) = scope::part_of(&index, &before, &node.name);
+            let now = scope::part_of(&kept, &after, &node.name).0;
+            let reaches = changed
+                .iter()
+                .any(|id| reach.reaches(id, after.object(id).as_ref()));
+            if reaches {
+                reached += 1;
+            } else {
+                unreached += 1;
+                assert_eq!(
+                    format!("{now:?}"),
+                    format!("{part:?}"),
+                    "{what}: {} was not reached, but its part changed",
+                    node.name
+                );
+            }
+        }
+        assert!(
+            reached > 0 && unreached > 0,
+            "{what}: {reached} nodes reached, {unreached} not"
+        );
+    }
+}

@@ -10,23 +10,111 @@
 //! and the claims they hold. Taking a little more than needed is harmless;
 //! taking less would leave out an object the controller found Ready, which
 //! `tests/topology.rs` checks never happens.
+//!
+//! The [`Index`] of who refers to whom can be kept: an agent updates it one
+//! changed object at a time, so that finding its part costs the part and
+//! not the cluster.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use neutrino_api::{Port, Router};
+use neutrino_api::{FloatingIP, IPClaim, Port, Router, SecurityGroup, SegmentClaim, Subnet};
 
 use crate::resolve::DEFAULT_GROUP;
 use crate::resolve::held_by;
-use crate::{Key, Kind, Snapshot};
+use crate::{Key, Kind, Object, ObjectId, Snapshot};
 
-/// Who refers to whom, by key, from the specs (and a router's recorded node).
-struct Index<'s> {
-    ports_in_network: BTreeMap<Key, Vec<&'s Key>>,
-    ports_in_group: BTreeMap<Key, Vec<&'s Key>>,
-    subnets_of_network: BTreeMap<Key, Vec<&'s Key>>,
-    routers_on_network: BTreeMap<Key, Vec<&'s Key>>,
-    networks_of_router: BTreeMap<&'s Key, Vec<Key>>,
-    fips_on_network: BTreeMap<Key, Vec<&'s Key>>,
+/// Where a part's objects are copied from: a snapshot, or an agent's
+/// watch caches.
+pub trait Source {
+    fn object(&self, id: &ObjectId) -> Option<Object>;
+    fn ip_claim(&self, key: &Key) -> Option<IPClaim>;
+    fn segment_claim(&self, name: &str) -> Option<SegmentClaim>;
+}
+
+impl Source for Snapshot {
+    fn object(&self, id: &ObjectId) -> Option<Object> {
+        Snapshot::object(self, id)
+    }
+
+    fn ip_claim(&self, key: &Key) -> Option<IPClaim> {
+        self.ip_claims.get(key).cloned()
+    }
+
+    fn segment_claim(&self, name: &str) -> Option<SegmentClaim> {
+        self.segment_claims.get(name).cloned()
+    }
+}
+
+/// What a port refers to.
+#[derive(Clone, Debug, PartialEq)]
+struct PortRefs {
+    node: Option<String>,
+    network: Key,
+    groups: Vec<Key>,
+    port_security: bool,
+}
+
+/// What a router refers to, and where it is scheduled.
+#[derive(Clone, Debug, PartialEq)]
+struct RouterRefs {
+    node: Option<String>,
+    subnets: Vec<Key>,
+    gateway: Option<Key>,
+}
+
+/// What a floating IP refers to.
+#[derive(Clone, Debug, PartialEq)]
+struct FipRefs {
+    network: Key,
+    port: Option<Key>,
+}
+
+/// Keys by what they refer to.
+type Multi<K> = BTreeMap<K, BTreeSet<Key>>;
+
+fn link<K: Ord>(map: &mut Multi<K>, by: K, key: &Key) {
+    map.entry(by).or_default().insert(key.clone());
+}
+
+fn unlink<K: Ord>(map: &mut Multi<K>, by: &K, key: &Key) {
+    if let Some(keys) = map.get_mut(by) {
+        keys.remove(key);
+        if keys.is_empty() {
+            map.remove(by);
+        }
+    }
+}
+
+fn each<'a, K: Ord>(map: &'a Multi<K>, by: &K) -> impl Iterator<Item = Key> + 'a {
+    map.get(by).into_iter().flatten().cloned()
+}
+
+/// Who refers to whom, by key, from the specs (and a router's recorded
+/// node): each object's references, and the same turned around.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Index {
+    ports: BTreeMap<Key, PortRefs>,
+    routers: BTreeMap<Key, RouterRefs>,
+    floating_ips: BTreeMap<Key, FipRefs>,
+    /// Each subnet's network.
+    subnets: BTreeMap<Key, Key>,
+    /// The groups each group's rules name as remote.
+    groups: BTreeMap<Key, Vec<Key>>,
+    /// Each address claim's holder.
+    ip_claims: BTreeMap<Key, ObjectId>,
+    /// Each segment claim's network.
+    segment_claims: BTreeMap<String, Key>,
+
+    ports_on_node: Multi<String>,
+    ports_in_network: Multi<Key>,
+    ports_in_group: Multi<Key>,
+    subnets_of_network: Multi<Key>,
+    routers_on_node: Multi<String>,
+    routers_on_subnet: Multi<Key>,
+    routers_on_gateway: Multi<Key>,
+    fips_on_network: Multi<Key>,
+    claims_of_holder: BTreeMap<ObjectId, BTreeSet<Key>>,
+    segment_claims_of_network: BTreeMap<Key, BTreeSet<String>>,
 }
 
 /// The groups a port is in: those it names, or its namespace's `default`.
@@ -42,94 +130,234 @@ fn groups_of(key: &Key, port: &Port) -> Vec<Key> {
     }
 }
 
-/// The networks a router has a leg on, as far as its spec says.
-fn router_networks(snapshot: &Snapshot, key: &Key, router: &Router) -> Vec<Key> {
-    let mut networks: Vec<Key> = router
-        .spec
-        .interfaces
-        .iter()
-        .filter_map(|i| {
-            let subnet = key.reference(&i.subnet);
-            let spec = &snapshot.subnets.get(&subnet)?.spec;
-            Some(subnet.reference(&spec.network))
-        })
-        .collect();
-    if let Some(gateway) = &router.spec.external_gateway {
-        networks.push(key.reference(&gateway.network));
-    }
-    networks
-}
-
-impl<'s> Index<'s> {
-    fn networks_of_router(&self, router: &Key) -> impl Iterator<Item = &Key> {
-        self.networks_of_router.get(router).into_iter().flatten()
-    }
-
-    fn new(snapshot: &'s Snapshot) -> Self {
-        let mut index = Index {
-            ports_in_network: BTreeMap::new(),
-            ports_in_group: BTreeMap::new(),
-            subnets_of_network: BTreeMap::new(),
-            routers_on_network: BTreeMap::new(),
-            networks_of_router: BTreeMap::new(),
-            fips_on_network: BTreeMap::new(),
-        };
+impl Index {
+    /// The index of everything in `snapshot`.
+    pub fn new(snapshot: &Snapshot) -> Self {
+        let mut index = Self::default();
         for (key, port) in &snapshot.ports {
-            let network = key.reference(&port.spec.network);
-            index.ports_in_network.entry(network).or_default().push(key);
-            for group in groups_of(key, port) {
-                index.ports_in_group.entry(group).or_default().push(key);
-            }
+            index.set_port(key, Some(port));
         }
         for (key, subnet) in &snapshot.subnets {
-            let network = key.reference(&subnet.spec.network);
-            index
-                .subnets_of_network
-                .entry(network)
-                .or_default()
-                .push(key);
+            index.set_subnet(key, Some(subnet));
         }
         for (key, router) in &snapshot.routers {
-            let networks = router_networks(snapshot, key, router);
-            for network in &networks {
-                index
-                    .routers_on_network
-                    .entry(network.clone())
-                    .or_default()
-                    .push(key);
-            }
-            index.networks_of_router.insert(key, networks);
+            index.set_router(key, Some(router));
         }
         for (key, fip) in &snapshot.floating_ips {
-            let network = key.reference(&fip.spec.network);
-            index.fips_on_network.entry(network).or_default().push(key);
+            index.set_floating_ip(key, Some(fip));
+        }
+        for (key, group) in &snapshot.security_groups {
+            index.set_group(key, Some(group));
+        }
+        for (key, claim) in &snapshot.ip_claims {
+            index.set_ip_claim(key, Some(claim));
+        }
+        for (name, claim) in &snapshot.segment_claims {
+            index.set_segment_claim(name, Some(claim));
         }
         index
     }
-}
 
-/// The groups a group's rules name as remote.
-fn remote_groups(snapshot: &Snapshot, group: &Key) -> Vec<Key> {
-    match snapshot.security_groups.get(group) {
-        Some(object) => object
-            .spec
-            .rules
+    /// Takes in the object `id` as it is now: `object`, or None once deleted.
+    pub fn set(&mut self, id: &ObjectId, object: Option<&Object>) {
+        let key = &id.key;
+        match (id.kind, object) {
+            (Kind::Port, Some(Object::Port(o))) => self.set_port(key, Some(o)),
+            (Kind::Port, _) => self.set_port(key, None),
+            (Kind::Subnet, Some(Object::Subnet(o))) => self.set_subnet(key, Some(o)),
+            (Kind::Subnet, _) => self.set_subnet(key, None),
+            (Kind::Router, Some(Object::Router(o))) => self.set_router(key, Some(o)),
+            (Kind::Router, _) => self.set_router(key, None),
+            (Kind::FloatingIP, Some(Object::FloatingIP(o))) => self.set_floating_ip(key, Some(o)),
+            (Kind::FloatingIP, _) => self.set_floating_ip(key, None),
+            (Kind::SecurityGroup, Some(Object::SecurityGroup(o))) => self.set_group(key, Some(o)),
+            (Kind::SecurityGroup, _) => self.set_group(key, None),
+            // A network refers to nothing.
+            (Kind::Network, _) => {}
+        }
+    }
+
+    fn set_port(&mut self, key: &Key, port: Option<&Port>) {
+        if let Some(old) = self.ports.remove(key) {
+            if let Some(node) = &old.node {
+                unlink(&mut self.ports_on_node, node, key);
+            }
+            unlink(&mut self.ports_in_network, &old.network, key);
+            for group in &old.groups {
+                unlink(&mut self.ports_in_group, group, key);
+            }
+        }
+        if let Some(port) = port {
+            let refs = PortRefs {
+                node: port.spec.node_name.clone(),
+                network: key.reference(&port.spec.network),
+                groups: groups_of(key, port),
+                port_security: port.spec.port_security,
+            };
+            if let Some(node) = &refs.node {
+                link(&mut self.ports_on_node, node.clone(), key);
+            }
+            link(&mut self.ports_in_network, refs.network.clone(), key);
+            for group in &refs.groups {
+                link(&mut self.ports_in_group, group.clone(), key);
+            }
+            self.ports.insert(key.clone(), refs);
+        }
+    }
+
+    fn set_subnet(&mut self, key: &Key, subnet: Option<&Subnet>) {
+        if let Some(network) = self.subnets.remove(key) {
+            unlink(&mut self.subnets_of_network, &network, key);
+        }
+        if let Some(subnet) = subnet {
+            let network = key.reference(&subnet.spec.network);
+            link(&mut self.subnets_of_network, network.clone(), key);
+            self.subnets.insert(key.clone(), network);
+        }
+    }
+
+    fn set_router(&mut self, key: &Key, router: Option<&Router>) {
+        if let Some(old) = self.routers.remove(key) {
+            if let Some(node) = &old.node {
+                unlink(&mut self.routers_on_node, node, key);
+            }
+            for subnet in &old.subnets {
+                unlink(&mut self.routers_on_subnet, subnet, key);
+            }
+            if let Some(network) = &old.gateway {
+                unlink(&mut self.routers_on_gateway, network, key);
+            }
+        }
+        if let Some(router) = router {
+            let refs = RouterRefs {
+                node: router.status.as_ref().and_then(|s| s.node.clone()),
+                subnets: router
+                    .spec
+                    .interfaces
+                    .iter()
+                    .map(|i| key.reference(&i.subnet))
+                    .collect(),
+                gateway: router
+                    .spec
+                    .external_gateway
+                    .as_ref()
+                    .map(|g| key.reference(&g.network)),
+            };
+            if let Some(node) = &refs.node {
+                link(&mut self.routers_on_node, node.clone(), key);
+            }
+            for subnet in &refs.subnets {
+                link(&mut self.routers_on_subnet, subnet.clone(), key);
+            }
+            if let Some(network) = &refs.gateway {
+                link(&mut self.routers_on_gateway, network.clone(), key);
+            }
+            self.routers.insert(key.clone(), refs);
+        }
+    }
+
+    fn set_floating_ip(&mut self, key: &Key, fip: Option<&FloatingIP>) {
+        if let Some(old) = self.floating_ips.remove(key) {
+            unlink(&mut self.fips_on_network, &old.network, key);
+        }
+        if let Some(fip) = fip {
+            let refs = FipRefs {
+                network: key.reference(&fip.spec.network),
+                port: fip.spec.port.as_ref().map(|p| key.reference(p)),
+            };
+            link(&mut self.fips_on_network, refs.network.clone(), key);
+            self.floating_ips.insert(key.clone(), refs);
+        }
+    }
+
+    fn set_group(&mut self, key: &Key, group: Option<&SecurityGroup>) {
+        self.groups.remove(key);
+        if let Some(group) = group {
+            let remotes = group
+                .spec
+                .rules
+                .iter()
+                .filter_map(|r| r.remote_group.as_deref())
+                .map(|r| key.reference(r))
+                .collect();
+            self.groups.insert(key.clone(), remotes);
+        }
+    }
+
+    /// Takes in the address claim `key` as it is now.
+    pub fn set_ip_claim(&mut self, key: &Key, claim: Option<&IPClaim>) {
+        if let Some(holder) = self.ip_claims.remove(key)
+            && let Some(keys) = self.claims_of_holder.get_mut(&holder)
+        {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.claims_of_holder.remove(&holder);
+            }
+        }
+        if let Some(holder) = claim.and_then(|c| held_by(&c.spec.holder)) {
+            let holder = holder.object();
+            self.claims_of_holder
+                .entry(holder.clone())
+                .or_default()
+                .insert(key.clone());
+            self.ip_claims.insert(key.clone(), holder);
+        }
+    }
+
+    /// Takes in the segment claim `name` as it is now.
+    pub fn set_segment_claim(&mut self, name: &str, claim: Option<&SegmentClaim>) {
+        if let Some(network) = self.segment_claims.remove(name)
+            && let Some(names) = self.segment_claims_of_network.get_mut(&network)
+        {
+            names.remove(name);
+            if names.is_empty() {
+                self.segment_claims_of_network.remove(&network);
+            }
+        }
+        if let Some(claim) = claim {
+            let network = &claim.spec.network;
+            let network = Key::new(network.namespace.clone(), network.name.clone());
+            self.segment_claims_of_network
+                .entry(network.clone())
+                .or_default()
+                .insert(name.to_string());
+            self.segment_claims.insert(name.to_string(), network);
+        }
+    }
+
+    /// The networks a router has a leg on, as far as its spec says.
+    fn networks_of_router(&self, router: &Key) -> Vec<Key> {
+        let Some(refs) = self.routers.get(router) else {
+            return Vec::new();
+        };
+        refs.subnets
             .iter()
-            .filter_map(|r| r.remote_group.as_deref())
-            .map(|r| group.reference(r))
-            .collect(),
-        // The implicit default group names itself.
-        None if group.name == DEFAULT_GROUP => vec![group.clone()],
-        None => Vec::new(),
+            .filter_map(|s| self.subnets.get(s).cloned())
+            .chain(refs.gateway.clone())
+            .collect()
+    }
+
+    /// The routers with a leg on `network`.
+    fn routers_on_network(&self, network: &Key) -> BTreeSet<Key> {
+        each(&self.subnets_of_network, network)
+            .flat_map(|s| each(&self.routers_on_subnet, &s).collect::<Vec<_>>())
+            .chain(each(&self.routers_on_gateway, network))
+            .collect()
+    }
+
+    /// The groups a group's rules name as remote.
+    fn remote_groups(&self, group: &Key) -> Vec<Key> {
+        match self.groups.get(group) {
+            Some(remotes) => remotes.clone(),
+            // The implicit default group names itself.
+            None if group.name == DEFAULT_GROUP => vec![group.clone()],
+            None => Vec::new(),
+        }
     }
 }
 
-fn each<'a>(map: &'a BTreeMap<Key, Vec<&Key>>, key: &Key) -> impl Iterator<Item = Key> + 'a {
-    map.get(key).into_iter().flatten().map(|k| (*k).clone())
-}
-
 /// The keys chosen so far, kind by kind, with what is still to be followed.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 struct Chosen {
     networks: BTreeSet<Key>,
     subnets: BTreeSet<Key>,
@@ -158,30 +386,104 @@ impl Chosen {
 
 /// What `node`'s plan depends on, out of `snapshot`.
 pub fn for_node(snapshot: &Snapshot, node: &str) -> Snapshot {
-    let index = Index::new(snapshot);
+    for_node_with_reach(snapshot, node).0
+}
+
+/// What a node's part was made of, and so which changes can alter it: an
+/// object already in it, or one that would now be drawn in — a port bound
+/// to the node, on a network it carries or in a group its rules name; a
+/// router scheduled onto it or with a leg on what it holds; a floating IP
+/// or subnet on a network it holds. A change that reaches none of these
+/// leaves the part, and so the node's plan, as it was.
+#[derive(Clone, Debug, Default)]
+pub struct Reach {
+    node: String,
+    chosen: Chosen,
+    /// The networks of the node's own ports and routers.
+    carried: BTreeSet<Key>,
+    /// The groups the node's rules name as remote.
+    remotes: BTreeSet<Key>,
+    /// Where a router's leg draws it in: the carried networks and those of
+    /// the floating IPs in the part, and their subnets.
+    leg_networks: BTreeSet<Key>,
+    leg_subnets: BTreeSet<Key>,
+}
+
+impl Reach {
+    /// Whether a change to `id`, which now reads `current` (None once
+    /// deleted), can alter the node's part.
+    pub fn reaches(&self, id: &ObjectId, current: Option<&Object>) -> bool {
+        let chosen = &self.chosen;
+        let held = match id.kind {
+            Kind::Network => &chosen.networks,
+            Kind::Subnet => &chosen.subnets,
+            Kind::Port => &chosen.ports,
+            Kind::Router => &chosen.routers,
+            Kind::FloatingIP => &chosen.floating_ips,
+            Kind::SecurityGroup => &chosen.groups,
+        };
+        if held.contains(&id.key) {
+            return true;
+        }
+        let key = &id.key;
+        match current {
+            None | Some(Object::Network(_) | Object::SecurityGroup(_)) => false,
+            Some(Object::Subnet(subnet)) => chosen
+                .networks
+                .contains(&key.reference(&subnet.spec.network)),
+            Some(Object::Port(port)) => {
+                port.spec.node_name.as_deref() == Some(self.node.as_str())
+                    || self.carried.contains(&key.reference(&port.spec.network))
+                    || groups_of(key, port)
+                        .iter()
+                        .any(|g| self.remotes.contains(g))
+            }
+            Some(Object::Router(router)) => {
+                router.status.as_ref().and_then(|s| s.node.as_deref()) == Some(self.node.as_str())
+                    || router
+                        .spec
+                        .interfaces
+                        .iter()
+                        .any(|i| self.leg_subnets.contains(&key.reference(&i.subnet)))
+                    || router
+                        .spec
+                        .external_gateway
+                        .as_ref()
+                        .is_some_and(|g| self.leg_networks.contains(&key.reference(&g.network)))
+            }
+            Some(Object::FloatingIP(fip)) => {
+                self.carried.contains(&key.reference(&fip.spec.network))
+            }
+        }
+    }
+}
+
+/// What `node`'s plan depends on, out of `snapshot`, and what reaches it.
+pub fn for_node_with_reach(snapshot: &Snapshot, node: &str) -> (Snapshot, Reach) {
+    part_of(&Index::new(snapshot), snapshot, node)
+}
+
+/// What `node`'s plan depends on, found through a kept `index` and copied
+/// out of `source`, and what reaches it.
+pub fn part_of(index: &Index, source: &impl Source, node: &str) -> (Snapshot, Reach) {
     let mut chosen = Chosen::default();
     let mut carried: BTreeSet<Key> = BTreeSet::new();
     // The groups this node's rules name as remote: their members'
     // addresses fill its ipsets.
     let mut remotes: BTreeSet<Key> = BTreeSet::new();
-    for (key, port) in &snapshot.ports {
-        if port.spec.node_name.as_deref() != Some(node) {
-            continue;
-        }
-        carried.insert(key.reference(&port.spec.network));
-        chosen.add(Kind::Port, key.clone());
-        if port.spec.port_security {
-            for group in groups_of(key, port) {
-                remotes.extend(remote_groups(snapshot, &group));
+    for key in each(&index.ports_on_node, &node.to_string()) {
+        let refs = &index.ports[&key];
+        carried.insert(refs.network.clone());
+        if refs.port_security {
+            for group in &refs.groups {
+                remotes.extend(index.remote_groups(group));
             }
         }
+        chosen.add(Kind::Port, key);
     }
-    for (key, router) in &snapshot.routers {
-        let here = router.status.as_ref().and_then(|s| s.node.as_deref()) == Some(node);
-        if here {
-            carried.extend(index.networks_of_router(key).cloned());
-            chosen.add(Kind::Router, key.clone());
-        }
+    for key in each(&index.routers_on_node, &node.to_string()) {
+        carried.extend(index.networks_of_router(&key));
+        chosen.add(Kind::Router, key);
     }
     for remote in &remotes {
         each(&index.ports_in_group, remote).for_each(|k| chosen.add(Kind::Port, k));
@@ -189,7 +491,9 @@ pub fn for_node(snapshot: &Snapshot, node: &str) -> Snapshot {
     // Every endpoint on a carried network.
     for network in &carried {
         each(&index.ports_in_network, network).for_each(|k| chosen.add(Kind::Port, k));
-        each(&index.routers_on_network, network).for_each(|k| chosen.add(Kind::Router, k));
+        for router in index.routers_on_network(network) {
+            chosen.add(Kind::Router, router);
+        }
         each(&index.fips_on_network, network).for_each(|k| chosen.add(Kind::FloatingIP, k));
     }
     // And what each chosen object needs to resolve as it did.
@@ -199,81 +503,103 @@ pub fn for_node(snapshot: &Snapshot, node: &str) -> Snapshot {
                 each(&index.subnets_of_network, &key).for_each(|k| chosen.add(Kind::Subnet, k))
             }
             Kind::Subnet => {
-                if let Some(subnet) = snapshot.subnets.get(&key) {
-                    chosen.add(Kind::Network, key.reference(&subnet.spec.network));
+                if let Some(network) = index.subnets.get(&key) {
+                    chosen.add(Kind::Network, network.clone());
                 }
             }
             Kind::Port => {
-                if let Some(port) = snapshot.ports.get(&key) {
-                    chosen.add(Kind::Network, key.reference(&port.spec.network));
-                    groups_of(&key, port)
-                        .into_iter()
-                        .for_each(|g| chosen.add(Kind::SecurityGroup, g));
+                if let Some(refs) = index.ports.get(&key) {
+                    chosen.add(Kind::Network, refs.network.clone());
+                    for group in &refs.groups {
+                        chosen.add(Kind::SecurityGroup, group.clone());
+                    }
                 }
             }
             Kind::Router => {
                 for network in index.networks_of_router(&key) {
-                    chosen.add(Kind::Network, network.clone());
+                    chosen.add(Kind::Network, network);
                 }
-                if let Some(router) = snapshot.routers.get(&key) {
-                    for interface in &router.spec.interfaces {
-                        chosen.add(Kind::Subnet, key.reference(&interface.subnet));
+                if let Some(refs) = index.routers.get(&key) {
+                    for subnet in &refs.subnets {
+                        chosen.add(Kind::Subnet, subnet.clone());
                     }
                 }
             }
             Kind::FloatingIP => {
-                if let Some(fip) = snapshot.floating_ips.get(&key) {
-                    let network = key.reference(&fip.spec.network);
-                    each(&index.routers_on_network, &network)
-                        .for_each(|k| chosen.add(Kind::Router, k));
-                    chosen.add(Kind::Network, network);
-                    if let Some(port) = &fip.spec.port {
-                        chosen.add(Kind::Port, key.reference(port));
+                if let Some(refs) = index.floating_ips.get(&key) {
+                    for router in index.routers_on_network(&refs.network) {
+                        chosen.add(Kind::Router, router);
+                    }
+                    chosen.add(Kind::Network, refs.network.clone());
+                    if let Some(port) = &refs.port {
+                        chosen.add(Kind::Port, port.clone());
                     }
                 }
             }
             Kind::SecurityGroup => {
-                for remote in remote_groups(snapshot, &key) {
+                for remote in index.remote_groups(&key) {
                     chosen.add(Kind::SecurityGroup, remote);
                 }
             }
         }
     }
-    take(snapshot, &chosen)
+    let part = take(index, source, &chosen);
+    let leg_networks: BTreeSet<Key> = part
+        .floating_ips
+        .iter()
+        .map(|(key, fip)| key.reference(&fip.spec.network))
+        .chain(carried.iter().cloned())
+        .collect();
+    let leg_subnets = leg_networks
+        .iter()
+        .flat_map(|n| each(&index.subnets_of_network, n))
+        .collect();
+    let reach = Reach {
+        node: node.to_string(),
+        chosen,
+        carried,
+        remotes,
+        leg_networks,
+        leg_subnets,
+    };
+    (part, reach)
 }
 
 /// The chosen objects, and the claims they hold.
-fn take(snapshot: &Snapshot, chosen: &Chosen) -> Snapshot {
-    fn pick<T: Clone>(all: &BTreeMap<Key, T>, keys: &BTreeSet<Key>) -> BTreeMap<Key, T> {
-        keys.iter()
-            .filter_map(|k| Some((k.clone(), all.get(k)?.clone())))
-            .collect()
+fn take(index: &Index, source: &impl Source, chosen: &Chosen) -> Snapshot {
+    let mut part = Snapshot::default();
+    for (kind, keys) in [
+        (Kind::Network, &chosen.networks),
+        (Kind::Subnet, &chosen.subnets),
+        (Kind::Port, &chosen.ports),
+        (Kind::Router, &chosen.routers),
+        (Kind::FloatingIP, &chosen.floating_ips),
+        (Kind::SecurityGroup, &chosen.groups),
+    ] {
+        for key in keys {
+            let id = ObjectId::new(kind, key.clone());
+            let Some(object) = source.object(&id) else {
+                continue;
+            };
+            part.insert(object).expect("each key is taken once");
+            for claim in index.claims_of_holder.get(&id).into_iter().flatten() {
+                if let Some(found) = source.ip_claim(claim) {
+                    part.ip_claims.insert(claim.clone(), found);
+                }
+            }
+        }
     }
-    let mut part = Snapshot {
-        networks: pick(&snapshot.networks, &chosen.networks),
-        subnets: pick(&snapshot.subnets, &chosen.subnets),
-        ports: pick(&snapshot.ports, &chosen.ports),
-        routers: pick(&snapshot.routers, &chosen.routers),
-        floating_ips: pick(&snapshot.floating_ips, &chosen.floating_ips),
-        security_groups: pick(&snapshot.security_groups, &chosen.groups),
-        ..Snapshot::default()
-    };
-    part.ip_claims = snapshot
-        .ip_claims
-        .iter()
-        .filter(|(_, c)| held_by(&c.spec.holder).is_some_and(|h| part.contains(&h.object())))
-        .map(|(k, c)| (k.clone(), c.clone()))
-        .collect();
-    part.segment_claims = snapshot
-        .segment_claims
-        .iter()
-        .filter(|(_, c)| {
-            let holder = &c.spec.network;
-            chosen
-                .networks
-                .contains(&Key::new(holder.namespace.clone(), holder.name.clone()))
-        })
-        .map(|(k, c)| (k.clone(), c.clone()))
-        .collect();
+    for network in &chosen.networks {
+        for name in index
+            .segment_claims_of_network
+            .get(network)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(found) = source.segment_claim(name) {
+                part.segment_claims.insert(name.clone(), found);
+            }
+        }
+    }
     part
 }

@@ -35,6 +35,11 @@ impl Snapshot {
         crate::with_kind!(id.kind, K => K::of(self).contains_key(&id.key))
     }
 
+    /// A copy of the object `id` names.
+    pub fn object(&self, id: &ObjectId) -> Option<Object> {
+        crate::with_kind!(id.kind, K => K::of(self).get(&id.key).cloned().map(K::into_object))
+    }
+
     /// Whether it holds no object of any of the six kinds (claims aside).
     pub fn has_no_objects(&self) -> bool {
         let mut none = true;
