@@ -6,7 +6,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::execute::{Failure, bounded};
-use super::stores::Stores;
+use super::stores::{Changes, Peer, Stores};
 use neutrino_api::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
 use neutrino_core::plan::plan_node;
 use neutrino_core::realisation::{planned_objects, realised_digest};
+use neutrino_core::scope::{self, Index, Source};
 use neutrino_core::status::ready_only;
 use neutrino_core::xtables::Choice;
-use neutrino_core::{ClusterConfig, NodeConfig, resolve, scope};
+use neutrino_core::{ClusterConfig, NodeConfig, resolve};
 use neutrino_dataplane::agent::{Agent, AgentConfig, ApplyReport, namespace_prefix};
 use neutrino_dataplane::netlink::NetlinkError;
 
@@ -162,6 +163,45 @@ async fn write_status(
         .map(|_| ())
 }
 
+/// What a full pass saw, against which later changes are weighed.
+struct Pass {
+    reach: scope::Reach,
+    at: Instant,
+}
+
+impl Pass {
+    /// Whether `changes` leave this node's plan as the pass made it: none
+    /// reaches its part, and the drift check is not yet due. (A heartbeat
+    /// changes a record's status only, which the configuration does not
+    /// read; the caller weighs the records.)
+    fn untouched_by(&self, changes: &Changes, stores: &Stores, resync: Duration) -> bool {
+        if changes.everything || self.at.elapsed() >= resync {
+            return false;
+        }
+        changes
+            .objects
+            .iter()
+            .all(|id| !self.reach.reaches(id, stores.object(id).as_ref()))
+    }
+}
+
+/// Every node's record and addresses as the stores hold them now.
+fn whole_peers(stores: &Stores) -> BTreeMap<String, Peer> {
+    let mut names: std::collections::BTreeSet<String> = stores
+        .agents()
+        .iter()
+        .filter_map(|a| a.metadata.name.clone())
+        .collect();
+    names.extend(stores.node_addresses().into_keys());
+    names
+        .into_iter()
+        .map(|name| {
+            let peer = stores.peer(&name);
+            (name, peer)
+        })
+        .collect()
+}
+
 /// Runs the agent until SIGTERM.
 pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     let api: Api<NodeAgent> = Api::all(client.clone());
@@ -186,7 +226,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         })?;
 
     let changed = Arc::new(Notify::new());
-    let stores = Stores::start(&client, &changed);
+    let stores = Stores::start_noting_changes(&client, &changed);
     stores.ready().await;
     tracing::info!(node = %options.node, "caches filled");
 
@@ -211,19 +251,23 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     let mut last_outcome = None;
     let mut last_skipped = Vec::new();
     let mut removed = false;
+    // What the last full pass saw: the part's reach, and when it ran.
+    let mut last_pass: Option<Pass> = None;
+    // Kept from pass to pass and updated from the changes: the index of
+    // who refers to whom, the configuration, and each node's record.
+    let mut kept: Option<(Index, ClusterConfig)> = None;
+    let mut peers: BTreeMap<String, Peer> = BTreeMap::new();
     loop {
+        let changes = stores.take_changes();
         // Asked while our record carries the annotation; once removed, also
         // after the record itself is gone (the uninstall deletes it), so that
         // only a record without it calls the removal off.
-        let own = stores
-            .agents()
-            .into_iter()
-            .find(|a| a.metadata.name.as_deref() == Some(options.node.as_str()));
-        let asked_to_remove = match &own {
-            Some(record) => record.annotations().contains_key(REMOVE_ANNOTATION),
+        let own = stores.peer(&options.node);
+        let asked_to_remove = match &own.spec {
+            Some(_) => own.annotations.contains_key(REMOVE_ANNOTATION),
             None => removed,
         };
-        if asked_to_remove && !removed && own.is_some() {
+        if asked_to_remove && !removed && own.spec.is_some() {
             let report = dataplane.remove_all().await;
             tracing::warn!(writes = report.writes, errors = ?report.errors, "removed neutrino from this node, as asked");
             removed = report.errors.is_empty();
@@ -240,6 +284,9 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             }
         }
         if asked_to_remove {
+            // The changes passed over here are not taken in: start afresh.
+            last_pass = None;
+            kept = None;
             tokio::select! {
                 _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
                 _ = tokio::time::sleep(options.resync) => {}
@@ -252,25 +299,64 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             removed = false;
             last_outcome = None;
         }
-        let (mut config, skipped) = options
-            .cluster
-            .with_agents(&stores.agents(), &stores.node_addresses());
-        if skipped != last_skipped {
-            for record in &skipped {
-                tracing::warn!(%record, "peer left out");
+        // Bring what is kept up to date: from the changes alone, unless a
+        // watch listed afresh or nothing is kept yet.
+        let fresh = changes.everything || kept.is_none();
+        let mut peers_changed = fresh;
+        if fresh {
+            peers = whole_peers(&stores);
+        } else {
+            for name in &changes.nodes {
+                let now = stores.peer(name);
+                peers_changed |= peers.get(name).cloned().unwrap_or_default() != now;
+                peers.insert(name.clone(), now);
             }
-            last_skipped = skipped;
         }
-        // Our own record may not have reached the cache yet.
-        if config.node(&options.node).is_none() {
-            config.nodes.push(me.clone());
+        if fresh {
+            kept = Some((Index::new(&stores.snapshot()), options.cluster.clone()));
+        }
+        let (index, config) = kept.as_mut().expect("filled above");
+        if !fresh {
+            stores.update(index, &changes);
+        }
+        if peers_changed {
+            let (with_agents, skipped) = options
+                .cluster
+                .with_agents(&stores.agents(), &stores.node_addresses());
+            if skipped != last_skipped {
+                for record in &skipped {
+                    tracing::warn!(%record, "peer left out");
+                }
+                last_skipped = skipped;
+            }
+            *config = with_agents;
+            // Our own record may not have reached the cache yet.
+            if config.node(&options.node).is_none() {
+                config.nodes.push(me.clone());
+            }
+        }
+        if !peers_changed
+            && let Some(pass) = &last_pass
+            && pass.untouched_by(&changes, &stores, options.resync)
+        {
+            tracing::trace!(
+                changes = changes.objects.len(),
+                "no change reaches this node"
+            );
+            tokio::select! {
+                _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ = tokio::time::sleep(options.resync.saturating_sub(pass.at.elapsed())) => {}
+                _ = terminate.recv() => return Ok(()),
+            }
+            continue;
         }
         // Only the part of the cluster this node's plan depends on, with
         // the allocations the controller recorded for it.
-        let snapshot = ready_only(&scope::for_node(&stores.snapshot(), &options.node));
-        let resolution = resolve(&snapshot, &config);
+        let (part, reach) = scope::part_of(index, &stores, &options.node);
+        let snapshot = ready_only(&part);
+        let resolution = resolve(&snapshot, config);
         let node = config.node(&options.node).expect("added above");
-        let plan = plan_node(&resolution, &config, node);
+        let plan = plan_node(&resolution, config, node);
         let realised = realised_digest(&planned_objects(&plan), &snapshot);
         let report = dataplane.apply(plan).await;
         if report.writes > 0 || !report.errors.is_empty() {
@@ -304,12 +390,19 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             match write_status(&api, &options.node, &apply, &body).await {
                 Ok(_) => {
                     last_report = Instant::now();
-                    last_outcome = Some(outcome);
+                    last_outcome = Some(outcome.clone());
                 }
                 // The dataplane does not depend on the API: keep going.
                 Err(e) => tracing::warn!(error = %e, "could not report to the API server"),
             }
         }
+        // Changes that do not reach the part may be passed over only while
+        // what this pass did is applied and reported.
+        let settled = report.errors.is_empty() && last_outcome.as_ref() == Some(&outcome);
+        last_pass = settled.then(|| Pass {
+            reach,
+            at: Instant::now(),
+        });
         tokio::select! {
             _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
             _ = tokio::time::sleep(options.resync) => {}

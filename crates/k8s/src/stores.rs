@@ -1,5 +1,6 @@
 //! Watch caches of every kind the controller reasons about; any change
-//! wakes the controller's loop.
+//! wakes the controller's loop. A reader that acts only on what reaches it
+//! (an agent) also has the stores note what changed.
 
 use futures::StreamExt;
 use kube::core::{ApiResource, DynamicObject};
@@ -7,14 +8,19 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use k8s_openapi::api::core::v1::Node;
-use neutrino_api::{IPClaim, NodeAgent, SegmentClaim};
+use neutrino_api::{IPClaim, NodeAgent, NodeAgentSpec, SegmentClaim};
 use neutrino_core::kinds::key_of;
-use neutrino_core::{ApiObject, Key, Kind, NodeAddresses, Snapshot, for_each_kind};
+use neutrino_core::resolve::held_by;
+use neutrino_core::scope::{Index, Source};
+use neutrino_core::{
+    ApiObject, Key, Kind, NodeAddresses, Object, ObjectId, Snapshot, for_each_kind, with_kind,
+};
 
 /// An object its watcher skips because it does not read as its kind.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,9 +35,98 @@ pub struct Malformed {
 /// The objects skipped now, by kind, namespace and name.
 pub type Skipped = Arc<Mutex<BTreeMap<(String, String, String), Malformed>>>;
 
+/// What the watches saw change since it was last taken.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Objects changed, and the holders of changed claims (a segment
+    /// claim's network).
+    pub objects: BTreeSet<ObjectId>,
+    /// Address claims changed, by namespace and name.
+    pub ip_claims: BTreeSet<Key>,
+    /// Segment claims changed, by name.
+    pub segment_claims: BTreeSet<String>,
+    /// Nodes whose NodeAgent record or Node changed.
+    pub nodes: BTreeSet<String>,
+    /// A watch listed its kind afresh: anything may have changed.
+    pub everything: bool,
+}
+
+impl Changes {
+    fn note(&mut self, change: Changed) {
+        match change {
+            Changed::Object(id) => {
+                self.objects.insert(id);
+            }
+            Changed::IpClaim(key, holder) => {
+                self.ip_claims.insert(key);
+                self.objects.extend(holder);
+            }
+            Changed::SegmentClaim(name, network) => {
+                self.segment_claims.insert(name);
+                self.objects.insert(network);
+            }
+            Changed::Node(name) => {
+                self.nodes.insert(name);
+            }
+        }
+    }
+}
+
+/// What one event changed.
+enum Changed {
+    Object(ObjectId),
+    /// A claim, and the object whose hold on it changed.
+    IpClaim(Key, Option<ObjectId>),
+    SegmentClaim(String, ObjectId),
+    Node(String),
+}
+
+/// How a kind's event is noted, when changes are kept.
+type Note<K> = fn(&K) -> Option<Changed>;
+
+fn note_object<K: ApiObject>(object: &K) -> Option<Changed> {
+    Some(Changed::Object(ObjectId::new(K::KIND, key_of(object))))
+}
+
+fn note_ip_claim(claim: &IPClaim) -> Option<Changed> {
+    let holder = held_by(&claim.spec.holder).map(|h| h.object());
+    Some(Changed::IpClaim(key_of(claim), holder))
+}
+
+fn note_segment_claim(claim: &SegmentClaim) -> Option<Changed> {
+    let network = &claim.spec.network;
+    let key = Key::new(network.namespace.clone(), network.name.clone());
+    Some(Changed::SegmentClaim(
+        claim.name_any(),
+        ObjectId::new(Kind::Network, key),
+    ))
+}
+
+fn note_node<K: Resource>(object: &K) -> Option<Changed> {
+    object.meta().name.clone().map(Changed::Node)
+}
+
+/// Where changes are kept; None when nobody takes them.
+type Kept = Option<Arc<Mutex<Changes>>>;
+
+fn keep(kept: &Kept, change: impl FnOnce(&mut Changes)) {
+    if let Some(kept) = kept {
+        change(&mut kept.lock().expect("the changes' lock"));
+    }
+}
+
+/// What a node's record and its Node say that the configuration reads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Peer {
+    pub spec: Option<NodeAgentSpec>,
+    pub annotations: BTreeMap<String, String>,
+    pub addresses: Vec<IpAddr>,
+}
+
 /// One store per kind.
 pub struct Stores {
     skipped: Skipped,
+    kept: Kept,
     /// Each kind of the API's `Store<K>`, by its kind.
     objects: BTreeMap<Kind, Box<dyn Any + Send + Sync>>,
     ip_claims: Store<IPClaim>,
@@ -48,7 +143,13 @@ pub struct Stores {
 /// and with it every object of that kind. An object that turns malformed
 /// keeps its last good version in the cache, so nothing it holds is
 /// released on its account.
-fn watch<K>(client: &Client, changed: &Arc<Notify>, skipped: &Skipped) -> Store<K>
+fn watch<K>(
+    client: &Client,
+    changed: &Arc<Notify>,
+    skipped: &Skipped,
+    kept: &Kept,
+    note: Note<K>,
+) -> Store<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -63,6 +164,7 @@ where
     let changed = changed.clone();
     let cached = reader.clone();
     let skipped = skipped.clone();
+    let kept = kept.clone();
     tokio::spawn(async move {
         let mut events = watcher(api, watcher::Config::default())
             .default_backoff()
@@ -72,6 +174,16 @@ where
                 Ok(event) => {
                     if let Some(event) = typed::<K>(event, &cached, &skipped) {
                         writer.apply_watcher_event(&event);
+                        keep(&kept, |changes| match &event {
+                            watcher::Event::Apply(o) | watcher::Event::Delete(o) => {
+                                if let Some(change) = note(o) {
+                                    changes.note(change);
+                                }
+                            }
+                            // A relist may have missed deletions and
+                            // changes: it is told as everything.
+                            _ => changes.everything = true,
+                        });
                         changed.notify_one();
                     }
                 }
@@ -170,18 +282,66 @@ fn by_key<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> BTreeMap<K
 impl Stores {
     /// Starts watching everything; `changed` is notified on every event.
     pub fn start(client: &Client, changed: &Arc<Notify>) -> Self {
+        Self::watching(client, changed, None)
+    }
+
+    /// Starts watching everything, and notes what changed for
+    /// `take_changes`.
+    pub fn start_noting_changes(client: &Client, changed: &Arc<Notify>) -> Self {
+        Self::watching(client, changed, Some(Arc::default()))
+    }
+
+    fn watching(client: &Client, changed: &Arc<Notify>, kept: Kept) -> Self {
         let skipped = Skipped::default();
         let mut objects: BTreeMap<Kind, Box<dyn Any + Send + Sync>> = BTreeMap::new();
         for_each_kind!(K => {
-            objects.insert(K::KIND, Box::new(watch::<K>(client, changed, &skipped)));
+            let store = watch::<K>(client, changed, &skipped, &kept, note_object::<K>);
+            objects.insert(K::KIND, Box::new(store));
         });
         Self {
             objects,
-            ip_claims: watch(client, changed, &skipped),
-            segment_claims: watch(client, changed, &skipped),
-            agents: watch(client, changed, &skipped),
-            nodes: watch(client, changed, &skipped),
+            ip_claims: watch(client, changed, &skipped, &kept, note_ip_claim),
+            segment_claims: watch(client, changed, &skipped, &kept, note_segment_claim),
+            agents: watch(client, changed, &skipped, &kept, note_node::<NodeAgent>),
+            nodes: watch(client, changed, &skipped, &kept, note_node::<Node>),
             skipped,
+            kept,
+        }
+    }
+
+    /// What changed since the last call; everything on the first, and
+    /// always when the stores were started without noting changes.
+    pub fn take_changes(&self) -> Changes {
+        match &self.kept {
+            Some(kept) => std::mem::take(&mut *kept.lock().expect("the changes' lock")),
+            None => Changes {
+                everything: true,
+                ..Changes::default()
+            },
+        }
+    }
+
+    /// Takes `changes` into `index`.
+    pub fn update(&self, index: &mut Index, changes: &Changes) {
+        for id in &changes.objects {
+            index.set(id, self.object(id).as_ref());
+        }
+        for key in &changes.ip_claims {
+            index.set_ip_claim(key, self.ip_claim(key).as_ref());
+        }
+        for name in &changes.segment_claims {
+            index.set_segment_claim(name, self.segment_claim(name).as_ref());
+        }
+    }
+
+    /// What node `name`'s record and Node say now.
+    pub fn peer(&self, name: &str) -> Peer {
+        let agent = self.agents.get(&ObjectRef::new(name));
+        let node = self.nodes.get(&ObjectRef::new(name));
+        Peer {
+            spec: agent.as_ref().map(|a| a.spec.clone()),
+            annotations: agent.map(|a| a.annotations().clone()).unwrap_or_default(),
+            addresses: node.as_deref().map(addresses_of).unwrap_or_default(),
         }
     }
 
@@ -246,15 +406,46 @@ impl Stores {
         self.nodes
             .state()
             .iter()
-            .map(|node| {
-                let addresses = node
-                    .status
-                    .iter()
-                    .flat_map(|s| s.addresses.iter().flatten())
-                    .filter_map(|a| a.address.parse().ok())
-                    .collect();
-                (node.name_any(), addresses)
-            })
+            .map(|node| (node.name_any(), addresses_of(node)))
             .collect()
+    }
+}
+
+/// A Node's addresses, as its kubelet reports them.
+fn addresses_of(node: &Node) -> Vec<IpAddr> {
+    node.status
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .filter_map(|a| a.address.parse().ok())
+        .collect()
+}
+
+/// A cached object's reference.
+fn reference<K: Resource<DynamicType = ()>>(key: &Key) -> ObjectRef<K> {
+    let reference = ObjectRef::<K>::new(&key.name);
+    if key.namespace.is_empty() {
+        reference
+    } else {
+        reference.within(&key.namespace)
+    }
+}
+
+impl Source for Stores {
+    /// A copy of the object `id` names, as the cache holds it now.
+    fn object(&self, id: &ObjectId) -> Option<Object> {
+        with_kind!(id.kind, K => self
+            .objects::<K>()
+            .get(&reference(&id.key))
+            .map(|o| (*o).clone().into_object()))
+    }
+
+    fn ip_claim(&self, key: &Key) -> Option<IPClaim> {
+        self.ip_claims.get(&reference(key)).map(|c| (*c).clone())
+    }
+
+    fn segment_claim(&self, name: &str) -> Option<SegmentClaim> {
+        self.segment_claims
+            .get(&ObjectRef::new(name))
+            .map(|c| (*c).clone())
     }
 }
