@@ -2,12 +2,15 @@
 //! resolves and plans that part rather than the whole cluster.
 //!
 //! A node carries the networks of its ports and of the routers scheduled
-//! onto it; its plan needs every endpoint on those networks (ports, router
-//! legs, the floating IPs a gateway leg answers for), the members of the
-//! groups its rules name as remote, and whatever those objects need to
-//! resolve the way they did on the controller: their networks and every
-//! subnet of them, their groups, the routers a floating IP may go through,
-//! and the claims they hold. Taking a little more than needed is harmless;
+//! onto it; its plan needs every port on those networks and the floating
+//! IPs that may map one, every other endpoint on those of them that are
+//! tunnelled (router legs, the floating IPs a gateway leg answers for: its
+//! FDB and neighbour entries point at them), the members of the groups its
+//! rules name as remote, and whatever those objects need to resolve the
+//! way they did on the controller: their networks and every subnet of
+//! them, their groups, the routers a floating IP may go through, and the
+//! claims they hold. A flat or VLAN network shared by many routers — the
+//! external one — does not draw in every router and its tenants. Taking a little more than needed is harmless;
 //! taking less would leave out an object the controller found Ready, which
 //! `tests/topology.rs` checks never happens.
 //!
@@ -17,7 +20,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use neutrino_api::{FloatingIP, IPClaim, Port, Router, SecurityGroup, SegmentClaim, Subnet};
+use neutrino_api::{
+    FloatingIP, IPClaim, Network, NetworkType, Port, Router, SecurityGroup, SegmentClaim, Subnet,
+};
 
 use crate::resolve::DEFAULT_GROUP;
 use crate::resolve::held_by;
@@ -113,6 +118,10 @@ pub struct Index {
     routers_on_subnet: Multi<Key>,
     routers_on_gateway: Multi<Key>,
     fips_on_network: Multi<Key>,
+    fips_of_port: Multi<Key>,
+    /// The networks whose type has no tunnel: their endpoints on other
+    /// nodes need no FDB or neighbour entries here.
+    untunnelled: BTreeSet<Key>,
     claims_of_holder: BTreeMap<ObjectId, BTreeSet<Key>>,
     segment_claims_of_network: BTreeMap<Key, BTreeSet<String>>,
 }
@@ -146,6 +155,9 @@ impl Index {
         for (key, fip) in &snapshot.floating_ips {
             index.set_floating_ip(key, Some(fip));
         }
+        for (key, network) in &snapshot.networks {
+            index.set_network(key, Some(network));
+        }
         for (key, group) in &snapshot.security_groups {
             index.set_group(key, Some(group));
         }
@@ -172,8 +184,8 @@ impl Index {
             (Kind::FloatingIP, _) => self.set_floating_ip(key, None),
             (Kind::SecurityGroup, Some(Object::SecurityGroup(o))) => self.set_group(key, Some(o)),
             (Kind::SecurityGroup, _) => self.set_group(key, None),
-            // A network refers to nothing.
-            (Kind::Network, _) => {}
+            (Kind::Network, Some(Object::Network(o))) => self.set_network(key, Some(o)),
+            (Kind::Network, _) => self.set_network(key, None),
         }
     }
 
@@ -259,6 +271,9 @@ impl Index {
     fn set_floating_ip(&mut self, key: &Key, fip: Option<&FloatingIP>) {
         if let Some(old) = self.floating_ips.remove(key) {
             unlink(&mut self.fips_on_network, &old.network, key);
+            if let Some(port) = &old.port {
+                unlink(&mut self.fips_of_port, port, key);
+            }
         }
         if let Some(fip) = fip {
             let refs = FipRefs {
@@ -266,7 +281,22 @@ impl Index {
                 port: fip.spec.port.as_ref().map(|p| key.reference(p)),
             };
             link(&mut self.fips_on_network, refs.network.clone(), key);
+            if let Some(port) = &refs.port {
+                link(&mut self.fips_of_port, port.clone(), key);
+            }
             self.floating_ips.insert(key.clone(), refs);
+        }
+    }
+
+    fn set_network(&mut self, key: &Key, network: Option<&Network>) {
+        self.untunnelled.remove(key);
+        if let Some(network) = network
+            && matches!(
+                network.spec.network_type,
+                NetworkType::Flat | NetworkType::Vlan | NetworkType::Local
+            )
+        {
+            self.untunnelled.insert(key.clone());
         }
     }
 
@@ -392,8 +422,9 @@ pub fn for_node(snapshot: &Snapshot, node: &str) -> Snapshot {
 /// What a node's part was made of, and so which changes can alter it: an
 /// object already in it, or one that would now be drawn in — a port bound
 /// to the node, on a network it carries or in a group its rules name; a
-/// router scheduled onto it or with a leg on what it holds; a floating IP
-/// or subnet on a network it holds. A change that reaches none of these
+/// router scheduled onto it or with a leg where it draws routers in; a
+/// floating IP on a tunnelled network it carries or of a port in the part;
+/// a subnet on a network it holds. A change that reaches none of these
 /// leaves the part, and so the node's plan, as it was.
 #[derive(Clone, Debug, Default)]
 pub struct Reach {
@@ -401,10 +432,13 @@ pub struct Reach {
     chosen: Chosen,
     /// The networks of the node's own ports and routers.
     carried: BTreeSet<Key>,
+    /// Those of them with tunnels.
+    tunnelled: BTreeSet<Key>,
     /// The groups the node's rules name as remote.
     remotes: BTreeSet<Key>,
-    /// Where a router's leg draws it in: the carried networks and those of
-    /// the floating IPs in the part, and their subnets.
+    /// Where a router's leg draws it in: the tunnelled carried networks and
+    /// those of the ports of the floating IPs in the part, and their
+    /// subnets.
     leg_networks: BTreeSet<Key>,
     leg_subnets: BTreeSet<Key>,
 }
@@ -452,7 +486,9 @@ impl Reach {
                         .is_some_and(|g| self.leg_networks.contains(&key.reference(&g.network)))
             }
             Some(Object::FloatingIP(fip)) => {
-                self.carried.contains(&key.reference(&fip.spec.network))
+                self.tunnelled.contains(&key.reference(&fip.spec.network))
+                    || (fip.spec.port.as_ref())
+                        .is_some_and(|p| chosen.ports.contains(&key.reference(p)))
             }
         }
     }
@@ -488,9 +524,21 @@ pub fn part_of(index: &Index, source: &impl Source, node: &str) -> (Snapshot, Re
     for remote in &remotes {
         each(&index.ports_in_group, remote).for_each(|k| chosen.add(Kind::Port, k));
     }
-    // Every endpoint on a carried network.
+    // Every port on a carried network, and the floating IPs that may map
+    // one; on a tunnelled network every other endpoint too (router legs,
+    // the floating IPs a gateway leg answers for), for its FDB entries.
+    let tunnelled: BTreeSet<Key> = carried
+        .iter()
+        .filter(|n| !index.untunnelled.contains(*n))
+        .cloned()
+        .collect();
     for network in &carried {
-        each(&index.ports_in_network, network).for_each(|k| chosen.add(Kind::Port, k));
+        for port in each(&index.ports_in_network, network) {
+            each(&index.fips_of_port, &port).for_each(|k| chosen.add(Kind::FloatingIP, k));
+            chosen.add(Kind::Port, port);
+        }
+    }
+    for network in &tunnelled {
         for router in index.routers_on_network(network) {
             chosen.add(Kind::Router, router);
         }
@@ -527,11 +575,14 @@ pub fn part_of(index: &Index, source: &impl Source, node: &str) -> (Snapshot, Re
             }
             Kind::FloatingIP => {
                 if let Some(refs) = index.floating_ips.get(&key) {
-                    for router in index.routers_on_network(&refs.network) {
-                        chosen.add(Kind::Router, router);
-                    }
                     chosen.add(Kind::Network, refs.network.clone());
+                    // The router that maps it has a leg on its port's network.
                     if let Some(port) = &refs.port {
+                        if let Some(on) = index.ports.get(port) {
+                            for router in index.routers_on_network(&on.network) {
+                                chosen.add(Kind::Router, router);
+                            }
+                        }
                         chosen.add(Kind::Port, port.clone());
                     }
                 }
@@ -544,12 +595,12 @@ pub fn part_of(index: &Index, source: &impl Source, node: &str) -> (Snapshot, Re
         }
     }
     let part = take(index, source, &chosen);
-    let leg_networks: BTreeSet<Key> = part
+    let fip_port_networks = chosen
         .floating_ips
         .iter()
-        .map(|(key, fip)| key.reference(&fip.spec.network))
-        .chain(carried.iter().cloned())
-        .collect();
+        .filter_map(|k| index.floating_ips.get(k)?.port.as_ref())
+        .filter_map(|p| Some(index.ports.get(p)?.network.clone()));
+    let leg_networks: BTreeSet<Key> = tunnelled.iter().cloned().chain(fip_port_networks).collect();
     let leg_subnets = leg_networks
         .iter()
         .flat_map(|n| each(&index.subnets_of_network, n))
@@ -558,6 +609,7 @@ pub fn part_of(index: &Index, source: &impl Source, node: &str) -> (Snapshot, Re
         node: node.to_string(),
         chosen,
         carried,
+        tunnelled,
         remotes,
         leg_networks,
         leg_subnets,
