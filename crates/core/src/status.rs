@@ -233,6 +233,17 @@ pub fn ready_only(snapshot: &Snapshot) -> Snapshot {
     ready
 }
 
+/// `ready_only` of a snapshot needed no more: what is not Ready is dropped
+/// in place rather than the rest copied (an agent's part is its own copy).
+pub fn into_ready_only(mut snapshot: Snapshot) -> Snapshot {
+    for_each_kind!(K => {
+        if K::GATED {
+            K::of_mut(&mut snapshot).retain(|_, o| ready_now(o));
+        }
+    });
+    snapshot
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +293,12 @@ mod tests {
             .get_mut(&Key::new("tenant-a", "web-1"))
             .unwrap();
         web1.metadata.generation = Some(2);
-        assert_eq!(ready_only(&snapshot).ports.len(), 1);
+        let copied = ready_only(&snapshot);
+        assert_eq!(copied.ports.len(), 1);
+        // Dropping in place keeps what copying keeps.
+        assert_eq!(
+            format!("{:?}", into_ready_only(snapshot)),
+            format!("{copied:?}")
+        );
     }
 }

@@ -21,7 +21,7 @@ use neutrino_api::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, T
 use neutrino_core::plan::plan_node;
 use neutrino_core::realisation::{planned_objects, realised_digest};
 use neutrino_core::scope::{self, Index, Source};
-use neutrino_core::status::ready_only;
+use neutrino_core::status::into_ready_only;
 use neutrino_core::xtables::Choice;
 use neutrino_core::{ClusterConfig, NodeConfig, resolve};
 use neutrino_dataplane::agent::{Agent, AgentConfig, ApplyReport, namespace_prefix};
@@ -353,7 +353,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         // Only the part of the cluster this node's plan depends on, with
         // the allocations the controller recorded for it.
         let (part, reach) = scope::part_of(index, &stores, &options.node);
-        let snapshot = ready_only(&part);
+        let snapshot = into_ready_only(part);
         let resolution = resolve(&snapshot, config);
         let node = config.node(&options.node).expect("added above");
         let plan = plan_node(&resolution, config, node);
