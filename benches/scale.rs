@@ -223,7 +223,9 @@ fn main() {
             let mut changed = snapshot.clone();
             let added = port_beside(&snapshot, &first, &format!("bench-{round}"), away);
             let added_key = key_of(&added);
-            changed.ports.insert(added_key.clone(), added);
+            changed
+                .ports
+                .insert(added_key.clone(), std::sync::Arc::new(added));
             one.push(timed(|| controller_round(&changed, &config, &agents, &now)).0);
 
             // The agents see it once allocated: on node A it is remote, on

@@ -35,10 +35,12 @@ async fn the_agent_realises_what_is_ready_and_reports() {
         &resolution,
         &Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
     );
-    let mut web3 = snapshot.ports[&Key::new("tenant-a", "web-1")].clone();
+    let mut web3 = (*snapshot.ports[&Key::new("tenant-a", "web-1")]).clone();
     web3.metadata.name = Some("web-3".into());
     web3.status = None;
-    snapshot.ports.insert(Key::new("tenant-a", "web-3"), web3);
+    snapshot
+        .ports
+        .insert(Key::new("tenant-a", "web-3"), std::sync::Arc::new(web3));
     let mut stored = fake_api::stored(&snapshot);
     stored.extend([
         fake_api::node_agent("node-2", "198.18.0.2"),

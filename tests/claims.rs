@@ -21,11 +21,11 @@ fn quickstart() -> Snapshot {
     snapshot
         .networks
         .values_mut()
-        .for_each(|n| n.metadata.finalizers = guard());
+        .for_each(|n| std::sync::Arc::make_mut(n).metadata.finalizers = guard());
     snapshot
         .subnets
         .values_mut()
-        .for_each(|n| n.metadata.finalizers = guard());
+        .for_each(|n| std::sync::Arc::make_mut(n).metadata.finalizers = guard());
     snapshot
 }
 
@@ -81,12 +81,14 @@ fn a_claim_is_its_holders_and_no_one_elses() {
     );
 
     // Someone asking for a claimed address is refused, naming the holder.
-    let mut port = snapshot.ports[&Key::new("tenant-a", "web-1")].clone();
+    let mut port = (*snapshot.ports[&Key::new("tenant-a", "web-1")]).clone();
     port.spec.fixed_ips = vec![neutrino::api::FixedIP {
         subnet: "blue-v4".into(),
         ip_address: Some("10.10.0.50".into()),
     }];
-    snapshot.ports.insert(Key::new("tenant-a", "web-1"), port);
+    snapshot
+        .ports
+        .insert(Key::new("tenant-a", "web-1"), std::sync::Arc::new(port));
     let r = resolve(&snapshot, &config);
     let problems = r.ports[&Key::new("tenant-a", "web-1")]
         .as_ref()
@@ -102,11 +104,11 @@ fn a_claim_is_its_holders_and_no_one_elses() {
 fn a_segment_claim_is_its_networks() {
     let config = ClusterConfig::default();
     let mut snapshot = quickstart();
-    let mut network = snapshot.networks[&Key::new("tenant-a", "blue")].clone();
+    let mut network = (*snapshot.networks[&Key::new("tenant-a", "blue")]).clone();
     network.spec.segmentation_id = None;
     snapshot
         .networks
-        .insert(Key::new("tenant-a", "blue"), network);
+        .insert(Key::new("tenant-a", "blue"), std::sync::Arc::new(network));
     let claim = |vni: u32, name: &str| SegmentClaim {
         metadata: ObjectMeta {
             name: Some(format!("vxlan.{vni}")),
@@ -294,11 +296,11 @@ mod race {
         let mut snapshot = quickstart();
         snapshot.ports.clear();
         let key = Key::new("tenant-a", "blue-v4");
-        let mut subnet = snapshot.subnets[&key].clone();
+        let mut subnet = (*snapshot.subnets[&key]).clone();
         subnet.spec.cidr = "10.10.0.0/28".into();
         subnet.spec.allocation_pools = vec![];
         subnet.spec.dns_nameservers = vec![];
-        snapshot.subnets.insert(key, subnet);
+        snapshot.subnets.insert(key, std::sync::Arc::new(subnet));
         fake_api::stored(&snapshot)
     }
 
@@ -410,13 +412,15 @@ fn events_tell_what_changed_once() {
     use neutrino::core::controller::notices;
     let config = ClusterConfig::default();
     let mut snapshot = quickstart();
-    let mut bad = snapshot.ports[&Key::new("tenant-a", "web-1")].clone();
+    let mut bad = (*snapshot.ports[&Key::new("tenant-a", "web-1")]).clone();
     bad.metadata.name = Some("web-3".into());
     bad.spec.fixed_ips = vec![neutrino::api::FixedIP {
         subnet: "blue-v4".into(),
         ip_address: Some("10.99.0.1".into()),
     }];
-    snapshot.ports.insert(Key::new("tenant-a", "web-3"), bad);
+    snapshot
+        .ports
+        .insert(Key::new("tenant-a", "web-3"), std::sync::Arc::new(bad));
     let round = actions(
         &snapshot,
         &resolve(&snapshot, &config),

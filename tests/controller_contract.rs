@@ -99,9 +99,10 @@ async fn serve(
 fn stored(snapshot: &Snapshot) -> BTreeMap<String, Value> {
     fn each<K: Resource<DynamicType = ()> + serde::Serialize>(
         out: &mut BTreeMap<String, Value>,
-        map: &BTreeMap<Key, K>,
+        map: &BTreeMap<Key, std::sync::Arc<K>>,
     ) {
         for (key, object) in map {
+            let object = &**object;
             let path = format!(
                 "/apis/neutrino.dev/v1alpha1/namespaces/{}/{}/{}",
                 key.namespace,
@@ -123,8 +124,9 @@ fn stored(snapshot: &Snapshot) -> BTreeMap<String, Value> {
 fn quickstart() -> Snapshot {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
     let mut snapshot = neutrino::manifest::load(&dir).unwrap().snapshot;
-    fn stamp<K: Resource>(map: &mut std::collections::BTreeMap<Key, K>) {
+    fn stamp<K: Resource + Clone>(map: &mut std::collections::BTreeMap<Key, std::sync::Arc<K>>) {
         for (key, object) in map.iter_mut() {
+            let object = std::sync::Arc::make_mut(object);
             object.meta_mut().uid = Some(format!("uid-{}", key.name));
             object.meta_mut().resource_version = Some("1".into());
         }
@@ -137,11 +139,11 @@ fn quickstart() -> Snapshot {
     snapshot
         .networks
         .values_mut()
-        .for_each(|n| n.metadata.finalizers = guard());
+        .for_each(|n| std::sync::Arc::make_mut(n).metadata.finalizers = guard());
     snapshot
         .subnets
         .values_mut()
-        .for_each(|n| n.metadata.finalizers = guard());
+        .for_each(|n| std::sync::Arc::make_mut(n).metadata.finalizers = guard());
     snapshot
 }
 
@@ -373,10 +375,7 @@ async fn networks_are_guarded_and_let_go_only_when_unused() {
     snapshot.ports.clear();
     // A new network gets the finalizer, conditionally on the version read.
     let blue = Key::new("tenant-a", "blue");
-    snapshot
-        .networks
-        .get_mut(&blue)
-        .unwrap()
+    std::sync::Arc::make_mut(snapshot.networks.get_mut(&blue).unwrap())
         .metadata
         .finalizers = None;
     let mut round = round_of(&snapshot);
@@ -404,7 +403,7 @@ async fn networks_are_guarded_and_let_go_only_when_unused() {
     assert_eq!(patch["metadata"]["resourceVersion"], "1");
 
     // Being deleted while its subnet remains: it waits, and says why.
-    let deleted = snapshot.networks.get_mut(&blue).unwrap();
+    let deleted = std::sync::Arc::make_mut(snapshot.networks.get_mut(&blue).unwrap());
     deleted.metadata.finalizers = Some(vec!["neutrino.dev/in-use".into()]);
     deleted.metadata.deletion_timestamp = Some(now());
     let round = round_of(&snapshot);

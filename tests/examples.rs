@@ -71,7 +71,7 @@ fn every_example_object_passes_the_cel_rules() {
         macro_rules! check {
             ($map:expr) => {
                 for (key, object) in &$map {
-                    if let Err(e) = validate_cel(object) {
+                    if let Err(e) = validate_cel(&**object) {
                         failures.push(format!("{key}: {e:?}"));
                     }
                 }
@@ -139,17 +139,19 @@ fn a_security_group_s_status_counts_its_rules_and_ready_ports() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/three-tier");
     let mut snapshot = load_example(&dir).snapshot;
     // A second port in `app`, and one in `web` that cannot be ready.
-    let mut app_2 = snapshot.ports[&neutrino::core::Key::new("shop", "app-1")].clone();
+    let mut app_2 = (*snapshot.ports[&neutrino::core::Key::new("shop", "app-1")]).clone();
     app_2.metadata.name = Some("app-2".into());
-    snapshot
-        .ports
-        .insert(neutrino::core::Key::new("shop", "app-2"), app_2);
-    let mut broken = snapshot.ports[&neutrino::core::Key::new("shop", "web-1")].clone();
+    snapshot.ports.insert(
+        neutrino::core::Key::new("shop", "app-2"),
+        std::sync::Arc::new(app_2),
+    );
+    let mut broken = (*snapshot.ports[&neutrino::core::Key::new("shop", "web-1")]).clone();
     broken.metadata.name = Some("web-2".into());
     broken.spec.network = "nowhere".into();
-    snapshot
-        .ports
-        .insert(neutrino::core::Key::new("shop", "web-2"), broken);
+    snapshot.ports.insert(
+        neutrino::core::Key::new("shop", "web-2"),
+        std::sync::Arc::new(broken),
+    );
     let resolution = resolve(&snapshot, &config);
     let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
     status::apply(&mut snapshot, &resolution, &now);

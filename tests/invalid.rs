@@ -186,12 +186,12 @@ fn check_file(path: &Path) -> Result<(), String> {
 fn snapshot_object(snapshot: &neutrino::core::Snapshot, id: &neutrino::core::ObjectId) -> Object {
     let key = &id.key;
     match id.kind {
-        Kind::Network => Object::Network(snapshot.networks[key].clone()),
-        Kind::Subnet => Object::Subnet(snapshot.subnets[key].clone()),
-        Kind::Port => Object::Port(snapshot.ports[key].clone()),
-        Kind::Router => Object::Router(snapshot.routers[key].clone()),
-        Kind::FloatingIP => Object::FloatingIP(snapshot.floating_ips[key].clone()),
-        Kind::SecurityGroup => Object::SecurityGroup(snapshot.security_groups[key].clone()),
+        Kind::Network => Object::Network((*snapshot.networks[key]).clone()),
+        Kind::Subnet => Object::Subnet((*snapshot.subnets[key]).clone()),
+        Kind::Port => Object::Port((*snapshot.ports[key]).clone()),
+        Kind::Router => Object::Router((*snapshot.routers[key]).clone()),
+        Kind::FloatingIP => Object::FloatingIP((*snapshot.floating_ips[key]).clone()),
+        Kind::SecurityGroup => Object::SecurityGroup((*snapshot.security_groups[key]).clone()),
     }
 }
 

@@ -147,10 +147,12 @@ fn each_generated_node_plans_the_same_from_its_part_with_a_tunnelled_external_ne
         ports: 1_000,
         nodes: 40,
     });
-    let public = snapshot
-        .networks
-        .get_mut(&neutrino::core::Key::new("infra", "public"))
-        .unwrap();
+    let public = std::sync::Arc::make_mut(
+        snapshot
+            .networks
+            .get_mut(&neutrino::core::Key::new("infra", "public"))
+            .unwrap(),
+    );
     public.spec.network_type = neutrino::api::NetworkType::Vxlan;
     public.spec.physical_network = None;
     converge(&mut snapshot, &config);
@@ -219,14 +221,16 @@ fn a_change_that_does_not_reach_a_node_s_part_leaves_it_as_it_was() {
             Box::new(move |s| {
                 let added = port_beside(s, &beside, "added", 39);
                 let key = key_of(&added);
-                s.ports.insert(key.clone(), added);
+                s.ports.insert(key.clone(), std::sync::Arc::new(added));
                 vec![ObjectId::new(Kind::Port, key)]
             })
         }),
         ("a port moved to node-40", {
             let id = port(5);
             Box::new(move |s| {
-                s.ports.get_mut(&id.key).unwrap().spec.node_name = Some("node-40".into());
+                std::sync::Arc::make_mut(s.ports.get_mut(&id.key).unwrap())
+                    .spec
+                    .node_name = Some("node-40".into());
                 vec![id.clone()]
             })
         }),
@@ -241,15 +245,16 @@ fn a_change_that_does_not_reach_a_node_s_part_leaves_it_as_it_was() {
         ("a port joins the web group", {
             let id = port(301);
             Box::new(move |s| {
-                s.ports.get_mut(&id.key).unwrap().spec.security_groups =
-                    vec!["default".into(), "web".into()];
+                std::sync::Arc::make_mut(s.ports.get_mut(&id.key).unwrap())
+                    .spec
+                    .security_groups = vec!["default".into(), "web".into()];
                 vec![id.clone()]
             })
         }),
         ("a web group naming itself as remote", {
             Box::new(|s| {
                 let key = Key::new("tenant-2", "web");
-                let group = s.security_groups.get_mut(&key).unwrap();
+                let group = std::sync::Arc::make_mut(s.security_groups.get_mut(&key).unwrap());
                 group.spec.rules[0].remote_ip_prefix = None;
                 group.spec.rules[0].remote_group = Some("web".into());
                 vec![ObjectId::new(Kind::SecurityGroup, key)]
@@ -258,32 +263,32 @@ fn a_change_that_does_not_reach_a_node_s_part_leaves_it_as_it_was() {
         ("a subnet added to a network", {
             Box::new(|s| {
                 let key = Key::new("tenant-1", "net-13-v4");
-                let mut subnet = s.subnets[&key].clone();
+                let mut subnet = (*s.subnets[&key]).clone();
                 subnet.metadata.name = Some("net-13-more".into());
                 subnet.spec.cidr = "10.200.0.0/24".into();
                 subnet.status = None;
                 let key = key_of(&subnet);
-                s.subnets.insert(key.clone(), subnet);
+                s.subnets.insert(key.clone(), std::sync::Arc::new(subnet));
                 vec![ObjectId::new(Kind::Subnet, key)]
             })
         }),
         ("a floating IP added for a port", {
             let id = port(50);
             Box::new(move |s| {
-                let mut fip = s.floating_ips.values().next().unwrap().clone();
+                let mut fip = (**s.floating_ips.values().next().unwrap()).clone();
                 fip.metadata.name = Some("added".into());
                 fip.metadata.namespace = Some(id.key.namespace.clone());
                 fip.spec.port = Some(id.key.name.clone());
                 fip.status = None;
                 let key = key_of(&fip);
-                s.floating_ips.insert(key.clone(), fip);
+                s.floating_ips.insert(key.clone(), std::sync::Arc::new(fip));
                 vec![ObjectId::new(Kind::FloatingIP, key)]
             })
         }),
         ("a router moved to node-38", {
             Box::new(|s| {
                 let key = Key::new("tenant-3", "edge");
-                let router = s.routers.get_mut(&key).unwrap();
+                let router = std::sync::Arc::make_mut(s.routers.get_mut(&key).unwrap());
                 router.status.as_mut().unwrap().node = Some("node-38".into());
                 vec![ObjectId::new(Kind::Router, key)]
             })

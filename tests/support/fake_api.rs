@@ -236,10 +236,10 @@ fn path_of<K: kube::Resource<DynamicType = ()>>(key: &neutrino::core::Key) -> St
 pub fn stored(snapshot: &neutrino::core::Snapshot) -> BTreeMap<String, Value> {
     fn each<K: kube::Resource<DynamicType = ()> + serde::Serialize>(
         out: &mut BTreeMap<String, Value>,
-        map: &BTreeMap<neutrino::core::Key, K>,
+        map: &BTreeMap<neutrino::core::Key, std::sync::Arc<K>>,
     ) {
         for (key, object) in map {
-            let mut value = serde_json::to_value(object).unwrap();
+            let mut value = serde_json::to_value(&**object).unwrap();
             value["metadata"]["uid"] = json!(format!("uid-{}", key.name));
             value["metadata"]["resourceVersion"] = json!("1");
             out.insert(path_of::<K>(key), value);
@@ -258,19 +258,32 @@ pub fn snapshot_of(objects: &BTreeMap<String, Value>) -> neutrino::core::Snapsho
     use neutrino::api::{IPClaim, Network, Port, SegmentClaim, Subnet};
     use neutrino::core::Key;
     fn put<K: serde::de::DeserializeOwned>(map: &mut BTreeMap<Key, K>, value: &Value) {
+        put_as(map, value, |o| o)
+    }
+    fn shared<K: serde::de::DeserializeOwned>(
+        map: &mut BTreeMap<Key, std::sync::Arc<K>>,
+        value: &Value,
+    ) {
+        put_as(map, value, std::sync::Arc::new)
+    }
+    fn put_as<K: serde::de::DeserializeOwned, T>(
+        map: &mut BTreeMap<Key, T>,
+        value: &Value,
+        wrap: fn(K) -> T,
+    ) {
         let key = Key::new(
             value["metadata"]["namespace"].as_str().unwrap_or_default(),
             value["metadata"]["name"].as_str().unwrap(),
         );
-        map.insert(key, serde_json::from_value(value.clone()).unwrap());
+        map.insert(key, wrap(serde_json::from_value(value.clone()).unwrap()));
     }
     let mut snapshot = neutrino::core::Snapshot::default();
     for (path, value) in objects {
         let plural = path.rsplit('/').nth(1).unwrap_or_default();
         match plural {
-            "networks" => put::<Network>(&mut snapshot.networks, value),
-            "subnets" => put::<Subnet>(&mut snapshot.subnets, value),
-            "ports" => put::<Port>(&mut snapshot.ports, value),
+            "networks" => shared::<Network>(&mut snapshot.networks, value),
+            "subnets" => shared::<Subnet>(&mut snapshot.subnets, value),
+            "ports" => shared::<Port>(&mut snapshot.ports, value),
             "ipclaims" => put::<IPClaim>(&mut snapshot.ip_claims, value),
             "segmentclaims" => {
                 let claim: SegmentClaim = serde_json::from_value(value.clone()).unwrap();

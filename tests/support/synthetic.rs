@@ -174,7 +174,7 @@ pub fn carry_out(snapshot: &mut Snapshot, actions: Actions) {
         let objects = K::of_mut(snapshot);
         for (key, written) in K::of(from) {
             if let Some(object) = objects.get_mut(key) {
-                *object.status_mut() = written.status().cloned();
+                *std::sync::Arc::make_mut(object).status_mut() = written.status().cloned();
             }
         }
     }
@@ -182,7 +182,9 @@ pub fn carry_out(snapshot: &mut Snapshot, actions: Actions) {
     for id in actions.finalizers.add {
         neutrino::core::with_kind!(id.kind, K => {
             if let Some(object) = K::of_mut(snapshot).get_mut(&id.key) {
-                object.finalizers_mut().push(neutrino::core::finalizers::FINALIZER.into());
+                std::sync::Arc::make_mut(object)
+                    .finalizers_mut()
+                    .push(neutrino::core::finalizers::FINALIZER.into());
             }
         });
     }
@@ -221,7 +223,7 @@ pub fn converge(snapshot: &mut Snapshot, config: &ClusterConfig) -> usize {
 /// A new port `name` on `node`, in the network of the existing port `beside`.
 pub fn port_beside(snapshot: &Snapshot, beside: &Key, name: &str, node: usize) -> Port {
     let other = &snapshot.ports[beside];
-    let mut port = other.clone();
+    let mut port = (**other).clone();
     port.metadata = kube::api::ObjectMeta {
         name: Some(name.into()),
         namespace: other.metadata.namespace.clone(),

@@ -13,10 +13,10 @@ use kube_core::Resource;
 use kube_core::object::HasStatus;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::allocate::{Holder, claim_name};
 use super::finalizers::{Finalizers, finalizers};
-use super::realisation;
 use super::resolve::{Resolution, Segment, claim_holder, held_by};
 use super::{ApiObject, Key, Kind, ObjectId, Snapshot, status};
 use crate::{for_each_kind, with_kind};
@@ -164,11 +164,13 @@ fn changed<T: ApiObject>(
 ) {
     let from = T::of(from);
     T::of_mut(to).retain(|key, object| {
-        let old = from.get(key).and_then(|o| o.status());
+        let before = from.get(key);
+        let old = before.and_then(|o| o.status());
         if waiting.contains(&ObjectId::new(T::KIND, key.clone())) {
             if old.is_some_and(|s| !s.conditions().is_empty()) {
                 return false;
             }
+            let object = Arc::make_mut(object);
             let generation = object.meta().generation.unwrap_or(0);
             *object.status_mut() = Some(T::Status::only_conditions(
                 generation,
@@ -176,8 +178,37 @@ fn changed<T: ApiObject>(
             ));
             return true;
         }
+        // Still the very object read: nothing written to it.
+        if before.is_some_and(|b| Arc::ptr_eq(b, object)) {
+            return false;
+        }
         old != object.status()
     });
+}
+
+/// Gives each object of kind `K` in `next` the status `resolution` and
+/// `realised` make for it, copying an object only where that differs from
+/// what it shows: a round over a settled cluster copies next to nothing.
+fn new_statuses<K: ApiObject>(
+    next: &mut Snapshot,
+    resolution: &Resolution,
+    realised: &BTreeMap<ObjectId, NodeRealisation>,
+    now: &Time,
+) {
+    let verdicts = K::verdicts(resolution);
+    for (key, object) in K::of_mut(next).iter_mut() {
+        let mut status = match verdicts.get(key) {
+            Some(verdict) => Some(status::status_of(key, &**object, verdict, resolution, now)),
+            None => object.status().cloned(),
+        };
+        if let Some(status) = status.as_mut() {
+            let id = ObjectId::new(K::KIND, key.clone());
+            status.set_nodes(realised.get(&id).cloned());
+        }
+        if status.as_ref() != object.status() {
+            *Arc::make_mut(object).status_mut() = status;
+        }
+    }
 }
 
 /// Gives an object whose deletion waits the conditions that say so.
@@ -301,11 +332,12 @@ pub fn actions(
     let mut waiting = BTreeSet::new();
     ip_claim_actions(snapshot, resolution, &mut actions, &mut waiting);
     segment_claim_actions(snapshot, resolution, &mut actions, &mut waiting);
-    let mut next = snapshot.clone();
-    next.ip_claims.clear();
-    next.segment_claims.clear();
-    status::apply(&mut next, resolution, now);
-    realisation::apply(&mut next, realised);
+    // The objects are shared with `snapshot` until one is written to.
+    let mut next = Snapshot::default();
+    for_each_kind!(K => {
+        *K::of_mut(&mut next) = K::of(snapshot).clone();
+        new_statuses::<K>(&mut next, resolution, realised, now);
+    });
     // A Network or Subnet whose deletion waits says so, whatever else holds.
     let finalizers = finalizers(snapshot);
     for (id, users) in &finalizers.blocked {
@@ -313,7 +345,7 @@ pub fn actions(
         let unclaimed = waiting.remove(id);
         with_kind!(id.kind, K => {
             if let Some(object) = K::of_mut(&mut next).get_mut(&id.key) {
-                deleting(object, users, unclaimed, now);
+                deleting(Arc::make_mut(object), users, unclaimed, now);
             }
         });
     }

@@ -86,7 +86,7 @@ pub fn finalizers(snapshot: &Snapshot) -> Finalizers {
             );
             users
         };
-        deciding(Kind::Network, key, network, users, &mut out);
+        deciding(Kind::Network, key, &**network, users, &mut out);
     }
     for (key, subnet) in &snapshot.subnets {
         let users = || {
@@ -119,7 +119,7 @@ pub fn finalizers(snapshot: &Snapshot) -> Finalizers {
             );
             users
         };
-        deciding(Kind::Subnet, key, subnet, users, &mut out);
+        deciding(Kind::Subnet, key, &**subnet, users, &mut out);
     }
     out
 }
@@ -143,7 +143,7 @@ mod tests {
         let mut snapshot = quickstart();
         let blue = Key::new("tenant-a", "blue");
         let deleting = |s: &mut Snapshot| {
-            let network = s.networks.get_mut(&blue).unwrap();
+            let network = std::sync::Arc::make_mut(s.networks.get_mut(&blue).unwrap());
             network.metadata.finalizers = Some(vec![FINALIZER.into()]);
             network.metadata.deletion_timestamp =
                 Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use super::resolve::{
     FloatingIpState, NetworkState, PortState, Resolution, RouterState, SecurityGroupState,
@@ -160,8 +161,8 @@ pub trait ApiObject:
     /// What the resolution decides for one.
     type State;
 
-    fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Self>;
-    fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Self>;
+    fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Arc<Self>>;
+    fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Arc<Self>>;
     fn verdicts(resolution: &Resolution) -> &BTreeMap<Key, Verdict<Self::State>>;
     fn into_object(self) -> Object;
 
@@ -184,11 +185,11 @@ impl ApiObject for Network {
     const KIND: Kind = Kind::Network;
     type State = NetworkState;
 
-    fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Self> {
+    fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Arc<Self>> {
         &snapshot.networks
     }
 
-    fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Self> {
+    fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Arc<Self>> {
         &mut snapshot.networks
     }
 
@@ -213,11 +214,11 @@ impl ApiObject for Subnet {
     const KIND: Kind = Kind::Subnet;
     type State = SubnetState;
 
-    fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Self> {
+    fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Arc<Self>> {
         &snapshot.subnets
     }
 
-    fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Self> {
+    fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Arc<Self>> {
         &mut snapshot.subnets
     }
 
@@ -249,11 +250,11 @@ impl ApiObject for Port {
     const KIND: Kind = Kind::Port;
     type State = PortState;
 
-    fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Self> {
+    fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Arc<Self>> {
         &snapshot.ports
     }
 
-    fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Self> {
+    fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Arc<Self>> {
         &mut snapshot.ports
     }
 
@@ -293,11 +294,11 @@ impl ApiObject for Router {
     const KIND: Kind = Kind::Router;
     type State = RouterState;
 
-    fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Self> {
+    fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Arc<Self>> {
         &snapshot.routers
     }
 
-    fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Self> {
+    fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Arc<Self>> {
         &mut snapshot.routers
     }
 
@@ -334,11 +335,11 @@ impl ApiObject for FloatingIP {
     const KIND: Kind = Kind::FloatingIP;
     type State = FloatingIpState;
 
-    fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Self> {
+    fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Arc<Self>> {
         &snapshot.floating_ips
     }
 
-    fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Self> {
+    fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Arc<Self>> {
         &mut snapshot.floating_ips
     }
 
@@ -375,11 +376,11 @@ impl ApiObject for SecurityGroup {
     const GATED: bool = false;
     type State = SecurityGroupState;
 
-    fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Self> {
+    fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Arc<Self>> {
         &snapshot.security_groups
     }
 
-    fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Self> {
+    fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Arc<Self>> {
         &mut snapshot.security_groups
     }
 
@@ -465,7 +466,7 @@ impl Object {
             if map.contains_key(&key) {
                 return Err(Box::new(object.into_object()));
             }
-            map.insert(key, object);
+            map.insert(key, Arc::new(object));
             Ok(())
         }
         with_object!(self, o => put(snapshot, o))

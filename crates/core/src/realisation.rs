@@ -16,8 +16,7 @@ use sha2::{Digest, Sha256};
 use super::plan::{NatRule, NodePlan, Topology};
 use super::resolve::Resolution;
 use super::{ApiObject, ClusterConfig, Key, Kind, ObjectId, Snapshot};
-use crate::{for_each_kind, with_kind};
-use neutrino_api::ObjectStatus;
+use crate::with_kind;
 use neutrino_api::{NodeFailure, NodeRealisation};
 
 /// How a node's agent last reported.
@@ -188,19 +187,6 @@ pub fn realisation(
         .collect()
 }
 
-/// Sets `status.nodes` of every object in `snapshot` that has a status.
-pub fn apply(snapshot: &mut Snapshot, realised: &BTreeMap<ObjectId, NodeRealisation>) {
-    fn each<K: ApiObject>(snapshot: &mut Snapshot, realised: &BTreeMap<ObjectId, NodeRealisation>) {
-        for (key, object) in K::of_mut(snapshot).iter_mut() {
-            if let Some(status) = object.status_mut() {
-                let id = ObjectId::new(K::KIND, key.clone());
-                status.set_nodes(realised.get(&id).cloned());
-            }
-        }
-    }
-    for_each_kind!(K => each::<K>(snapshot, realised));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,7 +240,7 @@ mod tests {
             .ports
             .get_mut(&Key::new("tenant-a", "web-1"))
             .unwrap();
-        port.metadata.generation = Some(2);
+        std::sync::Arc::make_mut(port).metadata.generation = Some(2);
         let fresh = BTreeMap::from([("node-1".to_string(), AgentHealth::Ready(Some(node_1)))]);
         let web1 = &realisation(&changed, &resolution, &config, &fresh)
             [&ObjectId::new(Kind::Port, Key::new("tenant-a", "web-1"))];

@@ -19,6 +19,7 @@
 //! not the cluster.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use neutrino_api::{
     FloatingIP, IPClaim, Network, NetworkType, Port, Router, SecurityGroup, SegmentClaim, Subnet,
@@ -26,19 +27,19 @@ use neutrino_api::{
 
 use crate::resolve::DEFAULT_GROUP;
 use crate::resolve::held_by;
-use crate::{Key, Kind, Object, ObjectId, Snapshot};
+use crate::{ApiObject, Key, Kind, Object, ObjectId, Snapshot};
 
-/// Where a part's objects are copied from: a snapshot, or an agent's
-/// watch caches.
+/// Where a part's objects come from: a snapshot, or an agent's watch
+/// caches. Objects are shared with it, claims copied.
 pub trait Source {
-    fn object(&self, id: &ObjectId) -> Option<Object>;
+    fn shared<K: ApiObject>(&self, key: &Key) -> Option<Arc<K>>;
     fn ip_claim(&self, key: &Key) -> Option<IPClaim>;
     fn segment_claim(&self, name: &str) -> Option<SegmentClaim>;
 }
 
 impl Source for Snapshot {
-    fn object(&self, id: &ObjectId) -> Option<Object> {
-        Snapshot::object(self, id)
+    fn shared<K: ApiObject>(&self, key: &Key) -> Option<Arc<K>> {
+        K::of(self).get(key).cloned()
     }
 
     fn ip_claim(&self, key: &Key) -> Option<IPClaim> {
@@ -399,6 +400,17 @@ struct Chosen {
 }
 
 impl Chosen {
+    fn of(&self, kind: Kind) -> &BTreeSet<Key> {
+        match kind {
+            Kind::Network => &self.networks,
+            Kind::Subnet => &self.subnets,
+            Kind::Port => &self.ports,
+            Kind::Router => &self.routers,
+            Kind::FloatingIP => &self.floating_ips,
+            Kind::SecurityGroup => &self.groups,
+        }
+    }
+
     fn add(&mut self, kind: Kind, key: Key) {
         let set = match kind {
             Kind::Network => &mut self.networks,
@@ -619,21 +631,18 @@ pub fn part_of(index: &Index, source: &impl Source, node: &str) -> (Snapshot, Re
 
 /// The chosen objects, and the claims they hold.
 fn take(index: &Index, source: &impl Source, chosen: &Chosen) -> Snapshot {
-    let mut part = Snapshot::default();
-    for (kind, keys) in [
-        (Kind::Network, &chosen.networks),
-        (Kind::Subnet, &chosen.subnets),
-        (Kind::Port, &chosen.ports),
-        (Kind::Router, &chosen.routers),
-        (Kind::FloatingIP, &chosen.floating_ips),
-        (Kind::SecurityGroup, &chosen.groups),
-    ] {
-        for key in keys {
-            let id = ObjectId::new(kind, key.clone());
-            let Some(object) = source.object(&id) else {
+    fn kind<K: ApiObject>(
+        index: &Index,
+        source: &impl Source,
+        chosen: &Chosen,
+        part: &mut Snapshot,
+    ) {
+        for key in chosen.of(K::KIND) {
+            let Some(object) = source.shared::<K>(key) else {
                 continue;
             };
-            part.insert(object).expect("each key is taken once");
+            K::of_mut(part).insert(key.clone(), object);
+            let id = ObjectId::new(K::KIND, key.clone());
             for claim in index.claims_of_holder.get(&id).into_iter().flatten() {
                 if let Some(found) = source.ip_claim(claim) {
                     part.ip_claims.insert(claim.clone(), found);
@@ -641,6 +650,8 @@ fn take(index: &Index, source: &impl Source, chosen: &Chosen) -> Snapshot {
             }
         }
     }
+    let mut part = Snapshot::default();
+    crate::for_each_kind!(K => kind::<K>(index, source, chosen, &mut part));
     for network in &chosen.networks {
         for name in index
             .segment_claims_of_network

@@ -1,6 +1,7 @@
 //! A consistent view of every neutrino object: what the core works on.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::{ApiObject, Key, Kind, Object, ObjectId};
 use neutrino_api::{
@@ -8,15 +9,18 @@ use neutrino_api::{
 };
 
 /// Every object, by kind and key. Ordered maps make every pass over it
-/// deterministic whatever order the objects arrived in.
+/// deterministic whatever order the objects arrived in. Objects are shared,
+/// not owned: a snapshot taken from the watch caches, or a part of one,
+/// holds the caches' own copies, and one changed (`Arc::make_mut`) is
+/// copied then.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub networks: BTreeMap<Key, Network>,
-    pub subnets: BTreeMap<Key, Subnet>,
-    pub ports: BTreeMap<Key, Port>,
-    pub routers: BTreeMap<Key, Router>,
-    pub floating_ips: BTreeMap<Key, FloatingIP>,
-    pub security_groups: BTreeMap<Key, SecurityGroup>,
+    pub networks: BTreeMap<Key, Arc<Network>>,
+    pub subnets: BTreeMap<Key, Arc<Subnet>>,
+    pub ports: BTreeMap<Key, Arc<Port>>,
+    pub routers: BTreeMap<Key, Arc<Router>>,
+    pub floating_ips: BTreeMap<Key, Arc<FloatingIP>>,
+    pub security_groups: BTreeMap<Key, Arc<SecurityGroup>>,
     /// Address claims by namespace and name (on a cluster; none from files).
     pub ip_claims: BTreeMap<Key, IPClaim>,
     /// Segment claims by name.
@@ -37,7 +41,7 @@ impl Snapshot {
 
     /// A copy of the object `id` names.
     pub fn object(&self, id: &ObjectId) -> Option<Object> {
-        crate::with_kind!(id.kind, K => K::of(self).get(&id.key).cloned().map(K::into_object))
+        crate::with_kind!(id.kind, K => K::of(self).get(&id.key).map(|o| K::into_object((**o).clone())))
     }
 
     /// Whether it holds no object of any of the six kinds (claims aside).

@@ -3,6 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube_core::Resource;
+use std::sync::Arc;
 
 use super::resolve::{Resolution, Verdict};
 use super::{ApiObject, Key, Problem, Reason, Snapshot};
@@ -175,8 +176,8 @@ fn write_kind<K: ApiObject>(snapshot: &mut Snapshot, resolution: &Resolution, no
     let verdicts = K::verdicts(resolution);
     for (key, object) in K::of_mut(snapshot).iter_mut() {
         if let Some(verdict) = verdicts.get(key) {
-            let status = status_of(key, object, verdict, resolution, now);
-            *object.status_mut() = Some(status);
+            let status = status_of(key, &**object, verdict, resolution, now);
+            *Arc::make_mut(object).status_mut() = Some(status);
         }
     }
 }
@@ -184,7 +185,7 @@ fn write_kind<K: ApiObject>(snapshot: &mut Snapshot, resolution: &Resolution, no
 /// An object's status for its verdict: what was decided for it, the
 /// conditions that say whether it is Ready and the generation they
 /// describe; how far the nodes have come stays as recorded.
-fn status_of<K: ApiObject>(
+pub(crate) fn status_of<K: ApiObject>(
     key: &Key,
     object: &K,
     verdict: &Verdict<K::State>,
@@ -226,7 +227,7 @@ pub fn ready_only(snapshot: &Snapshot) -> Snapshot {
     for_each_kind!(K => {
         *K::of_mut(&mut ready) = K::of(snapshot)
             .iter()
-            .filter(|(_, o)| !K::GATED || ready_now(*o))
+            .filter(|(_, o)| !K::GATED || ready_now(&***o))
             .map(|(k, o)| (k.clone(), o.clone()))
             .collect();
     });
@@ -238,7 +239,7 @@ pub fn ready_only(snapshot: &Snapshot) -> Snapshot {
 pub fn into_ready_only(mut snapshot: Snapshot) -> Snapshot {
     for_each_kind!(K => {
         if K::GATED {
-            K::of_mut(&mut snapshot).retain(|_, o| ready_now(o));
+            K::of_mut(&mut snapshot).retain(|_, o| ready_now(&**o));
         }
     });
     snapshot
@@ -292,7 +293,7 @@ mod tests {
             .ports
             .get_mut(&Key::new("tenant-a", "web-1"))
             .unwrap();
-        web1.metadata.generation = Some(2);
+        Arc::make_mut(web1).metadata.generation = Some(2);
         let copied = ready_only(&snapshot);
         assert_eq!(copied.ports.len(), 1);
         // Dropping in place keeps what copying keeps.

@@ -20,7 +20,7 @@ use super::stores::{Changes, Peer, Stores};
 use neutrino_api::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
 use neutrino_core::plan::plan_node;
 use neutrino_core::realisation::{planned_objects, realised_digest};
-use neutrino_core::scope::{self, Index, Source};
+use neutrino_core::scope::{self, Index};
 use neutrino_core::status::into_ready_only;
 use neutrino_core::xtables::Choice;
 use neutrino_core::{ClusterConfig, NodeConfig, resolve};

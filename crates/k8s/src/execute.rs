@@ -145,7 +145,7 @@ fn owner(
         })
     }
     let id = held_by(holder)?.object();
-    with_kind!(id.kind, K => K::of(snapshot).get(&id.key).and_then(reference))
+    with_kind!(id.kind, K => K::of(snapshot).get(&id.key).and_then(|o| reference(&**o)))
 }
 
 fn holder_id(holder: &ClaimHolder) -> String {
@@ -344,7 +344,7 @@ async fn finalizers(
     for id in ids {
         with_kind!(id.kind, K => {
             if let Some(o) = K::of(snapshot).get(&id.key) {
-                finalize(client, requests, &id.key, o, add, outcome).await;
+                finalize(client, requests, &id.key, &**o, add, outcome).await;
             }
         });
     }

@@ -279,6 +279,15 @@ fn by_key<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> BTreeMap<K
         .collect()
 }
 
+/// The cache's objects by key, shared with the cache rather than copied.
+fn shared<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> BTreeMap<Key, Arc<K>> {
+    store
+        .state()
+        .into_iter()
+        .map(|o| (key_of(&*o), o))
+        .collect()
+}
+
 impl Stores {
     /// Starts watching everything; `changed` is notified on every event.
     pub fn start(client: &Client, changed: &Arc<Notify>) -> Self {
@@ -319,6 +328,14 @@ impl Stores {
                 ..Changes::default()
             },
         }
+    }
+
+    /// A copy of the object `id` names, as the cache holds it now.
+    pub fn object(&self, id: &ObjectId) -> Option<Object> {
+        with_kind!(id.kind, K => self
+            .objects::<K>()
+            .get(&reference(&id.key))
+            .map(|o| (*o).clone().into_object()))
     }
 
     /// Takes `changes` into `index`.
@@ -388,7 +405,7 @@ impl Stores {
                 .collect(),
             ..Snapshot::default()
         };
-        for_each_kind!(K => *K::of_mut(&mut snapshot) = by_key(self.objects::<K>()));
+        for_each_kind!(K => *K::of_mut(&mut snapshot) = shared(self.objects::<K>()));
         snapshot
     }
 
@@ -431,12 +448,8 @@ fn reference<K: Resource<DynamicType = ()>>(key: &Key) -> ObjectRef<K> {
 }
 
 impl Source for Stores {
-    /// A copy of the object `id` names, as the cache holds it now.
-    fn object(&self, id: &ObjectId) -> Option<Object> {
-        with_kind!(id.kind, K => self
-            .objects::<K>()
-            .get(&reference(&id.key))
-            .map(|o| (*o).clone().into_object()))
+    fn shared<K: ApiObject>(&self, key: &Key) -> Option<Arc<K>> {
+        self.objects::<K>().get(&reference(key))
     }
 
     fn ip_claim(&self, key: &Key) -> Option<IPClaim> {

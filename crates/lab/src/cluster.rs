@@ -195,7 +195,10 @@ fn desired<K: Resource<DynamicType = ()> + Serialize>(object: &K) -> Value {
     value
 }
 
-async fn apply_kind<K>(client: &Client, objects: &BTreeMap<Key, K>) -> Result<(), LabError>
+async fn apply_kind<K>(
+    client: &Client,
+    objects: &BTreeMap<Key, std::sync::Arc<K>>,
+) -> Result<(), LabError>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Serialize
@@ -205,9 +208,13 @@ where
 {
     for (key, object) in objects {
         let api: Api<K> = Api::namespaced(client.clone(), &key.namespace);
-        api.patch(&key.name, &apply_params(), &Patch::Apply(&desired(object)))
-            .await
-            .map_err(api_error(format!("applying {} {key}", K::kind(&()))))?;
+        api.patch(
+            &key.name,
+            &apply_params(),
+            &Patch::Apply(&desired(&**object)),
+        )
+        .await
+        .map_err(api_error(format!("applying {} {key}", K::kind(&()))))?;
     }
     Ok(())
 }
@@ -263,7 +270,7 @@ pub async fn delete(client: &Client, objects: &[(String, Key)]) -> Vec<String> {
     errors
 }
 
-async fn list<K>(client: &Client) -> Result<BTreeMap<Key, K>, LabError>
+async fn list<K>(client: &Client) -> Result<BTreeMap<Key, std::sync::Arc<K>>, LabError>
 where
     K: Resource<DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug,
 {
@@ -274,7 +281,7 @@ where
         .map_err(api_error(format!("listing {}", K::plural(&()))))?
         .items
         .into_iter()
-        .map(|o| (key_of(&o), o))
+        .map(|o| (key_of(&o), std::sync::Arc::new(o)))
         .collect())
 }
 
@@ -298,7 +305,7 @@ pub async fn agents(client: &Client) -> Result<Vec<NodeAgent>, LabError> {
 fn object(snapshot: &Snapshot, kind: &str, key: &Key) -> Option<Value> {
     with_kind!(Kind::parse(kind)?, K => K::of(snapshot)
         .get(key)
-        .map(|o| serde_json::to_value(o).expect("objects serialize")))
+        .map(|o| serde_json::to_value(&**o).expect("objects serialize")))
 }
 
 /// An object's Ready condition, if its status has one.

@@ -723,7 +723,7 @@ fn carry_status(previous: &Snapshot, next: &mut Snapshot) {
         let from = K::of(from);
         for (key, object) in K::of_mut(to).iter_mut() {
             if let Some(old) = from.get(key) {
-                *object.status_mut() = old.status().cloned();
+                *std::sync::Arc::make_mut(object).status_mut() = old.status().cloned();
             }
         }
     }

@@ -310,11 +310,11 @@ pub fn load(path: &Path) -> Result<Manifests, Vec<LoadError>> {
 pub fn dump(snapshot: &Snapshot) -> Result<String, serde_saphyr::SerializeError> {
     fn each<T: serde::Serialize>(
         out: &mut String,
-        map: &BTreeMap<neutrino_core::Key, T>,
+        map: &BTreeMap<neutrino_core::Key, std::sync::Arc<T>>,
     ) -> Result<(), serde_saphyr::SerializeError> {
         for object in map.values() {
             out.push_str("---\n");
-            out.push_str(&serde_saphyr::to_string(object)?);
+            out.push_str(&serde_saphyr::to_string(&**object)?);
         }
         Ok(())
     }

@@ -241,8 +241,8 @@ pub(crate) fn arrival<R: Resource>(key: &Key, object: &R) -> Arrival {
 }
 
 /// Keys of `map` in arrival order.
-pub(crate) fn by_arrival<R: Resource>(map: &BTreeMap<Key, R>) -> Vec<&Key> {
-    let mut keys: Vec<(Arrival, &Key)> = map.iter().map(|(k, o)| (arrival(k, o), k)).collect();
+pub(crate) fn by_arrival<R: Resource>(map: &BTreeMap<Key, std::sync::Arc<R>>) -> Vec<&Key> {
+    let mut keys: Vec<(Arrival, &Key)> = map.iter().map(|(k, o)| (arrival(k, &**o), k)).collect();
     keys.sort();
     keys.into_iter().map(|(_, k)| k).collect()
 }
@@ -264,7 +264,7 @@ impl Subnets {
                 found
                     .entry((subnet.network.clone(), subnet.cidr.addr().is_ipv4()))
                     .or_default()
-                    .push((arrival(key, &snapshot.subnets[key]), key.clone()));
+                    .push((arrival(key, &*snapshot.subnets[key]), key.clone()));
             }
         }
         let by_network = found

@@ -554,7 +554,9 @@ mod tests {
     fn an_unknown_node_is_named_beside_a_few_known_ones() {
         let mut snapshot = crate::fixtures::quickstart();
         let key = Key::new("tenant-a", "web-1");
-        snapshot.ports.get_mut(&key).unwrap().spec.node_name = Some("node-99".into());
+        std::sync::Arc::make_mut(snapshot.ports.get_mut(&key).unwrap())
+            .spec
+            .node_name = Some("node-99".into());
         let resolution = resolve(&snapshot, &ClusterConfig::with_nodes(12));
         let problems = resolution.ports[&key].as_ref().unwrap_err();
         assert_eq!(

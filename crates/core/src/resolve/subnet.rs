@@ -352,7 +352,7 @@ pub fn requests(
                     },
                     None => Wanted::Any,
                 },
-                arrival: arrival(key, subnet),
+                arrival: arrival(key, &**subnet),
             }
         })
         .collect()
