@@ -10,9 +10,10 @@
 //! way they did on the controller: their networks and every subnet of
 //! them, their groups, the routers a floating IP may go through, and the
 //! claims they hold. A flat or VLAN network shared by many routers — the
-//! external one — does not draw in every router and its tenants. Taking a little more than needed is harmless;
-//! taking less would leave out an object the controller found Ready, which
-//! `tests/topology.rs` checks never happens.
+//! external one — does not draw in every router and its tenants. Taking a
+//! little more than needed is harmless; taking less would leave out an
+//! object the controller found Ready, which `tests/topology.rs` checks
+//! never happens.
 //!
 //! The [`Index`] of who refers to whom can be kept: an agent updates it one
 //! changed object at a time, so that finding its part costs the part and
