@@ -76,14 +76,14 @@ struct FipRefs {
     port: Option<Key>,
 }
 
-/// Keys by what they refer to.
-type Multi<K> = BTreeMap<K, BTreeSet<Key>>;
+/// Keys (or claim names) by what they refer to.
+type Multi<K, V = Key> = BTreeMap<K, BTreeSet<V>>;
 
-fn link<K: Ord>(map: &mut Multi<K>, by: K, key: &Key) {
+fn link<K: Ord, V: Ord + Clone>(map: &mut Multi<K, V>, by: K, key: &V) {
     map.entry(by).or_default().insert(key.clone());
 }
 
-fn unlink<K: Ord>(map: &mut Multi<K>, by: &K, key: &Key) {
+fn unlink<K: Ord, V: Ord>(map: &mut Multi<K, V>, by: &K, key: &V) {
     if let Some(keys) = map.get_mut(by) {
         keys.remove(key);
         if keys.is_empty() {
@@ -124,8 +124,8 @@ pub struct Index {
     /// The networks whose type has no tunnel: their endpoints on other
     /// nodes need no FDB or neighbour entries here.
     untunnelled: BTreeSet<Key>,
-    claims_of_holder: BTreeMap<ObjectId, BTreeSet<Key>>,
-    segment_claims_of_network: BTreeMap<Key, BTreeSet<String>>,
+    claims_of_holder: Multi<ObjectId>,
+    segment_claims_of_network: Multi<Key, String>,
 }
 
 /// The groups a port is in: those it names, or its namespace's `default`.
@@ -318,42 +318,27 @@ impl Index {
 
     /// Takes in the address claim `key` as it is now.
     pub fn set_ip_claim(&mut self, key: &Key, claim: Option<&IPClaim>) {
-        if let Some(holder) = self.ip_claims.remove(key)
-            && let Some(keys) = self.claims_of_holder.get_mut(&holder)
-        {
-            keys.remove(key);
-            if keys.is_empty() {
-                self.claims_of_holder.remove(&holder);
-            }
+        if let Some(holder) = self.ip_claims.remove(key) {
+            unlink(&mut self.claims_of_holder, &holder, key);
         }
         if let Some(holder) = claim.and_then(|c| held_by(&c.spec.holder)) {
             let holder = holder.object();
-            self.claims_of_holder
-                .entry(holder.clone())
-                .or_default()
-                .insert(key.clone());
+            link(&mut self.claims_of_holder, holder.clone(), key);
             self.ip_claims.insert(key.clone(), holder);
         }
     }
 
     /// Takes in the segment claim `name` as it is now.
     pub fn set_segment_claim(&mut self, name: &str, claim: Option<&SegmentClaim>) {
-        if let Some(network) = self.segment_claims.remove(name)
-            && let Some(names) = self.segment_claims_of_network.get_mut(&network)
-        {
-            names.remove(name);
-            if names.is_empty() {
-                self.segment_claims_of_network.remove(&network);
-            }
+        let name = name.to_string();
+        if let Some(network) = self.segment_claims.remove(&name) {
+            unlink(&mut self.segment_claims_of_network, &network, &name);
         }
         if let Some(claim) = claim {
             let network = &claim.spec.network;
             let network = Key::new(network.namespace.clone(), network.name.clone());
-            self.segment_claims_of_network
-                .entry(network.clone())
-                .or_default()
-                .insert(name.to_string());
-            self.segment_claims.insert(name.to_string(), network);
+            link(&mut self.segment_claims_of_network, network.clone(), &name);
+            self.segment_claims.insert(name, network);
         }
     }
 
