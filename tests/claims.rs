@@ -57,7 +57,7 @@ fn add(snapshot: &mut Snapshot, claim: IPClaim) {
         claim.metadata.namespace.clone().unwrap(),
         claim.metadata.name.clone().unwrap(),
     );
-    snapshot.ip_claims.insert(key, claim);
+    snapshot.ip_claims.insert(key, std::sync::Arc::new(claim));
 }
 
 fn now() -> Time {
@@ -124,10 +124,10 @@ fn a_segment_claim_is_its_networks() {
     };
     snapshot
         .segment_claims
-        .insert("vxlan.4242".into(), claim(4242, "blue"));
+        .insert("vxlan.4242".into(), claim(4242, "blue").into());
     snapshot
         .segment_claims
-        .insert("vxlan.1000".into(), claim(1000, "gone"));
+        .insert("vxlan.1000".into(), claim(1000, "gone").into());
     let r = resolve(&snapshot, &config);
     assert_eq!(
         r.network(&Key::new("tenant-a", "blue"))
@@ -202,7 +202,7 @@ fn claims_first_then_statuses_then_nothing() {
     for claim in first.create_segment_claims {
         snapshot
             .segment_claims
-            .insert(claim.metadata.name.clone().unwrap(), claim);
+            .insert(claim.metadata.name.clone().unwrap(), claim.into());
     }
 
     // Round 2: the claims are there; the statuses follow.

@@ -169,12 +169,13 @@ fn record_claims(snapshot: &mut Snapshot, round: Actions) {
             claim.metadata.name.clone().unwrap(),
         );
         claim.metadata.uid = Some(format!("uid-{}", key.name));
-        snapshot.ip_claims.insert(key, claim);
+        snapshot.ip_claims.insert(key, std::sync::Arc::new(claim));
     }
     for claim in round.create_segment_claims {
-        snapshot
-            .segment_claims
-            .insert(claim.metadata.name.clone().unwrap(), claim);
+        snapshot.segment_claims.insert(
+            claim.metadata.name.clone().unwrap(),
+            std::sync::Arc::new(claim),
+        );
     }
 }
 

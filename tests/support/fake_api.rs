@@ -257,9 +257,6 @@ pub fn stored(snapshot: &neutrino::core::Snapshot) -> BTreeMap<String, Value> {
 pub fn snapshot_of(objects: &BTreeMap<String, Value>) -> neutrino::core::Snapshot {
     use neutrino::api::{IPClaim, Network, Port, SegmentClaim, Subnet};
     use neutrino::core::Key;
-    fn put<K: serde::de::DeserializeOwned>(map: &mut BTreeMap<Key, K>, value: &Value) {
-        put_as(map, value, |o| o)
-    }
     fn shared<K: serde::de::DeserializeOwned>(
         map: &mut BTreeMap<Key, std::sync::Arc<K>>,
         value: &Value,
@@ -284,12 +281,13 @@ pub fn snapshot_of(objects: &BTreeMap<String, Value>) -> neutrino::core::Snapsho
             "networks" => shared::<Network>(&mut snapshot.networks, value),
             "subnets" => shared::<Subnet>(&mut snapshot.subnets, value),
             "ports" => shared::<Port>(&mut snapshot.ports, value),
-            "ipclaims" => put::<IPClaim>(&mut snapshot.ip_claims, value),
+            "ipclaims" => shared::<IPClaim>(&mut snapshot.ip_claims, value),
             "segmentclaims" => {
                 let claim: SegmentClaim = serde_json::from_value(value.clone()).unwrap();
-                snapshot
-                    .segment_claims
-                    .insert(claim.metadata.name.clone().unwrap(), claim);
+                snapshot.segment_claims.insert(
+                    claim.metadata.name.clone().unwrap(),
+                    std::sync::Arc::new(claim),
+                );
             }
             _ => {}
         }

@@ -159,13 +159,15 @@ pub fn cluster(shape: Shape) -> (Snapshot, ClusterConfig) {
 pub fn carry_out(snapshot: &mut Snapshot, actions: Actions) {
     for claim in actions.create_ip_claims {
         let key = Key::new(claim.namespace().unwrap_or_default(), claim.name_any());
-        snapshot.ip_claims.insert(key, claim);
+        snapshot.ip_claims.insert(key, std::sync::Arc::new(claim));
     }
     for key in &actions.delete_ip_claims {
         snapshot.ip_claims.remove(key);
     }
     for claim in actions.create_segment_claims {
-        snapshot.segment_claims.insert(claim.name_any(), claim);
+        snapshot
+            .segment_claims
+            .insert(claim.name_any(), std::sync::Arc::new(claim));
     }
     for name in &actions.delete_segment_claims {
         snapshot.segment_claims.remove(name);

@@ -45,6 +45,7 @@ impl std::fmt::Display for NetworkType {
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "neutrino.dev",
+    derive = "PartialEq",
     version = "v1alpha1",
     kind = "Network",
     namespaced,

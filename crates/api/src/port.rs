@@ -12,6 +12,7 @@ use super::NodeRealisation;
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "neutrino.dev",
+    derive = "PartialEq",
     version = "v1alpha1",
     kind = "Port",
     namespaced,

@@ -13,6 +13,7 @@ use super::cel::ip_range_ordered;
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "neutrino.dev",
+    derive = "PartialEq",
     version = "v1alpha1",
     kind = "Subnet",
     namespaced,

@@ -192,7 +192,7 @@ fn changed<T: ApiObject>(
 fn new_statuses<K: ApiObject>(
     next: &mut Snapshot,
     resolution: &Resolution,
-    realised: &BTreeMap<ObjectId, NodeRealisation>,
+    realised: &dyn Fn(&ObjectId) -> Option<NodeRealisation>,
     now: &Time,
 ) {
     let verdicts = K::verdicts(resolution);
@@ -202,8 +202,7 @@ fn new_statuses<K: ApiObject>(
             None => object.status().cloned(),
         };
         if let Some(status) = status.as_mut() {
-            let id = ObjectId::new(K::KIND, key.clone());
-            status.set_nodes(realised.get(&id).cloned());
+            status.set_nodes(realised(&ObjectId::new(K::KIND, key.clone())));
         }
         if status.as_ref() != object.status() {
             *Arc::make_mut(object).status_mut() = status;
@@ -234,10 +233,12 @@ where
 fn ip_claim_actions(
     snapshot: &Snapshot,
     resolution: &Resolution,
+    within: &Within,
     actions: &mut Actions,
     waiting: &mut BTreeSet<ObjectId>,
 ) {
-    let wanted = address_claims(resolution);
+    let mut wanted = address_claims(resolution);
+    wanted.retain(|c| within.holds(&c.holder.object().key.namespace));
     for claim in &wanted {
         let key = claim.key();
         match snapshot.ip_claims.get(&key) {
@@ -256,6 +257,9 @@ fn ip_claim_actions(
     }
     let wanted_keys: BTreeSet<Key> = wanted.iter().map(AddressClaim::key).collect();
     for (key, claim) in &snapshot.ip_claims {
+        if !within.holds(&claim.spec.holder.namespace) {
+            continue;
+        }
         let Some(holder) = held_by(&claim.spec.holder) else {
             continue;
         };
@@ -276,10 +280,12 @@ fn ip_claim_actions(
 fn segment_claim_actions(
     snapshot: &Snapshot,
     resolution: &Resolution,
+    within: &Within,
     actions: &mut Actions,
     waiting: &mut BTreeSet<ObjectId>,
 ) {
-    let segments = segment_claims(resolution);
+    let mut segments = segment_claims(resolution);
+    segments.retain(|_, network| within.holds(&network.namespace));
     for (name, network) in &segments {
         let holder = ClaimHolder {
             kind: "Network".into(),
@@ -308,6 +314,9 @@ fn segment_claim_actions(
             claim.spec.network.namespace.clone(),
             claim.spec.network.name.clone(),
         );
+        if !within.holds(&network.namespace) {
+            continue;
+        }
         let ready = resolution.networks.get(&network).is_some_and(Result::is_ok);
         if !snapshot.networks.contains_key(&network)
             || (ready && segments.get(name) != Some(&network))
@@ -315,6 +324,53 @@ fn segment_claim_actions(
             actions.delete_segment_claims.push(name.clone());
         }
     }
+}
+
+/// What a round speaks for: everything, or the namespaces it resolved
+/// afresh and the objects whose status may read differently now.
+#[derive(Clone, Debug, Default)]
+pub struct Within {
+    /// None: every namespace, every object.
+    pub namespaces: Option<BTreeSet<String>>,
+    /// With namespaces: the objects whose verdict, object or nodes
+    /// changed. The others' statuses are as the last round left them.
+    pub objects: BTreeSet<ObjectId>,
+}
+
+impl Within {
+    pub fn everything() -> Self {
+        Self::default()
+    }
+
+    /// Whether objects of `namespace` were resolved afresh: only their
+    /// claims are made and released, only their finalizers set.
+    pub fn holds(&self, namespace: &str) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|n| n.contains(namespace))
+    }
+}
+
+/// The objects of kind `K` whose status a round works out, shared with
+/// `snapshot`.
+fn selected<K: ApiObject>(snapshot: &Snapshot, within: &Within) -> BTreeMap<Key, Arc<K>> {
+    let all = K::of(snapshot);
+    if within.namespaces.is_none() {
+        return all.clone();
+    }
+    let of_kind = within.objects.iter().filter(|id| id.kind == K::KIND);
+    of_kind
+        .filter_map(|id| Some((id.key.clone(), all.get(&id.key)?.clone())))
+        .collect()
+}
+
+/// The entries of `map` in `namespace`: keys sort by namespace first.
+pub fn in_namespace<'a, V>(
+    map: &'a BTreeMap<Key, V>,
+    namespace: &'a str,
+) -> impl Iterator<Item = (&'a Key, &'a V)> + 'a {
+    map.range(Key::new(namespace, "")..)
+        .take_while(move |(k, _)| k.namespace == namespace)
 }
 
 /// The actions that take the API from `snapshot` (objects and claims, as
@@ -328,18 +384,39 @@ pub fn actions(
     realised: &BTreeMap<ObjectId, NodeRealisation>,
     now: &Time,
 ) -> Actions {
+    let whole = (snapshot, resolution);
+    let realised = |id: &ObjectId| realised.get(id).cloned();
+    actions_within(whole, whole, &realised, &Within::everything(), now)
+}
+
+/// `actions` for what `within` speaks for. `part` is what was resolved
+/// afresh — the namespaces `within` names, with the external networks and
+/// the claims they need — and `whole` the controller's whole view, its
+/// resolution brought up to date with the part's.
+pub fn actions_within(
+    part: (&Snapshot, &Resolution),
+    whole: (&Snapshot, &Resolution),
+    realised: &dyn Fn(&ObjectId) -> Option<NodeRealisation>,
+    within: &Within,
+    now: &Time,
+) -> Actions {
+    let (snapshot, resolution) = whole;
     let mut actions = Actions::default();
     let mut waiting = BTreeSet::new();
-    ip_claim_actions(snapshot, resolution, &mut actions, &mut waiting);
-    segment_claim_actions(snapshot, resolution, &mut actions, &mut waiting);
+    ip_claim_actions(part.0, part.1, within, &mut actions, &mut waiting);
+    segment_claim_actions(part.0, part.1, within, &mut actions, &mut waiting);
     // The objects are shared with `snapshot` until one is written to.
     let mut next = Snapshot::default();
     for_each_kind!(K => {
-        *K::of_mut(&mut next) = K::of(snapshot).clone();
+        *K::of_mut(&mut next) = selected::<K>(snapshot, within);
         new_statuses::<K>(&mut next, resolution, realised, now);
     });
     // A Network or Subnet whose deletion waits says so, whatever else holds.
-    let finalizers = finalizers(snapshot);
+    let mut finalizers = finalizers(part.0);
+    let ours = |id: &ObjectId| within.holds(&id.key.namespace);
+    finalizers.add.retain(ours);
+    finalizers.remove.retain(ours);
+    finalizers.blocked.retain(|id, _| ours(id));
     for (id, users) in &finalizers.blocked {
         // What is still being claimed is not shown; the rest stays.
         let unclaimed = waiting.remove(id);
@@ -350,6 +427,14 @@ pub fn actions(
         });
     }
     actions.finalizers = finalizers;
+    // What waits for a claim says so, whether or not it was selected.
+    for id in &waiting {
+        with_kind!(id.kind, K => {
+            if let Some(object) = K::of(snapshot).get(&id.key) {
+                K::of_mut(&mut next).entry(id.key.clone()).or_insert_with(|| object.clone());
+            }
+        });
+    }
     for_each_kind!(K => changed::<K>(snapshot, &mut next, &waiting, now));
     actions.statuses = next;
     actions

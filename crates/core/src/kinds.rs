@@ -145,6 +145,7 @@ pub trait ApiObject:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
     + HasStatus<Status: ObjectStatus + Clone + PartialEq + Serialize + fmt::Debug>
     + Clone
+    + PartialEq
     + fmt::Debug
     + Serialize
     + DeserializeOwned
@@ -159,7 +160,7 @@ pub trait ApiObject:
     const GATED: bool = true;
 
     /// What the resolution decides for one.
-    type State;
+    type State: PartialEq;
 
     fn of(snapshot: &Snapshot) -> &BTreeMap<Key, Arc<Self>>;
     fn of_mut(snapshot: &mut Snapshot) -> &mut BTreeMap<Key, Arc<Self>>;

@@ -17,6 +17,7 @@ pub mod firewall;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod ident;
+pub mod incremental;
 pub mod inside;
 pub mod kinds;
 pub mod names;

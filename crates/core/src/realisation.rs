@@ -87,25 +87,31 @@ pub fn realised_digest(objects: &BTreeSet<ObjectId>, snapshot: &Snapshot) -> Str
     digest(lines.iter().map(String::as_str))
 }
 
-/// A node, the objects its plan realises, and their digest.
-struct NodeObjects<'r> {
-    node: &'r str,
-    ids: BTreeSet<(Kind, &'r Key)>,
+/// Which nodes realise which objects, and the digest each node's agent is
+/// expected to report, kept so that a round can bring it up to date one
+/// node at a time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Placement {
+    /// Each node's objects and their digest.
+    nodes: BTreeMap<String, NodeObjects>,
+    /// Each object's nodes.
+    holders: BTreeMap<ObjectId, BTreeSet<String>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct NodeObjects {
+    ids: BTreeSet<ObjectId>,
     digest: String,
 }
 
-/// Each node's objects and digest, with each object's digest line made
-/// once however many nodes hold it.
-fn per_node<'r>(
-    snapshot: &Snapshot,
-    topology: &Topology<'r>,
-    config: &'r ClusterConfig,
-) -> Vec<NodeObjects<'r>> {
-    let mut lines: HashMap<(Kind, &Key), String> = HashMap::new();
-    config
-        .nodes
-        .iter()
-        .map(|node| {
+impl Placement {
+    /// Every node's objects, found from the indexes, with each object's
+    /// digest line made once however many nodes hold it.
+    pub fn new(snapshot: &Snapshot, resolution: &Resolution, config: &ClusterConfig) -> Self {
+        let topology = Topology::new(resolution, config);
+        let mut lines: HashMap<(Kind, &Key), String> = HashMap::new();
+        let mut placement = Placement::default();
+        for node in &config.nodes {
             let ids = topology.ids_on(&node.name);
             for &(kind, key) in &ids {
                 lines
@@ -113,13 +119,132 @@ fn per_node<'r>(
                     .or_insert_with(|| digest_line(kind, key, snapshot));
             }
             let digest = digest(ids.iter().map(|id| lines[id].as_str()));
-            NodeObjects {
-                node: node.name.as_str(),
-                ids,
-                digest,
+            let ids: BTreeSet<ObjectId> = ids
+                .into_iter()
+                .map(|(kind, key)| ObjectId::new(kind, key.clone()))
+                .collect();
+            for id in &ids {
+                placement
+                    .holders
+                    .entry(id.clone())
+                    .or_default()
+                    .insert(node.name.clone());
             }
-        })
-        .collect()
+            placement
+                .nodes
+                .insert(node.name.clone(), NodeObjects { ids, digest });
+        }
+        placement
+    }
+
+    /// Sets what `node` realises (None: the node is gone), with its digest
+    /// at `snapshot`'s generations. Returns the objects whose realisation
+    /// may read differently now: those it held before and holds now, or
+    /// none when neither they nor the digest changed.
+    pub fn set(
+        &mut self,
+        node: &str,
+        ids: Option<BTreeSet<ObjectId>>,
+        snapshot: &Snapshot,
+    ) -> BTreeSet<ObjectId> {
+        let digest = ids.as_ref().map(|ids| realised_digest(ids, snapshot));
+        if let (Some(ids), Some(digest), Some(kept)) = (&ids, &digest, self.nodes.get(node))
+            && kept.ids == *ids
+            && kept.digest == *digest
+        {
+            return BTreeSet::new();
+        }
+        let old = self.nodes.remove(node).map(|n| n.ids).unwrap_or_default();
+        let new = ids.unwrap_or_default();
+        for id in old.difference(&new) {
+            if let Some(nodes) = self.holders.get_mut(id) {
+                nodes.remove(node);
+                if nodes.is_empty() {
+                    self.holders.remove(id);
+                }
+            }
+        }
+        for id in new.difference(&old) {
+            self.holders
+                .entry(id.clone())
+                .or_default()
+                .insert(node.to_string());
+        }
+        let touched = old.union(&new).cloned().collect();
+        if let Some(digest) = digest {
+            self.nodes
+                .insert(node.to_string(), NodeObjects { ids: new, digest });
+        }
+        touched
+    }
+
+    /// The objects `node` realises.
+    pub fn objects_on(&self, node: &str) -> impl Iterator<Item = &ObjectId> {
+        self.nodes.get(node).into_iter().flat_map(|n| &n.ids)
+    }
+
+    /// The nodes that realise `id`.
+    pub fn nodes_of(&self, id: &ObjectId) -> impl Iterator<Item = &str> {
+        self.holders
+            .get(id)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
+
+    /// What the controller expects each node's agent to report.
+    pub fn expected(&self) -> BTreeMap<String, String> {
+        self.nodes
+            .iter()
+            .map(|(node, n)| (node.clone(), n.digest.clone()))
+            .collect()
+    }
+
+    /// Where `id` stands: None when no node realises it. A Ready agent
+    /// whose digest differs from what the controller expects of its node
+    /// has not applied the latest yet: its objects count as neither
+    /// realised nor failed.
+    pub fn state(
+        &self,
+        id: &ObjectId,
+        agents: &BTreeMap<String, AgentHealth>,
+    ) -> Option<NodeRealisation> {
+        let nodes = self.holders.get(id)?;
+        let mut state = NodeRealisation {
+            desired: nodes.len() as i32,
+            ..NodeRealisation::default()
+        };
+        for node in nodes {
+            match agents.get(node) {
+                Some(AgentHealth::Ready(realised)) => {
+                    let expected = self.nodes.get(node).map(|n| &n.digest);
+                    if realised.as_ref() == expected {
+                        state.ready += 1;
+                    }
+                }
+                Some(AgentHealth::Failed(message)) => state.failed.push(NodeFailure {
+                    node: node.clone(),
+                    message: message.clone(),
+                }),
+                None => state.failed.push(NodeFailure {
+                    node: node.clone(),
+                    message: "its agent has not reported".into(),
+                }),
+            }
+        }
+        Some(state)
+    }
+
+    /// Where every object some node realises stands.
+    pub fn all(
+        &self,
+        agents: &BTreeMap<String, AgentHealth>,
+    ) -> BTreeMap<ObjectId, NodeRealisation> {
+        self.holders
+            .keys()
+            .filter_map(|id| Some((id.clone(), self.state(id, agents)?)))
+            .collect()
+    }
 }
 
 /// What the controller expects each node's agent to report: the digest of
@@ -129,62 +254,18 @@ pub fn expected(
     resolution: &Resolution,
     config: &ClusterConfig,
 ) -> BTreeMap<String, String> {
-    let topology = Topology::new(resolution, config);
-    per_node(snapshot, &topology, config)
-        .into_iter()
-        .map(|n| (n.node.to_string(), n.digest))
-        .collect()
+    Placement::new(snapshot, resolution, config).expected()
 }
 
 /// For every object some node must realise, where it stands. Which nodes
-/// those are comes from the indexes, not from planning each node. A Ready
-/// agent whose digest differs from what the controller expects of its node
-/// has not applied the latest yet: its objects count as neither realised
-/// nor failed.
+/// those are comes from the indexes, not from planning each node.
 pub fn realisation(
     snapshot: &Snapshot,
     resolution: &Resolution,
     config: &ClusterConfig,
     agents: &BTreeMap<String, AgentHealth>,
 ) -> BTreeMap<ObjectId, NodeRealisation> {
-    let topology = Topology::new(resolution, config);
-    let mut nodes_of: HashMap<(Kind, &Key), Vec<&str>> = HashMap::new();
-    let mut expected: HashMap<&str, String> = HashMap::new();
-    for NodeObjects { node, ids, digest } in per_node(snapshot, &topology, config) {
-        expected.insert(node, digest);
-        for id in ids {
-            nodes_of.entry(id).or_default().push(node);
-        }
-    }
-    nodes_of
-        .into_iter()
-        .map(|((kind, key), mut nodes)| {
-            nodes.sort_unstable();
-            let id = ObjectId::new(kind, key.clone());
-            let mut state = NodeRealisation {
-                desired: nodes.len() as i32,
-                ..NodeRealisation::default()
-            };
-            for node in nodes {
-                match agents.get(node) {
-                    Some(AgentHealth::Ready(realised)) => {
-                        if realised.as_ref() == expected.get(node) {
-                            state.ready += 1;
-                        }
-                    }
-                    Some(AgentHealth::Failed(message)) => state.failed.push(NodeFailure {
-                        node: node.into(),
-                        message: message.clone(),
-                    }),
-                    None => state.failed.push(NodeFailure {
-                        node: node.into(),
-                        message: "its agent has not reported".into(),
-                    }),
-                }
-            }
-            (id, state)
-        })
-        .collect()
+    Placement::new(snapshot, resolution, config).all(agents)
 }
 
 #[cfg(test)]

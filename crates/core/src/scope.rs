@@ -31,11 +31,11 @@ use crate::resolve::held_by;
 use crate::{ApiObject, Key, Kind, Object, ObjectId, Snapshot};
 
 /// Where a part's objects come from: a snapshot, or an agent's watch
-/// caches. Objects are shared with it, claims copied.
+/// caches. Objects and claims are shared with it.
 pub trait Source {
     fn shared<K: ApiObject>(&self, key: &Key) -> Option<Arc<K>>;
-    fn ip_claim(&self, key: &Key) -> Option<IPClaim>;
-    fn segment_claim(&self, name: &str) -> Option<SegmentClaim>;
+    fn ip_claim(&self, key: &Key) -> Option<Arc<IPClaim>>;
+    fn segment_claim(&self, name: &str) -> Option<Arc<SegmentClaim>>;
 }
 
 impl Source for Snapshot {
@@ -43,11 +43,11 @@ impl Source for Snapshot {
         K::of(self).get(key).cloned()
     }
 
-    fn ip_claim(&self, key: &Key) -> Option<IPClaim> {
+    fn ip_claim(&self, key: &Key) -> Option<Arc<IPClaim>> {
         self.ip_claims.get(key).cloned()
     }
 
-    fn segment_claim(&self, name: &str) -> Option<SegmentClaim> {
+    fn segment_claim(&self, name: &str) -> Option<Arc<SegmentClaim>> {
         self.segment_claims.get(name).cloned()
     }
 }

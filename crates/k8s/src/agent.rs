@@ -185,23 +185,6 @@ impl Pass {
     }
 }
 
-/// Every node's record and addresses as the stores hold them now.
-fn whole_peers(stores: &Stores) -> BTreeMap<String, Peer> {
-    let mut names: std::collections::BTreeSet<String> = stores
-        .agents()
-        .iter()
-        .filter_map(|a| a.metadata.name.clone())
-        .collect();
-    names.extend(stores.node_addresses().into_keys());
-    names
-        .into_iter()
-        .map(|name| {
-            let peer = stores.peer(&name);
-            (name, peer)
-        })
-        .collect()
-}
-
 /// Runs the agent until SIGTERM.
 pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     let api: Api<NodeAgent> = Api::all(client.clone());
@@ -304,7 +287,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         let fresh = changes.everything || kept.is_none();
         let mut peers_changed = fresh;
         if fresh {
-            peers = whole_peers(&stores);
+            peers = stores.peers();
         } else {
             for name in &changes.nodes {
                 let now = stores.peer(name);

@@ -1,8 +1,11 @@
 //! `neutrino controller`: watches everything, and while it holds the
-//! leader Lease, runs rounds — resolve the whole snapshot, compute the
-//! actions, carry them out — whenever something changed, and every
-//! `resync` besides. Replicas that are not the leader only keep their
-//! caches warm, so a failover starts from a full view.
+//! leader Lease, runs rounds — resolve, compute the actions, carry them
+//! out — whenever something changed, and every `resync` besides. A round
+//! after a few changes resolves only the namespaces they touch, from the
+//! view the last round kept (`core::incremental`); the first round, and one
+//! every `resync`, resolve the whole snapshot. Replicas that are not the
+//! leader only keep their caches warm, so a failover starts from a full
+//! view.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
@@ -16,13 +19,14 @@ use tokio::sync::Notify;
 use super::events;
 use super::execute::{FIELD_MANAGER, execute};
 use super::metrics::{self, Metrics};
-use super::stores::Stores;
+use super::stores::{Changes, Peer, Stores};
 use kube::runtime::events::{Recorder, Reporter};
 use neutrino_api::NodeAgent;
-use neutrino_core::controller::{actions, notices};
-use neutrino_core::realisation::{AgentHealth, realisation};
-use neutrino_core::{ClusterConfig, resolve};
-use std::collections::BTreeMap;
+use neutrino_core::ClusterConfig;
+use neutrino_core::controller::notices;
+use neutrino_core::incremental::{Changed, Kept};
+use neutrino_core::realisation::AgentHealth;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The Lease the replicas compete for.
 pub const LEASE_NAME: &str = "neutrino-controller";
@@ -66,32 +70,34 @@ pub enum ControllerError {
 /// An agent whose heartbeat is older than this is taken for gone.
 const HEARTBEAT_TIMEOUT: i64 = 120;
 
-/// Each node's agent as its record last said: Ready, or failed and why.
+/// A node's agent as its record last says: Ready, or failed and why; None
+/// for a record that has not reported.
+pub fn agent_health(
+    agent: &NodeAgent,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Option<(String, AgentHealth)> {
+    let name = agent.metadata.name.clone()?;
+    let status = agent.status.as_ref()?;
+    let age = status.heartbeat.as_ref().map(|h| (now - h.0).get_seconds());
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+    let health = match age {
+        Some(age) if age > HEARTBEAT_TIMEOUT => {
+            AgentHealth::Failed(format!("no heartbeat for {age}s"))
+        }
+        _ if ready.status == "True" => AgentHealth::Ready(status.realised.clone()),
+        _ => AgentHealth::Failed(ready.message.clone()),
+    };
+    Some((name, health))
+}
+
+/// Each node's agent as its record last said.
 pub fn health(
     agents: &[NodeAgent],
     now: k8s_openapi::jiff::Timestamp,
 ) -> BTreeMap<String, AgentHealth> {
-    agents
-        .iter()
-        .filter_map(|agent| {
-            let name = agent.metadata.name.clone()?;
-            let status = agent.status.as_ref()?;
-            let age = status.heartbeat.as_ref().map(|h| (now - h.0).get_seconds());
-            let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
-            let health = match age {
-                Some(age) if age > HEARTBEAT_TIMEOUT => {
-                    AgentHealth::Failed(format!("no heartbeat for {age}s"))
-                }
-                _ if ready.status == "True" => AgentHealth::Ready(status.realised.clone()),
-                _ => AgentHealth::Failed(ready.message.clone()),
-            };
-            Some((name, health))
-        })
-        .collect()
+    agents.iter().filter_map(|a| agent_health(a, now)).collect()
 }
 
-/// One round; returns whether another should follow at once (a claim was
-/// lost or a status was stale: the caches are behind).
 /// What earlier rounds already told in Events: each agent's readiness,
 /// and the version of each malformed object.
 #[derive(Default)]
@@ -100,27 +106,136 @@ struct Seen {
     malformed: BTreeMap<String, String>,
 }
 
+/// What the leader keeps from round to round: the view of the last round
+/// (None: the next round is full), each node's record and its agent's
+/// health, and the configuration they make.
+struct View {
+    kept: Option<Kept>,
+    peers: BTreeMap<String, Peer>,
+    agents: BTreeMap<String, AgentHealth>,
+    config: ClusterConfig,
+    last_full: Instant,
+}
+
+impl View {
+    fn new(cluster: &ClusterConfig) -> Self {
+        View {
+            kept: None,
+            peers: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            config: cluster.clone(),
+            last_full: Instant::now(),
+        }
+    }
+
+    /// Brings the nodes up to date: every record when `whole`, else those
+    /// `changes` name. A node whose record (spec, annotations) or Node
+    /// changed remakes the configuration; one whose status alone changed
+    /// (a heartbeat, a report) only its agent's health. Returns whether the
+    /// configuration was made afresh, and the nodes whose health changed.
+    fn nodes(
+        &mut self,
+        stores: &Stores,
+        cluster: &ClusterConfig,
+        changes: &Changes,
+        whole: bool,
+    ) -> (bool, BTreeSet<String>) {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let mut remake = whole;
+        let mut moved = BTreeSet::new();
+        if whole {
+            self.peers = stores.peers();
+        } else {
+            for name in &changes.nodes {
+                let peer = stores.peer(name);
+                remake |= self.peers.get(name) != Some(&peer);
+                self.peers.insert(name.clone(), peer);
+                let health = stores.agent(name).and_then(|a| agent_health(&a, now));
+                let before = match health {
+                    Some((_, health)) => self.agents.insert(name.clone(), health.clone()),
+                    None => self.agents.remove(name),
+                };
+                if before != self.agents.get(name).cloned() {
+                    moved.insert(name.clone());
+                }
+            }
+        }
+        if remake {
+            let agents = stores.agents();
+            let (config, skipped) = cluster.with_agents(&agents, &stores.node_addresses());
+            for record in skipped {
+                tracing::warn!(%record, "node left out");
+            }
+            self.config = config;
+            self.agents = health(&agents, now);
+        }
+        (remake, moved)
+    }
+}
+
+/// One round; returns whether another should follow at once (a claim was
+/// lost or a status was stale: the caches are behind).
+///
+/// A round resolves only the namespaces the changes touch, from the view
+/// the last round kept; it is full on the first round, after a watch
+/// listed afresh, when a change reaches past its namespaces, after a round
+/// that did not go through, and every `resync`.
 async fn round(
     client: &Client,
     stores: &Stores,
-    cluster: &ClusterConfig,
+    view: &mut View,
+    options: &Options,
     metrics: &Metrics,
     recorder: &Recorder,
     seen: &mut Seen,
 ) -> bool {
     let started = Instant::now();
-    let snapshot = stores.snapshot();
-    let agents = stores.agents();
-    let (config, skipped) = cluster.with_agents(&agents, &stores.node_addresses());
-    for record in skipped {
-        tracing::warn!(%record, "node left out");
+    let changes = stores.take_changes();
+    let mut full_due =
+        changes.everything || view.kept.is_none() || view.last_full.elapsed() >= options.resync;
+    let (remade, health_changed) = view.nodes(stores, &options.cluster, &changes, full_due);
+    full_due |= remade
+        && view
+            .kept
+            .as_ref()
+            .is_none_or(|k| *k.config() != view.config);
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let changed = Changed {
+        objects: changes.objects,
+        ip_claims: changes.ip_claims,
+        segment_claims: changes.segment_claims,
+        nodes: health_changed,
+    };
+    let scoped = match view.kept.as_mut().filter(|_| !full_due) {
+        Some(kept) => match kept.after(stores, &changed, &view.agents, &now) {
+            Ok(round) => Some(round),
+            Err(why) => {
+                tracing::debug!(%why, "a full round");
+                None
+            }
+        },
+        None => None,
+    };
+    let (planned, namespaces) = match scoped {
+        Some(round) => (round.actions, Some(round.namespaces)),
+        None => {
+            // The old view goes first: the two are never held at once.
+            view.kept = None;
+            let (kept, planned) =
+                Kept::full(stores.snapshot(), view.config.clone(), &view.agents, &now);
+            view.kept = Some(kept);
+            view.last_full = Instant::now();
+            metrics.full_rounds.inc();
+            (planned, None)
+        }
+    };
+    let kept = view.kept.as_ref().expect("a round leaves a view");
+    match &namespaces {
+        Some(namespaces) => metrics.observe_namespaces(kept.resolution(), namespaces),
+        None => metrics.observe(kept.resolution()),
     }
-    let resolution = resolve(&snapshot, &config);
-    metrics.observe(&resolution);
-    let now = k8s_openapi::jiff::Timestamp::now();
-    let realised = realisation(&snapshot, &resolution, &config, &health(&agents, now));
-    let planned = actions(&snapshot, &resolution, &realised, &Time(now));
     metrics.rounds.inc();
+    let agents = stores.agents();
     events::publish_agents(recorder, &agents, &mut seen.agents).await;
     let malformed = stores.malformed();
     metrics.observe_malformed(&malformed);
@@ -129,9 +244,10 @@ async fn round(
         metrics.duration.observe(started.elapsed().as_secs_f64());
         return false;
     }
-    let notices = notices(&snapshot, &planned.statuses);
-    let outcome = execute(client, &snapshot, planned, metrics).await;
-    events::publish_notices(recorder, &snapshot, &notices).await;
+    let snapshot = kept.snapshot();
+    let notices = notices(snapshot, &planned.statuses);
+    let outcome = execute(client, snapshot, planned, metrics).await;
+    events::publish_notices(recorder, snapshot, &notices).await;
     metrics.duration.observe(started.elapsed().as_secs_f64());
     metrics.errors.inc_by(outcome.errors.len() as u64);
     metrics.claims_lost.inc_by(outcome.claims_lost.len() as u64);
@@ -139,6 +255,7 @@ async fn round(
         tracing::error!(%error, "request failed");
     }
     tracing::info!(
+        namespaces = namespaces.as_ref().map_or(usize::MAX, BTreeSet::len),
         claims_created = outcome.claims_created,
         claims_lost = outcome.claims_lost.len(),
         statuses = outcome.statuses_written,
@@ -146,13 +263,19 @@ async fn round(
         released = outcome.claims_deleted,
         "round"
     );
-    !outcome.claims_lost.is_empty() || outcome.statuses_stale > 0
+    let again = !outcome.claims_lost.is_empty() || outcome.statuses_stale > 0;
+    if again || !outcome.errors.is_empty() {
+        // What did not go through left no change to be noted: the next
+        // round looks at everything.
+        view.kept = None;
+    }
+    again
 }
 
 /// Runs the controller until SIGTERM.
 pub async fn run(client: Client, options: Options) -> Result<(), ControllerError> {
     let changed = Arc::new(Notify::new());
-    let stores = Stores::start(&client, &changed);
+    let stores = Stores::start_noting_changes(&client, &changed);
     let metrics = Arc::new(Metrics::default());
 
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -199,6 +322,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
         },
     );
     let mut seen = Seen::default();
+    let mut view = View::new(&options.cluster);
     let mut again = true;
     let mut first = true;
     loop {
@@ -218,16 +342,18 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         first = false;
-        again = *leader.borrow()
-            && round(
-                &client,
-                &stores,
-                &options.cluster,
-                &metrics,
-                &recorder,
-                &mut seen,
-            )
-            .await;
+        if !*leader.borrow() {
+            // Another replica writes: what it changes arrives as events a
+            // view kept here would miss while it is not ours to act on.
+            view.kept = None;
+            let _ = stores.take_changes();
+            again = false;
+            continue;
+        }
+        again = round(
+            &client, &stores, &mut view, &options, &metrics, &recorder, &mut seen,
+        )
+        .await;
     }
     // Closing the channel releases the Lease, so another replica takes over at once.
     drop(leader);

@@ -14,8 +14,10 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use neutrino_core::Kind;
-use neutrino_core::resolve::Resolution;
+use neutrino_core::controller::in_namespace;
+use neutrino_core::resolve::{Resolution, SubnetState};
+use neutrino_core::{Key, Kind};
+use std::collections::BTreeSet;
 
 /// A subnet's addresses by state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +58,8 @@ pub struct RequestKindLabels {
 pub struct Metrics {
     registry: Registry,
     pub rounds: Counter,
+    /// Rounds that resolved the whole cluster.
+    pub full_rounds: Counter,
     pub errors: Counter,
     pub claims_lost: Counter,
     pub duration: Histogram,
@@ -73,6 +77,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("neutrino_controller");
         let rounds = Counter::default();
+        let full_rounds = Counter::default();
         let errors = Counter::default();
         let claims_lost = Counter::default();
         let duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
@@ -84,6 +89,11 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.001, 2.0, 15))
         });
         registry.register("reconciles", "Reconcile rounds run", rounds.clone());
+        registry.register(
+            "full_reconciles",
+            "Reconcile rounds that resolved the whole cluster, not only what changed",
+            full_rounds.clone(),
+        );
         registry.register(
             "reconcile_errors",
             "Requests that failed in a round",
@@ -123,6 +133,7 @@ impl Default for Metrics {
         Self {
             registry,
             rounds,
+            full_rounds,
             errors,
             claims_lost,
             duration,
@@ -140,7 +151,23 @@ impl Metrics {
     /// Records the address usage and readiness a resolution found.
     pub fn observe(&self, resolution: &Resolution) {
         self.addresses.clear();
-        for (key, subnet) in resolution.ready_subnets() {
+        self.observe_subnets(resolution.ready_subnets());
+        self.observe_counts(resolution);
+    }
+
+    /// Records what a round over `namespaces` found: their subnets'
+    /// addresses (a subnet deleted there keeps its figures until the next
+    /// full round), and every kind's readiness.
+    pub fn observe_namespaces(&self, resolution: &Resolution, namespaces: &BTreeSet<String>) {
+        for namespace in namespaces {
+            let subnets = in_namespace(&resolution.subnets, namespace);
+            self.observe_subnets(subnets.filter_map(|(k, v)| Some((k, v.as_ref().ok()?))));
+        }
+        self.observe_counts(resolution);
+    }
+
+    fn observe_subnets<'a>(&self, subnets: impl Iterator<Item = (&'a Key, &'a SubnetState)>) {
+        for (key, subnet) in subnets {
             for (state, value) in [("used", subnet.used), ("free", subnet.free)] {
                 let labels = SubnetLabels {
                     namespace: key.namespace.clone(),
@@ -152,6 +179,9 @@ impl Metrics {
                     .set(i64::try_from(value).unwrap_or(i64::MAX));
             }
         }
+    }
+
+    fn observe_counts(&self, resolution: &Resolution) {
         let count = |kind: &str, ready: usize, total: usize| {
             for (state, value) in [("true", ready), ("false", total - ready)] {
                 let labels = KindLabels {

@@ -271,14 +271,6 @@ where
     })
 }
 
-fn by_key<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> BTreeMap<Key, K> {
-    store
-        .state()
-        .into_iter()
-        .map(|o| (key_of(&*o), (*o).clone()))
-        .collect()
-}
-
 /// The cache's objects by key, shared with the cache rather than copied.
 fn shared<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> BTreeMap<Key, Arc<K>> {
     store
@@ -344,11 +336,34 @@ impl Stores {
             index.set(id, self.object(id).as_ref());
         }
         for key in &changes.ip_claims {
-            index.set_ip_claim(key, self.ip_claim(key).as_ref());
+            index.set_ip_claim(key, self.ip_claim(key).as_deref());
         }
         for name in &changes.segment_claims {
-            index.set_segment_claim(name, self.segment_claim(name).as_ref());
+            index.set_segment_claim(name, self.segment_claim(name).as_deref());
         }
+    }
+
+    /// Node `name`'s record, as the cache holds it now.
+    pub fn agent(&self, name: &str) -> Option<Arc<NodeAgent>> {
+        self.agents.get(&ObjectRef::new(name))
+    }
+
+    /// Every node's record and addresses as the caches hold them now.
+    pub fn peers(&self) -> BTreeMap<String, Peer> {
+        let mut names: BTreeSet<String> = self
+            .agents
+            .state()
+            .iter()
+            .filter_map(|a| a.metadata.name.clone())
+            .collect();
+        names.extend(self.nodes.state().iter().map(|n| n.name_any()));
+        names
+            .into_iter()
+            .map(|name| {
+                let peer = self.peer(&name);
+                (name, peer)
+            })
+            .collect()
     }
 
     /// What node `name`'s record and Node say now.
@@ -396,12 +411,12 @@ impl Stores {
     /// Everything as one snapshot.
     pub fn snapshot(&self) -> Snapshot {
         let mut snapshot = Snapshot {
-            ip_claims: by_key(&self.ip_claims),
+            ip_claims: shared(&self.ip_claims),
             segment_claims: self
                 .segment_claims
                 .state()
                 .into_iter()
-                .map(|c| (c.name_any(), (*c).clone()))
+                .map(|c| (c.name_any(), c))
                 .collect(),
             ..Snapshot::default()
         };
@@ -452,13 +467,11 @@ impl Source for Stores {
         self.objects::<K>().get(&reference(key))
     }
 
-    fn ip_claim(&self, key: &Key) -> Option<IPClaim> {
-        self.ip_claims.get(&reference(key)).map(|c| (*c).clone())
+    fn ip_claim(&self, key: &Key) -> Option<Arc<IPClaim>> {
+        self.ip_claims.get(&reference(key))
     }
 
-    fn segment_claim(&self, name: &str) -> Option<SegmentClaim> {
-        self.segment_claims
-            .get(&ObjectRef::new(name))
-            .map(|c| (*c).clone())
+    fn segment_claim(&self, name: &str) -> Option<Arc<SegmentClaim>> {
+        self.segment_claims.get(&ObjectRef::new(name))
     }
 }

@@ -193,12 +193,14 @@ fn bookkeeping(value: &Value, snapshot: &mut Snapshot, source: &Source) -> Resul
         Some("IPClaim") => {
             let claim: IPClaim = typed(value.clone()).map_err(invalid)?;
             let key = neutrino_core::kinds::key_of(&claim);
-            snapshot.ip_claims.insert(key, claim);
+            snapshot.ip_claims.insert(key, std::sync::Arc::new(claim));
             Ok(true)
         }
         Some("SegmentClaim") => {
             let claim: SegmentClaim = typed(value.clone()).map_err(invalid)?;
-            snapshot.segment_claims.insert(claim.name_any(), claim);
+            snapshot
+                .segment_claims
+                .insert(claim.name_any(), std::sync::Arc::new(claim));
             Ok(true)
         }
         Some("NodeAgent") => Ok(true),

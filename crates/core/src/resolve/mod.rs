@@ -158,7 +158,7 @@ pub struct SecurityGroupState {
 }
 
 /// Every object's verdict.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resolution {
     pub networks: BTreeMap<Key, Verdict<NetworkState>>,
     pub subnets: BTreeMap<Key, Verdict<SubnetState>>,
