@@ -58,13 +58,17 @@ pub fn planned_objects(plan: &NodePlan) -> BTreeSet<ObjectId> {
     objects
 }
 
-/// One object's line in a digest: its kind, key and generation.
+/// One object's line in a digest: its kind, key, UID and generation. The
+/// UID tells an object deleted and created again under the same name from
+/// the one an agent realised before, at the same generation.
 fn digest_line(kind: Kind, key: &Key, snapshot: &Snapshot) -> String {
-    let generation = with_kind!(kind, K => K::of(snapshot)
+    let (uid, generation) = with_kind!(kind, K => K::of(snapshot)
         .get(key)
-        .and_then(|o| o.meta().generation)
-        .unwrap_or(0));
-    format!("{kind} {key} {generation}\n")
+        .map(|o| (o.meta().uid.clone(), o.meta().generation))
+        .unwrap_or_default());
+    let uid = uid.unwrap_or_default();
+    let generation = generation.unwrap_or(0);
+    format!("{kind} {key} {uid} {generation}\n")
 }
 
 fn digest<'a>(lines: impl Iterator<Item = &'a str>) -> String {
@@ -322,9 +326,21 @@ mod tests {
             .get_mut(&Key::new("tenant-a", "web-1"))
             .unwrap();
         std::sync::Arc::make_mut(port).metadata.generation = Some(2);
-        let fresh = BTreeMap::from([("node-1".to_string(), AgentHealth::Ready(Some(node_1)))]);
+        let fresh = BTreeMap::from([(
+            "node-1".to_string(),
+            AgentHealth::Ready(Some(node_1.clone())),
+        )]);
         let web1 = &realisation(&changed, &resolution, &config, &fresh)
             [&ObjectId::new(Kind::Port, Key::new("tenant-a", "web-1"))];
         assert_eq!(web1.ready, 0, "realised at generation 1, wanted at 2");
+
+        // Deleted and created again under its name, at generation 1: what
+        // the agent realised was the port before.
+        let mut again = snapshot.clone();
+        let port = again.ports.get_mut(&Key::new("tenant-a", "web-1")).unwrap();
+        std::sync::Arc::make_mut(port).metadata.uid = Some("a-new-one".into());
+        let web1 = &realisation(&again, &resolution, &config, &fresh)
+            [&ObjectId::new(Kind::Port, Key::new("tenant-a", "web-1"))];
+        assert_eq!(web1.ready, 0, "realised before it was created again");
     }
 }
