@@ -14,45 +14,14 @@ use kube::core::object::HasStatus;
 use serde_json::{Value, json};
 
 use neutrino::core::controller::Actions;
-use neutrino::core::incremental::{Changed, Full, Kept};
+use neutrino::core::incremental::{Full, Kept};
 use neutrino::core::kinds::key_of;
 use neutrino::core::realisation::AgentHealth;
-use neutrino::core::{ApiObject, ClusterConfig, Key, ObjectId, Snapshot, for_each_kind};
-use support::synthetic::{Shape, all_ready, carry_out, cluster, port_beside};
+use neutrino::core::{ApiObject, ClusterConfig, Key, Snapshot, for_each_kind};
+use support::synthetic::{Shape, all_ready, carry_out, cluster, diff, port_beside};
 
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
-}
-
-/// What changed from `before` to `after`, as the watches would note it.
-fn diff(before: &Snapshot, after: &Snapshot) -> Changed {
-    let mut changed = Changed::default();
-    fn kind<K: ApiObject>(before: &Snapshot, after: &Snapshot, changed: &mut Changed) {
-        let (b, a) = (K::of(before), K::of(after));
-        for key in b.keys().chain(a.keys()) {
-            let same = match (b.get(key), a.get(key)) {
-                (Some(x), Some(y)) => Arc::ptr_eq(x, y),
-                _ => false,
-            };
-            if !same {
-                changed.objects.insert(ObjectId::new(K::KIND, key.clone()));
-            }
-        }
-    }
-    for_each_kind!(K => kind::<K>(before, after, &mut changed));
-    let (b, a) = (&before.ip_claims, &after.ip_claims);
-    for key in b.keys().chain(a.keys()) {
-        if b.contains_key(key) != a.contains_key(key) {
-            changed.ip_claims.insert(key.clone());
-        }
-    }
-    let (b, a) = (&before.segment_claims, &after.segment_claims);
-    for name in b.keys().chain(a.keys()) {
-        if b.contains_key(name) != a.contains_key(name) {
-            changed.segment_claims.insert(name.clone());
-        }
-    }
-    changed
 }
 
 /// Actions as comparable values.
