@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use neutrino::core::controller::{Actions, notices};
-use neutrino::core::incremental::{Changed, Kept};
+use neutrino::core::incremental::{Changed, Kept, Resolved};
 use neutrino::core::plan::{Topology, plan_node};
 use neutrino::core::realisation::{AgentHealth, planned_objects, realised_digest};
 use neutrino::core::scope::{self, Index};
@@ -100,33 +100,59 @@ struct Change {
     ip_claims: Vec<Key>,
 }
 
+/// What an agent keeps from before a change: the index over the caches,
+/// and its part resolved.
+#[derive(Clone)]
+struct AgentKept {
+    index: Index,
+    part: Resolved,
+}
+
+impl AgentKept {
+    fn new(stores: &Snapshot, config: &ClusterConfig, node: &str) -> Self {
+        let index = Index::new(stores);
+        let part = into_ready_only(scope::part_of(&index, stores, node).0);
+        AgentKept {
+            part: Resolved::new(part, config),
+            index,
+        }
+    }
+}
+
 /// One agent's pure work on a change that reaches its part, as `neutrino
 /// agent` does it: the change taken into its kept index, the part of the
-/// cluster its node depends on copied out of the caches (or, with no
-/// index, as before: the whole cluster), what is Ready in it resolved, its
-/// own node planned, the digest of what it realises.
+/// cluster its node depends on copied out of the caches, what is Ready in
+/// it resolved again in the namespaces that differ, its own node planned,
+/// the digest of what it realises. With nothing kept, as before: the
+/// whole cluster resolved.
 fn agent_work(
     stores: &Snapshot,
-    kept: Option<(&mut Index, &Change)>,
+    kept: Option<(&mut AgentKept, &Change)>,
     config: &ClusterConfig,
     node: &str,
 ) -> usize {
-    let snapshot = match kept {
-        None => ready_only(stores),
-        Some((index, change)) => {
+    let me = config.node(node).expect("a generated node");
+    let whole;
+    let (resolution, snapshot) = match kept {
+        None => {
+            let snapshot = ready_only(stores);
+            whole = (resolve(&snapshot, config), snapshot);
+            (&whole.0, &whole.1)
+        }
+        Some((kept, change)) => {
             for id in &change.objects {
-                index.set(id, stores.object(id).as_ref());
+                kept.index.set(id, stores.object(id).as_ref());
             }
             for key in &change.ip_claims {
-                index.set_ip_claim(key, stores.ip_claims.get(key).map(|c| &**c));
+                (kept.index).set_ip_claim(key, stores.ip_claims.get(key).map(|c| &**c));
             }
-            into_ready_only(scope::part_of(index, stores, node).0)
+            let part = into_ready_only(scope::part_of(&kept.index, stores, node).0);
+            kept.part.follow(part, config);
+            (kept.part.resolution(), kept.part.snapshot())
         }
     };
-    let resolution = resolve(&snapshot, config);
-    let me = config.node(node).expect("a generated node");
-    let plan = plan_node(&resolution, config, me);
-    let digest = realised_digest(&planned_objects(&plan), &snapshot);
+    let plan = plan_node(resolution, config, me);
+    let digest = realised_digest(&planned_objects(&plan), snapshot);
     plan.fdb.len() + digest.len()
 }
 
@@ -231,8 +257,10 @@ fn main() {
         let mut elsewhere = Vec::new();
         let mut elsewhere_node = None;
         let away_node = format!("node-{away}");
-        // What an agent keeps, from before the change.
+        // What the agents on A and B keep, from before the change.
         let index = Index::new(&snapshot);
+        let kept_home = AgentKept::new(&snapshot, &config, &home);
+        let kept_away = AgentKept::new(&snapshot, &config, &away_node);
         for round in 0..rounds {
             full.push(timed(|| controller_round(&snapshot, &config, &agents, &now)).0);
 
@@ -288,7 +316,7 @@ fn main() {
                     .collect(),
             };
             for whole in [round % 2 == 1, round % 2 == 0] {
-                let (mut a, mut b) = (index.clone(), index.clone());
+                let (mut a, mut b) = (kept_home.clone(), kept_away.clone());
                 let kept_a = (!whole).then_some((&mut a, &change));
                 let r = timed(|| agent_work(&changed, kept_a, &config, &home)).0;
                 let kept_b = (!whole).then_some((&mut b, &change));

@@ -1,7 +1,9 @@
 //! A round after a change, resolving only the namespaces it touches, asks
 //! for exactly what a full round over the same view asks for, and leaves
 //! the controller's kept view as a full round would build it; a change
-//! that reaches past its namespaces makes the round full.
+//! that reaches past its namespaces makes the round full. An agent's part,
+//! resolved again only where it differs, resolves and plans as the part
+//! resolved in full.
 
 mod support;
 
@@ -14,10 +16,13 @@ use kube::core::object::HasStatus;
 use serde_json::{Value, json};
 
 use neutrino::core::controller::Actions;
-use neutrino::core::incremental::{Full, Kept};
+use neutrino::core::incremental::{Full, Kept, Resolved};
 use neutrino::core::kinds::key_of;
+use neutrino::core::plan::plan_node;
 use neutrino::core::realisation::AgentHealth;
-use neutrino::core::{ApiObject, ClusterConfig, Key, Snapshot, for_each_kind};
+use neutrino::core::scope::{Index, part_of};
+use neutrino::core::status::into_ready_only;
+use neutrino::core::{ApiObject, ClusterConfig, Key, Snapshot, for_each_kind, resolve};
 use support::synthetic::{Shape, all_ready, carry_out, cluster, diff, port_beside};
 
 fn now() -> Time {
@@ -77,6 +82,8 @@ struct Run {
     seen: Snapshot,
     cluster: Snapshot,
     config: ClusterConfig,
+    /// Some nodes' agents, each with its part resolved.
+    parts: Vec<(String, Resolved)>,
 }
 
 type Agents = BTreeMap<String, AgentHealth>;
@@ -93,15 +100,49 @@ impl Run {
         (before, agents): (&Agents, &Agents),
     ) -> Vec<Full> {
         change(&mut self.cluster);
-        settle(
+        let fulls = settle(
             what,
             &mut self.kept,
             &mut self.seen,
             &mut self.cluster,
             &self.config,
             (before, agents),
-        )
+        );
+        self.agents_follow(what);
+        fulls
     }
+
+    /// Each agent's kept part, brought to its part now, resolves as the
+    /// part resolved in full does, and so plans its node alike.
+    fn agents_follow(&mut self, what: &str) {
+        let index = Index::new(&self.cluster);
+        for (node, kept) in &mut self.parts {
+            let part = into_ready_only(part_of(&index, &self.cluster, node).0);
+            kept.follow(part.clone(), &self.config);
+            let full = resolve(&part, &self.config);
+            assert!(
+                *kept.resolution() == full,
+                "{what}: {node}'s part resolves differently"
+            );
+            let me = self.config.node(node).unwrap();
+            assert_eq!(
+                plan_node(kept.resolution(), &self.config, me),
+                plan_node(&full, &self.config, me),
+                "{what}: {node} plans differently"
+            );
+        }
+    }
+}
+
+/// Agents on every tenth node, each with its part resolved.
+fn agents_of(cluster: &Snapshot, config: &ClusterConfig) -> Vec<(String, Resolved)> {
+    let index = Index::new(cluster);
+    (config.nodes.iter().step_by(10))
+        .map(|node| {
+            let part = into_ready_only(part_of(&index, cluster, &node.name).0);
+            (node.name.clone(), Resolved::new(part, config))
+        })
+        .collect()
 }
 
 fn settle(
@@ -169,7 +210,7 @@ fn a_round_over_the_namespaces_a_change_touches_asks_for_what_a_full_one_does() 
     });
     let agents = {
         support::synthetic::converge(&mut cluster, &config);
-        let resolution = neutrino::core::resolve(&cluster, &config);
+        let resolution = resolve(&cluster, &config);
         all_ready(&cluster, &resolution, &config)
     };
     let (kept, settled) = Kept::full(cluster.clone(), config.clone(), &agents, &now());
@@ -177,6 +218,7 @@ fn a_round_over_the_namespaces_a_change_touches_asks_for_what_a_full_one_does() 
     let mut run = Run {
         kept,
         seen: cluster.clone(),
+        parts: agents_of(&cluster, &config),
         cluster,
         config,
     };

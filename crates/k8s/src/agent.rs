@@ -18,12 +18,13 @@ use tokio::sync::Notify;
 use super::execute::{Failure, bounded};
 use super::stores::{Changes, Peer, Stores};
 use neutrino_api::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
+use neutrino_core::incremental::Resolved;
 use neutrino_core::plan::plan_node;
 use neutrino_core::realisation::{planned_objects, realised_digest};
 use neutrino_core::scope::{self, Index};
 use neutrino_core::status::into_ready_only;
 use neutrino_core::xtables::Choice;
-use neutrino_core::{ClusterConfig, NodeConfig, resolve};
+use neutrino_core::{ClusterConfig, NodeConfig};
 use neutrino_dataplane::agent::{Agent, AgentConfig, ApplyReport, namespace_prefix};
 use neutrino_dataplane::netlink::NetlinkError;
 
@@ -239,6 +240,8 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     // Kept from pass to pass and updated from the changes: the index of
     // who refers to whom, the configuration, and each node's record.
     let mut kept: Option<(Index, ClusterConfig)> = None;
+    // The part the last pass planned, resolved.
+    let mut resolved: Option<Resolved> = None;
     let mut peers: BTreeMap<String, Peer> = BTreeMap::new();
     loop {
         let changes = stores.take_changes();
@@ -270,6 +273,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             // The changes passed over here are not taken in: start afresh.
             last_pass = None;
             kept = None;
+            resolved = None;
             tokio::select! {
                 _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
                 _ = tokio::time::sleep(options.resync) => {}
@@ -334,13 +338,20 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             continue;
         }
         // Only the part of the cluster this node's plan depends on, with
-        // the allocations the controller recorded for it.
+        // the allocations the controller recorded for it, resolved again
+        // only in the namespaces where it differs from the last pass's.
         let (part, reach) = scope::part_of(index, &stores, &options.node);
-        let snapshot = into_ready_only(part);
-        let resolution = resolve(&snapshot, config);
+        let part = into_ready_only(part);
+        let current = match resolved.as_mut().filter(|_| !peers_changed) {
+            Some(kept) => {
+                kept.follow(part, config);
+                kept
+            }
+            None => resolved.insert(Resolved::new(part, config)),
+        };
         let node = config.node(&options.node).expect("added above");
-        let plan = plan_node(&resolution, config, node);
-        let realised = realised_digest(&planned_objects(&plan), &snapshot);
+        let plan = plan_node(current.resolution(), config, node);
+        let realised = realised_digest(&planned_objects(&plan), current.snapshot());
         let report = dataplane.apply(plan).await;
         if report.writes > 0 || !report.errors.is_empty() {
             tracing::info!(writes = report.writes, errors = ?report.errors, "applied");
