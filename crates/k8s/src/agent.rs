@@ -339,10 +339,14 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         }
         // Only the part of the cluster this node's plan depends on, with
         // the allocations the controller recorded for it, resolved again
-        // only in the namespaces where it differs from the last pass's.
+        // only in the namespaces where it differs from the last pass's; in
+        // full when the nodes changed, after a pass that did not settle, and
+        // every resync, as a safety net.
         let (part, reach) = scope::part_of(index, &stores, &options.node);
         let part = into_ready_only(part);
-        let current = match resolved.as_mut().filter(|_| !peers_changed) {
+        let resolve_all =
+            peers_changed || (last_pass.as_ref()).is_none_or(|p| p.at.elapsed() >= options.resync);
+        let current = match resolved.as_mut().filter(|_| !resolve_all) {
             Some(kept) => {
                 kept.follow(part, config);
                 kept
