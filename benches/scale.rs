@@ -27,7 +27,7 @@ mod support;
 #[path = "../tests/support/synthetic.rs"]
 mod synthetic;
 use support::{range, setting};
-use synthetic::{Shape, all_ready, carry_out, cluster, converge, diff, port_beside};
+use synthetic::{Shape, all_ready, carry_out, cluster, converge, port_beside};
 
 /// CPU time this thread has used.
 fn cpu() -> Duration {
@@ -287,7 +287,7 @@ fn main() {
                     });
                     let mut claimed = changed.clone();
                     carry_out(&mut claimed, claims);
-                    let seen = diff(&changed, &claimed);
+                    let seen = Changed::between(&changed, &claimed);
                     let (writing, _) =
                         timed(|| controller_round_after(&mut kept, &claimed, &seen, &agents, &now));
                     one.push(claiming + writing);

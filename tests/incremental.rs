@@ -16,14 +16,14 @@ use kube::core::object::HasStatus;
 use serde_json::{Value, json};
 
 use neutrino::core::controller::Actions;
-use neutrino::core::incremental::{Full, Kept, Resolved};
+use neutrino::core::incremental::{Changed, Full, Kept, Resolved};
 use neutrino::core::kinds::key_of;
 use neutrino::core::plan::plan_node;
 use neutrino::core::realisation::AgentHealth;
 use neutrino::core::scope::{Index, part_of};
 use neutrino::core::status::into_ready_only;
 use neutrino::core::{ApiObject, ClusterConfig, Key, Snapshot, for_each_kind, resolve};
-use support::synthetic::{Shape, all_ready, carry_out, cluster, diff, port_beside};
+use support::synthetic::{Shape, all_ready, carry_out, cluster, port_beside};
 
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
@@ -155,7 +155,7 @@ fn settle(
 ) -> Vec<Full> {
     let mut fulls = Vec::new();
     for round in 0..10 {
-        let mut changed = diff(seen, now_);
+        let mut changed = Changed::between(seen, now_);
         if round == 0 {
             let nodes = before.keys().chain(agents.keys());
             changed.nodes = nodes

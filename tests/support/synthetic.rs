@@ -16,14 +16,9 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use neutrino::api::Port;
-use std::sync::Arc;
-
 use neutrino::core::controller::{Actions, actions};
-use neutrino::core::incremental::Changed;
 use neutrino::core::realisation::{AgentHealth, realisation};
-use neutrino::core::{
-    ApiObject, ClusterConfig, Key, Object, ObjectId, Resolution, Snapshot, for_each_kind, resolve,
-};
+use neutrino::core::{ApiObject, ClusterConfig, Key, Object, Resolution, Snapshot, resolve};
 
 pub const PORTS_PER_NETWORK: usize = 16;
 pub const NETWORKS_PER_NAMESPACE: usize = 10;
@@ -242,35 +237,4 @@ pub fn port_beside(snapshot: &Snapshot, beside: &Key, name: &str, node: usize) -
     port.spec.mac_address = None;
     port.status = None;
     port
-}
-
-/// What changed from `before` to `after`, as the watches would note it.
-pub fn diff(before: &Snapshot, after: &Snapshot) -> Changed {
-    let mut changed = Changed::default();
-    fn kind<K: ApiObject>(before: &Snapshot, after: &Snapshot, changed: &mut Changed) {
-        let (b, a) = (K::of(before), K::of(after));
-        for key in b.keys().chain(a.keys()) {
-            let same = match (b.get(key), a.get(key)) {
-                (Some(x), Some(y)) => Arc::ptr_eq(x, y),
-                _ => false,
-            };
-            if !same {
-                changed.objects.insert(ObjectId::new(K::KIND, key.clone()));
-            }
-        }
-    }
-    for_each_kind!(K => kind::<K>(before, after, &mut changed));
-    let (b, a) = (&before.ip_claims, &after.ip_claims);
-    for key in b.keys().chain(a.keys()) {
-        if b.contains_key(key) != a.contains_key(key) {
-            changed.ip_claims.insert(key.clone());
-        }
-    }
-    let (b, a) = (&before.segment_claims, &after.segment_claims);
-    for name in b.keys().chain(a.keys()) {
-        if b.contains_key(name) != a.contains_key(name) {
-            changed.segment_claims.insert(name.clone());
-        }
-    }
-    changed
 }

@@ -21,6 +21,7 @@ mod resolved;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::controller::{Actions, Within, actions_within, in_namespace};
 use crate::plan::Topology;
@@ -39,6 +40,32 @@ pub struct Changed {
     pub ip_claims: BTreeSet<Key>,
     pub segment_claims: BTreeSet<String>,
     pub nodes: BTreeSet<String>,
+}
+
+impl Changed {
+    /// The objects and claims that differ between `before` and `after`,
+    /// by identity, as the watches note them: the caches replace an object
+    /// or claim when it changes. No node's health is among them.
+    pub fn between(before: &Snapshot, after: &Snapshot) -> Self {
+        fn of<K: Ord + Clone, V>(
+            before: &BTreeMap<K, Arc<V>>,
+            after: &BTreeMap<K, Arc<V>>,
+        ) -> BTreeSet<K> {
+            let same = |k: &K, other: &BTreeMap<K, Arc<V>>, this: &Arc<V>| {
+                other.get(k).is_some_and(|o| Arc::ptr_eq(o, this))
+            };
+            let gone = before.iter().filter(|(k, v)| !same(k, after, v));
+            let new = after.iter().filter(|(k, _)| !before.contains_key(*k));
+            gone.chain(new).map(|(k, _)| k.clone()).collect()
+        }
+        let mut changed = Changed::default();
+        for_each_kind!(K => changed.objects.extend(
+            of(K::of(before), K::of(after)).into_iter().map(|k| ObjectId::new(K::KIND, k))
+        ));
+        changed.ip_claims = of(&before.ip_claims, &after.ip_claims);
+        changed.segment_claims = of(&before.segment_claims, &after.segment_claims);
+        changed
+    }
 }
 
 /// The ready objects of a resolution placed on nodes: what finding one

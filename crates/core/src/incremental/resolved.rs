@@ -12,6 +12,7 @@ use kube_core::Resource;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::Changed;
 use crate::controller::in_namespace;
 use crate::resolve::{Resolution, held_by};
 use crate::scope::Source;
@@ -158,11 +159,19 @@ impl Resolved {
     /// as it reads now. Only the namespaces whose objects or claims differ
     /// are resolved again, unless a change reaches past them.
     pub fn follow(&mut self, part: Snapshot, config: &ClusterConfig) {
-        let (objects, ip_claims, segment_claims) = differences(&self.snapshot, &part);
-        if objects.is_empty() && ip_claims.is_empty() && segment_claims.is_empty() {
+        let changed = Changed::between(&self.snapshot, &part);
+        if changed.objects.is_empty()
+            && changed.ip_claims.is_empty()
+            && changed.segment_claims.is_empty()
+        {
             return;
         }
-        let taken = self.take(&part, &objects, &ip_claims, &segment_claims);
+        let taken = self.take(
+            &part,
+            &changed.objects,
+            &changed.ip_claims,
+            &changed.segment_claims,
+        );
         if self.reaches_past(&taken.namespaces).is_err() {
             *self = Resolved::new(part, config);
             return;
@@ -443,31 +452,4 @@ impl Resolved {
         }
         context
     }
-}
-
-/// The objects and claims that differ between `before` and `after`, by
-/// identity: the caches replace an object when it changes.
-fn differences(
-    before: &Snapshot,
-    after: &Snapshot,
-) -> (BTreeSet<ObjectId>, BTreeSet<Key>, BTreeSet<String>) {
-    fn of<K: Ord + Clone, V>(before: &BTreeMap<K, Arc<V>>, after: &BTreeMap<K, Arc<V>>) -> Vec<K> {
-        let same = |k: &K, other: &BTreeMap<K, Arc<V>>, this: &Arc<V>| {
-            other.get(k).is_some_and(|o| Arc::ptr_eq(o, this))
-        };
-        let gone = before.iter().filter(|(k, v)| !same(k, after, v));
-        let new = after.iter().filter(|(k, _)| !before.contains_key(*k));
-        gone.chain(new).map(|(k, _)| k.clone()).collect()
-    }
-    let mut objects = BTreeSet::new();
-    for_each_kind!(K => objects.extend(
-        of(K::of(before), K::of(after)).into_iter().map(|k| ObjectId::new(K::KIND, k))
-    ));
-    let ip_claims = of(&before.ip_claims, &after.ip_claims)
-        .into_iter()
-        .collect();
-    let segment_claims = of(&before.segment_claims, &after.segment_claims)
-        .into_iter()
-        .collect();
-    (objects, ip_claims, segment_claims)
 }
