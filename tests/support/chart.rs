@@ -42,11 +42,19 @@ pub fn cluster() -> &'static ControlPlane {
     &installed().0
 }
 
+/// Held by every test whose objects a running lab would take up.
+static LABS: Mutex<()> = Mutex::const_new(());
+
 /// Cluster labs share the cluster's node names and the examples'
 /// namespaces: one runs at a time.
 pub async fn one_lab_at_a_time() -> MutexGuard<'static, ()> {
-    static ONE: Mutex<()> = Mutex::const_new(());
-    ONE.lock().await
+    LABS.lock().await
+}
+
+/// For a test without a runtime whose objects bind the labs' node names or
+/// claim what the examples claim: no lab's controller and agents see them.
+pub fn no_lab_running() -> MutexGuard<'static, ()> {
+    LABS.blocking_lock()
 }
 
 /// `kubectl wait` agrees that every object of the example is Ready.

@@ -506,7 +506,10 @@ impl Lab {
         let physnets: Vec<&String> = config.physical_networks.keys().collect();
         let mut wanted: BTreeMap<usize, Vec<ipnet::IpNet>> = BTreeMap::new();
         for (key, network) in resolution.ready_networks() {
-            if !network.external || network.network_type != neutrino_api::NetworkType::Flat {
+            if !state.owns("Network", key)
+                || !network.external
+                || network.network_type != neutrino_api::NetworkType::Flat
+            {
                 continue;
             }
             let Some(index) = network
@@ -562,6 +565,9 @@ impl Lab {
         let resolution = resolve(snapshot, config);
         let mut wanted: BTreeMap<String, (Key, String, String, Vec<String>)> = BTreeMap::new();
         for (key, port) in resolution.ready_ports() {
+            if !state.owns("Port", key) {
+                continue;
+            }
             if let Some(node) = &port.node {
                 let ips = port
                     .fixed_ips

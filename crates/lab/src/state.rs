@@ -54,6 +54,17 @@ pub struct LabState {
     pub created_namespaces: Vec<String>,
 }
 
+impl LabState {
+    /// Whether the lab brought the object: on a shared cluster, other
+    /// tenants' Ports bound to the lab's node names are not its workloads.
+    pub fn owns(&self, kind: &str, key: &neutrino_core::Key) -> bool {
+        self.kubeconfig.is_none()
+            || self.applied.iter().any(|(k, namespace, name)| {
+                k == kind && *namespace == key.namespace && *name == key.name
+            })
+    }
+}
+
 /// What an agent last did, as it reports it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AgentStatus {
@@ -178,5 +189,27 @@ impl Files {
     pub fn read_agent_status(&self, node: &str) -> Option<AgentStatus> {
         let text = std::fs::read_to_string(self.agent_status(node)).ok()?;
         serde_json::from_str(&text).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use neutrino_core::Key;
+
+    #[test]
+    fn a_cluster_lab_owns_only_what_it_applied() {
+        let web = Key::new("tenant-a", "web-1");
+        let other = Key::new("printer-columns", "web-1");
+        let files = LabState::default();
+        assert!(files.owns("Port", &other), "a lab of files holds all");
+        let cluster = LabState {
+            kubeconfig: Some("admin.kubeconfig".into()),
+            applied: vec![("Port".into(), "tenant-a".into(), "web-1".into())],
+            ..LabState::default()
+        };
+        assert!(cluster.owns("Port", &web));
+        assert!(!cluster.owns("Port", &other));
+        assert!(!cluster.owns("Network", &web));
     }
 }
