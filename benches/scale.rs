@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use neutrino::core::controller::{Actions, notices};
 use neutrino::core::incremental::{Changed, Kept, Resolved};
 use neutrino::core::plan::{Topology, plan_node};
-use neutrino::core::realisation::{AgentHealth, planned_objects, realised_digest};
+use neutrino::core::realisation::{Acknowledged, AgentHealth, planned_objects, realised_digest};
 use neutrino::core::scope::{self, Index};
 use neutrino::core::status::{into_ready_only, ready_only};
 use neutrino::core::{ClusterConfig, Key, Kind, ObjectId, Snapshot, kinds::key_of, resolve};
@@ -71,7 +71,13 @@ fn controller_round(
     agents: &BTreeMap<String, AgentHealth>,
     now: &Time,
 ) -> usize {
-    let (kept, planned) = Kept::full(stores.clone(), config.clone(), agents, now);
+    let (kept, planned) = Kept::full(
+        stores.clone(),
+        config.clone(),
+        agents,
+        Acknowledged::default(),
+        now,
+    );
     let notices = notices(kept.snapshot(), &planned.statuses);
     planned.create_ip_claims.len() + notices.len()
 }
@@ -247,7 +253,13 @@ fn main() {
             peak_mb()
         };
         // The controller keeps the view a full round builds.
-        let (base, _) = Kept::full(snapshot.clone(), config.clone(), &agents, &now);
+        let (base, _) = Kept::full(
+            snapshot.clone(),
+            config.clone(),
+            &agents,
+            Acknowledged::default(),
+            &now,
+        );
         let peak = peak_mb();
 
         let mut full = Vec::new();

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -19,7 +19,7 @@ use neutrino::core::controller::Actions;
 use neutrino::core::incremental::{Changed, Full, Kept, Resolved};
 use neutrino::core::kinds::key_of;
 use neutrino::core::plan::plan_node;
-use neutrino::core::realisation::AgentHealth;
+use neutrino::core::realisation::{Acknowledged, AgentHealth};
 use neutrino::core::scope::{Index, part_of};
 use neutrino::core::status::into_ready_only;
 use neutrino::core::{ApiObject, ClusterConfig, Key, Snapshot, for_each_kind, resolve};
@@ -98,9 +98,9 @@ impl Run {
         what: &str,
         change: impl Fn(&mut Snapshot),
         (before, agents): (&Agents, &Agents),
-    ) -> Vec<Full> {
+    ) -> (Vec<Full>, BTreeSet<String>) {
         change(&mut self.cluster);
-        let fulls = settle(
+        let settled = settle(
             what,
             &mut self.kept,
             &mut self.seen,
@@ -109,7 +109,7 @@ impl Run {
             (before, agents),
         );
         self.agents_follow(what);
-        fulls
+        settled
     }
 
     /// Each agent's kept part, brought to its part now, resolves as the
@@ -152,8 +152,9 @@ fn settle(
     now_: &mut Snapshot,
     config: &ClusterConfig,
     (before, agents): (&Agents, &Agents),
-) -> Vec<Full> {
+) -> (Vec<Full>, BTreeSet<String>) {
     let mut fulls = Vec::new();
+    let mut written = BTreeSet::new();
     for round in 0..10 {
         let mut changed = Changed::between(seen, now_);
         if round == 0 {
@@ -164,7 +165,13 @@ fn settle(
                 .collect();
         }
         *seen = now_.clone();
-        let (fresh, expected) = Kept::full(now_.clone(), config.clone(), agents, &now());
+        let (fresh, expected) = Kept::full(
+            now_.clone(),
+            config.clone(),
+            agents,
+            kept.acknowledged(agents),
+            &now(),
+        );
         let actions = match kept.after(now_, &changed, agents, &now()) {
             Ok(scoped) => {
                 let differences = differences(&summary(&scoped.actions), &summary(&expected));
@@ -190,11 +197,26 @@ fn settle(
             "{what}, round {round}: the kept placement differs"
         );
         if actions.is_empty() {
-            return fulls;
+            return (fulls, written);
         }
+        written.extend(statuses_in(&actions.statuses));
         carry_out(now_, actions);
     }
     panic!("{what}: the rounds did not settle in 10");
+}
+
+/// The objects whose status `statuses` sets, as `Kind namespace/name`.
+fn statuses_in(statuses: &Snapshot) -> Vec<String> {
+    fn named<V>(kind: &str, objects: &BTreeMap<Key, V>) -> impl Iterator<Item = String> {
+        objects.keys().map(move |key| format!("{kind} {key}"))
+    }
+    named("Network", &statuses.networks)
+        .chain(named("Subnet", &statuses.subnets))
+        .chain(named("Port", &statuses.ports))
+        .chain(named("Router", &statuses.routers))
+        .chain(named("FloatingIP", &statuses.floating_ips))
+        .chain(named("SecurityGroup", &statuses.security_groups))
+        .collect()
 }
 
 fn bump<K: ApiObject>(object: &mut K) {
@@ -213,7 +235,13 @@ fn a_round_over_the_namespaces_a_change_touches_asks_for_what_a_full_one_does() 
         let resolution = resolve(&cluster, &config);
         all_ready(&cluster, &resolution, &config)
     };
-    let (kept, settled) = Kept::full(cluster.clone(), config.clone(), &agents, &now());
+    let (kept, settled) = Kept::full(
+        cluster.clone(),
+        config.clone(),
+        &agents,
+        Acknowledged::default(),
+        &now(),
+    );
     assert!(settled.is_empty(), "the generated cluster settled");
     let mut run = Run {
         kept,
@@ -337,14 +365,20 @@ fn a_round_over_the_namespaces_a_change_touches_asks_for_what_a_full_one_does() 
         ),
     ];
     for (what, change) in scoped {
-        let fulls = run.settle(what, change, (&agents, &agents));
+        let (fulls, written) = run.settle(what, change, (&agents, &agents));
         assert_eq!(fulls, vec![], "{what}: no round needed to be full");
+        if what == "a port added on node-39" {
+            // Its node's other objects stay realised: their agent realised
+            // them as they are, so their statuses are not written.
+            let ports: Vec<&String> = written.iter().filter(|w| w.starts_with("Port ")).collect();
+            assert_eq!(ports, ["Port tenant-0/added"], "{what}: wrote {written:?}");
+        }
     }
 
     // An agent that fails: its node's objects say so, and nothing else.
     let mut failing = agents.clone();
     failing.insert("node-7".into(), AgentHealth::Failed("out of space".into()));
-    let fulls = run.settle("node-7 failing", |_| {}, (&agents, &failing));
+    let (fulls, _) = run.settle("node-7 failing", |_| {}, (&agents, &failing));
     assert_eq!(fulls, vec![]);
 
     type Expected = fn(&Full) -> bool;
@@ -381,7 +415,7 @@ fn a_round_over_the_namespaces_a_change_touches_asks_for_what_a_full_one_does() 
         ),
     ];
     for (what, change, why) in full {
-        let fulls = run.settle(what, change, (&failing, &failing));
+        let (fulls, _) = run.settle(what, change, (&failing, &failing));
         assert!(fulls.iter().any(why), "{what}: full rounds for {fulls:?}");
     }
 }

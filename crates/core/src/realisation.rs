@@ -5,10 +5,14 @@
 //! An agent that is Ready has realised only what it had seen: a port the
 //! controller found Ready a moment ago may not have reached its watch yet.
 //! So each agent reports a digest of the objects, at their generations, its
-//! last apply realised, and a node counts as having realised an object only
-//! while that digest is the one the controller computes for the node.
+//! last apply realised, and a node counts as having realised an object
+//! while that digest is the one the controller computes for the node — or,
+//! once the node holds more, while the object is as it was when its agent
+//! last reported the node's whole digest: a port added to a node leaves
+//! the node's other objects realised, and their statuses unwritten.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use kube_core::Resource;
 use sha2::{Digest, Sha256};
@@ -91,74 +95,159 @@ pub fn realised_digest(objects: &BTreeSet<ObjectId>, snapshot: &Snapshot) -> Str
     digest(lines.iter().map(String::as_str))
 }
 
+/// A digest line, shortened to what tells it from another in memory.
+fn line_print(line: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    line.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A node's objects, each with the print of its digest line.
+type Lines = Arc<BTreeMap<ObjectId, u64>>;
+
+/// What each node's agent was last seen to have realised in full: the
+/// node's objects, as they were when its reported digest was the expected
+/// one. Carried from one placement to the next.
+#[derive(Clone, Debug, Default)]
+pub struct Acknowledged(BTreeMap<String, Lines>);
+
 /// Which nodes realise which objects, and the digest each node's agent is
 /// expected to report, kept so that a round can bring it up to date one
 /// node at a time.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Placement {
     /// Each node's objects and their digest.
     nodes: BTreeMap<String, NodeObjects>,
     /// Each object's nodes.
     holders: BTreeMap<ObjectId, BTreeSet<String>>,
+    acknowledged: Acknowledged,
+}
+
+/// Two placements are alike when they place alike: what was acknowledged
+/// of a node whose agent reports its whole digest no longer counts.
+impl PartialEq for Placement {
+    fn eq(&self, other: &Self) -> bool {
+        self.nodes == other.nodes && self.holders == other.holders
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
 struct NodeObjects {
-    ids: BTreeSet<ObjectId>,
+    lines: Lines,
     digest: String,
+}
+
+impl NodeObjects {
+    fn new(ids: &BTreeSet<ObjectId>, snapshot: &Snapshot) -> Self {
+        let lines: Vec<String> = ids
+            .iter()
+            .map(|id| digest_line(id.kind, &id.key, snapshot))
+            .collect();
+        let prints = ids
+            .iter()
+            .zip(&lines)
+            .map(|(id, line)| (id.clone(), line_print(line)))
+            .collect();
+        NodeObjects {
+            lines: Arc::new(prints),
+            digest: digest(lines.iter().map(String::as_str)),
+        }
+    }
+
+    /// Whether `agent` reports having realised all of it.
+    fn reported_by(&self, agent: Option<&AgentHealth>) -> bool {
+        matches!(agent, Some(AgentHealth::Ready(Some(d))) if *d == self.digest)
+    }
 }
 
 impl Placement {
     /// Every node's objects, found from the indexes, with each object's
-    /// digest line made once however many nodes hold it.
-    pub fn new(snapshot: &Snapshot, resolution: &Resolution, config: &ClusterConfig) -> Self {
+    /// digest line made once however many nodes hold it; what agents were
+    /// seen to realise before is carried over.
+    pub fn new(
+        snapshot: &Snapshot,
+        resolution: &Resolution,
+        config: &ClusterConfig,
+        acknowledged: Acknowledged,
+    ) -> Self {
         let topology = Topology::new(resolution, config);
-        let mut lines: HashMap<(Kind, &Key), String> = HashMap::new();
-        let mut placement = Placement::default();
+        let mut lines: HashMap<(Kind, &Key), (String, u64)> = HashMap::new();
+        let mut placement = Placement {
+            acknowledged,
+            ..Placement::default()
+        };
         for node in &config.nodes {
             let ids = topology.ids_on(&node.name);
             for &(kind, key) in &ids {
-                lines
-                    .entry((kind, key))
-                    .or_insert_with(|| digest_line(kind, key, snapshot));
+                lines.entry((kind, key)).or_insert_with(|| {
+                    let line = digest_line(kind, key, snapshot);
+                    let print = line_print(&line);
+                    (line, print)
+                });
             }
-            let digest = digest(ids.iter().map(|id| lines[id].as_str()));
-            let ids: BTreeSet<ObjectId> = ids
+            let digest = digest(ids.iter().map(|id| lines[id].0.as_str()));
+            let prints: BTreeMap<ObjectId, u64> = ids
                 .into_iter()
-                .map(|(kind, key)| ObjectId::new(kind, key.clone()))
+                .map(|(kind, key)| (ObjectId::new(kind, key.clone()), lines[&(kind, key)].1))
                 .collect();
-            for id in &ids {
+            for id in prints.keys() {
                 placement
                     .holders
                     .entry(id.clone())
                     .or_default()
                     .insert(node.name.clone());
             }
-            placement
-                .nodes
-                .insert(node.name.clone(), NodeObjects { ids, digest });
+            let objects = NodeObjects {
+                lines: Arc::new(prints),
+                digest,
+            };
+            placement.nodes.insert(node.name.clone(), objects);
         }
         placement
+    }
+
+    /// What each node's agent has been seen to realise in full, now that
+    /// agents report as `agents` says: for the next placement.
+    pub fn acknowledged(&self, agents: &BTreeMap<String, AgentHealth>) -> Acknowledged {
+        let mut acknowledged = self.acknowledged.clone();
+        for (node, objects) in &self.nodes {
+            if objects.reported_by(agents.get(node)) {
+                acknowledged.0.insert(node.clone(), objects.lines.clone());
+            }
+        }
+        acknowledged
     }
 
     /// Sets what `node` realises (None: the node is gone), with its digest
     /// at `snapshot`'s generations. Returns the objects whose realisation
     /// may read differently now: those it held before and holds now, or
     /// none when neither they nor the digest changed.
+    ///
+    /// What the node held before counts as acknowledged when `agents` say
+    /// its agent realised all of it.
     pub fn set(
         &mut self,
         node: &str,
         ids: Option<BTreeSet<ObjectId>>,
         snapshot: &Snapshot,
+        agents: &BTreeMap<String, AgentHealth>,
     ) -> BTreeSet<ObjectId> {
-        let digest = ids.as_ref().map(|ids| realised_digest(ids, snapshot));
-        if let (Some(ids), Some(digest), Some(kept)) = (&ids, &digest, self.nodes.get(node))
-            && kept.ids == *ids
-            && kept.digest == *digest
+        let objects = ids.as_ref().map(|ids| NodeObjects::new(ids, snapshot));
+        if let (Some(objects), Some(kept)) = (&objects, self.nodes.get(node))
+            && kept == objects
         {
             return BTreeSet::new();
         }
-        let old = self.nodes.remove(node).map(|n| n.ids).unwrap_or_default();
+        let old: BTreeSet<ObjectId> = match self.nodes.remove(node) {
+            Some(kept) => {
+                if kept.reported_by(agents.get(node)) {
+                    (self.acknowledged.0).insert(node.to_string(), kept.lines.clone());
+                }
+                kept.lines.keys().cloned().collect()
+            }
+            None => BTreeSet::new(),
+        };
         let new = ids.unwrap_or_default();
         for id in old.difference(&new) {
             if let Some(nodes) = self.holders.get_mut(id) {
@@ -175,16 +264,23 @@ impl Placement {
                 .insert(node.to_string());
         }
         let touched = old.union(&new).cloned().collect();
-        if let Some(digest) = digest {
-            self.nodes
-                .insert(node.to_string(), NodeObjects { ids: new, digest });
+        match objects {
+            Some(objects) => {
+                self.nodes.insert(node.to_string(), objects);
+            }
+            None => {
+                self.acknowledged.0.remove(node);
+            }
         }
         touched
     }
 
     /// The objects `node` realises.
     pub fn objects_on(&self, node: &str) -> impl Iterator<Item = &ObjectId> {
-        self.nodes.get(node).into_iter().flat_map(|n| &n.ids)
+        self.nodes
+            .get(node)
+            .into_iter()
+            .flat_map(|n| n.lines.keys())
     }
 
     /// The nodes that realise `id`.
@@ -206,8 +302,9 @@ impl Placement {
 
     /// Where `id` stands: None when no node realises it. A Ready agent
     /// whose digest differs from what the controller expects of its node
-    /// has not applied the latest yet: its objects count as neither
-    /// realised nor failed.
+    /// has not applied the latest yet: of its objects only those it was
+    /// seen to realise, unchanged since, count as realised; the others as
+    /// neither realised nor failed.
     pub fn state(
         &self,
         id: &ObjectId,
@@ -221,8 +318,14 @@ impl Placement {
         for node in nodes {
             match agents.get(node) {
                 Some(AgentHealth::Ready(realised)) => {
-                    let expected = self.nodes.get(node).map(|n| &n.digest);
-                    if realised.as_ref() == expected {
+                    let objects = self.nodes.get(node);
+                    let whole = realised.as_ref() == objects.map(|n| &n.digest);
+                    let this = || {
+                        let now = objects?.lines.get(id)?;
+                        let seen = self.acknowledged.0.get(node)?.get(id)?;
+                        Some(now == seen)
+                    };
+                    if whole || this() == Some(true) {
                         state.ready += 1;
                     }
                 }
@@ -258,7 +361,7 @@ pub fn expected(
     resolution: &Resolution,
     config: &ClusterConfig,
 ) -> BTreeMap<String, String> {
-    Placement::new(snapshot, resolution, config).expected()
+    Placement::new(snapshot, resolution, config, Acknowledged::default()).expected()
 }
 
 /// For every object some node must realise, where it stands. Which nodes
@@ -269,7 +372,7 @@ pub fn realisation(
     config: &ClusterConfig,
     agents: &BTreeMap<String, AgentHealth>,
 ) -> BTreeMap<ObjectId, NodeRealisation> {
-    Placement::new(snapshot, resolution, config).all(agents)
+    Placement::new(snapshot, resolution, config, Acknowledged::default()).all(agents)
 }
 
 #[cfg(test)]
@@ -342,5 +445,87 @@ mod tests {
         let web1 = &realisation(&again, &resolution, &config, &fresh)
             [&ObjectId::new(Kind::Port, Key::new("tenant-a", "web-1"))];
         assert_eq!(web1.ready, 0, "realised before it was created again");
+    }
+
+    #[test]
+    fn a_port_added_to_a_node_leaves_its_other_objects_realised() {
+        let snapshot = crate::fixtures::quickstart();
+        let config = ClusterConfig::default();
+        let resolution = resolve(&snapshot, &config);
+        let mut placement =
+            Placement::new(&snapshot, &resolution, &config, Acknowledged::default());
+        // node-1's agent has realised all the node held.
+        let agents: BTreeMap<String, AgentHealth> = placement
+            .expected()
+            .into_iter()
+            .map(|(node, digest)| (node, AgentHealth::Ready(Some(digest))))
+            .collect();
+
+        // web-3 joins web-1 on node-1; the agent has not seen it yet.
+        let mut grown = snapshot.clone();
+        let web1 = Key::new("tenant-a", "web-1");
+        let mut web3 = (*grown.ports[&web1]).clone();
+        web3.metadata.name = Some("web-3".into());
+        web3.metadata.uid = Some("uid-of-web-3".into());
+        grown
+            .ports
+            .insert(Key::new("tenant-a", "web-3"), Arc::new(web3));
+        let resolution = resolve(&grown, &config);
+        let on_node_1 = |acknowledged| {
+            let placed = Placement::new(&grown, &resolution, &config, acknowledged);
+            placed
+                .objects_on("node-1")
+                .cloned()
+                .collect::<BTreeSet<_>>()
+        };
+        let ids = on_node_1(Acknowledged::default());
+        let touched = placement.set("node-1", Some(ids), &grown, &agents);
+        let port = |name: &str| ObjectId::new(Kind::Port, Key::new("tenant-a", name));
+        let network = ObjectId::new(Kind::Network, Key::new("tenant-a", "blue"));
+        assert!(touched.contains(&port("web-3")) && touched.contains(&port("web-1")));
+        let ready =
+            |placement: &Placement, id: &ObjectId| placement.state(id, &agents).unwrap().ready;
+        assert_eq!(ready(&placement, &port("web-1")), 1, "web-1 stays realised");
+        assert_eq!(
+            ready(&placement, &network),
+            2,
+            "so does its network, on both nodes"
+        );
+        assert_eq!(ready(&placement, &port("web-3")), 0, "web-3 is not yet");
+
+        // A full round carries what was acknowledged; without it, the
+        // node's every object would read as unrealised again.
+        let carried = Placement::new(
+            &grown,
+            &resolution,
+            &config,
+            placement.acknowledged(&agents),
+        );
+        assert_eq!(ready(&carried, &port("web-1")), 1);
+        assert_eq!(ready(&carried, &port("web-3")), 0);
+        let forgotten = Placement::new(&grown, &resolution, &config, Acknowledged::default());
+        assert_eq!(ready(&forgotten, &port("web-1")), 0);
+
+        // What changed since it was acknowledged is not realised.
+        let mut changed = grown.clone();
+        let port_1 = changed.ports.get_mut(&web1).unwrap();
+        Arc::make_mut(port_1).metadata.generation = Some(2);
+        let ids = on_node_1(Acknowledged::default());
+        placement.set("node-1", Some(ids), &changed, &agents);
+        assert_eq!(ready(&placement, &port("web-1")), 0, "web-1 changed since");
+
+        // Once the agent reports the node's whole digest, all is realised.
+        let caught_up: BTreeMap<String, AgentHealth> = placement
+            .expected()
+            .into_iter()
+            .map(|(node, digest)| (node, AgentHealth::Ready(Some(digest))))
+            .collect();
+        for id in [port("web-1"), port("web-3"), network] {
+            assert_eq!(placement.state(&id, &caught_up).unwrap().failed, []);
+            assert_eq!(
+                placement.state(&id, &caught_up).unwrap().ready,
+                placement.state(&id, &caught_up).unwrap().desired
+            );
+        }
     }
 }

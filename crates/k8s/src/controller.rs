@@ -25,7 +25,7 @@ use neutrino_api::NodeAgent;
 use neutrino_core::ClusterConfig;
 use neutrino_core::controller::notices;
 use neutrino_core::incremental::{Changed, Kept};
-use neutrino_core::realisation::AgentHealth;
+use neutrino_core::realisation::{Acknowledged, AgentHealth};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The Lease the replicas compete for.
@@ -107,10 +107,11 @@ struct Seen {
 }
 
 /// What the leader keeps from round to round: the view of the last round
-/// (None: the next round is full), each node's record and its agent's
-/// health, and the configuration they make.
+/// (None: the next round is full), what agents were seen to realise, each
+/// node's record and its agent's health, and the configuration they make.
 struct View {
     kept: Option<Kept>,
+    acknowledged: Acknowledged,
     peers: BTreeMap<String, Peer>,
     agents: BTreeMap<String, AgentHealth>,
     config: ClusterConfig,
@@ -121,10 +122,20 @@ impl View {
     fn new(cluster: &ClusterConfig) -> Self {
         View {
             kept: None,
+            acknowledged: Acknowledged::default(),
             peers: BTreeMap::new(),
             agents: BTreeMap::new(),
             config: cluster.clone(),
             last_full: Instant::now(),
+        }
+    }
+
+    /// Drops the kept view, so that the next round is full; what agents
+    /// were seen to realise stays, so that the full round does not count
+    /// a node's every object as unrealised because one of them changed.
+    fn forget(&mut self) {
+        if let Some(kept) = self.kept.take() {
+            self.acknowledged = kept.acknowledged(&self.agents);
         }
     }
 
@@ -220,9 +231,15 @@ async fn round(
         Some(round) => (round.actions, Some(round.namespaces)),
         None => {
             // The old view goes first: the two are never held at once.
-            view.kept = None;
-            let (kept, planned) =
-                Kept::full(stores.snapshot(), view.config.clone(), &view.agents, &now);
+            view.forget();
+            let acknowledged = std::mem::take(&mut view.acknowledged);
+            let (kept, planned) = Kept::full(
+                stores.snapshot(),
+                view.config.clone(),
+                &view.agents,
+                acknowledged,
+                &now,
+            );
             view.kept = Some(kept);
             view.last_full = Instant::now();
             metrics.full_rounds.inc();
@@ -267,7 +284,7 @@ async fn round(
     if again || !outcome.errors.is_empty() {
         // What did not go through left no change to be noted: the next
         // round looks at everything.
-        view.kept = None;
+        view.forget();
     }
     again
 }
@@ -345,7 +362,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
         if !*leader.borrow() {
             // Another replica writes: what it changes arrives as events a
             // view kept here would miss while it is not ours to act on.
-            view.kept = None;
+            view.forget();
             let _ = stores.take_changes();
             again = false;
             continue;

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use crate::controller::{Actions, Within, actions_within, in_namespace};
 use crate::plan::Topology;
-use crate::realisation::{AgentHealth, Placement};
+use crate::realisation::{Acknowledged, AgentHealth, Placement};
 use crate::resolve::Resolution;
 use crate::scope::Source;
 use crate::{ApiObject, ClusterConfig, Key, Kind, ObjectId, Snapshot, for_each_kind, resolve};
@@ -158,17 +158,19 @@ pub struct Kept {
 }
 
 impl Kept {
-    /// A full round over `snapshot`: everything resolved and placed.
+    /// A full round over `snapshot`: everything resolved and placed, with
+    /// what agents were seen to realise before (`Kept::acknowledged`).
     pub fn full(
         snapshot: Snapshot,
         config: ClusterConfig,
         agents: &BTreeMap<String, AgentHealth>,
+        acknowledged: Acknowledged,
         now: &Time,
     ) -> (Kept, Actions) {
         let resolved = Resolved::new(snapshot, &config);
         let (snapshot, resolution) = (resolved.snapshot(), resolved.resolution());
         let kept = Kept {
-            placement: Placement::new(snapshot, resolution, &config),
+            placement: Placement::new(snapshot, resolution, &config, acknowledged),
             sites: Sites::of(resolution, None),
             resolved,
             config,
@@ -198,6 +200,12 @@ impl Kept {
 
     pub fn placement(&self) -> &Placement {
         &self.placement
+    }
+
+    /// What agents have been seen to realise, for the next full round.
+    /// Still right after `after` failed: that leaves the placement alone.
+    pub fn acknowledged(&self, agents: &BTreeMap<String, AgentHealth>) -> Acknowledged {
+        self.placement.acknowledged(agents)
     }
 
     /// A round after `changed`, resolving only the namespaces it touches;
@@ -315,7 +323,7 @@ impl Kept {
             if self.config.node(node).is_some() {
                 let ids = self.objects_on(node);
                 let snapshot = self.resolved.snapshot();
-                touched.extend(self.placement.set(node, Some(ids), snapshot));
+                touched.extend(self.placement.set(node, Some(ids), snapshot, agents));
             }
         }
         // An agent whose health changed changes how far its objects are.
