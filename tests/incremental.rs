@@ -207,16 +207,8 @@ fn settle(
 
 /// The objects whose status `statuses` sets, as `Kind namespace/name`.
 fn statuses_in(statuses: &Snapshot) -> Vec<String> {
-    fn named<V>(kind: &str, objects: &BTreeMap<Key, V>) -> impl Iterator<Item = String> {
-        objects.keys().map(move |key| format!("{kind} {key}"))
-    }
-    named("Network", &statuses.networks)
-        .chain(named("Subnet", &statuses.subnets))
-        .chain(named("Port", &statuses.ports))
-        .chain(named("Router", &statuses.routers))
-        .chain(named("FloatingIP", &statuses.floating_ips))
-        .chain(named("SecurityGroup", &statuses.security_groups))
-        .collect()
+    let ids = neutrino::lab::cluster::ids(statuses).into_iter();
+    ids.map(|(kind, key)| format!("{kind} {key}")).collect()
 }
 
 fn bump<K: ApiObject>(object: &mut K) {

@@ -88,11 +88,15 @@ fn digest<'a>(lines: impl Iterator<Item = &'a str>) -> String {
 /// A digest of `objects` at the generations `snapshot` holds them at: what
 /// an agent reports it realised, and what the controller expects of it.
 pub fn realised_digest(objects: &BTreeSet<ObjectId>, snapshot: &Snapshot) -> String {
-    let lines: Vec<String> = objects
+    digest(digest_lines(objects, snapshot).iter().map(String::as_str))
+}
+
+/// The digest lines of `objects`, in their order.
+fn digest_lines(objects: &BTreeSet<ObjectId>, snapshot: &Snapshot) -> Vec<String> {
+    objects
         .iter()
         .map(|id| digest_line(id.kind, &id.key, snapshot))
-        .collect();
-    digest(lines.iter().map(String::as_str))
+        .collect()
 }
 
 /// A digest line, shortened to what tells it from another in memory.
@@ -140,10 +144,7 @@ struct NodeObjects {
 
 impl NodeObjects {
     fn new(ids: &BTreeSet<ObjectId>, snapshot: &Snapshot) -> Self {
-        let lines: Vec<String> = ids
-            .iter()
-            .map(|id| digest_line(id.kind, &id.key, snapshot))
-            .collect();
+        let lines = digest_lines(ids, snapshot);
         let prints = ids
             .iter()
             .zip(&lines)
