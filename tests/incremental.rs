@@ -2,8 +2,8 @@
 //! for exactly what a full round over the same view asks for, and leaves
 //! the controller's kept view as a full round would build it; a change
 //! that reaches past its namespaces makes the round full. An agent's part,
-//! resolved again only where it differs, resolves and plans as the part
-//! resolved in full.
+//! patched with ports on other nodes or resolved again only where it
+//! differs, resolves and plans as the part taken and resolved in full.
 
 mod support;
 
@@ -16,13 +16,12 @@ use kube::core::object::HasStatus;
 use serde_json::{Value, json};
 
 use neutrino::core::controller::Actions;
-use neutrino::core::incremental::{Changed, Full, Kept, Resolved};
+use neutrino::core::incremental::{Changed, Followed, Full, Kept, NodeView};
 use neutrino::core::kinds::key_of;
-use neutrino::core::plan::plan_node;
 use neutrino::core::realisation::{Acknowledged, AgentHealth};
-use neutrino::core::scope::{Index, part_of};
-use neutrino::core::status::into_ready_only;
-use neutrino::core::{ApiObject, ClusterConfig, Key, Snapshot, for_each_kind, resolve};
+use neutrino::core::resolve::held_by;
+use neutrino::core::scope::Index;
+use neutrino::core::{ApiObject, ClusterConfig, Key, Resolution, Snapshot, for_each_kind, resolve};
 use support::synthetic::{Shape, all_ready, carry_out, cluster, port_beside};
 
 fn now() -> Time {
@@ -82,8 +81,12 @@ struct Run {
     seen: Snapshot,
     cluster: Snapshot,
     config: ClusterConfig,
-    /// Some nodes' agents, each with its part resolved.
-    parts: Vec<(String, Resolved)>,
+    /// Some nodes' agents, each with its view of its node.
+    parts: Vec<(String, NodeView)>,
+    /// The cluster as the agents last saw it.
+    followed: Snapshot,
+    /// How many times an agent's view was patched rather than taken afresh.
+    patched: usize,
 }
 
 type Agents = BTreeMap<String, AgentHealth>;
@@ -100,6 +103,8 @@ impl Run {
         (before, agents): (&Agents, &Agents),
     ) -> (Vec<Full>, BTreeSet<String>) {
         change(&mut self.cluster);
+        // The agents see the change before the controller takes it up.
+        self.agents_follow(what);
         let settled = settle(
             what,
             &mut self.kept,
@@ -112,35 +117,77 @@ impl Run {
         settled
     }
 
-    /// Each agent's kept part, brought to its part now, resolves as the
-    /// part resolved in full does, and so plans its node alike.
+    /// Each agent's view, brought up to date from what changed since it
+    /// last looked, is the view taken afresh: the same part, resolved alike
+    /// (but for subnets' address counts, which a patch leaves as they
+    /// were: they place nothing), the same plan and digest.
     fn agents_follow(&mut self, what: &str) {
         let index = Index::new(&self.cluster);
-        for (node, kept) in &mut self.parts {
-            let part = into_ready_only(part_of(&index, &self.cluster, node).0);
-            kept.follow(part.clone(), &self.config);
-            let full = resolve(&part, &self.config);
-            assert!(
-                *kept.resolution() == full,
-                "{what}: {node}'s part resolves differently"
+        // What an agent's watches note: the objects and claims that
+        // changed, and the holders of the claims.
+        let noted = Changed::between(&self.followed, &self.cluster);
+        let mut objects = noted.objects;
+        for key in &noted.ip_claims {
+            let claim = (self.cluster.ip_claims.get(key)).or(self.followed.ip_claims.get(key));
+            objects.extend(
+                claim
+                    .and_then(|c| held_by(&c.spec.holder))
+                    .map(|h| h.object()),
             );
+        }
+        self.followed = self.cluster.clone();
+        for (node, view) in &mut self.parts {
             let me = self.config.node(node).unwrap();
+            let changed = (&objects, &noted.ip_claims);
+            let how = view.follow(&index, &self.cluster, &self.config, me, changed);
+            let fresh = NodeView::new(&index, &self.cluster, &self.config, me);
+            let part = Changed::between(view.snapshot(), fresh.snapshot());
+            assert!(
+                part.objects.is_empty() && part.ip_claims.is_empty(),
+                "{what}: {node}'s part ({how:?}) differs in {:?} {:?}",
+                part.objects,
+                part.ip_claims
+            );
+            if how == Followed::Patched {
+                self.patched += 1;
+            }
+            let (kept, full) = (view.resolved().resolution(), fresh.resolved().resolution());
+            assert!(
+                uncounted(kept) == uncounted(full),
+                "{what}: {node}'s part ({how:?}) resolves differently"
+            );
             assert_eq!(
-                plan_node(kept.resolution(), &self.config, me),
-                plan_node(&full, &self.config, me),
-                "{what}: {node} plans differently"
+                view.plan(),
+                fresh.plan(),
+                "{what}: {node} plans differently ({how:?})"
+            );
+            assert_eq!(
+                view.realised(),
+                fresh.realised(),
+                "{what}: {node}'s digest ({how:?})"
             );
         }
     }
 }
 
-/// Agents on every tenth node, each with its part resolved.
-fn agents_of(cluster: &Snapshot, config: &ClusterConfig) -> Vec<(String, Resolved)> {
+/// A resolution without its subnets' address counts.
+fn uncounted(resolution: &Resolution) -> Resolution {
+    let mut resolution = resolution.clone();
+    for subnet in resolution.subnets.values_mut().flatten() {
+        (subnet.used, subnet.free) = (0, 0);
+    }
+    resolution
+}
+
+/// Agents on every tenth node, each with its view of its node.
+fn agents_of(cluster: &Snapshot, config: &ClusterConfig) -> Vec<(String, NodeView)> {
     let index = Index::new(cluster);
     (config.nodes.iter().step_by(10))
         .map(|node| {
-            let part = into_ready_only(part_of(&index, cluster, &node.name).0);
-            (node.name.clone(), Resolved::new(part, config))
+            (
+                node.name.clone(),
+                NodeView::new(&index, cluster, config, node),
+            )
         })
         .collect()
 }
@@ -239,11 +286,20 @@ fn a_round_over_the_namespaces_a_change_touches_asks_for_what_a_full_one_does() 
         kept,
         seen: cluster.clone(),
         parts: agents_of(&cluster, &config),
+        followed: cluster.clone(),
+        patched: 0,
         cluster,
         config,
     };
     let port = |s: &Snapshot, i: usize| s.ports.keys().nth(i).unwrap().clone();
 
+    // A port bound to node-1, whose agent follows.
+    let on_node_1 = |s: &Snapshot| {
+        (s.ports.iter())
+            .find(|(_, p)| p.spec.node_name.as_deref() == Some("node-1"))
+            .map(|(k, _)| k.clone())
+            .unwrap()
+    };
     type Change = Box<dyn Fn(&mut Snapshot)>;
     let scoped: Vec<(&str, Change)> = vec![
         (
@@ -251,6 +307,39 @@ fn a_round_over_the_namespaces_a_change_touches_asks_for_what_a_full_one_does() 
             Box::new(move |s| {
                 let added = port_beside(s, &port(s, 0), "added", 39);
                 s.ports.insert(key_of(&added), Arc::new(added));
+            }),
+        ),
+        (
+            "a port added on node-38 beside one of node-1's",
+            Box::new(move |s| {
+                let added = port_beside(s, &on_node_1(s), "beside-node-1", 38);
+                s.ports.insert(key_of(&added), Arc::new(added));
+            }),
+        ),
+        (
+            "an address pair given to the port beside node-1's",
+            Box::new(move |s| {
+                let key = Key::new(&on_node_1(s).namespace, "beside-node-1");
+                let port = Arc::make_mut(s.ports.get_mut(&key).unwrap());
+                port.spec.allowed_address_pairs = vec![neutrino::api::AddressPair {
+                    ip_address: "192.0.2.0/28".into(),
+                    mac_address: None,
+                }];
+                bump(port);
+            }),
+        ),
+        (
+            "a second port added on node-1 beside its own",
+            Box::new(move |s| {
+                let added = port_beside(s, &on_node_1(s), "second-on-node-1", 1);
+                s.ports.insert(key_of(&added), Arc::new(added));
+            }),
+        ),
+        (
+            "the port beside node-1's deleted",
+            Box::new(move |s| {
+                s.ports
+                    .remove(&Key::new(&on_node_1(s).namespace, "beside-node-1"));
             }),
         ),
         (
@@ -357,8 +446,13 @@ fn a_round_over_the_namespaces_a_change_touches_asks_for_what_a_full_one_does() 
         ),
     ];
     for (what, change) in scoped {
+        let patched = run.patched;
         let (fulls, written) = run.settle(what, change, (&agents, &agents));
         assert_eq!(fulls, vec![], "{what}: no round needed to be full");
+        if what.contains("node-1's") || what.contains("on node-1") {
+            // Node-1's agent takes the port in as it is.
+            assert!(run.patched > patched, "{what}: no agent's view was patched");
+        }
         if what == "a port added on node-39" {
             // Its node's other objects stay realised: their agent realised
             // them as they are, so their statuses are not written.

@@ -439,6 +439,8 @@ pub struct Reach {
     /// subnets.
     leg_networks: BTreeSet<Key>,
     leg_subnets: BTreeSet<Key>,
+    /// The ports that were bound to the node.
+    own: BTreeSet<Key>,
 }
 
 impl Reach {
@@ -489,6 +491,149 @@ impl Reach {
                         .is_some_and(|p| chosen.ports.contains(&key.reference(p)))
             }
         }
+    }
+}
+
+/// A change an agent's part takes in place, as [`Reach::patch`] found it:
+/// every object and claim named reads here as the part taken afresh would
+/// hold it.
+#[derive(Clone, Debug, Default)]
+pub struct Patch {
+    /// Ports; None when gone or not Ready.
+    pub ports: Vec<(Key, Option<Arc<Port>>)>,
+    /// Those of them bound to the node.
+    pub own: BTreeSet<Key>,
+    /// Networks and subnets of the part whose status alone changed.
+    pub networks: Vec<(Key, Arc<Network>)>,
+    pub subnets: Vec<(Key, Arc<Subnet>)>,
+    /// Claims changed; None when the part holds them no more.
+    pub ip_claims: Vec<(Key, Option<Arc<IPClaim>>)>,
+}
+
+/// What `source` holds at `key` now, if it is Ready for its spec.
+fn ready_in<K: ApiObject>(source: &impl Source, key: &Key) -> Option<Arc<K>> {
+    source
+        .shared::<K>(key)
+        .filter(|o| crate::status::ready_now(&**o))
+}
+
+/// `old` and `new` differ in their status alone, and `new` is Ready.
+fn status_only<K: ApiObject>(old: Option<&Arc<K>>, new: Option<Arc<K>>) -> Option<Arc<K>> {
+    let new = new.filter(|n| crate::status::ready_now(&**n))?;
+    crate::incremental::same_but_status(&**old?, &*new).then_some(new)
+}
+
+impl Reach {
+    /// `changed` (objects, and the claims among them) as a patch to the
+    /// ready part `ready` this reach was found with, when every change that
+    /// reaches it brings in nothing but itself: a port with no floating IP,
+    /// its network and groups already in the part — on another node, on a
+    /// network the part carries or in a group its rules name; on the node,
+    /// on a network it carries already, naming no remote group the part
+    /// lacks — or the status alone of a network or subnet in the part.
+    /// None when the part must be taken afresh; a port leaving the node
+    /// takes it afresh too. [`Reach::grow`] takes the patch into the reach.
+    pub fn patch(
+        &self,
+        index: &Index,
+        source: &impl Source,
+        ready: &Snapshot,
+        changed: &BTreeSet<ObjectId>,
+        ip_claims: &BTreeSet<Key>,
+    ) -> Option<Patch> {
+        let mut patch = Patch::default();
+        let mut ports = Vec::new();
+        for id in changed {
+            let current = crate::with_kind!(id.kind, K => source
+                .shared::<K>(&id.key)
+                .map(|o| K::into_object((*o).clone())));
+            if !self.reaches(id, current.as_ref()) {
+                continue;
+            }
+            let key = &id.key;
+            match id.kind {
+                Kind::Network => {
+                    let now = status_only(ready.networks.get(key), source.shared(key))?;
+                    patch.networks.push((key.clone(), now));
+                }
+                Kind::Subnet => {
+                    let now = status_only(ready.subnets.get(key), source.shared(key))?;
+                    patch.subnets.push((key.clone(), now));
+                }
+                Kind::Port => {
+                    if each(&index.fips_of_port, key).next().is_some() {
+                        return None;
+                    }
+                    let local = matches!(&current, Some(Object::Port(port))
+                        if port.spec.node_name.as_deref() == Some(self.node.as_str()));
+                    // A port leaving the node may take networks and groups
+                    // out of the part.
+                    if self.own.contains(key) && !local {
+                        return None;
+                    }
+                    if current.is_some() {
+                        let refs = index.ports.get(key)?;
+                        let held = self.chosen.networks.contains(&refs.network)
+                            && refs.groups.iter().all(|g| self.chosen.groups.contains(g));
+                        // One of the node's own draws in nothing new when its
+                        // network is carried and its groups' remotes are
+                        // drawn in already.
+                        let drawn = if local {
+                            self.carried.contains(&refs.network)
+                                && (!refs.port_security
+                                    || (refs.groups.iter())
+                                        .flat_map(|g| index.remote_groups(g))
+                                        .all(|r| self.remotes.contains(&r)))
+                        } else {
+                            self.carried.contains(&refs.network)
+                                || refs.groups.iter().any(|g| self.remotes.contains(g))
+                        };
+                        if !drawn || !held {
+                            return None;
+                        }
+                    }
+                    if local {
+                        patch.own.insert(key.clone());
+                    }
+                    ports.push(key.clone());
+                }
+                _ => return None,
+            }
+        }
+        for key in &ports {
+            patch.ports.push((key.clone(), ready_in(source, key)));
+        }
+        // A claim is in the part while its holder is chosen and there: the
+        // claims changed, and those of the ports patched (a deleted port's
+        // go with it).
+        let held = ports.iter().flat_map(|port| {
+            let holder = ObjectId::new(Kind::Port, port.clone());
+            index.claims_of_holder.get(&holder).into_iter().flatten()
+        });
+        let claims: BTreeSet<&Key> = ip_claims.iter().chain(held).collect();
+        for key in claims {
+            let now = source.ip_claim(key).filter(|claim| {
+                held_by(&claim.spec.holder).is_some_and(|holder| {
+                    let id = holder.object();
+                    let chosen = self.chosen.of(id.kind).contains(&id.key)
+                        || (id.kind == Kind::Port && ports.contains(&id.key));
+                    chosen && crate::with_kind!(id.kind, K => source.shared::<K>(&id.key).is_some())
+                })
+            });
+            if now.is_some() || ready.ip_claims.contains_key(key) {
+                patch.ip_claims.push((key.clone(), now));
+            }
+        }
+        Some(patch)
+    }
+
+    /// Takes a patch in: its ports are chosen from now on (a deleted
+    /// port's key stays: the reach only grows).
+    pub fn grow(&mut self, patch: &Patch) {
+        for (key, _) in &patch.ports {
+            self.chosen.ports.insert(key.clone());
+        }
+        self.own.extend(patch.own.iter().cloned());
     }
 }
 
@@ -603,7 +748,9 @@ pub fn part_of(index: &Index, source: &impl Source, node: &str) -> (Snapshot, Re
         .iter()
         .flat_map(|n| each(&index.subnets_of_network, n))
         .collect();
+    let own = each(&index.ports_on_node, &node.to_string()).collect();
     let reach = Reach {
+        own,
         node: node.to_string(),
         chosen,
         carried,

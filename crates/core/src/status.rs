@@ -207,7 +207,7 @@ pub(crate) fn status_of<K: ApiObject>(
 }
 
 /// Whether an object's status says Ready for the spec it has now.
-fn ready_now<K: ApiObject>(object: &K) -> bool {
+pub fn ready_now<K: ApiObject>(object: &K) -> bool {
     let generation = generation(object);
     let conditions = object.status().map_or(&[][..], |s| s.conditions());
     conditions.iter().any(|c| {

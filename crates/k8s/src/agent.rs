@@ -18,11 +18,8 @@ use tokio::sync::Notify;
 use super::execute::{Failure, bounded};
 use super::stores::{Changes, Peer, Stores};
 use neutrino_api::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
-use neutrino_core::incremental::Resolved;
-use neutrino_core::plan::plan_node;
-use neutrino_core::realisation::{planned_objects, realised_digest};
+use neutrino_core::incremental::NodeView;
 use neutrino_core::scope::{self, Index};
-use neutrino_core::status::into_ready_only;
 use neutrino_core::xtables::Choice;
 use neutrino_core::{ClusterConfig, NodeConfig};
 use neutrino_dataplane::agent::{Agent, AgentConfig, ApplyReport, namespace_prefix};
@@ -164,9 +161,8 @@ async fn write_status(
         .map(|_| ())
 }
 
-/// What a full pass saw, against which later changes are weighed.
+/// A pass that settled: what it applied is reported.
 struct Pass {
-    reach: scope::Reach,
     at: Instant,
 }
 
@@ -175,14 +171,20 @@ impl Pass {
     /// reaches its part, and the drift check is not yet due. (A heartbeat
     /// changes a record's status only, which the configuration does not
     /// read; the caller weighs the records.)
-    fn untouched_by(&self, changes: &Changes, stores: &Stores, resync: Duration) -> bool {
+    fn untouched_by(
+        &self,
+        reach: &scope::Reach,
+        changes: &Changes,
+        stores: &Stores,
+        resync: Duration,
+    ) -> bool {
         if changes.everything || self.at.elapsed() >= resync {
             return false;
         }
         changes
             .objects
             .iter()
-            .all(|id| !self.reach.reaches(id, stores.object(id).as_ref()))
+            .all(|id| !reach.reaches(id, stores.object(id).as_ref()))
     }
 }
 
@@ -235,13 +237,15 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     let mut last_outcome = None;
     let mut last_skipped = Vec::new();
     let mut removed = false;
-    // What the last full pass saw: the part's reach, and when it ran.
+    // The last pass, if it settled; and when the part was last resolved
+    // in full.
     let mut last_pass: Option<Pass> = None;
+    let mut last_full: Option<Instant> = None;
     // Kept from pass to pass and updated from the changes: the index of
     // who refers to whom, the configuration, and each node's record.
     let mut kept: Option<(Index, ClusterConfig)> = None;
-    // The part the last pass planned, resolved.
-    let mut resolved: Option<Resolved> = None;
+    // The part the last pass planned, resolved, with its plan.
+    let mut view: Option<NodeView> = None;
     let mut peers: BTreeMap<String, Peer> = BTreeMap::new();
     loop {
         let changes = stores.take_changes();
@@ -273,7 +277,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             // The changes passed over here are not taken in: start afresh.
             last_pass = None;
             kept = None;
-            resolved = None;
+            view = None;
             tokio::select! {
                 _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
                 _ = tokio::time::sleep(options.resync) => {}
@@ -323,8 +327,8 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             }
         }
         if !peers_changed
-            && let Some(pass) = &last_pass
-            && pass.untouched_by(&changes, &stores, options.resync)
+            && let (Some(pass), Some(view)) = (&last_pass, &view)
+            && pass.untouched_by(view.reach(), &changes, &stores, options.resync)
         {
             tracing::trace!(
                 changes = changes.objects.len(),
@@ -338,24 +342,37 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             continue;
         }
         // Only the part of the cluster this node's plan depends on, with
-        // the allocations the controller recorded for it, resolved again
-        // only in the namespaces where it differs from the last pass's; in
-        // full when the nodes changed, after a pass that did not settle, and
-        // every resync, as a safety net.
-        let (part, reach) = scope::part_of(index, &stores, &options.node);
-        let part = into_ready_only(part);
-        let resolve_all =
-            peers_changed || (last_pass.as_ref()).is_none_or(|p| p.at.elapsed() >= options.resync);
-        let current = match resolved.as_mut().filter(|_| !resolve_all) {
-            Some(kept) => {
-                kept.follow(part, config);
+        // the allocations the controller recorded for it: a change through
+        // ports on other nodes patched in, anything else resolved again
+        // only in the namespaces where the part differs; in full when the
+        // nodes changed, after a pass that did not settle, and every
+        // resync, as a safety net.
+        let resolve_all = peers_changed
+            || last_pass.is_none()
+            || last_full.is_none_or(|at| at.elapsed() >= options.resync);
+        let node = config.node(&options.node).expect("added above");
+        let current = match view.as_mut().filter(|_| !resolve_all) {
+            Some(kept) if fresh => {
+                kept.afresh(index, &stores, config, node);
                 kept
             }
-            None => resolved.insert(Resolved::new(part, config)),
+            Some(kept) => {
+                let changed = (&changes.objects, &changes.ip_claims);
+                let followed = kept.follow(index, &stores, config, node, changed);
+                tracing::trace!(
+                    ?followed,
+                    changes = changes.objects.len(),
+                    "part brought up to date"
+                );
+                kept
+            }
+            None => {
+                last_full = Some(Instant::now());
+                view.insert(NodeView::new(index, &stores, config, node))
+            }
         };
-        let node = config.node(&options.node).expect("added above");
-        let plan = plan_node(current.resolution(), config, node);
-        let realised = realised_digest(&planned_objects(&plan), current.snapshot());
+        let plan = current.plan().clone();
+        let realised = current.realised().to_string();
         let report = dataplane.apply(plan).await;
         if report.writes > 0 || !report.errors.is_empty() {
             tracing::info!(writes = report.writes, errors = ?report.errors, "applied");
@@ -397,10 +414,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         // Changes that do not reach the part may be passed over only while
         // what this pass did is applied and reported.
         let settled = report.errors.is_empty() && last_outcome.as_ref() == Some(&outcome);
-        last_pass = settled.then(|| Pass {
-            reach,
-            at: Instant::now(),
-        });
+        last_pass = settled.then(|| Pass { at: Instant::now() });
         tokio::select! {
             _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
             _ = tokio::time::sleep(options.resync) => {}

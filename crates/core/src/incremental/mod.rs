@@ -17,6 +17,7 @@
 //! `tests/incremental.rs` checks that such a round asks for exactly what a
 //! full one asks for.
 
+mod node;
 mod resolved;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -29,7 +30,9 @@ use crate::realisation::{Acknowledged, AgentHealth, Placement};
 use crate::resolve::Resolution;
 use crate::scope::Source;
 use crate::{ApiObject, ClusterConfig, Key, Kind, ObjectId, Snapshot, for_each_kind, resolve};
-pub use resolved::{Full, Resolved};
+pub use node::{Followed, NodeView};
+pub(crate) use resolved::same_but_status;
+pub use resolved::{Full, Resolved, Touched};
 use resolved::{Taken, link, placed_alike, unlink};
 
 /// What changed since the last round: objects and claims, as the watches

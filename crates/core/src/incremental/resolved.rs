@@ -14,7 +14,11 @@ use std::sync::Arc;
 
 use super::Changed;
 use crate::controller::in_namespace;
-use crate::resolve::{Resolution, held_by};
+use crate::resolve::{
+    DEFAULT_GROUP, Remote, Resolution, SecurityGroupState, Verdict, held_by, implicit_default,
+    trusted_port,
+};
+use crate::scope::Patch;
 use crate::scope::Source;
 use crate::snapshot::Names;
 use crate::with_kind;
@@ -61,7 +65,7 @@ fn segment_holder(claim: &neutrino_api::SegmentClaim) -> String {
 
 /// Whether `a` and `b` differ only in what the API server and the
 /// controller write: status, resource version, managed fields.
-fn same_but_status<K: ApiObject>(a: &K, b: &K) -> bool {
+pub(crate) fn same_but_status<K: ApiObject>(a: &K, b: &K) -> bool {
     let bare = |o: &K| {
         let mut o = o.clone();
         *o.status_mut() = None;
@@ -89,6 +93,14 @@ pub(super) fn placed_alike(id: &ObjectId, old: &Resolution, new: &Resolution) ->
         })
     };
     bare(old) == bare(new)
+}
+
+/// What a patch moved on other nodes: the networks whose endpoints, and
+/// the groups whose members, changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    pub networks: BTreeSet<Key>,
+    pub groups: BTreeSet<Key>,
 }
 
 /// What taking changes in found.
@@ -178,6 +190,99 @@ impl Resolved {
         }
         let resolution = resolve(&self.part(&taken.namespaces), config);
         self.merge(&resolution, &taken.namespaces);
+    }
+
+    /// Takes `patch` in without resolving: a port is as its status says ([`crate::resolve::trusted_port`]), and a status
+    /// that changed alone decides nothing. Returns the networks whose
+    /// endpoints and the groups whose members it moved, or None, having
+    /// changed nothing, when a port cannot be read so. Subnets' address
+    /// counts are left as they were: they place nothing, and an agent
+    /// reports none.
+    pub fn patch(&mut self, patch: &Patch, config: &ClusterConfig) -> Option<Touched> {
+        let mut states = Vec::new();
+        for (key, port) in &patch.ports {
+            let state = match port {
+                Some(port) => Some(trusted_port(
+                    key,
+                    port,
+                    &self.snapshot,
+                    &self.resolution,
+                    config,
+                )?),
+                None => None,
+            };
+            states.push(state);
+        }
+        let mut touched = Touched::default();
+        for (key, network) in &patch.networks {
+            self.snapshot.networks.insert(key.clone(), network.clone());
+        }
+        for (key, subnet) in &patch.subnets {
+            self.snapshot.subnets.insert(key.clone(), subnet.clone());
+        }
+        for ((key, port), state) in patch.ports.iter().zip(states) {
+            let id = ObjectId::new(Kind::Port, key.clone());
+            let was = match port {
+                Some(port) => self.snapshot.ports.insert(key.clone(), port.clone()),
+                None => self.snapshot.ports.remove(key),
+            };
+            if was.is_some() != port.is_some() {
+                Arc::make_mut(&mut self.names).set(&id, port.is_some());
+            }
+            let old = match state {
+                Some(state) => self.resolution.ports.insert(key.clone(), Ok(state)),
+                None => self.resolution.ports.remove(key),
+            };
+            let new = self.resolution.ports.get(key);
+            for (verdict, by) in [(old.as_ref(), -1), (new, 1)] {
+                let Some(Ok(state)) = verdict else {
+                    continue;
+                };
+                touched.networks.insert(state.network.clone());
+                for group in &state.security_groups {
+                    touched.groups.insert(group.clone());
+                    let members = self
+                        .resolution
+                        .group_members
+                        .entry(group.clone())
+                        .or_default();
+                    *members = members.saturating_add_signed(by);
+                    if *members == 0 {
+                        self.resolution.group_members.remove(group);
+                    }
+                }
+            }
+        }
+        // A namespace's `default` group that no object defines stands while
+        // a port or another group's rule names it.
+        for group in &touched.groups {
+            if group.name != DEFAULT_GROUP || self.snapshot.security_groups.contains_key(group) {
+                continue;
+            }
+            let named = |v: &Verdict<SecurityGroupState>| {
+                v.as_ref().is_ok_and(|g| {
+                    !g.implicit
+                        && g.rules
+                            .iter()
+                            .any(|r| r.remote == Remote::Group(group.clone()))
+                })
+            };
+            let stands = self.resolution.group_members.contains_key(group)
+                || self.resolution.security_groups.values().any(named);
+            if !stands {
+                self.resolution.security_groups.remove(group);
+            } else if !self.resolution.security_groups.contains_key(group) {
+                (self.resolution.security_groups)
+                    .insert(group.clone(), Ok(implicit_default(group)));
+            }
+        }
+        for (key, claim) in &patch.ip_claims {
+            match claim {
+                Some(claim) => self.snapshot.ip_claims.insert(key.clone(), claim.clone()),
+                None => self.snapshot.ip_claims.remove(key),
+            };
+        }
+        Some(touched)
     }
 
     /// Adds (or, with `present` false, takes away) what the kept snapshot's

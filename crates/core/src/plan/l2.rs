@@ -9,7 +9,7 @@ use super::topology::Topology;
 use super::{Bridge, FdbEntry, Neighbour, PortPlan, Uplink, UplinkKind};
 use crate::allocate::Mac;
 use crate::config::VXLAN_PORT;
-use crate::{NodeConfig, names};
+use crate::{Key, NodeConfig, names};
 use neutrino_api::NetworkType;
 
 /// The layer-2 part of a node's plan.
@@ -86,37 +86,14 @@ pub(super) fn plan(topology: &Topology, node: &NodeConfig) -> L2 {
         if !vxlan {
             continue;
         }
-        let mut peers = BTreeSet::new();
-        let members = topology.endpoints(network_key);
-        for endpoint in members.iter().filter(|e| e.node != node.name) {
-            let Some(peer) = topology.node(endpoint.node) else {
-                continue;
-            };
-            peers.insert((peer.tunnel_ip, peer.name.clone()));
-            l2.fdb.push(FdbEntry {
-                device: name.clone(),
-                mac: endpoint.mac,
-                destination: peer.tunnel_ip,
-                node: peer.name.clone(),
-                owner: endpoint.owner.to_string(),
-            });
-            for ip in &endpoint.ips {
-                l2.neighbours.push(Neighbour {
-                    device: name.clone(),
-                    ip: *ip,
-                    mac: endpoint.mac,
-                });
-            }
-        }
-        for (destination, peer) in peers {
-            l2.fdb.push(FdbEntry {
-                device: name.clone(),
-                mac: Mac::ZERO,
-                destination,
-                node: peer,
-                owner: "flood".into(),
-            });
-        }
+        tunnel(
+            topology,
+            network_key,
+            &name,
+            node,
+            &mut l2.fdb,
+            &mut l2.neighbours,
+        );
     }
 
     for (key, port) in topology.ports_on(&node.name) {
@@ -138,4 +115,48 @@ pub(super) fn plan(topology: &Topology, node: &NodeConfig) -> L2 {
         });
     }
     l2
+}
+
+/// The FDB and neighbour entries of the VXLAN device `device` of network
+/// `network_key`: every endpoint on another node, and a flood entry per
+/// peer node.
+pub(super) fn tunnel(
+    topology: &Topology,
+    network_key: &Key,
+    device: &str,
+    node: &NodeConfig,
+    fdb: &mut Vec<FdbEntry>,
+    neighbours: &mut Vec<Neighbour>,
+) {
+    let mut peers = BTreeSet::new();
+    let members = topology.endpoints(network_key);
+    for endpoint in members.iter().filter(|e| e.node != node.name) {
+        let Some(peer) = topology.node(endpoint.node) else {
+            continue;
+        };
+        peers.insert((peer.tunnel_ip, peer.name.clone()));
+        fdb.push(FdbEntry {
+            device: device.to_string(),
+            mac: endpoint.mac,
+            destination: peer.tunnel_ip,
+            node: peer.name.clone(),
+            owner: endpoint.owner.to_string(),
+        });
+        for ip in &endpoint.ips {
+            neighbours.push(Neighbour {
+                device: device.to_string(),
+                ip: *ip,
+                mac: endpoint.mac,
+            });
+        }
+    }
+    for (destination, peer) in peers {
+        fdb.push(FdbEntry {
+            device: device.to_string(),
+            mac: Mac::ZERO,
+            destination,
+            node: peer,
+            owner: "flood".into(),
+        });
+    }
 }

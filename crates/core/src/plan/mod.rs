@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use super::allocate::Mac;
 use super::resolve::{PortMatch, Resolution};
 use super::{ClusterConfig, Key, NodeConfig};
+use crate::incremental::Touched;
 use neutrino_api::EtherType;
 pub use topology::Topology;
 
@@ -275,6 +276,52 @@ impl NodePlan {
 /// [`Topology`] and call [`Topology::plan`] for each.
 pub fn plan_node(resolution: &Resolution, config: &ClusterConfig, node: &NodeConfig) -> NodePlan {
     Topology::new(resolution, config).plan(node)
+}
+
+/// `plan`, made before a change that moved only endpoints on other nodes
+/// and group members, as `touched` names them, brought up to date: the
+/// FDB and neighbour entries of the touched networks the node tunnels and
+/// the members of the touched groups' ipsets are made again, the rest is
+/// as it was. It equals `plan_node` then, at the cost of those networks.
+pub fn patch_plan(
+    plan: &mut NodePlan,
+    resolution: &Resolution,
+    config: &ClusterConfig,
+    node: &NodeConfig,
+    touched: &Touched,
+) {
+    let topology = Topology::focused(resolution, config, touched);
+    let tunnels: Vec<(&Key, String)> = (plan.bridges.iter())
+        .filter(|b| touched.networks.contains(&b.network))
+        .filter_map(|b| {
+            let uplink = plan.uplinks.iter().find(|u| u.bridge == b.name)?;
+            let vxlan = matches!(uplink.kind, UplinkKind::Vxlan { .. });
+            vxlan.then(|| (&b.network, uplink.name.clone()))
+        })
+        .collect();
+    for (network, device) in tunnels {
+        let (mut fdb, mut neighbours) = (Vec::new(), Vec::new());
+        l2::tunnel(&topology, network, &device, node, &mut fdb, &mut neighbours);
+        fdb.sort();
+        neighbours.sort();
+        // Both lists are sorted by device first: a device's entries are
+        // one run, replaced where it stands.
+        splice(&mut plan.fdb, &device, |e| &e.device, fdb);
+        splice(&mut plan.neighbours, &device, |n| &n.device, neighbours);
+    }
+    for set in &mut plan.security.ipsets {
+        if touched.groups.contains(&set.group) {
+            set.members = security::members(&topology, &set.group, set.ethertype);
+        }
+    }
+}
+
+/// Replaces the run of `device`'s entries in the sorted `list` with
+/// `entries`, themselves sorted.
+fn splice<T>(list: &mut Vec<T>, device: &str, device_of: impl Fn(&T) -> &String, entries: Vec<T>) {
+    let start = list.partition_point(|e| device_of(e).as_str() < device);
+    let end = start + list[start..].partition_point(|e| device_of(e) == device);
+    list.splice(start..end, entries);
 }
 
 impl Topology<'_> {

@@ -39,7 +39,7 @@ fn host(ip: IpAddr) -> IpNet {
     IpNet::from(ip)
 }
 
-fn members(topology: &Topology, group: &Key, ethertype: EtherType) -> Vec<IpNet> {
+pub(super) fn members(topology: &Topology, group: &Key, ethertype: EtherType) -> Vec<IpNet> {
     let v4 = ethertype == EtherType::IPv4;
     let mut found: BTreeSet<IpNet> = BTreeSet::new();
     for port in topology.members(group) {

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use crate::allocate::Mac;
 use crate::config::Nodes;
+use crate::incremental::Touched;
 use crate::resolve::{FloatingIpState, PortState, Resolution, RouterState};
 use crate::{ClusterConfig, Key, Kind, NodeConfig, ObjectId};
 
@@ -58,6 +59,26 @@ const NONE: &[(&Key, &PortState)] = &[];
 
 impl<'r> Topology<'r> {
     pub fn new(resolution: &'r Resolution, config: &'r ClusterConfig) -> Self {
+        Self::build(resolution, config, None)
+    }
+
+    /// The indexes of the endpoints on `touched`'s networks and the members
+    /// of its groups alone: what re-planning them needs.
+    pub(super) fn focused(
+        resolution: &'r Resolution,
+        config: &'r ClusterConfig,
+        touched: &Touched,
+    ) -> Self {
+        Self::build(resolution, config, Some(touched))
+    }
+
+    fn build(
+        resolution: &'r Resolution,
+        config: &'r ClusterConfig,
+        focus: Option<&Touched>,
+    ) -> Self {
+        let network_in = |n: &Key| focus.is_none_or(|t| t.networks.contains(n));
+        let group_in = |g: &Key| focus.is_none_or(|t| t.groups.contains(g));
         let mut topology = Topology {
             resolution,
             nodes: config.indexed(),
@@ -69,13 +90,18 @@ impl<'r> Topology<'r> {
             members: BTreeMap::new(),
         };
         for (key, port) in resolution.ready_ports() {
-            for group in &port.security_groups {
+            for group in port.security_groups.iter().filter(|g| group_in(g)) {
                 topology.members.entry(group).or_default().push(port);
             }
             let Some(node) = port.node.as_deref() else {
                 continue;
             };
-            topology.ports_on.entry(node).or_default().push((key, port));
+            if focus.is_none() {
+                topology.ports_on.entry(node).or_default().push((key, port));
+            }
+            if !network_in(&port.network) {
+                continue;
+            }
             topology.add_endpoint(
                 &port.network,
                 Endpoint {
@@ -96,16 +122,19 @@ impl<'r> Topology<'r> {
             }
         }
         for (key, router) in resolution.ready_routers() {
-            topology
-                .routers_on
-                .entry(&router.node)
-                .or_default()
-                .push((key, router));
+            if focus.is_none() {
+                topology
+                    .routers_on
+                    .entry(&router.node)
+                    .or_default()
+                    .push((key, router));
+            }
             let legs = router
                 .interfaces
                 .iter()
                 .map(|l| (l, false))
-                .chain(router.gateway.iter().map(|g| (&g.leg, true)));
+                .chain(router.gateway.iter().map(|g| (&g.leg, true)))
+                .filter(|(l, _)| network_in(&l.network));
             for (leg, external) in legs {
                 let mut ips = vec![leg.address.addr()];
                 if external {

@@ -30,6 +30,8 @@ use addresses::Request;
 pub use claims::{ClaimIndex, Segment, claim_holder, held_by};
 use neutrino_api::{Direction, EtherType, NetworkType};
 pub(crate) use port::DEFAULT_GROUP;
+pub use port::trusted as trusted_port;
+pub(crate) use security_group::implicit_default;
 
 /// Either what was decided for an object, or why it is not ready.
 pub type Verdict<T> = Result<T, Vec<Problem>>;

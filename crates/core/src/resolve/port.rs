@@ -385,6 +385,60 @@ fn check_one(
     })
 }
 
+/// The state of a port the controller found Ready, read back from its
+/// status rather than handed out again: how an agent takes in a port
+/// without resolving its namespace. Its references are looked
+/// up as resolving does; None when one is not ready, the status does not
+/// read, or its node is unknown: the caller resolves instead.
+pub fn trusted(
+    key: &Key,
+    port: &Port,
+    snapshot: &Snapshot,
+    resolution: &Resolution,
+    config: &crate::ClusterConfig,
+) -> Option<PortState> {
+    let id = ObjectId::new(Kind::Port, key.clone());
+    let mut problems = Problems::new(id.clone());
+    let network_key = key.reference(&port.spec.network);
+    let network = resolution.network(&network_key)?;
+    let status = port.status.as_ref()?;
+    let mut fixed_ips = Vec::new();
+    for held in &status.fixed_ips {
+        let subnet = key.reference(&held.subnet);
+        if resolution.subnet(&subnet)?.network != network_key {
+            return None;
+        }
+        fixed_ips.push((subnet, held.ip_address.parse().ok()?));
+    }
+    let recorded = status.mac_address.as_deref().and_then(|m| m.parse().ok());
+    let mac = requested_mac(port, &mut problems).or(recorded)?;
+    if let Some(name) = &port.spec.node_name {
+        let node = config.node(name)?;
+        let physnet = network.physical_network.as_ref();
+        if physnet.is_some_and(|p| !node.physical_interfaces.contains_key(p)) {
+            return None;
+        }
+    }
+    let security_groups = security_groups(key, port, snapshot, resolution, &id, &mut problems);
+    let allowed_pairs = allowed_pairs(port, &mut problems);
+    if !problems.is_empty() {
+        return None;
+    }
+    Some(PortState {
+        network: network_key,
+        fixed_ips,
+        mac,
+        mtu: network.mtu,
+        node: port.spec.node_name.clone(),
+        port_security: port.spec.port_security,
+        security_groups,
+        allowed_pairs: allowed_pairs
+            .into_iter()
+            .map(|(net, m)| (net, m.unwrap_or(mac)))
+            .collect(),
+    })
+}
+
 /// Checks every port; addresses and MACs come later.
 pub fn check(
     snapshot: &Snapshot,

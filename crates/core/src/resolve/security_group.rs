@@ -186,7 +186,7 @@ pub fn check(snapshot: &Snapshot) -> BTreeMap<Key, Verdict<SecurityGroupState>> 
 }
 
 /// Neutron's default group: all egress; ingress from members of the group.
-fn implicit_default(key: &Key) -> SecurityGroupState {
+pub(crate) fn implicit_default(key: &Key) -> SecurityGroupState {
     let rule = |direction, ethertype, remote| RuleState {
         direction,
         ethertype,
