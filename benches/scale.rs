@@ -298,7 +298,7 @@ fn main() {
         let (mut local, mut local_before) = (Vec::new(), Vec::new());
         let mut elsewhere = Vec::new();
         let mut elsewhere_node = None;
-        let mut remote_how = None;
+        let (mut remote_how, mut local_how) = (None, None);
         let away_node = format!("node-{away}");
         // What the agents on A and B keep, from before the change.
         let index = Index::new(&snapshot);
@@ -365,9 +365,10 @@ fn main() {
                 let kept_a = (!whole).then_some((&mut a, &change));
                 let (r, (_, how)) = timed(|| agent_work(&changed, kept_a, &config, &home));
                 let kept_b = (!whole).then_some((&mut b, &change));
-                let l = timed(|| agent_work(&changed, kept_b, &config, &away_node)).0;
+                let (l, (_, local_followed)) =
+                    timed(|| agent_work(&changed, kept_b, &config, &away_node));
                 if !whole {
-                    remote_how = how;
+                    (remote_how, local_how) = (how, local_followed);
                 }
                 if whole {
                     remote_before.push(r);
@@ -394,18 +395,20 @@ fn main() {
             ),
             None => println!("  agent, a change out of its part   every node sampled holds it"),
         }
+        let how = |followed| match followed {
+            Some(Followed::Patched) => "patched in",
+            _ => "part taken afresh",
+        };
         println!(
             "  agent, remote port change in part {:>15} ms [≤ 1] ({}); from the whole cluster {} ms",
             range(&remote, 2),
-            match remote_how {
-                Some(Followed::Patched) => "patched in",
-                _ => "part taken afresh",
-            },
+            how(remote_how),
             range(&remote_before, 1)
         );
         println!(
-            "  agent, local port added           {:>15} ms; from the whole cluster {} ms",
+            "  agent, local port added           {:>15} ms ({}); from the whole cluster {} ms",
             range(&local, 1),
+            how(local_how),
             range(&local_before, 1)
         );
         println!(
