@@ -299,6 +299,7 @@ fn main() {
         let mut elsewhere = Vec::new();
         let mut elsewhere_node = None;
         let (mut remote_how, mut local_how) = (None, None);
+        let (mut carried, mut carried_how) = (Vec::new(), None);
         let away_node = format!("node-{away}");
         // What the agents on A and B keep, from before the change.
         let index = Index::new(&snapshot);
@@ -378,6 +379,20 @@ fn main() {
                     local.push(l);
                 }
             }
+
+            // One more port on node A, on the network of one it has.
+            let mut beside = snapshot.clone();
+            let second = port_beside(&snapshot, &first, &format!("second-{round}"), home_index);
+            beside
+                .ports
+                .insert(key_of(&second), std::sync::Arc::new(second));
+            converge(&mut beside, &config);
+            let change = Change::between(&snapshot, &beside);
+            let mut a = kept_home.again(&snapshot, &config);
+            let (ms, (_, how)) =
+                timed(|| agent_work(&beside, Some((&mut a, &change)), &config, &home));
+            carried.push(ms);
+            carried_how = how;
         }
         println!(
             "  controller, full round            {:>15} ms [≤ 5000]",
@@ -410,6 +425,11 @@ fn main() {
             range(&local, 1),
             how(local_how),
             range(&local_before, 1)
+        );
+        println!(
+            "  agent, local port, network carried {:>14} ms ({})",
+            range(&carried, 1),
+            how(carried_how),
         );
         println!(
             "  peak RSS, full round kept         {peak:>15.0} MB [≤ 1024], {before:.0} MB of it resident before"

@@ -70,6 +70,14 @@ impl<'a> Nodes<'a> {
     pub fn get(&self, name: &str) -> Option<&'a NodeConfig> {
         self.by_name.get(name).copied()
     }
+
+    /// Some of `list`'s nodes by name: what a lookup among a few needs.
+    pub fn some_of(list: &'a [NodeConfig], nodes: impl Iterator<Item = &'a NodeConfig>) -> Self {
+        Nodes {
+            list,
+            by_name: nodes.map(|n| (n.name.as_str(), n)).collect(),
+        }
+    }
 }
 
 /// The cluster-wide settings the core needs.

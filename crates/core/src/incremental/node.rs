@@ -14,11 +14,12 @@
 //! differ; `tests/incremental.rs` checks that both give what resolving
 //! and planning the part in full gives.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::Resolved;
-use crate::plan::{NodePlan, patch_plan, plan_node};
+use super::{Resolved, Touched, link, unlink};
+use crate::plan::{Focus, NodePlan, patch_plan, plan_node};
 use crate::realisation::{planned_objects, realised_digest};
+use crate::resolve::Resolution;
 use crate::scope::{Index, Reach, Source, part_of};
 use crate::status::into_ready_only;
 use crate::{ClusterConfig, Key, NodeConfig, ObjectId, Snapshot};
@@ -30,6 +31,57 @@ pub struct NodeView {
     resolved: Resolved,
     plan: NodePlan,
     realised: String,
+    /// The part's ready ports by network and by group, and where each node
+    /// stands in the configuration: what planning a patch's networks and
+    /// groups again looks up, so that it costs them and not the part.
+    by_network: PortsOn,
+    by_group: PortsOn,
+    nodes: HashMap<String, usize>,
+}
+
+/// Ports by the network or group they are on.
+type PortsOn = BTreeMap<Key, BTreeSet<Key>>;
+
+/// The ready ports of `resolution` by network and by group.
+type PortsBy = (PortsOn, PortsOn);
+
+fn ports_by(resolution: &Resolution) -> PortsBy {
+    let (mut by_network, mut by_group) = (BTreeMap::new(), BTreeMap::new());
+    for (key, port) in resolution.ready_ports() {
+        link(&mut by_network, port.network.clone(), key.clone());
+        for group in &port.security_groups {
+            link(&mut by_group, group.clone(), key.clone());
+        }
+    }
+    (by_network, by_group)
+}
+
+/// The ready ports on `touched`'s networks or in its groups, and where
+/// the nodes stand.
+fn focus<'a>(
+    resolution: &'a Resolution,
+    (by_network, by_group): (&'a PortsOn, &'a PortsOn),
+    positions: &'a HashMap<String, usize>,
+    touched: &'a Touched,
+) -> Focus<'a, 'a> {
+    let networks = touched.networks.iter().filter_map(|n| by_network.get(n));
+    let groups = touched.groups.iter().filter_map(|g| by_group.get(g));
+    let keys: BTreeSet<&Key> = networks.chain(groups).flatten().collect();
+    let ports = keys
+        .into_iter()
+        .filter_map(|k| Some((k, resolution.ports.get(k)?.as_ref().ok()?)))
+        .collect();
+    Focus {
+        touched,
+        ports,
+        positions,
+    }
+}
+
+fn node_positions(config: &ClusterConfig) -> HashMap<String, usize> {
+    (config.nodes.iter().enumerate())
+        .map(|(i, n)| (n.name.clone(), i))
+        .collect()
 }
 
 /// How a pass brought the view up to date.
@@ -53,11 +105,15 @@ impl NodeView {
         let resolved = Resolved::new(into_ready_only(part), config);
         let plan = plan_node(resolved.resolution(), config, node);
         let realised = realised_digest(&planned_objects(&plan), resolved.snapshot());
+        let (by_network, by_group) = ports_by(resolved.resolution());
         NodeView {
             reach,
             resolved,
             plan,
             realised,
+            by_network,
+            by_group,
+            nodes: node_positions(config),
         }
     }
 
@@ -93,6 +149,8 @@ impl NodeView {
         self.resolved.follow(into_ready_only(part), config);
         self.plan = plan_node(self.resolved.resolution(), config, node);
         self.realised = realised_digest(&planned_objects(&self.plan), self.resolved.snapshot());
+        (self.by_network, self.by_group) = ports_by(self.resolved.resolution());
+        self.nodes = node_positions(config);
     }
 
     fn patch(
@@ -112,13 +170,33 @@ impl NodeView {
             return false;
         };
         self.reach.grow(&patch);
+        let resolution = self.resolved.resolution();
+        for (key, _) in &patch.ports {
+            for network in &touched.networks {
+                unlink(&mut self.by_network, network, key);
+            }
+            for group in &touched.groups {
+                unlink(&mut self.by_group, group, key);
+            }
+            if let Some(Ok(port)) = resolution.ports.get(key) {
+                link(&mut self.by_network, port.network.clone(), key.clone());
+                for group in &port.security_groups {
+                    link(&mut self.by_group, group.clone(), key.clone());
+                }
+            }
+        }
         if patch.own.is_empty() {
             // What the node realises is its own objects at their
             // generations: neither a port elsewhere nor a status changes it.
-            let resolution = self.resolved.resolution();
-            patch_plan(&mut self.plan, resolution, config, node, &touched);
+            let focus = focus(
+                resolution,
+                (&self.by_network, &self.by_group),
+                &self.nodes,
+                &touched,
+            );
+            patch_plan(&mut self.plan, resolution, config, node, &focus);
         } else {
-            self.plan = plan_node(self.resolved.resolution(), config, node);
+            self.plan = plan_node(resolution, config, node);
             self.realised = realised_digest(&planned_objects(&self.plan), self.resolved.snapshot());
         }
         true

@@ -17,9 +17,8 @@ use std::net::IpAddr;
 use super::allocate::Mac;
 use super::resolve::{PortMatch, Resolution};
 use super::{ClusterConfig, Key, NodeConfig};
-use crate::incremental::Touched;
 use neutrino_api::EtherType;
-pub use topology::Topology;
+pub use topology::{Focus, Topology};
 
 /// Everything one node's kernel must have. Every list is sorted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -279,7 +278,7 @@ pub fn plan_node(resolution: &Resolution, config: &ClusterConfig, node: &NodeCon
 }
 
 /// `plan`, made before a change that moved only endpoints on other nodes
-/// and group members, as `touched` names them, brought up to date: the
+/// and group members, as `focus` names them, brought up to date: the
 /// FDB and neighbour entries of the touched networks the node tunnels and
 /// the members of the touched groups' ipsets are made again, the rest is
 /// as it was. It equals `plan_node` then, at the cost of those networks.
@@ -288,9 +287,10 @@ pub fn patch_plan(
     resolution: &Resolution,
     config: &ClusterConfig,
     node: &NodeConfig,
-    touched: &Touched,
+    focus: &Focus,
 ) {
-    let topology = Topology::focused(resolution, config, touched);
+    let touched = focus.touched;
+    let topology = Topology::focused(resolution, config, focus);
     let tunnels: Vec<(&Key, String)> = (plan.bridges.iter())
         .filter(|b| touched.networks.contains(&b.network))
         .filter_map(|b| {

@@ -3,7 +3,7 @@
 //! learning which objects a node realises, then costs what is on that node
 //! and the networks it carries, not the whole cluster.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use crate::allocate::Mac;
@@ -37,6 +37,16 @@ impl std::fmt::Display for Owner<'_> {
     }
 }
 
+/// What planning again after a patch looks at: the networks and groups it
+/// touched, the ready ports on those networks or in those groups, and
+/// where each node stands in the configuration's list, so that finding a
+/// few does not index them all.
+pub struct Focus<'a, 'r> {
+    pub touched: &'a Touched,
+    pub ports: Vec<(&'r Key, &'r PortState)>,
+    pub positions: &'a HashMap<String, usize>,
+}
+
 /// The indexes over one resolution and the nodes of one configuration.
 pub struct Topology<'r> {
     pub(super) resolution: &'r Resolution,
@@ -62,26 +72,31 @@ impl<'r> Topology<'r> {
         Self::build(resolution, config, None)
     }
 
-    /// The indexes of the endpoints on `touched`'s networks and the members
-    /// of its groups alone: what re-planning them needs.
+    /// The indexes of the endpoints on `focus`'s networks and the members
+    /// of its groups alone, from the ports it names: what planning them
+    /// again needs, at their cost.
     pub(super) fn focused(
         resolution: &'r Resolution,
         config: &'r ClusterConfig,
-        touched: &Touched,
+        focus: &Focus<'_, 'r>,
     ) -> Self {
-        Self::build(resolution, config, Some(touched))
+        Self::build(resolution, config, Some(focus))
     }
 
     fn build(
         resolution: &'r Resolution,
         config: &'r ClusterConfig,
-        focus: Option<&Touched>,
+        focus: Option<&Focus<'_, 'r>>,
     ) -> Self {
-        let network_in = |n: &Key| focus.is_none_or(|t| t.networks.contains(n));
-        let group_in = |g: &Key| focus.is_none_or(|t| t.groups.contains(g));
+        let network_in = |n: &Key| focus.is_none_or(|f| f.touched.networks.contains(n));
+        let group_in = |g: &Key| focus.is_none_or(|f| f.touched.groups.contains(g));
+        let nodes = match focus {
+            None => config.indexed(),
+            Some(_) => Nodes::some_of(&config.nodes, std::iter::empty()),
+        };
         let mut topology = Topology {
             resolution,
-            nodes: config.indexed(),
+            nodes,
             endpoints: BTreeMap::new(),
             networks_on: BTreeMap::new(),
             ports_on: BTreeMap::new(),
@@ -89,7 +104,11 @@ impl<'r> Topology<'r> {
             floating_through: BTreeMap::new(),
             members: BTreeMap::new(),
         };
-        for (key, port) in resolution.ready_ports() {
+        let ports: Box<dyn Iterator<Item = (&'r Key, &'r PortState)>> = match focus {
+            None => Box::new(resolution.ready_ports()),
+            Some(f) => Box::new(f.ports.iter().copied()),
+        };
+        for (key, port) in ports {
             for group in port.security_groups.iter().filter(|g| group_in(g)) {
                 topology.members.entry(group).or_default().push(port);
             }
@@ -150,6 +169,19 @@ impl<'r> Topology<'r> {
                     },
                 );
             }
+        }
+        if let Some(focus) = focus {
+            let named: BTreeSet<&str> = topology
+                .endpoints
+                .values()
+                .flatten()
+                .map(|e| e.node)
+                .collect();
+            let found = named.into_iter().filter_map(|name| {
+                let at = focus.positions.get(name).and_then(|&i| config.nodes.get(i));
+                at.filter(|n| n.name == name).or_else(|| config.node(name))
+            });
+            topology.nodes = Nodes::some_of(&config.nodes, found);
         }
         topology
     }
