@@ -627,6 +627,12 @@ impl Reach {
         Some(patch)
     }
 
+    /// The ports bound to the node, as far as the reach knows: those that
+    /// were when it was found, and those patched in since.
+    pub fn own(&self) -> &BTreeSet<Key> {
+        &self.own
+    }
+
     /// Takes a patch in: its ports are chosen from now on (a deleted
     /// port's key stays: the reach only grows).
     pub fn grow(&mut self, patch: &Patch) {

@@ -9,7 +9,8 @@
 //! beside them, is patched in: the ports are taken as their status says
 //! (the controller checked and allocated them). For ports elsewhere only
 //! the touched networks' FDB and neighbour entries and the touched groups'
-//! ipsets are planned again; a port of the node's own plans the node.
+//! ipsets are planned again; for one of the node's own, what its ports
+//! make (veths, DHCP hosts, filters) and those ipsets.
 //! Anything else takes the part afresh and resolves the namespaces that
 //! differ; `tests/incremental.rs` checks that both give what resolving
 //! and planning the part in full gives.
@@ -17,9 +18,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{Resolved, Touched, link, unlink};
-use crate::plan::{Focus, NodePlan, patch_plan, plan_node};
+use crate::plan::{Focus, NodePlan, patch_own, patch_plan, plan_node};
 use crate::realisation::{planned_objects, realised_digest};
-use crate::resolve::Resolution;
+use crate::resolve::{PortState, Resolution};
 use crate::scope::{Index, Reach, Source, part_of};
 use crate::status::into_ready_only;
 use crate::{ClusterConfig, Key, NodeConfig, ObjectId, Snapshot};
@@ -196,7 +197,19 @@ impl NodeView {
             );
             patch_plan(&mut self.plan, resolution, config, node, &focus);
         } else {
-            self.plan = plan_node(resolution, config, node);
+            let own: Vec<(&Key, &PortState)> = (self.reach.own().iter())
+                .filter_map(|k| Some((k, resolution.ports.get(k)?.as_ref().ok()?)))
+                .filter(|(_, p)| p.node.as_deref() == Some(node.name.as_str()))
+                .collect();
+            let focus = focus(
+                resolution,
+                (&self.by_network, &self.by_group),
+                &self.nodes,
+                &touched,
+            );
+            if !patch_own(&mut self.plan, resolution, config, &own, &patch.own, &focus) {
+                self.plan = plan_node(resolution, config, node);
+            }
             self.realised = realised_digest(&planned_objects(&self.plan), self.resolved.snapshot());
         }
         true

@@ -9,6 +9,7 @@ use super::topology::Topology;
 use super::{Bridge, FdbEntry, Neighbour, PortPlan, Uplink, UplinkKind};
 use crate::allocate::Mac;
 use crate::config::VXLAN_PORT;
+use crate::resolve::{PortState, Resolution};
 use crate::{Key, NodeConfig, names};
 use neutrino_api::NetworkType;
 
@@ -97,24 +98,29 @@ pub(super) fn plan(topology: &Topology, node: &NodeConfig) -> L2 {
     }
 
     for (key, port) in topology.ports_on(&node.name) {
-        let addresses = port
-            .fixed_ips
-            .iter()
-            .filter_map(|(subnet, ip)| {
-                IpNet::new(*ip, resolution.subnet(subnet)?.cidr.prefix_len()).ok()
-            })
-            .collect();
-        l2.ports.push(PortPlan {
-            port: (*key).clone(),
-            interface: names::port(key),
-            peer: names::port_peer(key),
-            bridge: names::bridge(&port.network),
-            mac: port.mac,
-            mtu: port.mtu,
-            addresses,
-        });
+        l2.ports.push(port_plan(resolution, key, port));
     }
     l2
+}
+
+/// A port of the node's: its veth pair onto its network's bridge.
+pub(super) fn port_plan(resolution: &Resolution, key: &Key, port: &PortState) -> PortPlan {
+    let addresses = port
+        .fixed_ips
+        .iter()
+        .filter_map(|(subnet, ip)| {
+            IpNet::new(*ip, resolution.subnet(subnet)?.cidr.prefix_len()).ok()
+        })
+        .collect();
+    PortPlan {
+        port: key.clone(),
+        interface: names::port(key),
+        peer: names::port_peer(key),
+        bridge: names::bridge(&port.network),
+        mac: port.mac,
+        mtu: port.mtu,
+        addresses,
+    }
 }
 
 /// The FDB and neighbour entries of the VXLAN device `device` of network

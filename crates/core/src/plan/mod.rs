@@ -15,8 +15,8 @@ use serde::Serialize;
 use std::net::IpAddr;
 
 use super::allocate::Mac;
-use super::resolve::{PortMatch, Resolution};
-use super::{ClusterConfig, Key, NodeConfig};
+use super::resolve::{PortMatch, PortState, Resolution};
+use super::{ClusterConfig, Key, NodeConfig, names};
 use neutrino_api::EtherType;
 pub use topology::{Focus, Topology};
 
@@ -314,6 +314,68 @@ pub fn patch_plan(
             set.members = security::members(&topology, &set.group, set.ethertype);
         }
     }
+}
+
+/// `plan` brought up to date after the node's own ports named in
+/// `changed` came, changed or went, on networks the node carries; `own` is
+/// every ready port of the node now, in key order. Alike to `plan_node`:
+/// their veths, the DHCP servers' hosts and the filters are made again from
+/// the node's own ports, the ipsets of `focus`'s groups from its ports; the
+/// FDB and the rest stay as they were. False, with `plan` as it was, when
+/// the change reaches further — a bridge coming or going, a remote group
+/// the node's rules did not name: the caller plans the node.
+pub fn patch_own(
+    plan: &mut NodePlan,
+    resolution: &Resolution,
+    config: &ClusterConfig,
+    own: &[(&Key, &PortState)],
+    changed: &std::collections::BTreeSet<Key>,
+    focus: &Focus,
+) -> bool {
+    use std::collections::BTreeSet;
+    // The node's ports stay on the networks they were on: no bridge comes
+    // or goes.
+    let before: BTreeSet<&str> = plan.ports.iter().map(|p| p.bridge.as_str()).collect();
+    let after: BTreeSet<String> = own.iter().map(|(_, p)| names::bridge(&p.network)).collect();
+    if before.len() != after.len() || !after.iter().all(|b| before.contains(b.as_str())) {
+        return false;
+    }
+    let mut sets = BTreeSet::new();
+    let mut security = SecurityPlan::default();
+    for &(key, port) in own {
+        match security::port_filter(resolution, key, port, &mut sets) {
+            Some(filter) => security.ports.push(filter),
+            None => security.unfiltered.push(key.clone()),
+        }
+    }
+    let topology = Topology::focused(resolution, config, focus);
+    for (group, ethertype) in sets {
+        let old = plan
+            .security
+            .ipsets
+            .iter()
+            .find(|s| s.group == group && s.ethertype == ethertype);
+        let set = match old {
+            Some(set) if !focus.touched.groups.contains(&group) => set.clone(),
+            _ if focus.touched.groups.contains(&group) => {
+                security::ipset(&topology, group, ethertype)
+            }
+            _ => return false,
+        };
+        security.ipsets.push(set);
+    }
+    plan.security = security;
+    plan.ports.retain(|p| !changed.contains(&p.port));
+    for &(key, port) in own.iter().filter(|(k, _)| changed.contains(*k)) {
+        plan.ports.push(l2::port_plan(resolution, key, port));
+    }
+    plan.ports.sort();
+    let hosts = dhcp::hosts_by_subnet(own.iter().copied());
+    plan.dhcp = (hosts.into_iter())
+        .filter_map(|(subnet, hosts)| dhcp::server(resolution, subnet, hosts))
+        .collect();
+    plan.dhcp.sort();
+    true
 }
 
 /// Replaces the run of `device`'s entries in the sorted `list` with
