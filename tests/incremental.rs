@@ -348,6 +348,15 @@ fn a_round_over_the_namespaces_a_change_touches_asks_for_what_a_full_one_does() 
             }),
         ),
         (
+            "two ports added at once on node-1 and beside it on node-38",
+            Box::new(move |s| {
+                for (name, node) in [("third-on-node-1", 1), ("again-beside-node-1", 38)] {
+                    let added = port_beside(s, &on_node_1(s), name, node);
+                    s.ports.insert(key_of(&added), Arc::new(added));
+                }
+            }),
+        ),
+        (
             "the port beside node-1's deleted",
             Box::new(move |s| {
                 s.ports

@@ -79,6 +79,7 @@ fn focus<'a>(
     }
 }
 
+/// Where each node stands in the configuration's list.
 fn node_positions(config: &ClusterConfig) -> HashMap<String, usize> {
     (config.nodes.iter().enumerate())
         .map(|(i, n)| (n.name.clone(), i))
@@ -186,27 +187,20 @@ impl NodeView {
                 }
             }
         }
-        if patch.own.is_empty() {
-            // What the node realises is its own objects at their
-            // generations: neither a port elsewhere nor a status changes it.
-            let focus = focus(
-                resolution,
-                (&self.by_network, &self.by_group),
-                &self.nodes,
-                &touched,
-            );
-            patch_plan(&mut self.plan, resolution, config, node, &focus);
-        } else {
+        let focus = focus(
+            resolution,
+            (&self.by_network, &self.by_group),
+            &self.nodes,
+            &touched,
+        );
+        patch_plan(&mut self.plan, resolution, config, node, &focus);
+        // What the node realises is its own objects at their generations:
+        // neither a port elsewhere nor a status changes it.
+        if !patch.own.is_empty() {
             let own: Vec<(&Key, &PortState)> = (self.reach.own().iter())
                 .filter_map(|k| Some((k, resolution.ports.get(k)?.as_ref().ok()?)))
                 .filter(|(_, p)| p.node.as_deref() == Some(node.name.as_str()))
                 .collect();
-            let focus = focus(
-                resolution,
-                (&self.by_network, &self.by_group),
-                &self.nodes,
-                &touched,
-            );
             if !patch_own(&mut self.plan, resolution, config, &own, &patch.own, &focus) {
                 self.plan = plan_node(resolution, config, node);
             }
