@@ -342,11 +342,12 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             continue;
         }
         // Only the part of the cluster this node's plan depends on, with
-        // the allocations the controller recorded for it: a change through
-        // ports on other nodes patched in, anything else resolved again
-        // only in the namespaces where the part differs; in full when the
-        // nodes changed, after a pass that did not settle, and every
-        // resync, as a safety net.
+        // the allocations the controller recorded for it: a change made of
+        // ports that draw nothing new into the part patched in, anything
+        // else resolved again only in the namespaces where the part
+        // differs; in full when the nodes changed, after a pass that did
+        // not settle, and every resync (counted from the last full one),
+        // as a safety net.
         let resolve_all = peers_changed
             || last_pass.is_none()
             || last_full.is_none_or(|at| at.elapsed() >= options.resync);
