@@ -18,7 +18,6 @@ use neutrino::core::controller::{Actions, notices};
 use neutrino::core::incremental::{Changed, Followed, Kept, NodeView};
 use neutrino::core::plan::{Topology, plan_node};
 use neutrino::core::realisation::{Acknowledged, AgentHealth, planned_objects, realised_digest};
-use neutrino::core::resolve::held_by;
 use neutrino::core::scope::{self, Index};
 use neutrino::core::status::ready_only;
 use neutrino::core::{ClusterConfig, Key, Kind, ObjectId, Snapshot, kinds::key_of, resolve};
@@ -28,7 +27,7 @@ mod support;
 #[path = "../tests/support/synthetic.rs"]
 mod synthetic;
 use support::{range, setting};
-use synthetic::{Shape, all_ready, carry_out, cluster, converge, port_beside};
+use synthetic::{Shape, all_ready, carry_out, cluster, converge, noted, port_beside};
 
 /// CPU time this thread has used.
 fn cpu() -> Duration {
@@ -110,17 +109,8 @@ struct Change {
 
 impl Change {
     fn between(before: &Snapshot, after: &Snapshot) -> Self {
-        let changed = Changed::between(before, after);
-        let mut objects = changed.objects;
-        for key in &changed.ip_claims {
-            let claim = after.ip_claims.get(key).or(before.ip_claims.get(key));
-            let holder = claim.and_then(|c| held_by(&c.spec.holder));
-            objects.extend(holder.map(|h| h.object()));
-        }
-        Change {
-            objects,
-            ip_claims: changed.ip_claims,
-        }
+        let (objects, ip_claims) = noted(before, after);
+        Change { objects, ip_claims }
     }
 }
 
@@ -157,8 +147,8 @@ impl AgentKept {
 
 /// One agent's pure work on a change that reaches its part, as `neutrino
 /// agent` does it: the change taken into its kept index, then patched into
-/// its view (ports on other nodes, and the statuses written beside them)
-/// or its part taken out of the caches afresh, resolved again in the
+/// its view (ports that draw nothing new into its part, and the statuses
+/// written beside them) or its part taken out of the caches afresh, resolved again in the
 /// namespaces that differ and planned; with the digest of what it
 /// realises. With nothing kept, as before: the whole cluster resolved and
 /// the node planned.

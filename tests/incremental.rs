@@ -19,10 +19,9 @@ use neutrino::core::controller::Actions;
 use neutrino::core::incremental::{Changed, Followed, Full, Kept, NodeView};
 use neutrino::core::kinds::key_of;
 use neutrino::core::realisation::{Acknowledged, AgentHealth};
-use neutrino::core::resolve::held_by;
 use neutrino::core::scope::Index;
 use neutrino::core::{ApiObject, ClusterConfig, Key, Resolution, Snapshot, for_each_kind, resolve};
-use support::synthetic::{Shape, all_ready, carry_out, cluster, port_beside};
+use support::synthetic::{Shape, all_ready, carry_out, cluster, noted, port_beside};
 
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
@@ -123,22 +122,11 @@ impl Run {
     /// were: they place nothing), the same plan and digest.
     fn agents_follow(&mut self, what: &str) {
         let index = Index::new(&self.cluster);
-        // What an agent's watches note: the objects and claims that
-        // changed, and the holders of the claims.
-        let noted = Changed::between(&self.followed, &self.cluster);
-        let mut objects = noted.objects;
-        for key in &noted.ip_claims {
-            let claim = (self.cluster.ip_claims.get(key)).or(self.followed.ip_claims.get(key));
-            objects.extend(
-                claim
-                    .and_then(|c| held_by(&c.spec.holder))
-                    .map(|h| h.object()),
-            );
-        }
+        let (objects, ip_claims) = noted(&self.followed, &self.cluster);
         self.followed = self.cluster.clone();
         for (node, view) in &mut self.parts {
             let me = self.config.node(node).unwrap();
-            let changed = (&objects, &noted.ip_claims);
+            let changed = (&objects, &ip_claims);
             let how = view.follow(&index, &self.cluster, &self.config, me, changed);
             let fresh = NodeView::new(&index, &self.cluster, &self.config, me);
             let part = Changed::between(view.snapshot(), fresh.snapshot());
@@ -258,6 +246,16 @@ fn statuses_in(statuses: &Snapshot) -> Vec<String> {
     ids.map(|(kind, key)| format!("{kind} {key}")).collect()
 }
 
+/// Gives port `key` the one address pair `cidr`.
+fn give_pair(s: &mut Snapshot, key: &Key, cidr: &str) {
+    let port = Arc::make_mut(s.ports.get_mut(key).unwrap());
+    port.spec.allowed_address_pairs = vec![neutrino::api::AddressPair {
+        ip_address: cidr.into(),
+        mac_address: None,
+    }];
+    bump(port);
+}
+
 fn bump<K: ApiObject>(object: &mut K) {
     let meta = object.meta_mut();
     meta.generation = Some(meta.generation.unwrap_or(1) + 1);
@@ -320,12 +318,7 @@ fn a_round_over_the_namespaces_a_change_touches_asks_for_what_a_full_one_does() 
             "an address pair given to the port beside node-1's",
             Box::new(move |s| {
                 let key = Key::new(&on_node_1(s).namespace, "beside-node-1");
-                let port = Arc::make_mut(s.ports.get_mut(&key).unwrap());
-                port.spec.allowed_address_pairs = vec![neutrino::api::AddressPair {
-                    ip_address: "192.0.2.0/28".into(),
-                    mac_address: None,
-                }];
-                bump(port);
+                give_pair(s, &key, "192.0.2.0/28");
             }),
         ),
         (
@@ -339,12 +332,7 @@ fn a_round_over_the_namespaces_a_change_touches_asks_for_what_a_full_one_does() 
             "an address pair given to node-1's second port",
             Box::new(move |s| {
                 let key = Key::new(&on_node_1(s).namespace, "second-on-node-1");
-                let port = Arc::make_mut(s.ports.get_mut(&key).unwrap());
-                port.spec.allowed_address_pairs = vec![neutrino::api::AddressPair {
-                    ip_address: "192.0.2.16/28".into(),
-                    mac_address: None,
-                }];
-                bump(port);
+                give_pair(s, &key, "192.0.2.16/28");
             }),
         ),
         (

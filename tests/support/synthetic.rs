@@ -17,8 +17,13 @@ use serde_json::{Value, json};
 
 use neutrino::api::Port;
 use neutrino::core::controller::{Actions, actions};
+use neutrino::core::incremental::Changed;
 use neutrino::core::realisation::{AgentHealth, realisation};
-use neutrino::core::{ApiObject, ClusterConfig, Key, Object, Resolution, Snapshot, resolve};
+use neutrino::core::resolve::held_by;
+use neutrino::core::{
+    ApiObject, ClusterConfig, Key, Object, ObjectId, Resolution, Snapshot, resolve,
+};
+use std::collections::BTreeSet;
 
 pub const PORTS_PER_NETWORK: usize = 16;
 pub const NETWORKS_PER_NAMESPACE: usize = 10;
@@ -220,6 +225,22 @@ pub fn converge(snapshot: &mut Snapshot, config: &ClusterConfig) -> usize {
         carry_out(snapshot, planned);
     }
     panic!("the rounds did not settle in 10");
+}
+
+/// What an agent's watches note from `before` to `after`: the objects that
+/// changed with the holders of the claims that did, and those claims.
+pub fn noted(before: &Snapshot, after: &Snapshot) -> (BTreeSet<ObjectId>, BTreeSet<Key>) {
+    let changed = Changed::between(before, after);
+    let mut objects = changed.objects;
+    for key in &changed.ip_claims {
+        let claim = after.ip_claims.get(key).or(before.ip_claims.get(key));
+        objects.extend(
+            claim
+                .and_then(|c| held_by(&c.spec.holder))
+                .map(|h| h.object()),
+        );
+    }
+    (objects, changed.ip_claims)
 }
 
 /// A new port `name` on `node`, in the network of the existing port `beside`.

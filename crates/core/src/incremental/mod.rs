@@ -370,7 +370,7 @@ impl Kept {
             copy(&mut mine.networks, &whole.networks, key);
         }
         for key in self.sites.ports_on.get(node).into_iter().flatten() {
-            let Some(Ok(port)) = whole.ports.get(key) else {
+            let Some(port) = whole.port(key) else {
                 continue;
             };
             network(&mut mine, whole, &port.network);

@@ -35,8 +35,7 @@ pub struct NodeView {
     /// The part's ready ports by network and by group, and where each node
     /// stands in the configuration: what planning a patch's networks and
     /// groups again looks up, so that it costs them and not the part.
-    by_network: PortsOn,
-    by_group: PortsOn,
+    ports_by: PortsBy,
     nodes: HashMap<String, usize>,
 }
 
@@ -47,21 +46,26 @@ type PortsOn = BTreeMap<Key, BTreeSet<Key>>;
 type PortsBy = (PortsOn, PortsOn);
 
 fn ports_by(resolution: &Resolution) -> PortsBy {
-    let (mut by_network, mut by_group) = (BTreeMap::new(), BTreeMap::new());
+    let mut by = (BTreeMap::new(), BTreeMap::new());
     for (key, port) in resolution.ready_ports() {
-        link(&mut by_network, port.network.clone(), key.clone());
-        for group in &port.security_groups {
-            link(&mut by_group, group.clone(), key.clone());
-        }
+        file_port(&mut by, key, port);
     }
-    (by_network, by_group)
+    by
+}
+
+/// Files `port` under its network and its groups.
+fn file_port((by_network, by_group): &mut PortsBy, key: &Key, port: &PortState) {
+    link(by_network, port.network.clone(), key.clone());
+    for group in &port.security_groups {
+        link(by_group, group.clone(), key.clone());
+    }
 }
 
 /// The ready ports on `touched`'s networks or in its groups, and where
 /// the nodes stand.
 fn focus<'a>(
     resolution: &'a Resolution,
-    (by_network, by_group): (&'a PortsOn, &'a PortsOn),
+    (by_network, by_group): &'a PortsBy,
     positions: &'a HashMap<String, usize>,
     touched: &'a Touched,
 ) -> Focus<'a, 'a> {
@@ -70,7 +74,7 @@ fn focus<'a>(
     let keys: BTreeSet<&Key> = networks.chain(groups).flatten().collect();
     let ports = keys
         .into_iter()
-        .filter_map(|k| Some((k, resolution.ports.get(k)?.as_ref().ok()?)))
+        .filter_map(|k| Some((k, resolution.port(k)?)))
         .collect();
     Focus {
         touched,
@@ -107,14 +111,12 @@ impl NodeView {
         let resolved = Resolved::new(into_ready_only(part), config);
         let plan = plan_node(resolved.resolution(), config, node);
         let realised = realised_digest(&planned_objects(&plan), resolved.snapshot());
-        let (by_network, by_group) = ports_by(resolved.resolution());
         NodeView {
+            ports_by: ports_by(resolved.resolution()),
             reach,
             resolved,
             plan,
             realised,
-            by_network,
-            by_group,
             nodes: node_positions(config),
         }
     }
@@ -151,7 +153,7 @@ impl NodeView {
         self.resolved.follow(into_ready_only(part), config);
         self.plan = plan_node(self.resolved.resolution(), config, node);
         self.realised = realised_digest(&planned_objects(&self.plan), self.resolved.snapshot());
-        (self.by_network, self.by_group) = ports_by(self.resolved.resolution());
+        self.ports_by = ports_by(self.resolved.resolution());
         self.nodes = node_positions(config);
     }
 
@@ -173,32 +175,25 @@ impl NodeView {
         };
         self.reach.grow(&patch);
         let resolution = self.resolved.resolution();
+        // The touched networks and groups are those each port was and is in.
         for (key, _) in &patch.ports {
-            for network in &touched.networks {
-                unlink(&mut self.by_network, network, key);
-            }
-            for group in &touched.groups {
-                unlink(&mut self.by_group, group, key);
-            }
-            if let Some(Ok(port)) = resolution.ports.get(key) {
-                link(&mut self.by_network, port.network.clone(), key.clone());
-                for group in &port.security_groups {
-                    link(&mut self.by_group, group.clone(), key.clone());
-                }
+            let (by_network, by_group) = &mut self.ports_by;
+            touched
+                .networks
+                .iter()
+                .for_each(|n| unlink(by_network, n, key));
+            touched.groups.iter().for_each(|g| unlink(by_group, g, key));
+            if let Some(port) = resolution.port(key) {
+                file_port(&mut self.ports_by, key, port);
             }
         }
-        let focus = focus(
-            resolution,
-            (&self.by_network, &self.by_group),
-            &self.nodes,
-            &touched,
-        );
+        let focus = focus(resolution, &self.ports_by, &self.nodes, &touched);
         patch_plan(&mut self.plan, resolution, config, node, &focus);
         // What the node realises is its own objects at their generations:
         // neither a port elsewhere nor a status changes it.
         if !patch.own.is_empty() {
             let own: Vec<(&Key, &PortState)> = (self.reach.own().iter())
-                .filter_map(|k| Some((k, resolution.ports.get(k)?.as_ref().ok()?)))
+                .filter_map(|k| Some((k, resolution.port(k)?)))
                 .filter(|(_, p)| p.node.as_deref() == Some(node.name.as_str()))
                 .collect();
             if !patch_own(&mut self.plan, resolution, config, &own, &patch.own, &focus) {

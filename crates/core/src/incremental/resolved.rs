@@ -192,8 +192,9 @@ impl Resolved {
         self.merge(&resolution, &taken.namespaces);
     }
 
-    /// Takes `patch` in without resolving: a port is as its status says ([`crate::resolve::trusted_port`]), and a status
-    /// that changed alone decides nothing. Returns the networks whose
+    /// Takes `patch` in without resolving: a port is as its status says
+    /// ([`crate::resolve::trusted_port`]), and a status that changed alone
+    /// decides nothing. Returns the networks whose
     /// endpoints and the groups whose members it moved, or None, having
     /// changed nothing, when a port cannot be read so. Subnets' address
     /// counts are left as they were: they place nothing, and an agent

@@ -12,6 +12,7 @@ mod topology;
 
 use ipnet::IpNet;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::allocate::Mac;
@@ -329,10 +330,9 @@ pub fn patch_own(
     resolution: &Resolution,
     config: &ClusterConfig,
     own: &[(&Key, &PortState)],
-    changed: &std::collections::BTreeSet<Key>,
+    changed: &BTreeSet<Key>,
     focus: &Focus,
 ) -> bool {
-    use std::collections::BTreeSet;
     // The node's ports stay on the networks they were on: no bridge comes
     // or goes.
     let before: BTreeSet<&str> = plan.ports.iter().map(|p| p.bridge.as_str()).collect();

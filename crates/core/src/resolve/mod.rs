@@ -210,6 +210,10 @@ impl Resolution {
         self.subnets.get(key)?.as_ref().ok()
     }
 
+    pub fn port(&self, key: &Key) -> Option<&PortState> {
+        self.ports.get(key)?.as_ref().ok()
+    }
+
     pub fn security_group(&self, key: &Key) -> Option<&SecurityGroupState> {
         self.security_groups.get(key)?.as_ref().ok()
     }
