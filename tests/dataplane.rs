@@ -16,6 +16,7 @@ use neutrino::dataplane::agent::{Agent, AgentConfig};
 use neutrino::dataplane::iptables::Firewall;
 use neutrino::dataplane::netlink::Netlink;
 use neutrino::dataplane::netns;
+use neutrino::dataplane::workload;
 use support::examples::node_plan;
 use support::{Namespaces, require_root};
 
@@ -504,5 +505,80 @@ fn the_first_ports_make_bridged_traffic_pass_iptables() {
     assert_eq!(
         netns::read_sysctl(Some(&under_test.node), key).unwrap(),
         "1"
+    );
+}
+
+/// `ip -j` output of `args` inside `namespace`.
+fn ip_json(namespace: &str, args: &[&str]) -> serde_json::Value {
+    let output = std::process::Command::new("ip")
+        .args(["-n", namespace, "-j"])
+        .args(args)
+        .output()
+        .expect("ip runs");
+    assert!(
+        output.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("ip -j prints JSON")
+}
+
+#[tokio::test]
+async fn a_ports_veth_end_attaches_to_a_runtimes_namespace_with_its_addresses_and_routes() {
+    require_root();
+    let mut namespaces = Namespaces::new("attach");
+    let node = namespaces.create("node");
+    let pod = namespaces.create("pod");
+    behind_its_back(
+        &node,
+        "ip",
+        "link add ntp-attach type veth peer name ntw-attach",
+    );
+
+    let path = netns::path(&pod);
+    let addresses = ["10.9.0.5/24".parse().unwrap()];
+    let routes = [neutrino::core::plan::RoutePlan {
+        destination: "0.0.0.0/0".parse().unwrap(),
+        nexthop: "10.9.0.1".parse().unwrap(),
+    }];
+    workload::attach(
+        Some(&node),
+        "ntw-attach",
+        &path,
+        "net1",
+        &addresses,
+        &routes,
+    )
+    .await
+    .expect("attaching");
+
+    let link = &ip_json(&pod, &["addr", "show", "net1"])[0];
+    assert!(
+        link["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
+        "{link}"
+    );
+    let held: Vec<String> = (link["addr_info"].as_array().unwrap().iter())
+        .filter(|a| a["family"] == "inet")
+        .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+        .collect();
+    assert_eq!(held, ["10.9.0.5/24"]);
+    let default = ip_json(&pod, &["route", "show", "default"]);
+    assert_eq!(default[0]["gateway"], "10.9.0.1", "{default}");
+    // The node keeps its end; the workload's is gone from it.
+    assert!(ip_json(&node, &["link", "show", "ntp-attach"])[0]["ifname"] == "ntp-attach");
+    let left = std::process::Command::new("ip")
+        .args(["-n", &node, "link", "show", "ntw-attach"])
+        .output()
+        .unwrap();
+    assert!(!left.status.success(), "the workload's end left the node");
+
+    // A namespace that is not there is named in the error.
+    let missing = std::path::Path::new("/run/netns/neutrino-no-such-pod");
+    let error = workload::attach(Some(&node), "ntp-attach", missing, "net2", &[], &[])
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("neutrino-no-such-pod"),
+        "{error}"
     );
 }

@@ -190,19 +190,7 @@ impl Netlink {
                     .map_err(failed(format!("removing route to {}", route.destination)))
             }
             InsideChange::AddRoute(route) => {
-                let what = format!(
-                    "adding route to {} via {}",
-                    route.destination, route.nexthop
-                );
-                let message = RouteMessageBuilder::<IpAddr>::new()
-                    .destination_prefix(route.destination.addr(), route.destination.prefix_len())
-                    .and_then(|b| b.gateway(route.nexthop))
-                    .map_err(|e| NetlinkError::Invalid {
-                        what: what.clone(),
-                        message: e.to_string(),
-                    })?
-                    .protocol(RouteProtocol::Static)
-                    .build();
+                let (what, message) = route_message(route)?;
                 self.wrote();
                 self.handle()
                     .route()
@@ -242,6 +230,23 @@ impl Netlink {
             None => Ok(()),
             Some(e) => Err(*e.downcast::<NetlinkError>().expect("netlink errors only")),
         }
+    }
+
+    /// Routes each of `routes` through its next hop, replacing a route to
+    /// the same destination: what a repeated call leaves is the same.
+    pub async fn replace_routes(&self, routes: &[RoutePlan]) -> Result<(), NetlinkError> {
+        for route in routes {
+            let (what, message) = route_message(route)?;
+            self.wrote();
+            self.handle()
+                .route()
+                .add(message)
+                .replace()
+                .execute()
+                .await
+                .map_err(failed(what))?;
+        }
+        Ok(())
     }
 
     /// Sets the link `name` up unless it is; its addresses are left alone.
@@ -455,4 +460,22 @@ fn route_plan(route: &RouteMessage) -> Option<RoutePlan> {
         destination: IpNet::new(destination, route.header.destination_prefix_length).ok()?,
         nexthop,
     })
+}
+
+/// The message adding `route`, and what it does, for errors.
+fn route_message(route: &RoutePlan) -> Result<(String, RouteMessage), NetlinkError> {
+    let what = format!(
+        "adding route to {} via {}",
+        route.destination, route.nexthop
+    );
+    let message = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(route.destination.addr(), route.destination.prefix_len())
+        .and_then(|b| b.gateway(route.nexthop))
+        .map_err(|e| NetlinkError::Invalid {
+            what: what.clone(),
+            message: e.to_string(),
+        })?
+        .protocol(RouteProtocol::Static)
+        .build();
+    Ok((what, message))
 }

@@ -13,7 +13,8 @@ use std::process::Command;
 /// Where named namespaces live.
 pub const NETNS_DIR: &str = "/run/netns";
 
-/// The file of the namespace `name`.
+/// The file of the namespace `name`; an absolute path is its own file (a
+/// namespace a container runtime made, as a CNI call names it).
 pub fn path(name: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(name)
 }

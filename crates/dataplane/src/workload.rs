@@ -4,9 +4,12 @@
 //! and brought up with loopback. The agent gave the peer the port's MAC and
 //! the network's MTU when it made it, so they travel with it.
 
+use ipnet::IpNet;
 use netlink_packet_route::link::LinkAttribute;
+use neutrino_core::plan::RoutePlan;
 use rtnetlink::LinkUnspec;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 
 use super::netlink::{Netlink, NetlinkError};
 use super::netns;
@@ -37,6 +40,51 @@ pub async fn plug(
         cause,
     };
     netns::create(target).map_err(namespace_error)?;
+    move_into(node, peer, target, interface).await?;
+    let inside = Netlink::connect(Some(target)).await?;
+    inside.ensure_up("lo").await?;
+    inside.ensure_up(interface).await?;
+    Ok(())
+}
+
+/// Attaches `peer` to the namespace a container runtime made, at the path
+/// `netns` (a CNI call's `CNI_NETNS`), as `interface`: up, with loopback,
+/// holding exactly `addresses` and routed by `routes`. A workload that takes
+/// its address itself (a KubeVirt VM asking DHCP) gets none of either.
+pub async fn attach(
+    node: Option<&str>,
+    peer: &str,
+    netns: &Path,
+    interface: &str,
+    addresses: &[IpNet],
+    routes: &[RoutePlan],
+) -> Result<(), PlugError> {
+    let target = netns.to_string_lossy().into_owned();
+    if !netns.is_absolute() || !netns.exists() {
+        return Err(PlugError::Namespace {
+            namespace: target,
+            cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no such namespace"),
+        });
+    }
+    move_into(node, peer, &target, interface).await?;
+    let inside = Netlink::connect(Some(&target)).await?;
+    inside.ensure_up("lo").await?;
+    inside.sync_interface(interface, addresses).await?;
+    inside.replace_routes(routes).await?;
+    Ok(())
+}
+
+/// Moves `peer` from `node` into the namespace `target` as `interface`.
+async fn move_into(
+    node: Option<&str>,
+    peer: &str,
+    target: &str,
+    interface: &str,
+) -> Result<(), PlugError> {
+    let namespace_error = |cause| PlugError::Namespace {
+        namespace: target.to_string(),
+        cause,
+    };
     let kernel = Netlink::connect(node).await?;
     let index = kernel
         .require(peer, "moving a port into its workload")
@@ -59,9 +107,6 @@ pub async fn plug(
             cause,
         })?;
     drop(file);
-    let inside = Netlink::connect(Some(target)).await?;
-    inside.ensure_up("lo").await?;
-    inside.ensure_up(interface).await?;
     Ok(())
 }
 
