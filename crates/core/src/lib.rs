@@ -7,6 +7,7 @@
 //! identity give that node's desired dataplane).
 
 pub mod allocate;
+pub mod attachment;
 pub mod config;
 pub mod controller;
 pub mod delta;

@@ -1,0 +1,210 @@
+//! A pod's attachment to a neutrino network, as a CNI ADD asks for it: the
+//! Port that stands for it. Named from the pod and the interface, owned by
+//! the pod so that the API server's garbage collector removes it with the
+//! pod, bound to the pod's node, with the addresses and MAC Multus passed
+//! per pod; each address on the subnet of the network that holds it.
+
+use ipnet::IpNet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube_core::ObjectMeta;
+use std::collections::BTreeMap;
+
+use neutrino_api::{FixedIP, Port, PortSpec};
+
+/// The annotation that says which runtime attachment made a Port:
+/// `<container id>/<interface>`, as CNI keys an attachment.
+pub const ATTACHMENT_ANNOTATION: &str = "neutrino.dev/cni-attachment";
+
+/// The longest object name a Port may have.
+const NAME_MAX: usize = 63;
+
+/// What an ADD asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub namespace: &'a str,
+    pub pod: &'a str,
+    pub pod_uid: &'a str,
+    pub container_id: &'a str,
+    pub interface: &'a str,
+    pub node: &'a str,
+    pub network: &'a str,
+    pub security_groups: Option<&'a [String]>,
+    pub port_security: Option<bool>,
+    /// Addresses asked for; their prefix lengths are not read.
+    pub ips: &'a [IpNet],
+    pub mac: Option<&'a str>,
+}
+
+/// Why the Port cannot be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AttachError {
+    #[error(
+        "runtimeConfig.ips: {address} is on no subnet of network {namespace}/{network} (its subnets: {subnets})"
+    )]
+    NoSubnet {
+        address: String,
+        namespace: String,
+        network: String,
+        subnets: String,
+    },
+}
+
+/// The Port's name: the pod's and the interface's, made a valid name;
+/// shortened with a hash of both when longer than a Port's name may be.
+pub fn port_name(pod: &str, interface: &str) -> String {
+    let clean = |text: &str| -> String {
+        text.chars()
+            .map(|c| match c.to_ascii_lowercase() {
+                c @ ('a'..='z' | '0'..='9' | '-') => c,
+                _ => '-',
+            })
+            .collect()
+    };
+    let name = format!("{}-{}", clean(pod), clean(interface));
+    let name = name.trim_matches('-').to_string();
+    if name.len() <= NAME_MAX {
+        return name;
+    }
+    let hash = crate::digest::hex(&[pod, interface], 5);
+    let keep = NAME_MAX - hash.len() - 1;
+    format!("{}-{hash}", name[..keep].trim_end_matches('-'))
+}
+
+/// The Port `request` asks for, given the network's subnets by name and CIDR.
+pub fn port(request: &Request, subnets: &BTreeMap<String, IpNet>) -> Result<Port, AttachError> {
+    let fixed_ips = request
+        .ips
+        .iter()
+        .map(|ip| {
+            let address = ip.addr();
+            let subnet = subnets.iter().find(|(_, cidr)| cidr.contains(&address));
+            match subnet {
+                Some((name, _)) => Ok(FixedIP {
+                    subnet: name.clone(),
+                    ip_address: Some(address.to_string()),
+                }),
+                None => Err(AttachError::NoSubnet {
+                    address: address.to_string(),
+                    namespace: request.namespace.into(),
+                    network: request.network.into(),
+                    subnets: subnets
+                        .iter()
+                        .map(|(n, c)| format!("{n} {c}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let owner = OwnerReference {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name: request.pod.into(),
+        uid: request.pod_uid.into(),
+        controller: None,
+        block_owner_deletion: None,
+    };
+    let annotations = BTreeMap::from([(
+        ATTACHMENT_ANNOTATION.to_string(),
+        format!("{}/{}", request.container_id, request.interface),
+    )]);
+    let mut port = Port::new(
+        &port_name(request.pod, request.interface),
+        PortSpec {
+            network: request.network.into(),
+            fixed_ips,
+            mac_address: request.mac.map(str::to_string),
+            security_groups: request
+                .security_groups
+                .map(<[String]>::to_vec)
+                .unwrap_or_default(),
+            port_security: request.port_security.unwrap_or(true),
+            allowed_address_pairs: Vec::new(),
+            node_name: Some(request.node.into()),
+        },
+    );
+    port.metadata = ObjectMeta {
+        namespace: Some(request.namespace.into()),
+        owner_references: Some(vec![owner]),
+        annotations: Some(annotations),
+        ..port.metadata
+    };
+    Ok(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request<'a>(ips: &'a [IpNet]) -> Request<'a> {
+        Request {
+            namespace: "tenant-a",
+            pod: "web-0",
+            pod_uid: "1234",
+            container_id: "c0ffee",
+            interface: "net1",
+            node: "node-1",
+            network: "web",
+            security_groups: None,
+            port_security: None,
+            ips,
+            mac: Some("fa:16:3e:00:00:05"),
+        }
+    }
+
+    fn subnets() -> BTreeMap<String, IpNet> {
+        BTreeMap::from([
+            ("web-v4".to_string(), "10.0.0.0/24".parse().unwrap()),
+            ("web-v6".to_string(), "fd00::/64".parse().unwrap()),
+        ])
+    }
+
+    #[test]
+    fn a_pods_port_is_owned_by_it_bound_to_its_node_with_the_addresses_asked_for() {
+        let ips = [
+            "10.0.0.5/24".parse().unwrap(),
+            "fd00::5/64".parse().unwrap(),
+        ];
+        let port = port(&request(&ips), &subnets()).unwrap();
+        assert_eq!(port.metadata.name.as_deref(), Some("web-0-net1"));
+        assert_eq!(port.metadata.namespace.as_deref(), Some("tenant-a"));
+        let owner = &port.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (&*owner.kind, &*owner.name, &*owner.uid),
+            ("Pod", "web-0", "1234")
+        );
+        assert_eq!(
+            port.metadata.annotations.as_ref().unwrap()[ATTACHMENT_ANNOTATION],
+            "c0ffee/net1"
+        );
+        assert_eq!(port.spec.node_name.as_deref(), Some("node-1"));
+        assert!(port.spec.port_security);
+        let fixed: Vec<(&str, &str)> = (port.spec.fixed_ips.iter())
+            .map(|f| (&*f.subnet, f.ip_address.as_deref().unwrap()))
+            .collect();
+        assert_eq!(fixed, [("web-v4", "10.0.0.5"), ("web-v6", "fd00::5")]);
+        assert_eq!(port.spec.mac_address.as_deref(), Some("fa:16:3e:00:00:05"));
+    }
+
+    #[test]
+    fn an_address_on_none_of_the_networks_subnets_is_named_with_them() {
+        let ips = ["192.168.1.5/24".parse().unwrap()];
+        let error = port(&request(&ips), &subnets()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "runtimeConfig.ips: 192.168.1.5 is on no subnet of network tenant-a/web \
+             (its subnets: web-v4 10.0.0.0/24, web-v6 fd00::/64)"
+        );
+    }
+
+    #[test]
+    fn port_names_are_valid_and_short_and_stay_apart() {
+        assert_eq!(port_name("web-0", "net1"), "web-0-net1");
+        assert_eq!(port_name("Web_0", "eth.1"), "web-0-eth-1");
+        let long = "a".repeat(80);
+        let (one, two) = (port_name(&long, "net1"), port_name(&long, "net2"));
+        assert!(one.len() <= 63 && two.len() <= 63, "{one} {two}");
+        assert_ne!(one, two);
+        assert!(!one.ends_with('-') && !one.starts_with('-'));
+    }
+}
