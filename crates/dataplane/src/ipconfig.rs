@@ -49,7 +49,7 @@ impl Netlink {
     /// The state of the interfaces `names` that exist: up or not, and
     /// their global addresses (link-local ones the kernel adds are not
     /// ours).
-    async fn interfaces(&self, names: &[&str]) -> Result<Interfaces, NetlinkError> {
+    pub(crate) async fn interfaces(&self, names: &[&str]) -> Result<Interfaces, NetlinkError> {
         let links = self.links().await?;
         let mut by_index = BTreeMap::new();
         let mut interfaces = BTreeMap::new();

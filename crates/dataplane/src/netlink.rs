@@ -180,7 +180,7 @@ impl Netlink {
     }
 
     /// Every link of the namespace.
-    pub(super) async fn links(&self) -> Result<Vec<LinkMessage>> {
+    pub(crate) async fn links(&self) -> Result<Vec<LinkMessage>> {
         self.handle
             .link()
             .get()

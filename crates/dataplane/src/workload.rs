@@ -66,8 +66,12 @@ pub async fn attach(
             cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no such namespace"),
         });
     }
-    move_into(node, peer, &target, interface).await?;
     let inside = Netlink::connect(Some(&target)).await?;
+    // A repeated ADD finds it there already (the caller made sure it is
+    // the port's).
+    if inside.index(interface).await?.is_none() {
+        move_into(node, peer, &target, interface).await?;
+    }
     inside.ensure_up("lo").await?;
     inside.sync_interface(interface, addresses).await?;
     inside.replace_routes(routes).await?;
@@ -108,6 +112,95 @@ async fn move_into(
         })?;
     drop(file);
     Ok(())
+}
+
+/// Gives the interface `interface` of the namespace at `netns` back to
+/// `node` as `peer`, down and without the addresses it had there, where
+/// the agent made it: a runtime's DEL. With no `peer` (its port is gone)
+/// the link is deleted. A namespace or an interface already gone is fine.
+pub async fn detach(
+    node: Option<&str>,
+    netns: &Path,
+    interface: &str,
+    peer: Option<&str>,
+) -> Result<(), PlugError> {
+    let target = netns.to_string_lossy().into_owned();
+    if !netns.is_absolute() || !netns.exists() {
+        return Ok(());
+    }
+    let inside = Netlink::connect(Some(&target)).await?;
+    let Some(index) = inside.index(interface).await? else {
+        return Ok(());
+    };
+    let what = format!("giving {interface} of {target} back");
+    let failed = |cause| NetlinkError::Request {
+        what: what.clone(),
+        cause,
+    };
+    let Some(peer) = peer else {
+        let deleted = inside.handle().link().del(index).execute().await;
+        return Ok(deleted.map_err(failed)?);
+    };
+    let home = match node {
+        Some(node) => netns::open(node),
+        None => std::fs::File::open("/proc/self/ns/net"),
+    }
+    .map_err(|cause| PlugError::Namespace {
+        namespace: node.unwrap_or("(the agent's)").to_string(),
+        cause,
+    })?;
+    let mut message = LinkUnspec::new_with_index(index)
+        .down()
+        .setns_by_fd(home.as_raw_fd())
+        .build();
+    message.attributes.push(LinkAttribute::IfName(peer.into()));
+    inside
+        .handle()
+        .link()
+        .set(message)
+        .execute()
+        .await
+        .map_err(failed)?;
+    Ok(())
+}
+
+/// An interface in a workload's namespace, as CHECK compares it with its port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub mac: Vec<u8>,
+    pub mtu: u32,
+    pub up: bool,
+    pub addresses: Vec<IpNet>,
+}
+
+/// The interface `interface` of the namespace at `netns`, if both exist.
+pub async fn inspect(netns: &Path, interface: &str) -> Result<Option<Seen>, PlugError> {
+    if !netns.is_absolute() || !netns.exists() {
+        return Ok(None);
+    }
+    let inside = Netlink::connect(Some(&netns.to_string_lossy())).await?;
+    let (interfaces, _) = inside.interfaces(&[interface]).await?;
+    let Some(found) = interfaces.get(interface) else {
+        return Ok(None);
+    };
+    let links = inside.links().await?;
+    let link = links.iter().find(|l| {
+        (l.attributes.iter()).any(|a| matches!(a, LinkAttribute::IfName(n) if n == interface))
+    });
+    let (mut mac, mut mtu) = (Vec::new(), 0);
+    for attribute in link.iter().flat_map(|l| &l.attributes) {
+        match attribute {
+            LinkAttribute::Address(address) => mac = address.clone(),
+            LinkAttribute::Mtu(value) => mtu = *value,
+            _ => {}
+        }
+    }
+    Ok(Some(Seen {
+        mac,
+        mtu,
+        up: found.up,
+        addresses: found.addresses.clone(),
+    }))
 }
 
 /// Whether the namespace `target` exists and holds `interface`.
