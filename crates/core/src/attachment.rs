@@ -8,7 +8,12 @@ use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube_core::ObjectMeta;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
+use crate::Key;
+use crate::allocate::Mac;
+use crate::plan::{PortPlan, RoutePlan};
+use crate::resolve::Resolution;
 use neutrino_api::{FixedIP, Port, PortSpec};
 
 /// The annotation that says which runtime attachment made a Port:
@@ -132,6 +137,67 @@ pub fn port(request: &Request, subnets: &BTreeMap<String, IpNet>) -> Result<Port
     Ok(port)
 }
 
+/// What a plugged port's workload is given: the interface the agent made
+/// (its workload end, MAC and MTU) and what the port's subnets hand out by
+/// DHCP — each address with its subnet's gateway, the host routes and the
+/// name servers — for a workload that takes them from the plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Configuration {
+    pub peer: String,
+    pub mac: Mac,
+    pub mtu: u32,
+    pub addresses: Vec<(IpNet, Option<IpAddr>)>,
+    pub routes: Vec<RoutePlan>,
+    pub nameservers: Vec<IpAddr>,
+}
+
+/// The configuration of the node's port `plan`, from the resolution the
+/// plan was made from.
+pub fn configuration(resolution: &Resolution, plan: &PortPlan) -> Configuration {
+    let mut addresses = Vec::new();
+    let mut routes: Vec<RoutePlan> = Vec::new();
+    let mut nameservers: Vec<IpAddr> = Vec::new();
+    let subnets = resolution.port(&plan.port).map(|p| &p.fixed_ips[..]);
+    for (subnet_key, address) in subnets.into_iter().flatten() {
+        let Some(subnet) = resolution.subnet(subnet_key) else {
+            continue;
+        };
+        let Ok(address) = IpNet::new(*address, subnet.cidr.prefix_len()) else {
+            continue;
+        };
+        addresses.push((address, subnet.gateway));
+        for (destination, nexthop) in &subnet.host_routes {
+            let route = RoutePlan {
+                destination: *destination,
+                nexthop: *nexthop,
+            };
+            if !routes.contains(&route) {
+                routes.push(route);
+            }
+        }
+        for server in &subnet.dns {
+            if !nameservers.contains(server) {
+                nameservers.push(*server);
+            }
+        }
+    }
+    Configuration {
+        peer: plan.peer.clone(),
+        mac: plan.mac,
+        mtu: plan.mtu,
+        addresses,
+        routes,
+        nameservers,
+    }
+}
+
+/// The configuration of each of the node's ports in `ports`.
+pub fn configurations(resolution: &Resolution, ports: &[PortPlan]) -> BTreeMap<Key, Configuration> {
+    (ports.iter())
+        .map(|plan| (plan.port.clone(), configuration(resolution, plan)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +261,52 @@ mod tests {
             "runtimeConfig.ips: 192.168.1.5 is on no subnet of network tenant-a/web \
              (its subnets: web-v4 10.0.0.0/24, web-v6 fd00::/64)"
         );
+    }
+
+    #[test]
+    fn a_plugged_port_is_given_what_its_subnet_hands_out_by_dhcp() {
+        use crate::fixtures::{object, quickstart};
+        use crate::resolve::resolve;
+        use crate::{ClusterConfig, Object};
+        let mut snapshot = quickstart();
+        let key = Key::new("tenant-a", "blue-v4");
+        let subnet = object(
+            "Subnet",
+            "tenant-a",
+            "blue-v4",
+            serde_json::json!({
+                "network": "blue", "cidr": "10.10.0.0/24",
+                "dnsNameservers": ["10.10.0.2"], "enableDHCP": true,
+                "hostRoutes": [{"destination": "192.168.0.0/16", "nexthop": "10.10.0.254"}],
+            }),
+        );
+        snapshot.subnets.remove(&key);
+        snapshot.insert(Object::Subnet(subnet)).unwrap();
+        let config = ClusterConfig::default();
+        let resolution = resolve(&snapshot, &config);
+        let plan = crate::plan::plan_node(&resolution, &config, config.node("node-1").unwrap());
+        let all = configurations(&resolution, &plan.ports);
+        let web = &all[&Key::new("tenant-a", "web-1")];
+        let port = resolution.port(&Key::new("tenant-a", "web-1")).unwrap();
+        assert_eq!(
+            web.peer,
+            crate::names::port_peer(&Key::new("tenant-a", "web-1"))
+        );
+        assert_eq!((web.mac, web.mtu), (port.mac, port.mtu));
+        let address = IpNet::new(port.fixed_ips[0].1, 24).unwrap();
+        assert_eq!(
+            web.addresses,
+            [(address, Some("10.10.0.1".parse().unwrap()))]
+        );
+        assert_eq!(
+            web.routes,
+            [RoutePlan {
+                destination: "192.168.0.0/16".parse().unwrap(),
+                nexthop: "10.10.0.254".parse().unwrap(),
+            }]
+        );
+        assert_eq!(web.nameservers, ["10.10.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(all.len(), 1, "only node-1's ports: {all:?}");
     }
 
     #[test]
