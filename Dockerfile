@@ -1,9 +1,9 @@
-# The one image of neutrino: the controller and the agent.
+# The one image of neutrino: the controller, the agent and the CNI plugin.
 # docker build -t neutrino:0.1.0 .
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin neutrino
+RUN cargo build --release --locked --bin neutrino --bin neutrino-cni
 
 FROM debian:bookworm-slim
 # The agent drives dnsmasq (and its dhcp_release), iptables, ipset and (for
@@ -13,4 +13,6 @@ RUN apt-get update \
       ca-certificates dnsmasq-base dnsmasq-utils iptables ipset iproute2 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/neutrino /usr/local/bin/neutrino
+# The CNI plugin, which the agent's init container copies onto the node.
+COPY --from=build /src/target/release/neutrino-cni /usr/local/bin/neutrino-cni
 ENTRYPOINT ["/usr/local/bin/neutrino"]

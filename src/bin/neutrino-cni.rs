@@ -20,6 +20,10 @@ use neutrino_cni::version;
 use neutrino_cni::wire::{Reply, Request};
 use neutrino_cni::{Call, Command, NetConf};
 
+/// The variable that names the agent's socket on this node, when the
+/// configuration does not.
+const SOCKET_VARIABLE: &str = "NEUTRINO_CNI_SOCKET";
+
 /// The version an error is written in when the configuration names none.
 const FALLBACK_VERSION: &str = "1.1.0";
 
@@ -79,9 +83,10 @@ fn run(env: &BTreeMap<String, String>, input: &[u8]) -> Result<Option<String>, C
     let raw: serde_json::Value = serde_json::from_slice(input)
         .map_err(|e| CniError::new(Code::Decoding, "the network configuration", e.to_string()))?;
     let request = Request::new(&call, raw);
-    let reply = match ask(&conf.socket(), &request) {
+    let socket = conf.socket(env.get(SOCKET_VARIABLE).map(String::as_str));
+    let reply = match ask(&socket, &request) {
         Ok(reply) => reply,
-        Err(cause) => return unreachable(call.command, &conf, &cause),
+        Err(cause) => return unreachable(call.command, &socket, &cause),
     };
     match reply {
         Reply::Attached(attached) if call.command == Command::Add => {
@@ -100,10 +105,9 @@ fn run(env: &BTreeMap<String, String>, input: &[u8]) -> Result<Option<String>, C
 /// What a call does when the agent cannot be asked.
 fn unreachable(
     command: Command,
-    conf: &NetConf,
+    socket: &Path,
     cause: &std::io::Error,
 ) -> Result<Option<String>, CniError> {
-    let socket = conf.socket();
     let details = format!("the agent's socket {}: {cause}", socket.display());
     match command {
         Command::Del => Ok(None),

@@ -47,7 +47,8 @@ pub struct NetConf {
     /// the interface is plugged with no address and the result lists none.
     #[serde(default = "yes")]
     pub pod_addresses: bool,
-    /// The agent's socket.
+    /// The agent's socket, when it is the same on every node and not the
+    /// default.
     #[serde(default)]
     pub socket: Option<PathBuf>,
     #[serde(default)]
@@ -149,9 +150,14 @@ impl NetConf {
             .collect()
     }
 
-    /// The socket the agent listens on.
-    pub fn socket(&self) -> PathBuf {
-        (self.socket.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+    /// The socket the agent listens on: the configuration's, else the
+    /// node's (`node`, from the plugin's environment: one
+    /// NetworkAttachmentDefinition serves nodes whose agents listen in
+    /// different places), else the default.
+    pub fn socket(&self, node: Option<&str>) -> PathBuf {
+        (self.socket.clone())
+            .or_else(|| node.filter(|n| !n.is_empty()).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
     }
 }
 
@@ -182,7 +188,8 @@ mod tests {
             conf.runtime_config.mac.as_deref(),
             Some("fa:16:3e:00:00:05")
         );
-        assert_eq!(conf.socket(), PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(conf.socket(None), PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(conf.socket(Some("/x.sock")), PathBuf::from("/x.sock"));
     }
 
     #[test]
