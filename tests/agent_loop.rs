@@ -68,6 +68,7 @@ async fn the_agent_realises_what_is_ready_and_reports() {
                 ..ClusterConfig::default()
             },
             resync: Duration::from_millis(300),
+            cni_socket: None,
         },
     );
     let record = "/apis/neutrino.dev/v1alpha1/nodeagents/node-1";

@@ -56,6 +56,10 @@ pub struct Args {
     /// kube-proxy's iptables wrapper tells it), nft or legacy.
     #[arg(long, env = "NEUTRINO_IPTABLES_BACKEND", default_value = "auto")]
     iptables_backend: Choice,
+    /// Serve neutrino's CNI plugin on this Unix socket (the plugin's
+    /// `socket`, /run/neutrino/cni.sock unless its configuration says).
+    #[arg(long, value_name = "PATH", env = "NEUTRINO_CNI_SOCKET")]
+    cni_socket: Option<PathBuf>,
     /// Seconds between applies (and heartbeats) when nothing changes.
     #[arg(long, default_value_t = 30)]
     resync_seconds: u64,
@@ -146,6 +150,7 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
                 cluster,
                 resync: Duration::from_secs(args.resync_seconds),
                 iptables: args.iptables_backend,
+                cni_socket: args.cni_socket,
             },
         )
         .await?;

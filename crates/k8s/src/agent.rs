@@ -15,9 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+use super::cni;
 use super::execute::{Failure, bounded};
 use super::stores::{Changes, Peer, Stores};
 use neutrino_api::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
+use neutrino_core::attachment::configurations;
 use neutrino_core::incremental::NodeView;
 use neutrino_core::scope::{self, Index};
 use neutrino_core::xtables::Choice;
@@ -47,6 +49,8 @@ pub struct Options {
     pub resync: Duration,
     /// The iptables backend: the host's, or one named.
     pub iptables: Choice,
+    /// Where to serve the CNI plugin, if anywhere.
+    pub cni_socket: Option<PathBuf>,
 }
 
 /// Why the agent stopped.
@@ -58,6 +62,11 @@ pub enum AgentError {
     Dataplane(#[from] NetlinkError),
     #[error("waiting for SIGTERM: {0}")]
     Signal(std::io::Error),
+    #[error("serving the CNI plugin on {socket}: {cause}")]
+    CniSocket {
+        socket: PathBuf,
+        cause: std::io::Error,
+    },
 }
 
 /// The NodeAgent status an apply report makes; `realised` is the digest of
@@ -188,6 +197,16 @@ impl Pass {
     }
 }
 
+/// Tells the CNI socket what the apply plugged: every port of the plan,
+/// unless the apply failed on the port's own links.
+fn publish_plugged(sender: &cni::PluggedSender, view: &NodeView, report: &ApplyReport) {
+    let plan = view.plan();
+    let mut ports = configurations(view.resolved().resolution(), &plan.ports);
+    ports.retain(|_, c| !report.errors.iter().any(|e| e.contains(&c.peer)));
+    let not_ready = (!report.errors.is_empty()).then(|| report.errors.join("; "));
+    sender.send_replace(Some(Arc::new(cni::Plugged { ports, not_ready })));
+}
+
 /// Runs the agent until SIGTERM.
 pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     let api: Api<NodeAgent> = Api::all(client.clone());
@@ -212,9 +231,30 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         })?;
 
     let changed = Arc::new(Notify::new());
-    let stores = Stores::start_noting_changes(&client, &changed);
+    let stores = Arc::new(Stores::start_noting_changes(&client, &changed));
     stores.ready().await;
     tracing::info!(node = %options.node, "caches filled");
+    let plugged = match &options.cni_socket {
+        None => None,
+        Some(socket) => {
+            let (sender, receiver) = tokio::sync::watch::channel(None);
+            let service = cni::Service::new(
+                client.clone(),
+                options.node.clone(),
+                options.netns.clone(),
+                &options.state_dir,
+                receiver,
+                stores.clone(),
+            );
+            cni::start(service, socket.clone(), options.resync).map_err(|cause| {
+                AgentError::CniSocket {
+                    socket: socket.clone(),
+                    cause,
+                }
+            })?;
+            Some(sender)
+        }
+    };
 
     let prefix = namespace_prefix(options.netns.as_deref());
     let dataplane = Agent::new(AgentConfig {
@@ -354,12 +394,12 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         let node = config.node(&options.node).expect("added above");
         let current = match view.as_mut().filter(|_| !resolve_all) {
             Some(kept) if fresh => {
-                kept.afresh(index, &stores, config, node);
+                kept.afresh(index, &*stores, config, node);
                 kept
             }
             Some(kept) => {
                 let changed = (&changes.objects, &changes.ip_claims);
-                let followed = kept.follow(index, &stores, config, node, changed);
+                let followed = kept.follow(index, &*stores, config, node, changed);
                 tracing::trace!(
                     ?followed,
                     changes = changes.objects.len(),
@@ -369,12 +409,15 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             }
             None => {
                 last_full = Some(Instant::now());
-                view.insert(NodeView::new(index, &stores, config, node))
+                view.insert(NodeView::new(index, &*stores, config, node))
             }
         };
         let plan = current.plan().clone();
         let realised = current.realised().to_string();
         let report = dataplane.apply(plan).await;
+        if let Some(plugged) = &plugged {
+            publish_plugged(plugged, current, &report);
+        }
         if report.writes > 0 || !report.errors.is_empty() {
             tracing::info!(writes = report.writes, errors = ?report.errors, "applied");
         }

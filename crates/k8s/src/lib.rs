@@ -2,6 +2,7 @@
 //! server, carrying out what the pure core decides.
 
 pub mod agent;
+pub mod cni;
 pub mod controller;
 pub mod events;
 pub mod execute;

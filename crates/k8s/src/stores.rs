@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use k8s_openapi::api::core::v1::Node;
-use neutrino_api::{IPClaim, NodeAgent, NodeAgentSpec, SegmentClaim};
+use neutrino_api::{IPClaim, NodeAgent, NodeAgentSpec, SegmentClaim, Subnet};
 use neutrino_core::kinds::key_of;
 use neutrino_core::resolve::held_by;
 use neutrino_core::scope::{Index, Source};
@@ -422,6 +422,15 @@ impl Stores {
         };
         for_each_kind!(K => *K::of_mut(&mut snapshot) = shared(self.objects::<K>()));
         snapshot
+    }
+
+    /// The subnets of network `network` in `namespace`, by name and CIDR,
+    /// as the cache holds them now.
+    pub fn subnets_of(&self, namespace: &str, network: &str) -> Vec<(String, ipnet::IpNet)> {
+        (self.objects::<Subnet>().state().iter())
+            .filter(|s| s.namespace().as_deref() == Some(namespace) && s.spec.network == network)
+            .filter_map(|s| Some((s.name_any(), s.spec.cidr.parse().ok()?)))
+            .collect()
     }
 
     /// The agents' records.

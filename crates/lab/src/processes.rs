@@ -80,6 +80,8 @@ impl Lab {
             self.files.cluster().into(),
             "--resync-seconds".into(),
             "5".into(),
+            "--cni-socket".into(),
+            self.files.cni_socket(&node.name).into(),
         ];
         for (physnet, interface) in &node.physical_interfaces {
             args.push(format!("--physical-interface={physnet}={interface}").into());

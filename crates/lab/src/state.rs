@@ -132,6 +132,11 @@ impl Files {
         self.node_dir(node).join("agent.log")
     }
 
+    /// Where a cluster lab node's agent serves the CNI plugin.
+    pub fn cni_socket(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("cni.sock")
+    }
+
     pub fn controller_pid(&self) -> PathBuf {
         self.dir.join("controller.pid")
     }
