@@ -1,0 +1,587 @@
+//! neutrino's CNI plugin as runtimes drive it: the real `cnitool` and the
+//! real Multus (both built from the Go module proxy by
+//! scripts/install-deps), calling the plugin binary, which asks the agents
+//! of a cluster lab on the real control plane. Pods are real Pod objects
+//! bound to the lab's nodes; their sandboxes are network namespaces of the
+//! test's own.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use neutrino::dataplane::netns;
+use support::TestLab;
+use support::chart::{cluster, nothing_was_forbidden, one_lab_at_a_time, up_as_the_chart_runs_it};
+use support::control_plane::{Run, tools};
+
+const NAMESPACE: &str = "tenant-a";
+
+/// Where scripts/install-deps put cnitool, Multus and the NAD CRD.
+fn clients() -> PathBuf {
+    let dir = tools().parent().unwrap().join("cni-bin");
+    assert!(
+        dir.join("cnitool").is_file(),
+        "{} is missing: run scripts/install-deps --control-plane",
+        dir.display()
+    );
+    dir
+}
+
+/// A node's runtime, as the tests play it: a CNI bin directory with the
+/// plugin under its type's name (and Debian's loopback, Multus's cluster
+/// network), a configuration directory, and the node's agent socket.
+struct Runtime {
+    bin: PathBuf,
+    conf: PathBuf,
+    socket: PathBuf,
+}
+
+impl Runtime {
+    fn new(lab: &TestLab, node: &str) -> Self {
+        let root = lab.dir.join(format!("runtime-{node}"));
+        let (bin, conf) = (root.join("bin"), root.join("net.d"));
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::copy(env!("CARGO_BIN_EXE_neutrino-cni"), bin.join("neutrino")).unwrap();
+        std::fs::copy(clients().join("multus"), bin.join("multus")).unwrap();
+        std::fs::copy("/usr/lib/cni/loopback", bin.join("loopback")).unwrap();
+        Runtime {
+            bin,
+            conf,
+            socket: lab.lab.files().cni_socket(node),
+        }
+    }
+
+    /// Writes network configurations, each as `<name>.conf`.
+    fn with(self, confs: &[Value]) -> Self {
+        for document in confs {
+            let name = document["name"].as_str().unwrap();
+            std::fs::write(self.conf.join(format!("{name}.conf")), document.to_string()).unwrap();
+        }
+        self
+    }
+
+    /// `cnitool COMMAND NETWORK NETNS` for `pod`'s interface `ifname`.
+    fn cnitool(
+        &self,
+        command: &str,
+        network: &str,
+        sandbox: &Sandbox,
+        ifname: &str,
+        capabilities: Option<&Value>,
+    ) -> Run {
+        let mut run = Command::new(clients().join("cnitool"));
+        run.args([command, network, &sandbox.path().to_string_lossy()])
+            .env("CNI_PATH", &self.bin)
+            .env("NETCONFPATH", &self.conf)
+            .env("CNI_IFNAME", ifname)
+            .env("NEUTRINO_CNI_SOCKET", &self.socket)
+            .env(
+                "CNI_ARGS",
+                format!(
+                    "IgnoreUnknown=1;K8S_POD_NAMESPACE={NAMESPACE};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
+                    sandbox.pod, sandbox.namespace, sandbox.uid
+                ),
+            );
+        if let Some(capabilities) = capabilities {
+            run.env("CAP_ARGS", capabilities.to_string());
+        }
+        run.output().unwrap().into()
+    }
+}
+
+/// A pod's sandbox: a Pod object bound to a node, and a network namespace.
+struct Sandbox {
+    pod: String,
+    uid: String,
+    namespace: String,
+}
+
+impl Sandbox {
+    fn path(&self) -> PathBuf {
+        netns::path(&self.namespace)
+    }
+
+    /// Runs `command` in the sandbox: its exit code and output.
+    fn exec(&self, command: &[&str]) -> (i32, String) {
+        let output = netns::command(&self.namespace, command[0])
+            .unwrap()
+            .args(&command[1..])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.code().unwrap_or(-1), text)
+    }
+
+    fn pings(&self, ip: &str) -> bool {
+        self.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", ip])
+            .0
+            == 0
+    }
+
+    /// The global addresses of `ifname` in the sandbox.
+    fn addresses(&self, ifname: &str) -> String {
+        self.exec(&["ip", "-brief", "address", "show", "dev", ifname])
+            .1
+    }
+}
+
+/// The test's pods, force-deleted when it ends, however it ends: no
+/// kubelet confirms their deletion, and the lab's namespace cannot go
+/// while they are there.
+#[derive(Default)]
+struct Pods(std::cell::RefCell<Vec<String>>);
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        for name in self.0.borrow().iter() {
+            cluster().kubectl(&[
+                "--namespace",
+                NAMESPACE,
+                "delete",
+                "pod",
+                name,
+                "--grace-period=0",
+                "--force",
+                "--ignore-not-found",
+            ]);
+        }
+    }
+}
+
+/// Creates pod `name` on `node`, with `annotations`, and a sandbox for it
+/// (the lab's prefix: removed with the lab).
+fn pod(pods: &Pods, lab: &TestLab, name: &str, node: &str, annotations: Value) -> Sandbox {
+    pods.0.borrow_mut().push(name.to_string());
+    let manifest = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE, "annotations": annotations},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}],
+        },
+    });
+    // The namespace's default ServiceAccount comes a moment after it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = cluster().kubectl_with(&["apply", "-f", "-"], &manifest.to_string());
+        if run.ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "creating pod {name}: {}",
+            run.stderr
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let uid = cluster().kubectl_ok(&[
+        "--namespace",
+        NAMESPACE,
+        "get",
+        "pod",
+        name,
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let namespace = format!("{}-{name}", lab.name);
+    netns::create(&namespace).unwrap();
+    Sandbox {
+        pod: name.into(),
+        uid,
+        namespace,
+    }
+}
+
+/// A second sandbox for the same pod, as a restart makes.
+fn again(lab: &TestLab, sandbox: &Sandbox, tag: &str) -> Sandbox {
+    let namespace = format!("{}-{}-{tag}", lab.name, sandbox.pod);
+    netns::create(&namespace).unwrap();
+    Sandbox {
+        pod: sandbox.pod.clone(),
+        uid: sandbox.uid.clone(),
+        namespace,
+    }
+}
+
+fn port_field(port: &str, path: &str) -> String {
+    cluster().kubectl_ok(&[
+        "--namespace",
+        NAMESPACE,
+        "get",
+        "port",
+        port,
+        "-o",
+        &format!("jsonpath={{{path}}}"),
+    ])
+}
+
+fn ok(run: &Run, what: &str) -> Value {
+    assert!(run.ok, "{what} failed:\n{}{}", run.stdout, run.stderr);
+    serde_json::from_str(&run.stdout).unwrap_or(Value::Null)
+}
+
+/// The address (without prefix) and MAC of an ADD's result.
+fn attached(result: &Value) -> (String, String) {
+    let address = result["ips"][0]["address"].as_str().unwrap();
+    let address = address.split('/').next().unwrap().to_string();
+    let mac = result["interfaces"][0]["mac"].as_str().unwrap().to_string();
+    (address, mac)
+}
+
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 60 s");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn records(lab: &TestLab, node: &str) -> Vec<String> {
+    let dir = lab.lab.files().node_dir(node).join("cni");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn tenant_net() -> Value {
+    json!({
+        "cniVersion": "1.1.0", "name": "tenant-net", "type": "neutrino", "network": "blue",
+        "capabilities": {"ips": true, "mac": true},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cnitool_drives_add_check_del_gc_and_status_against_real_agents() {
+    let _one = one_lab_at_a_time().await;
+    let lab = TestLab::new("cni");
+    up_as_the_chart_runs_it(&lab, "quickstart", 2).await;
+    let pods = Pods::default();
+    let node1 = Runtime::new(&lab, "node-1").with(&[tenant_net()]);
+    let node2 = Runtime::new(&lab, "node-2").with(&[tenant_net()]);
+    let a = pod(&pods, &lab, "pod-a", "node-1", json!({}));
+    let b = pod(&pods, &lab, "pod-b", "node-2", json!({}));
+
+    // ADD: a Port for each pod, owned by it and bound to its node; the
+    // result is the Port's.
+    let result_a = ok(
+        &node1.cnitool("add", "tenant-net", &a, "net1", None),
+        "ADD pod-a",
+    );
+    let result_b = ok(
+        &node2.cnitool("add", "tenant-net", &b, "net1", None),
+        "ADD pod-b",
+    );
+    let (ip_a, mac_a) = attached(&result_a);
+    let (ip_b, _) = attached(&result_b);
+    assert_eq!(
+        port_field("pod-a-net1", ".status.fixedIPs[0].ipAddress"),
+        ip_a
+    );
+    assert_eq!(port_field("pod-a-net1", ".status.macAddress"), mac_a);
+    assert_eq!(port_field("pod-a-net1", ".spec.nodeName"), "node-1");
+    assert_eq!(
+        port_field("pod-a-net1", ".metadata.ownerReferences[0].uid"),
+        a.uid
+    );
+    assert_eq!(
+        result_a["interfaces"][0]["sandbox"],
+        a.path().to_string_lossy().as_ref()
+    );
+    assert_eq!(result_a["ips"][0]["gateway"], "10.10.0.1");
+    assert_eq!(result_a["dns"]["nameservers"][0], "10.10.0.2");
+    assert!(
+        a.addresses("net1").contains(&format!("{ip_a}/24")),
+        "{}",
+        a.addresses("net1")
+    );
+
+    // Across the two nodes' VXLAN tunnel, and to a lab workload.
+    assert!(a.pings(&ip_b), "pod-a cannot reach pod-b at {ip_b}");
+    assert!(b.pings(&ip_a), "pod-b cannot reach pod-a at {ip_a}");
+    let web_2 = port_field("web-2", ".status.fixedIPs[0].ipAddress");
+    assert!(a.pings(&web_2), "pod-a cannot reach web-2 at {web_2}");
+
+    // CHECK agrees, and names what it finds wrong.
+    ok(
+        &node1.cnitool("check", "tenant-net", &a, "net1", None),
+        "CHECK pod-a",
+    );
+    a.exec(&["ip", "link", "set", "net1", "down"]);
+    let check = node1.cnitool("check", "tenant-net", &a, "net1", None);
+    assert!(
+        !check.ok && check.stderr.contains("it is down"),
+        "{}",
+        check.stderr
+    );
+    a.exec(&["ip", "link", "set", "net1", "up"]);
+    ok(
+        &node1.cnitool("status", "tenant-net", &a, "net1", None),
+        "STATUS",
+    );
+
+    // A repeated ADD leaves the same.
+    let repeated = ok(
+        &node1.cnitool("add", "tenant-net", &a, "net1", None),
+        "ADD pod-a again",
+    );
+    assert_eq!(attached(&repeated), (ip_a.clone(), mac_a.clone()));
+
+    // The pod's sandbox made again (DEL, then ADD from a new namespace):
+    // the interface goes back to the node, and comes with the same address
+    // and MAC.
+    ok(
+        &node1.cnitool("del", "tenant-net", &a, "net1", None),
+        "DEL pod-a",
+    );
+    ok(
+        &node1.cnitool("del", "tenant-net", &a, "net1", None),
+        "DEL pod-a again",
+    );
+    assert!(
+        a.exec(&["ip", "link", "show", "net1"]).0 != 0,
+        "net1 is still in pod-a's sandbox"
+    );
+    let a2 = again(&lab, &a, "2");
+    let restarted = ok(
+        &node1.cnitool("add", "tenant-net", &a2, "net1", None),
+        "ADD pod-a restarted",
+    );
+    assert_eq!(attached(&restarted), (ip_a.clone(), mac_a.clone()));
+    assert!(a2.pings(&ip_b), "restarted pod-a cannot reach pod-b");
+
+    // DEL with node-2's agent stopped succeeds; back, the agent reaps the
+    // attachment once the pod is gone, and its Port goes with it.
+    assert!(lab.lab.stop_agent("node-2"));
+    ok(
+        &node2.cnitool("del", "tenant-net", &b, "net1", None),
+        "DEL pod-b, agent down",
+    );
+    netns::delete(&b.namespace).unwrap();
+    lab.lab.restart_agent("node-2").unwrap();
+    assert_eq!(
+        records(&lab, "node-2").len(),
+        1,
+        "the DEL never reached the agent"
+    );
+    cluster().kubectl_ok(&[
+        "--namespace",
+        NAMESPACE,
+        "delete",
+        "pod",
+        "pod-b",
+        "--grace-period=0",
+        "--force",
+    ]);
+    eventually("pod-b's attachment reaped", || {
+        records(&lab, "node-2").is_empty()
+    });
+    eventually("pod-b's Port deleted", || {
+        !cluster()
+            .kubectl(&["--namespace", NAMESPACE, "get", "port", "pod-b-net1"])
+            .ok
+    });
+
+    // STATUS tells when the agent is down; GC takes back every attachment
+    // of the network the runtime does not list (cnitool lists none).
+    assert!(lab.lab.stop_agent("node-1"));
+    let down = node1.cnitool("status", "tenant-net", &a2, "net1", None);
+    assert!(
+        !down.ok
+            && down
+                .stderr
+                .contains("neutrino's agent on this node is not running"),
+        "{}",
+        down.stderr
+    );
+    lab.lab.restart_agent("node-1").unwrap();
+    eventually("node-1's agent serving again", || {
+        node1.cnitool("status", "tenant-net", &a2, "net1", None).ok
+    });
+    ok(&node1.cnitool("gc", "tenant-net", &a2, "net1", None), "GC");
+    assert!(
+        records(&lab, "node-1").is_empty(),
+        "{:?}",
+        records(&lab, "node-1")
+    );
+    assert!(
+        a2.exec(&["ip", "link", "show", "net1"]).0 != 0,
+        "GC left net1 in pod-a's sandbox"
+    );
+    nothing_was_forbidden(&lab);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_attachments_are_refused_with_the_field_and_the_conflict() {
+    let _one = one_lab_at_a_time().await;
+    let lab = TestLab::new("cni-bad");
+    up_as_the_chart_runs_it(&lab, "quickstart", 2).await;
+    let pods = Pods::default();
+    let no_network =
+        json!({"cniVersion": "1.1.0", "name": "nowhere", "type": "neutrino", "network": "absent"});
+    let node1 = Runtime::new(&lab, "node-1").with(&[tenant_net(), no_network]);
+    let c = pod(&pods, &lab, "pod-c", "node-1", json!({}));
+    // cnitool prints the plugin's error on standard error.
+    let failed = |run: &Run, wanted: &[&str]| {
+        assert!(!run.ok, "succeeded: {}", run.stdout);
+        for part in wanted {
+            assert!(
+                run.stderr.contains(part),
+                "{part:?} missing from {}",
+                run.stderr
+            );
+        }
+    };
+    // An address on none of the network's subnets.
+    let off = json!({"ips": ["192.168.9.9/24"]});
+    let run = node1.cnitool("add", "tenant-net", &c, "net1", Some(&off));
+    failed(
+        &run,
+        &[
+            "runtimeConfig.ips: 192.168.9.9 is on no subnet of network tenant-a/blue",
+            "blue-v4 10.10.0.0/24",
+        ],
+    );
+    // An address another Port holds: the controller's verdict, at once.
+    let held = port_field("web-1", ".status.fixedIPs[0].ipAddress");
+    let taken = json!({"ips": [format!("{held}/24")]});
+    let run = node1.cnitool("add", "tenant-net", &c, "net2", Some(&taken));
+    failed(
+        &run,
+        &[
+            "Port tenant-a/pod-c-net2 cannot be allocated",
+            &held,
+            "web-1",
+        ],
+    );
+    // A Network that does not exist.
+    let run = node1.cnitool("add", "nowhere", &c, "net3", None);
+    failed(
+        &run,
+        &["Port tenant-a/pod-c-net3 cannot be allocated", "absent"],
+    );
+    // A pod on another node.
+    let node2 = Runtime::new(&lab, "node-2").with(&[tenant_net()]);
+    let run = node2.cnitool("add", "tenant-net", &c, "net1", None);
+    failed(
+        &run,
+        &["pod tenant-a/pod-c is on node node-1, this agent's node is node-2"],
+    );
+    // A pod's annotation naming a Port that does not exist.
+    let d = pod(
+        &pods,
+        &lab,
+        "pod-d",
+        "node-1",
+        json!({"neutrino.dev/ports": r#"{"net1": "missing"}"#}),
+    );
+    let run = node1.cnitool("add", "tenant-net", &d, "net1", None);
+    failed(
+        &run,
+        &[
+            "neutrino.dev/ports names Port tenant-a/missing",
+            "it does not exist",
+        ],
+    );
+    // Nothing already working was disturbed.
+    let web_2 = port_field("web-2", ".status.fixedIPs[0].ipAddress");
+    assert!(lab.pings("tenant-a/web-1", &web_2));
+}
+
+/// Multus, as kubelet's runtime runs it: it reads the pod and its
+/// NetworkAttachmentDefinition from the API server and delegates to
+/// neutrino; the cluster network is Debian's loopback plugin.
+#[tokio::test(flavor = "multi_thread")]
+async fn multus_attaches_pods_through_a_network_attachment_definition() {
+    let _one = one_lab_at_a_time().await;
+    let lab = TestLab::new("multus");
+    up_as_the_chart_runs_it(&lab, "quickstart", 2).await;
+    let pods = Pods::default();
+    cluster().kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &clients().join("nad-crd.yaml").to_string_lossy(),
+    ]);
+    cluster().kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/network-attachment-definitions.k8s.cni.cncf.io",
+    ]);
+    let nad = json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "blue", "namespace": NAMESPACE},
+        "spec": {"config": json!({
+            "cniVersion": "1.0.0", "name": "blue", "type": "neutrino", "network": "blue",
+            "capabilities": {"ips": true, "mac": true},
+        }).to_string()},
+    });
+    let run = cluster().kubectl_with(&["apply", "-f", "-"], &nad.to_string());
+    assert!(run.ok, "{}", run.stderr);
+    let runtimes: Vec<Runtime> = ["node-1", "node-2"]
+        .iter()
+        .map(|node| {
+            let runtime = Runtime::new(&lab, node);
+            let cache = lab.dir.join(format!("multus-{node}"));
+            let multus = json!({
+                "cniVersion": "1.0.0", "name": "multus", "type": "multus",
+                "kubeconfig": cluster().kubeconfig,
+                "binDir": runtime.bin, "cniDir": cache,
+                "logFile": cache.join("multus.log"), "logLevel": "verbose",
+                "delegates": [{"cniVersion": "1.0.0", "name": "cluster", "type": "loopback"}],
+            });
+            runtime.with(&[multus])
+        })
+        .collect();
+    let fixed = "10.10.0.77";
+    let a = pod(
+        &pods,
+        &lab,
+        "multus-a",
+        "node-1",
+        json!({"k8s.v1.cni.cncf.io/networks": json!([{"name": "blue", "ips": [format!("{fixed}/24")]}]).to_string()}),
+    );
+    let b = pod(
+        &pods,
+        &lab,
+        "multus-b",
+        "node-2",
+        json!({"k8s.v1.cni.cncf.io/networks": "blue"}),
+    );
+    let result_a = ok(
+        &runtimes[0].cnitool("add", "multus", &a, "eth0", None),
+        "Multus ADD a",
+    );
+    ok(
+        &runtimes[1].cnitool("add", "multus", &b, "eth0", None),
+        "Multus ADD b",
+    );
+    // Multus named the interface net1 and asked for the fixed address.
+    assert!(
+        a.addresses("net1").contains(&format!("{fixed}/24")),
+        "{}\n{result_a}",
+        a.addresses("net1")
+    );
+    assert_eq!(
+        port_field("multus-a-net1", ".spec.fixedIPs[0].ipAddress"),
+        fixed
+    );
+    let ip_b = port_field("multus-b-net1", ".status.fixedIPs[0].ipAddress");
+    assert!(a.pings(&ip_b), "multus-a cannot reach multus-b at {ip_b}");
+    ok(
+        &runtimes[0].cnitool("del", "multus", &a, "eth0", None),
+        "Multus DEL a",
+    );
+    assert!(a.exec(&["ip", "link", "show", "net1"]).0 != 0);
+    nothing_was_forbidden(&lab);
+}
