@@ -497,6 +497,88 @@ async fn bad_attachments_are_refused_with_the_field_and_the_conflict() {
     assert!(lab.pings("tenant-a/web-1", &web_2));
 }
 
+/// A KubeVirt VM's attachment: the pod names the VM's own Port, gets an
+/// interface without an address, and the guest asks neutrino's dnsmasq.
+/// The VM started again on another node keeps its address and MAC.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vm_keeps_its_port_from_pod_to_pod_and_takes_its_address_by_dhcp() {
+    let _one = one_lab_at_a_time().await;
+    let lab = TestLab::new("cni-vm");
+    up_as_the_chart_runs_it(&lab, "quickstart", 2).await;
+    let pods = Pods::default();
+    let port = json!({
+        "apiVersion": "neutrino.dev/v1alpha1", "kind": "Port",
+        "metadata": {"name": "vm-web", "namespace": NAMESPACE},
+        "spec": {"network": "blue"},
+    });
+    let run = cluster().kubectl_with(&["apply", "-f", "-"], &port.to_string());
+    assert!(run.ok, "{}", run.stderr);
+    let vm_net = json!({
+        "cniVersion": "1.0.0", "name": "vm-net", "type": "neutrino", "network": "blue",
+        "podAddresses": false,
+    });
+    let annotation = json!({"neutrino.dev/ports": r#"{"vm-net": "vm-web"}"#});
+    let node1 = Runtime::new(&lab, "node-1").with(std::slice::from_ref(&vm_net));
+    let node2 = Runtime::new(&lab, "node-2").with(&[vm_net]);
+    let launcher = pod(
+        &pods,
+        &lab,
+        "virt-launcher-web-1",
+        "node-1",
+        annotation.clone(),
+    );
+    let result = ok(
+        &node1.cnitool("add", "vm-net", &launcher, "net1", None),
+        "ADD the VM's pod",
+    );
+    assert!(result.get("ips").is_none(), "{result}");
+    assert_eq!(port_field("vm-web", ".spec.nodeName"), "node-1");
+    let mac = port_field("vm-web", ".status.macAddress");
+    let ip = port_field("vm-web", ".status.fixedIPs[0].ipAddress");
+    assert_eq!(result["interfaces"][0]["mac"], mac.as_str());
+    assert!(!launcher.addresses("net1").contains(&ip));
+    // The guest's DHCP client gets every option.
+    let lease = |sandbox: &Sandbox| {
+        let dir = lab.dir.join(format!("dhcp-{}", sandbox.pod));
+        neutrino::lab::workload::dhcp_on(&sandbox.namespace, "net1", &dir).unwrap()
+    };
+    let first = lease(&launcher);
+    assert_eq!(first.ip, ip);
+    assert_eq!((&*first.router, &*first.dns), ("10.10.0.1", "10.10.0.2"));
+    assert_eq!(first.mtu, port_field("vm-web", ".status.mtu"));
+    let web_2 = port_field("web-2", ".status.fixedIPs[0].ipAddress");
+    assert!(launcher.pings(&web_2));
+    // Stopped here, started on node-2 in a pod of another name: the same
+    // Port, address and MAC.
+    ok(
+        &node1.cnitool("del", "vm-net", &launcher, "net1", None),
+        "DEL the VM's pod",
+    );
+    let moved = pod(&pods, &lab, "virt-launcher-web-2", "node-2", annotation);
+    let result = ok(
+        &node2.cnitool("add", "vm-net", &moved, "net1", None),
+        "ADD the VM's new pod",
+    );
+    assert_eq!(result["interfaces"][0]["mac"], mac.as_str());
+    assert_eq!(port_field("vm-web", ".spec.nodeName"), "node-2");
+    assert_eq!(lease(&moved).ip, ip);
+    let web_1 = port_field("web-1", ".status.fixedIPs[0].ipAddress");
+    assert!(moved.pings(&web_1));
+    // The Port is the VM's, not the pods': it outlives them.
+    cluster().kubectl_ok(&[
+        "--namespace",
+        NAMESPACE,
+        "delete",
+        "pod",
+        "virt-launcher-web-1",
+        "--grace-period=0",
+        "--force",
+    ]);
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(port_field("vm-web", ".status.fixedIPs[0].ipAddress"), ip);
+    nothing_was_forbidden(&lab);
+}
+
 /// Multus, as kubelet's runtime runs it: it reads the pod and its
 /// NetworkAttachmentDefinition from the API server and delegates to
 /// neutrino; the cluster network is Debian's loopback plugin.

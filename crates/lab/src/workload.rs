@@ -63,6 +63,13 @@ pub async fn is_plugged(namespace: &str) -> bool {
 
 /// Runs the DHCP client once in the workload and returns the lease.
 pub fn dhcp(namespace: &str, dir: &Path) -> Result<Lease, LabError> {
+    dhcp_on(namespace, GUEST_INTERFACE, dir)
+}
+
+/// Runs the DHCP client once on `interface` of the namespace `namespace`
+/// (a name, or a runtime's path) and returns the lease; its files go in
+/// `dir`.
+pub fn dhcp_on(namespace: &str, interface: &str, dir: &Path) -> Result<Lease, LabError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
     let script = dir.join("udhcpc.sh");
@@ -77,7 +84,7 @@ pub fn dhcp(namespace: &str, dir: &Path) -> Result<Lease, LabError> {
         .map_err(|e| LabError::io(format!("entering {namespace}"), e))?
         .args([
             "-i",
-            GUEST_INTERFACE,
+            interface,
             "-f",
             "-q",
             "-n",
