@@ -107,14 +107,7 @@ impl Sandbox {
 
     /// Runs `command` in the sandbox: its exit code and output.
     fn exec(&self, command: &[&str]) -> (i32, String) {
-        let output = netns::command(&self.namespace, command[0])
-            .unwrap()
-            .args(&command[1..])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
-        (output.status.code().unwrap_or(-1), text)
+        support::exec_in(&self.namespace, command)
     }
 
     fn pings(&self, ip: &str) -> bool {

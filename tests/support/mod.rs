@@ -75,6 +75,19 @@ pub fn require_root() {
     );
 }
 
+/// Runs a command in the network namespace `namespace`; its exit code and
+/// output (standard output, then standard error).
+pub fn exec_in(namespace: &str, command: &[&str]) -> (i32, String) {
+    let output = netns::command(namespace, command[0])
+        .unwrap()
+        .args(&command[1..])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code().unwrap_or(-1), text)
+}
+
 /// A lab in a state directory and with a namespace prefix of its own,
 /// brought down when the test ends, however it ends.
 pub struct TestLab {
@@ -104,14 +117,7 @@ impl TestLab {
             .lab
             .workload_namespace(&neutrino::core::Key::new(namespace, name))
             .unwrap();
-        let output = netns::command(&workload, command[0])
-            .unwrap()
-            .args(&command[1..])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
-        (output.status.code().unwrap_or(-1), text)
+        exec_in(&workload, command)
     }
 
     /// Whether `from` reaches `ip` by ping.
