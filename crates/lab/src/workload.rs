@@ -5,9 +5,12 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use super::LabError;
 use super::state::Lease;
+use neutrino_dataplane::netlink::NetlinkError;
+use neutrino_dataplane::workload::PlugError;
 use neutrino_dataplane::{netns, workload};
 
 /// The guest's interface.
@@ -48,12 +51,24 @@ esac
 exit 0
 "#;
 
+/// How long plugging waits for the agent to make a port's veth: a port
+/// Ready again (its node trusted again, say) may be shown realised a
+/// moment before its agent has made the veth anew, as a pod's sandbox
+/// would find it.
+const PEER_PATIENCE: Duration = Duration::from_secs(15);
+
 /// Moves the port's veth end from the node into the workload's namespace
 /// as `eth0` and brings it and loopback up.
 pub async fn plug(node_namespace: &str, peer: &str, namespace: &str) -> Result<(), LabError> {
-    workload::plug(Some(node_namespace), peer, namespace, GUEST_INTERFACE)
-        .await
-        .map_err(|e| LabError::Setup(e.to_string()))
+    let deadline = Instant::now() + PEER_PATIENCE;
+    loop {
+        match workload::plug(Some(node_namespace), peer, namespace, GUEST_INTERFACE).await {
+            Err(PlugError::Kernel(NetlinkError::NoLink { .. })) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            result => return result.map_err(|e| LabError::Setup(e.to_string())),
+        }
+    }
 }
 
 /// Whether the workload's namespace has its `eth0`.
