@@ -318,6 +318,12 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             last_pass = None;
             kept = None;
             view = None;
+            if let Some(plugged) = &plugged {
+                plugged.send_replace(Some(Arc::new(cni::Plugged {
+                    ports: BTreeMap::new(),
+                    not_ready: Some("asked to remove neutrino from this node".into()),
+                })));
+            }
             tokio::select! {
                 _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
                 _ = tokio::time::sleep(options.resync) => {}
