@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use crate::Key;
 use crate::allocate::Mac;
-use crate::plan::{PortPlan, RoutePlan};
+use crate::plan::{NodePlan, PortPlan, RoutePlan};
 use crate::resolve::Resolution;
 use neutrino_api::{FixedIP, Port, PortSpec};
 
@@ -143,6 +143,10 @@ pub fn port(request: &Request, subnets: &BTreeMap<String, IpNet>) -> Result<Port
 /// name servers — for a workload that takes them from the plugin.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Configuration {
+    /// The node's end, on `bridge`.
+    pub interface: String,
+    pub bridge: String,
+    /// The workload's end, as the agent makes it in the node's namespace.
     pub peer: String,
     pub mac: Mac,
     pub mtu: u32,
@@ -182,6 +186,8 @@ pub fn configuration(resolution: &Resolution, plan: &PortPlan) -> Configuration 
         }
     }
     Configuration {
+        interface: plan.interface.clone(),
+        bridge: plan.bridge.clone(),
         peer: plan.peer.clone(),
         mac: plan.mac,
         mtu: plan.mtu,
@@ -189,6 +195,55 @@ pub fn configuration(resolution: &Resolution, plan: &PortPlan) -> Configuration 
         routes,
         nameservers,
     }
+}
+
+impl Configuration {
+    /// The port's veth pair with its workload end made straight in
+    /// `sandbox`.
+    pub fn link_into(&self, port: &Key, sandbox: &Sandbox) -> crate::reconcile::DesiredLink {
+        crate::reconcile::port_link(&PortPlan {
+            port: port.clone(),
+            interface: self.interface.clone(),
+            peer: sandbox.interface.clone(),
+            peer_netns: Some(sandbox.netns.clone()),
+            bridge: self.bridge.clone(),
+            mac: self.mac,
+            mtu: self.mtu,
+            addresses: Vec::new(),
+        })
+    }
+}
+
+/// Where a pod's attachment is: the runtime's namespace (a path) and the
+/// interface it asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sandbox {
+    pub netns: String,
+    pub interface: String,
+}
+
+/// The plan as the node applies it with the attachments it holds: the
+/// workload end of an attached port is made straight in its pod's
+/// namespace under the pod's interface name — moving a link between
+/// namespaces costs the kernel tens of milliseconds, making it there a
+/// few — and a port that is attached through the plugin (`claimed`) but
+/// has no pod on the node now gets no veth at all, rather than one
+/// waiting for a pod.
+pub fn with_sandboxes(
+    mut plan: NodePlan,
+    sandboxes: &BTreeMap<Key, Sandbox>,
+    claimed: impl Fn(&Key) -> bool,
+) -> NodePlan {
+    plan.ports
+        .retain_mut(|port| match sandboxes.get(&port.port) {
+            Some(sandbox) => {
+                port.peer = sandbox.interface.clone();
+                port.peer_netns = Some(sandbox.netns.clone());
+                true
+            }
+            None => !claimed(&port.port),
+        });
+    plan
 }
 
 /// The configuration of each of the node's ports in `ports`.
@@ -307,6 +362,34 @@ mod tests {
         );
         assert_eq!(web.nameservers, ["10.10.0.2".parse::<IpAddr>().unwrap()]);
         assert_eq!(all.len(), 1, "only node-1's ports: {all:?}");
+    }
+
+    #[test]
+    fn attached_ports_are_made_in_their_pods_and_claimed_ones_without_a_pod_not_at_all() {
+        let plan = crate::fixtures::quickstart_plan("node-1");
+        let web = Key::new("tenant-a", "web-1");
+        let sandboxes = BTreeMap::from([(
+            web.clone(),
+            Sandbox {
+                netns: "/var/run/netns/cni-1".into(),
+                interface: "net1".into(),
+            },
+        )]);
+        let overlaid = with_sandboxes(plan.clone(), &sandboxes, |_| true);
+        let port = &overlaid.ports[0];
+        assert_eq!(
+            (&*port.peer, port.peer_netns.as_deref()),
+            ("net1", Some("/var/run/netns/cni-1"))
+        );
+        assert!(
+            with_sandboxes(plan.clone(), &BTreeMap::new(), |k| *k == web)
+                .ports
+                .is_empty()
+        );
+        assert_eq!(
+            with_sandboxes(plan.clone(), &BTreeMap::new(), |_| false),
+            plan
+        );
     }
 
     #[test]

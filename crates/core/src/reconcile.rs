@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use super::allocate::Mac;
 use super::names;
-use super::plan::{FdbEntry, Neighbour, NodePlan, UplinkKind};
+use super::plan::{FdbEntry, Neighbour, NodePlan, PortPlan, UplinkKind};
 
 /// A link as the kernel reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -234,6 +234,22 @@ impl Changes {
     }
 }
 
+/// A port's veth pair onto its network's bridge.
+pub fn port_link(port: &PortPlan) -> DesiredLink {
+    DesiredLink {
+        name: port.interface.clone(),
+        kind: LinkKind::Veth {
+            peer: port.peer.clone(),
+            peer_mac: port.mac,
+            peer_netns: port.peer_netns.clone(),
+        },
+        alias: names::alias(&format!("port {}", port.port)),
+        mtu: Some(port.mtu),
+        master: Some(port.bridge.clone()),
+        isolated: false,
+    }
+}
+
 /// The links a plan wants in the node's own namespace, bridges first.
 pub fn desired_links(plan: &NodePlan) -> Vec<DesiredLink> {
     desired_links_among(plan, None)
@@ -284,18 +300,7 @@ fn desired_links_among(plan: &NodePlan, only: Option<&BTreeSet<String>>) -> Vec<
         });
     }
     for port in plan.ports.iter().filter(|p| keep(&p.interface)) {
-        links.push(DesiredLink {
-            name: port.interface.clone(),
-            kind: LinkKind::Veth {
-                peer: port.peer.clone(),
-                peer_mac: port.mac,
-                peer_netns: None,
-            },
-            alias: names::alias(&format!("port {}", port.port)),
-            mtu: Some(port.mtu),
-            master: Some(port.bridge.clone()),
-            isolated: false,
-        });
+        links.push(port_link(port));
     }
     for dhcp in plan.dhcp.iter().filter(|d| keep(&d.bridge_port)) {
         links.push(DesiredLink {

@@ -483,10 +483,9 @@ impl Netlink {
             .map_err(failed(what))
     }
 
-    /// Creates a link with its alias, down and detached; settings follow.
     /// Creates a link attached to its master and up, then marks it as
     /// neutrino's with its alias (which the kernel only takes on a change).
-    async fn create(&self, link: &DesiredLink) -> Result<()> {
+    pub(crate) async fn create(&self, link: &DesiredLink) -> Result<()> {
         let what = format!("creating {}", link.name);
         let mtu = link.mtu.unwrap_or(1500);
         let master = match &link.master {

@@ -7,6 +7,7 @@
 use ipnet::IpNet;
 use netlink_packet_route::link::LinkAttribute;
 use neutrino_core::plan::RoutePlan;
+use neutrino_core::reconcile::DesiredLink;
 use rtnetlink::LinkUnspec;
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -114,54 +115,48 @@ async fn move_into(
     Ok(())
 }
 
-/// Gives the interface `interface` of the namespace at `netns` back to
-/// `node` as `peer`, down and without the addresses it had there, where
-/// the agent made it: a runtime's DEL. With no `peer` (its port is gone)
-/// the link is deleted. A namespace or an interface already gone is fine.
-pub async fn detach(
-    node: Option<&str>,
-    netns: &Path,
-    interface: &str,
-    peer: Option<&str>,
-) -> Result<(), PlugError> {
-    let target = netns.to_string_lossy().into_owned();
+/// Makes a port's veth pair as `link` says, its workload end straight in
+/// the namespace the link names (a pod's, given by path), in `node` (the
+/// agent's own namespace when `None`).
+pub async fn make(node: Option<&str>, link: &DesiredLink) -> Result<(), PlugError> {
+    Ok(Netlink::connect(node).await?.create(link).await?)
+}
+
+/// Deletes the interface `interface` of the namespace at `netns`, and its
+/// veth peer with it: a runtime's DEL. A namespace or an interface already
+/// gone is fine.
+pub async fn detach(netns: &Path, interface: &str) -> Result<(), PlugError> {
     if !netns.is_absolute() || !netns.exists() {
         return Ok(());
     }
+    let target = netns.to_string_lossy().into_owned();
     let inside = Netlink::connect(Some(&target)).await?;
     let Some(index) = inside.index(interface).await? else {
         return Ok(());
     };
-    let what = format!("giving {interface} of {target} back");
-    let failed = |cause| NetlinkError::Request {
-        what: what.clone(),
+    let deleted = inside.handle().link().del(index).execute().await;
+    Ok(deleted.map_err(|cause| NetlinkError::Request {
+        what: format!("deleting {interface} of {target}"),
         cause,
+    })?)
+}
+
+/// Whether `node` (the agent's own namespace when `None`) has a link `name`.
+pub async fn has_link(node: Option<&str>, name: &str) -> Result<bool, PlugError> {
+    Ok(Netlink::connect(node).await?.index(name).await?.is_some())
+}
+
+/// Deletes the link `name` of `node`, and its veth peer wherever it is.
+pub async fn remove_link(node: Option<&str>, name: &str) -> Result<(), PlugError> {
+    let kernel = Netlink::connect(node).await?;
+    let Some(index) = kernel.index(name).await? else {
+        return Ok(());
     };
-    let Some(peer) = peer else {
-        let deleted = inside.handle().link().del(index).execute().await;
-        return Ok(deleted.map_err(failed)?);
-    };
-    let home = match node {
-        Some(node) => netns::open(node),
-        None => std::fs::File::open("/proc/self/ns/net"),
-    }
-    .map_err(|cause| PlugError::Namespace {
-        namespace: node.unwrap_or("(the agent's)").to_string(),
+    let deleted = kernel.handle().link().del(index).execute().await;
+    Ok(deleted.map_err(|cause| NetlinkError::Request {
+        what: format!("deleting {name}"),
         cause,
-    })?;
-    let mut message = LinkUnspec::new_with_index(index)
-        .down()
-        .setns_by_fd(home.as_raw_fd())
-        .build();
-    message.attributes.push(LinkAttribute::IfName(peer.into()));
-    inside
-        .handle()
-        .link()
-        .set(message)
-        .execute()
-        .await
-        .map_err(failed)?;
-    Ok(())
+    })?)
 }
 
 /// An interface in a workload's namespace, as CHECK compares it with its port.

@@ -19,7 +19,7 @@ use super::cni;
 use super::execute::{Failure, bounded};
 use super::stores::{Changes, Peer, Stores};
 use neutrino_api::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
-use neutrino_core::attachment::configurations;
+use neutrino_core::attachment::{configurations, with_sandboxes};
 use neutrino_core::incremental::NodeView;
 use neutrino_core::scope::{self, Index};
 use neutrino_core::xtables::Choice;
@@ -238,11 +238,13 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         None => None,
         Some(socket) => {
             let (sender, receiver) = tokio::sync::watch::channel(None);
+            let held = cni::Held::default();
             let service = cni::Service::new(
                 client.clone(),
                 options.node.clone(),
                 options.netns.clone(),
                 &options.state_dir,
+                held.clone(),
                 receiver,
                 stores.clone(),
             );
@@ -252,7 +254,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
                     cause,
                 }
             })?;
-            Some(sender)
+            Some((sender, held))
         }
     };
 
@@ -318,7 +320,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             last_pass = None;
             kept = None;
             view = None;
-            if let Some(plugged) = &plugged {
+            if let Some((plugged, _)) = &plugged {
                 plugged.send_replace(Some(Arc::new(cni::Plugged {
                     ports: BTreeMap::new(),
                     not_ready: Some("asked to remove neutrino from this node".into()),
@@ -420,10 +422,19 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         };
         let plan = current.plan().clone();
         let realised = current.realised().to_string();
-        let report = dataplane.apply(plan).await;
-        if let Some(plugged) = &plugged {
-            publish_plugged(plugged, current, &report);
-        }
+        let report = match &plugged {
+            None => dataplane.apply(plan).await,
+            Some((sender, held)) => {
+                let plan =
+                    with_sandboxes(plan, &held.sandboxes(), |port| cni::claimed(&stores, port));
+                let report = {
+                    let _links = held.links().await;
+                    dataplane.apply(plan).await
+                };
+                publish_plugged(sender, current, &report);
+                report
+            }
+        };
         if report.writes > 0 || !report.errors.is_empty() {
             tracing::info!(writes = report.writes, errors = ?report.errors, "applied");
         }

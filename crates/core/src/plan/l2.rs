@@ -116,6 +116,7 @@ pub(super) fn port_plan(resolution: &Resolution, key: &Key, port: &PortState) ->
         port: key.clone(),
         interface: names::port(key),
         peer: names::port_peer(key),
+        peer_netns: None,
         bridge: names::bridge(&port.network),
         mac: port.mac,
         mtu: port.mtu,

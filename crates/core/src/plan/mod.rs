@@ -99,6 +99,11 @@ pub struct PortPlan {
     pub interface: String,
     /// The workload end, until the workload takes it into its namespace.
     pub peer: String,
+    /// Where the workload end is made, when a workload is already there to
+    /// take it (a pod attached through the CNI plugin); the node's own
+    /// namespace otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_netns: Option<String>,
     pub bridge: String,
     pub mac: Mac,
     pub mtu: u32,

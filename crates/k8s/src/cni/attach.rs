@@ -18,7 +18,7 @@ use neutrino_cni::NetConf;
 use neutrino_cni::outcome::{Address, Attached, CniError, Code, Interface, Route};
 use neutrino_cni::wire::Request;
 use neutrino_core::Key;
-use neutrino_core::attachment::{self, Configuration};
+use neutrino_core::attachment::{self, ATTACHMENT_ANNOTATION, Configuration, Sandbox};
 use neutrino_core::scope::Source;
 use neutrino_dataplane::netlink::NetlinkError;
 use neutrino_dataplane::workload::{self, PlugError};
@@ -50,7 +50,7 @@ impl Service {
         let pod = self.pod(request).await?;
         let namespace = pod.namespace().unwrap_or_default();
         let (port, made_for_pod) = match named_port(&pod, &conf, &request.ifname)? {
-            Some(name) => (self.bind(&namespace, &name, &conf).await?, false),
+            Some(name) => (self.bind(&namespace, &name, &conf, request).await?, false),
             None => (self.make_port(&pod, request, &conf).await?, true),
         };
         let record = Record {
@@ -70,6 +70,7 @@ impl Service {
             .save(&record)
             .map_err(|e| agent_error("recording the attachment", e))?;
         let key = Key::new(&namespace, &port);
+        self.held.hold(key.clone(), record.sandbox());
         let configuration = self.plug(&key, &conf, request, Path::new(&netns)).await?;
         Ok(result(&configuration, &conf, &request.ifname, &netns))
     }
@@ -186,7 +187,14 @@ impl Service {
     }
 
     /// Binds the existing Port `name` to this node; its name.
-    async fn bind(&self, namespace: &str, name: &str, conf: &NetConf) -> Result<String, CniError> {
+    async fn bind(
+        &self,
+        namespace: &str,
+        name: &str,
+        conf: &NetConf,
+        request: &Request,
+    ) -> Result<String, CniError> {
+        let (container, ifname) = (&request.container_id, &request.ifname);
         let ports: Api<Port> = Api::namespaced(self.client.clone(), namespace);
         let named = |details: String| {
             CniError::new(
@@ -211,13 +219,19 @@ impl Service {
                 port.spec.network, conf.network
             )));
         }
-        if port.spec.node_name.as_deref() == Some(&self.node) {
+        let claimed = port.annotations().contains_key(ATTACHMENT_ANNOTATION);
+        if port.spec.node_name.as_deref() == Some(&self.node) && claimed {
             return Ok(name.to_string());
         }
+        // Claimed, the Port's veth is made only while a pod holds it.
         let body = json!({
             "apiVersion": Port::api_version(&()),
             "kind": Port::kind(&()),
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "annotations": {ATTACHMENT_ANNOTATION: format!("{container}/{ifname}")},
+            },
             "spec": {"network": port.spec.network, "nodeName": self.node},
         });
         let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -242,7 +256,7 @@ impl Service {
         loop {
             let current: Option<Arc<super::Plugged>> = plugged.borrow_and_update().clone();
             if let Some(configuration) = current.as_ref().and_then(|p| p.ports.get(key)) {
-                match self.move_in(configuration, conf, request, netns).await {
+                match self.move_in(key, configuration, conf, request, netns).await {
                     Ok(()) => return Ok(configuration.clone()),
                     // Made again by the agent's next apply (a DEL's namespace
                     // took it away).
@@ -282,24 +296,32 @@ impl Service {
 
     async fn move_in(
         &self,
+        key: &Key,
         configuration: &Configuration,
         conf: &NetConf,
         request: &Request,
         netns: &Path,
     ) -> Result<(), PlugError> {
-        if let Some(seen) = workload::inspect(netns, &request.ifname).await?
-            && seen.mac != configuration.mac.0
-        {
-            return Err(PlugError::Namespace {
-                namespace: netns.display().to_string(),
-                cause: std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    format!(
-                        "{} is there already, and is not this port's (MAC {})",
-                        request.ifname, configuration.mac
-                    ),
-                ),
-            });
+        let _links = self.held.links().await;
+        let node = self.node_netns.as_deref();
+        match workload::inspect(netns, &request.ifname).await? {
+            Some(seen) if seen.mac != configuration.mac.0 => {
+                return Err(taken(netns, &request.ifname, configuration));
+            }
+            // Made there by the agent's apply, or by an earlier ADD.
+            Some(_) => {}
+            // A veth waiting on the node (a Port not claimed yet when the
+            // agent made it) moves in below; any other is remade straight
+            // in the pod.
+            None if workload::has_link(node, &configuration.peer).await? => {}
+            None => {
+                workload::remove_link(node, &configuration.interface).await?;
+                let sandbox = Sandbox {
+                    netns: netns.to_string_lossy().into_owned(),
+                    interface: request.ifname.clone(),
+                };
+                workload::make(node, &configuration.link_into(key, &sandbox)).await?;
+            }
         }
         let (addresses, routes) = match conf.pod_addresses {
             true => (
@@ -350,18 +372,10 @@ impl Service {
                     Key::new(namespace, attachment::port_name(pod, &request.ifname))
                 }),
         };
-        let peer = key
-            .filter(|k| self.stores.shared::<Port>(k).is_some())
-            .map(|k| neutrino_core::names::port_peer(&k));
         if let Some(netns) = netns {
-            workload::detach(
-                self.node_netns.as_deref(),
-                Path::new(&netns),
-                &request.ifname,
-                peer.as_deref(),
-            )
-            .await
-            .map_err(|e| agent_error("giving the interface back", e))?;
+            self.detach(key.as_ref(), Path::new(&netns), &request.ifname)
+                .await
+                .map_err(|e| agent_error("taking the interface out", e))?;
         }
         self.records
             .forget(&request.container_id, &request.ifname)
@@ -404,6 +418,20 @@ impl Service {
             previous.as_deref(),
         )
         .map_err(|d| agent_error(format!("{} does not match Port {key}", request.ifname), d))
+    }
+}
+
+/// The error for an interface of the pod's name that is another port's.
+fn taken(netns: &Path, ifname: &str, configuration: &Configuration) -> PlugError {
+    PlugError::Namespace {
+        namespace: netns.display().to_string(),
+        cause: std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!(
+                "{ifname} is there already, and is not this port's (MAC {})",
+                configuration.mac
+            ),
+        ),
     }
 }
 
@@ -536,6 +564,8 @@ mod tests {
 
     fn configuration() -> Configuration {
         Configuration {
+            interface: "np-x".into(),
+            bridge: "nb-x".into(),
             peer: "nsp-x".into(),
             mac: Mac([0xfa, 0x16, 0x3e, 0, 0, 5]),
             mtu: 1450,

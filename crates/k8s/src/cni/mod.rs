@@ -27,8 +27,7 @@ use neutrino_cni::outcome::{CniError, Code};
 use neutrino_cni::wire::{Reply, Request};
 use neutrino_cni::{Command, NetConf};
 use neutrino_core::Key;
-use neutrino_core::attachment::Configuration;
-use neutrino_core::names;
+use neutrino_core::attachment::{ATTACHMENT_ANNOTATION, Configuration, Sandbox};
 use neutrino_core::scope::Source;
 use neutrino_dataplane::workload;
 use records::{Record, Records};
@@ -53,6 +52,48 @@ pub struct Plugged {
 /// first.
 pub type PluggedSender = watch::Sender<Option<Arc<Plugged>>>;
 
+/// What the socket and the agent's loop share: the pods' sandboxes that
+/// hold this node's ports, and a lock that keeps an ADD's and an apply's
+/// link changes apart.
+#[derive(Clone, Default)]
+pub struct Held {
+    sandboxes: Arc<std::sync::Mutex<BTreeMap<Key, Sandbox>>>,
+    links: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Held {
+    /// The sandboxes holding ports now.
+    pub fn sandboxes(&self) -> BTreeMap<Key, Sandbox> {
+        self.sandboxes.lock().expect("the sandboxes' lock").clone()
+    }
+
+    fn hold(&self, port: Key, sandbox: Sandbox) {
+        let mut all = self.sandboxes.lock().expect("the sandboxes' lock");
+        all.insert(port, sandbox);
+    }
+
+    /// Lets `port` go from the sandbox at `netns`; a later ADD that holds
+    /// it elsewhere keeps it.
+    fn release(&self, port: &Key, netns: &Path) {
+        let mut all = self.sandboxes.lock().expect("the sandboxes' lock");
+        if all.get(port).is_some_and(|s| Path::new(&s.netns) == netns) {
+            all.remove(port);
+        }
+    }
+
+    /// Held while links of the node's ports change.
+    pub async fn links(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.links.lock().await
+    }
+}
+
+/// Whether `port` is attached through the plugin (its Port says so): its
+/// veth is made only while a pod on the node holds it.
+pub fn claimed(stores: &Stores, port: &Key) -> bool {
+    (stores.shared::<Port>(port))
+        .is_some_and(|p| p.annotations().contains_key(ATTACHMENT_ANNOTATION))
+}
+
 /// The socket's service, shared by its connections.
 pub struct Service {
     client: Client,
@@ -60,6 +101,7 @@ pub struct Service {
     /// The namespace the agent programs (the host's when `None`).
     node_netns: Option<String>,
     records: Records,
+    held: Held,
     plugged: watch::Receiver<Option<Arc<Plugged>>>,
     stores: Arc<Stores>,
     /// How long ADD waits for the controller and the agent.
@@ -72,14 +114,21 @@ impl Service {
         node: String,
         node_netns: Option<String>,
         state_dir: &Path,
+        held: Held,
         plugged: watch::Receiver<Option<Arc<Plugged>>>,
         stores: Arc<Stores>,
     ) -> Self {
+        let records = Records::new(state_dir.join("cni"));
+        // The attachments made before a restart still hold their ports.
+        for record in records.all().0 {
+            held.hold(record.port_key(), record.sandbox());
+        }
         Service {
             client,
             node,
             node_netns,
-            records: Records::new(state_dir.join("cni")),
+            records,
+            held,
             plugged,
             stores,
             patience: Duration::from_secs(60),
@@ -200,24 +249,32 @@ impl Service {
         }
     }
 
-    /// Gives an attachment's interface back to the node and forgets it.
+    /// Takes an attachment's interface out of its pod, and forgets it.
     async fn release(&self, record: &Record) -> Result<(), String> {
-        let key = Key::new(&record.namespace, &record.port);
-        let peer = self
-            .stores
-            .shared::<Port>(&key)
-            .map(|_| names::port_peer(&key));
-        workload::detach(
-            self.node_netns.as_deref(),
-            Path::new(&record.netns),
-            &record.ifname,
-            peer.as_deref(),
-        )
-        .await
-        .map_err(|e| format!("{}/{}: {e}", record.container_id, record.ifname))?;
+        let failed =
+            |e: &dyn std::fmt::Display| format!("{}/{}: {e}", record.container_id, record.ifname);
+        let netns = Path::new(&record.netns);
+        self.detach(Some(&record.port_key()), netns, &record.ifname)
+            .await
+            .map_err(|e| failed(&e))?;
         self.records
             .forget(&record.container_id, &record.ifname)
-            .map_err(|e| format!("{}/{}: {e}", record.container_id, record.ifname))
+            .map_err(|e| failed(&e))
+    }
+
+    /// Lets the port go from the pod's sandbox: no veth is made for it
+    /// until a pod holds it again, and the one there is deleted.
+    async fn detach(
+        &self,
+        port: Option<&Key>,
+        netns: &Path,
+        ifname: &str,
+    ) -> Result<(), workload::PlugError> {
+        if let Some(port) = port {
+            self.held.release(port, netns);
+        }
+        let _links = self.held.links().await;
+        workload::detach(netns, ifname).await
     }
 
     /// Releases the attachments whose pods are gone — Multus sends GC to

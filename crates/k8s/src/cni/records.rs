@@ -28,6 +28,21 @@ pub struct Record {
     pub made_for_pod: bool,
 }
 
+impl Record {
+    /// The Port it holds.
+    pub fn port_key(&self) -> neutrino_core::Key {
+        neutrino_core::Key::new(&self.namespace, &self.port)
+    }
+
+    /// Where it holds it.
+    pub fn sandbox(&self) -> neutrino_core::attachment::Sandbox {
+        neutrino_core::attachment::Sandbox {
+            netns: self.netns.clone(),
+            interface: self.ifname.clone(),
+        }
+    }
+}
+
 /// Whether `text` may stand in a file name: the characters the CNI
 /// specification allows in a container ID, and no dot-only name.
 fn safe(text: &str) -> bool {
