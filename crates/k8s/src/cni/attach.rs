@@ -406,14 +406,15 @@ impl Service {
         let seen = workload::inspect(Path::new(netns), &request.ifname)
             .await
             .map_err(|e| agent_error("reading the interface", e))?;
-        let expected = match conf.pod_addresses {
-            true => configuration.addresses.iter().map(|(a, _)| *a).collect(),
-            false => Vec::new(),
-        };
+        // A workload that takes its addresses itself (a VM, by DHCP) may
+        // hold any.
+        let expected: Option<Vec<IpNet>> = conf
+            .pod_addresses
+            .then(|| configuration.addresses.iter().map(|(a, _)| *a).collect());
         let previous = previous_addresses(&conf);
         differences(
             &configuration,
-            &expected,
+            expected.as_deref(),
             seen.as_ref(),
             previous.as_deref(),
         )
@@ -484,7 +485,7 @@ fn previous_addresses(conf: &NetConf) -> Option<Vec<IpNet>> {
 /// What differs between the interface and its port, if anything.
 fn differences(
     configuration: &Configuration,
-    expected: &[IpNet],
+    expected: Option<&[IpNet]>,
     seen: Option<&workload::Seen>,
     previous: Option<&[IpNet]>,
 ) -> Result<(), String> {
@@ -506,6 +507,9 @@ fn differences(
         list.sort();
         list
     };
+    let Some(expected) = expected else {
+        return done(wrong);
+    };
     if sorted(&seen.addresses) != sorted(expected) {
         wrong.push(format!(
             "addresses are {:?}, not {expected:?}",
@@ -519,6 +523,10 @@ fn differences(
             "prevResult lists {previous:?}, the Port has {expected:?}"
         ));
     }
+    done(wrong)
+}
+
+fn done(wrong: Vec<String>) -> Result<(), String> {
     match wrong.is_empty() {
         true => Ok(()),
         false => Err(wrong.join("; ")),
@@ -588,7 +596,12 @@ mod tests {
             addresses: expected.clone(),
         };
         assert_eq!(
-            differences(&configuration(), &expected, Some(&good), Some(&expected)),
+            differences(
+                &configuration(),
+                Some(&expected),
+                Some(&good),
+                Some(&expected)
+            ),
             Ok(())
         );
         let bad = workload::Seen {
@@ -597,7 +610,8 @@ mod tests {
             up: false,
             addresses: Vec::new(),
         };
-        let wrong = differences(&configuration(), &expected, Some(&bad), Some(&[])).unwrap_err();
+        let wrong =
+            differences(&configuration(), Some(&expected), Some(&bad), Some(&[])).unwrap_err();
         for part in [
             "MAC is not fa:16:3e:00:00:05",
             "MTU is 1500, not 1450",
@@ -608,8 +622,17 @@ mod tests {
             assert!(wrong.contains(part), "{part} missing from {wrong}");
         }
         assert_eq!(
-            differences(&configuration(), &expected, None, None).unwrap_err(),
+            differences(&configuration(), Some(&expected), None, None).unwrap_err(),
             "the interface is not in the namespace"
+        );
+        // A VM's addresses are its own business.
+        let leased = workload::Seen {
+            addresses: vec!["10.0.0.9/24".parse().unwrap()],
+            ..good
+        };
+        assert_eq!(
+            differences(&configuration(), None, Some(&leased), None),
+            Ok(())
         );
     }
 
