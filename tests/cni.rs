@@ -572,6 +572,169 @@ async fn a_vm_keeps_its_port_from_pod_to_pod_and_takes_its_address_by_dhcp() {
     nothing_was_forbidden(&lab);
 }
 
+/// The FDB entries of `node` for `mac`: one per line.
+fn fdb_of(lab: &TestLab, node: &str, mac: &str) -> String {
+    let run = Command::new("bridge")
+        .args(["-n", &lab.node(node), "fdb", "show"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .filter(|l| l.starts_with(mac))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A VM's live migration as KubeVirt runs one: the target pod on node-2
+/// names the Port its running source pod on node-1 holds. Until the
+/// source completes, the Port stays on node-1 and every FDB points there;
+/// then the target takes over without its interface being touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_migration_moves_the_fdb_when_the_source_pod_ends() {
+    let _one = one_lab_at_a_time().await;
+    let lab = TestLab::new("cni-migrate");
+    up_as_the_chart_runs_it(&lab, "quickstart", 2).await;
+    let pods = Pods::default();
+    let port = json!({
+        "apiVersion": "neutrino.dev/v1alpha1", "kind": "Port",
+        "metadata": {"name": "vm-db", "namespace": NAMESPACE},
+        "spec": {"network": "blue"},
+    });
+    let run = cluster().kubectl_with(&["apply", "-f", "-"], &port.to_string());
+    assert!(run.ok, "{}", run.stderr);
+    let vm_net = json!({
+        "cniVersion": "1.0.0", "name": "vm-net", "type": "neutrino", "network": "blue",
+        "podAddresses": false,
+    });
+    let annotation = json!({"neutrino.dev/ports": r#"{"vm-net": "vm-db", "tenant-net": "vm-db"}"#});
+    let node1 = Runtime::new(&lab, "node-1").with(&[vm_net.clone(), tenant_net()]);
+    let node2 = Runtime::new(&lab, "node-2").with(&[vm_net, tenant_net()]);
+    let lease = |sandbox: &Sandbox| {
+        let dir = lab.dir.join(format!("dhcp-{}", sandbox.pod));
+        neutrino::lab::workload::dhcp_on(&sandbox.namespace, "net1", &dir).unwrap()
+    };
+    let source = pod(
+        &pods,
+        &lab,
+        "virt-launcher-db-a",
+        "node-1",
+        annotation.clone(),
+    );
+    ok(
+        &node1.cnitool("add", "vm-net", &source, "net1", None),
+        "ADD the source pod",
+    );
+    let mac = port_field("vm-db", ".status.macAddress");
+    let ip = port_field("vm-db", ".status.fixedIPs[0].ipAddress");
+    assert_eq!(lease(&source).ip, ip);
+    let (web_1, web_2) = (
+        port_field("web-1", ".status.fixedIPs[0].ipAddress"),
+        port_field("web-2", ".status.fixedIPs[0].ipAddress"),
+    );
+    assert!(source.pings(&web_2));
+
+    // A second pod that would take the Port's addresses is not a migration.
+    let impostor = pod(&pods, &lab, "impostor", "node-2", annotation.clone());
+    let run = node2.cnitool("add", "tenant-net", &impostor, "net1", None);
+    assert!(!run.ok, "{}", run.stdout);
+    for part in [
+        "Port tenant-a/vm-db",
+        "pod tenant-a/virt-launcher-db-a on node node-1 holds it",
+        "\"podAddresses\": false",
+    ] {
+        assert!(run.stderr.contains(part), "{part:?} in {}", run.stderr);
+    }
+    assert!(records(&lab, "node-2").is_empty());
+
+    // The target stands by: the Port's veth is in its pod, and the Port,
+    // its FDB and its traffic stay with the source.
+    let target = pod(
+        &pods,
+        &lab,
+        "virt-launcher-db-b",
+        "node-2",
+        annotation.clone(),
+    );
+    let result = ok(
+        &node2.cnitool("add", "vm-net", &target, "net1", None),
+        "ADD the target pod",
+    );
+    assert_eq!(result["interfaces"][0]["mac"], mac.as_str());
+    ok(
+        &node2.cnitool("check", "vm-net", &target, "net1", None),
+        "CHECK the standby",
+    );
+    let index = |sandbox: &Sandbox| sandbox.exec(&["cat", "/sys/class/net/net1/ifindex"]).1;
+    let standby_index = index(&target);
+    assert_eq!(port_field("vm-db", ".spec.nodeName"), "node-1");
+    assert!(
+        fdb_of(&lab, "node-2", &mac).contains("dst 198.18.0.1"),
+        "node-2 sends the VM's frames to node-1:\n{}",
+        fdb_of(&lab, "node-2", &mac)
+    );
+    assert!(source.pings(&web_2));
+    assert!(source.pings(&web_1));
+
+    // The VM runs on the target now; the source pod completes.
+    cluster().kubectl_ok(&[
+        "--namespace",
+        NAMESPACE,
+        "patch",
+        "pod",
+        "virt-launcher-db-a",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status": {"phase": "Succeeded"}}"#,
+    ]);
+    eventually("the Port moves to node-2", || {
+        port_field("vm-db", ".spec.nodeName") == "node-2"
+    });
+    eventually("node-1 sends the VM's frames to node-2", || {
+        fdb_of(&lab, "node-1", &mac).contains("dst 198.18.0.2")
+    });
+    eventually("node-2 has no tunnel entry for the VM", || {
+        !fdb_of(&lab, "node-2", &mac).contains("dst ")
+    });
+    assert_eq!(
+        index(&target),
+        standby_index,
+        "the VM's interface is the same"
+    );
+    assert_eq!(lease(&target).ip, ip);
+    eventually("the VM reaches node-1 from node-2", || target.pings(&web_1));
+    ok(
+        &node2.cnitool("check", "vm-net", &target, "net1", None),
+        "CHECK the migrated VM",
+    );
+    ok(
+        &node1.cnitool("del", "vm-net", &source, "net1", None),
+        "DEL the source pod",
+    );
+    assert_eq!(port_field("vm-db", ".spec.nodeName"), "node-2");
+    assert!(
+        port_field("vm-db", ".metadata.annotations.neutrino\\.dev/held-by")
+            .starts_with("virt-launcher-db-b/")
+    );
+
+    // A migration that is called off: its standby goes, the VM stays.
+    let aborted = pod(&pods, &lab, "virt-launcher-db-c", "node-1", annotation);
+    ok(
+        &node1.cnitool("add", "vm-net", &aborted, "net1", None),
+        "ADD a target that is called off",
+    );
+    ok(
+        &node1.cnitool("del", "vm-net", &aborted, "net1", None),
+        "DEL the target that is called off",
+    );
+    assert!(records(&lab, "node-1").is_empty());
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(port_field("vm-db", ".spec.nodeName"), "node-2");
+    assert!(target.pings(&web_1));
+    assert_eq!(port_field("vm-db", ".status.fixedIPs[0].ipAddress"), ip);
+    nothing_was_forbidden(&lab);
+}
+
 /// Multus, as kubelet's runtime runs it: it reads the pod and its
 /// NetworkAttachmentDefinition from the API server and delegates to
 /// neutrino; the cluster network is Debian's loopback plugin.

@@ -20,6 +20,38 @@ use neutrino_api::{FixedIP, Port, PortSpec};
 /// `<container id>/<interface>`, as CNI keys an attachment.
 pub const ATTACHMENT_ANNOTATION: &str = "neutrino.dev/cni-attachment";
 
+/// The annotation that says which pod holds a Port that pods name (a
+/// VM's): `<pod name>/<pod uid>`, the pod in the Port's namespace. A pod
+/// on another node that names the Port while its holder still runs is
+/// the target of a live migration: it waits beside the holder until the
+/// holder ends.
+pub const HOLDER_ANNOTATION: &str = "neutrino.dev/held-by";
+
+/// A pod that holds a Port, as [`HOLDER_ANNOTATION`] names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub pod: String,
+    pub uid: String,
+}
+
+impl Holder {
+    /// The holder an annotation's value names; `None` for one that does
+    /// not read (which holds nothing).
+    pub fn parse(value: &str) -> Option<Holder> {
+        let (pod, uid) = value.split_once('/')?;
+        (!pod.is_empty() && !uid.is_empty()).then(|| Holder {
+            pod: pod.into(),
+            uid: uid.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.pod, self.uid)
+    }
+}
+
 /// The longest object name a Port may have.
 const NAME_MAX: usize = 63;
 
@@ -390,6 +422,18 @@ mod tests {
             with_sandboxes(plan.clone(), &BTreeMap::new(), |_| false),
             plan
         );
+    }
+
+    #[test]
+    fn holders_read_back_as_written_and_nothing_else_reads() {
+        let holder = Holder {
+            pod: "virt-launcher-vm-1-abcde".into(),
+            uid: "6f1c-22".into(),
+        };
+        assert_eq!(Holder::parse(&holder.to_string()), Some(holder));
+        for bad in ["", "pod", "pod/", "/uid"] {
+            assert_eq!(Holder::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -473,7 +473,7 @@ impl Netlink {
         }
     }
 
-    async fn set(&self, message: LinkMessage, what: String) -> Result<()> {
+    pub(crate) async fn set(&self, message: LinkMessage, what: String) -> Result<()> {
         self.wrote();
         self.handle
             .link()

@@ -122,6 +122,20 @@ pub async fn make(node: Option<&str>, link: &DesiredLink) -> Result<(), PlugErro
     Ok(Netlink::connect(node).await?.create(link).await?)
 }
 
+/// Gives the link `name` of `node` the alias `alias`: how a link made
+/// outside the plan (a live migration's standby) becomes neutrino's, for
+/// the next apply to take as it stands.
+pub async fn mark(node: Option<&str>, name: &str, alias: &str) -> Result<(), PlugError> {
+    let mut message = LinkUnspec::new_with_name(name).build();
+    message
+        .attributes
+        .push(LinkAttribute::IfAlias(alias.to_string()));
+    Ok(Netlink::connect(node)
+        .await?
+        .set(message, format!("marking {name} as neutrino's"))
+        .await?)
+}
+
 /// Deletes the interface `interface` of the namespace at `netns`, and its
 /// veth peer with it: a runtime's DEL. A namespace or an interface already
 /// gone is fine.

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::migration;
 use super::records::{self, Record};
 use super::{FIELD_MANAGER, Service, owned_by, parse_conf};
 use crate::execute::bounded;
@@ -18,7 +19,9 @@ use neutrino_cni::NetConf;
 use neutrino_cni::outcome::{Address, Attached, CniError, Code, Interface, Route};
 use neutrino_cni::wire::Request;
 use neutrino_core::Key;
-use neutrino_core::attachment::{self, ATTACHMENT_ANNOTATION, Configuration, Sandbox};
+use neutrino_core::attachment::{
+    self, ATTACHMENT_ANNOTATION, Configuration, HOLDER_ANNOTATION, Holder, Sandbox,
+};
 use neutrino_core::scope::Source;
 use neutrino_dataplane::netlink::NetlinkError;
 use neutrino_dataplane::workload::{self, PlugError};
@@ -49,9 +52,12 @@ impl Service {
             .ok_or_else(|| environment("CNI_NETNS is needed for ADD"))?;
         let pod = self.pod(request).await?;
         let namespace = pod.namespace().unwrap_or_default();
-        let (port, made_for_pod) = match named_port(&pod, &conf, &request.ifname)? {
-            Some(name) => (self.bind(&namespace, &name, &conf, request).await?, false),
-            None => (self.make_port(&pod, request, &conf).await?, true),
+        let (port, made_for_pod, standby) = match named_port(&pod, &conf, &request.ifname)? {
+            Some(name) => match self.bind(&pod, &name, &conf, request).await? {
+                Bound::Here => (name, false, None),
+                Bound::Standby(port) => (name, false, Some(port)),
+            },
+            None => (self.make_port(&pod, request, &conf).await?, true, None),
         };
         let record = Record {
             container_id: request.container_id.clone(),
@@ -63,6 +69,7 @@ impl Service {
             pod_uid: pod.uid().unwrap_or_default(),
             port: port.clone(),
             made_for_pod,
+            standby: standby.is_some(),
         };
         // Recorded before the wait, so that a DEL, GC or the reaper finds
         // what an ADD that timed out left.
@@ -71,8 +78,48 @@ impl Service {
             .map_err(|e| agent_error("recording the attachment", e))?;
         let key = Key::new(&namespace, &port);
         self.held.hold(key.clone(), record.sandbox());
-        let configuration = self.plug(&key, &conf, request, Path::new(&netns)).await?;
+        let configuration = match standby {
+            Some(port) => self.stand_by(&key, &port, request, &record).await?,
+            None => self.plug(&key, &conf, request, Path::new(&netns)).await?,
+        };
         Ok(result(&configuration, &conf, &request.ifname, &netns))
+    }
+
+    /// Makes the Port's veth for the target pod of a live migration, and
+    /// leaves it waiting for the holder to end (see [`migration`]).
+    async fn stand_by(
+        &self,
+        key: &Key,
+        port: &Port,
+        request: &Request,
+        record: &Record,
+    ) -> Result<Configuration, CniError> {
+        let configuration = migration::standby_configuration(&self.stores, key, port)?;
+        let netns = Path::new(&record.netns);
+        let node = self.node_netns.as_deref();
+        let made = async {
+            let _links = self.held.links().await;
+            match workload::inspect(netns, &request.ifname).await? {
+                Some(seen) if seen.mac != configuration.mac.0 => {
+                    return Err(taken(netns, &request.ifname, &configuration));
+                }
+                Some(_) => {}
+                None => {
+                    workload::remove_link(node, &configuration.interface).await?;
+                    let link = migration::standby_link(key, &configuration, netns, &request.ifname);
+                    workload::make(node, &link).await?;
+                }
+            }
+            workload::attach(node, &configuration.peer, netns, &request.ifname, &[], &[]).await
+        };
+        made.await
+            .map_err(|e| agent_error(format!("making the standby of Port {key}"), e))?;
+        tracing::info!(
+            port = %key, pod = %record.pod, node = %self.node,
+            "standing by for a live migration until the Port's holder ends"
+        );
+        tokio::spawn(self.activation(record.clone()).run());
+        Ok(configuration)
     }
 
     /// The pod the call is for, as the API server has it, on this node.
@@ -186,15 +233,22 @@ impl Service {
         Ok(port_name)
     }
 
-    /// Binds the existing Port `name` to this node; its name.
+    /// Binds the existing Port `name` to this node for `pod` — or, while
+    /// the pod that holds it runs on another node, makes `pod` its
+    /// standby (a VM's live migration).
     async fn bind(
         &self,
-        namespace: &str,
+        pod: &Pod,
         name: &str,
         conf: &NetConf,
         request: &Request,
-    ) -> Result<String, CniError> {
+    ) -> Result<Bound, CniError> {
+        let namespace = &pod.namespace().unwrap_or_default();
         let (container, ifname) = (&request.container_id, &request.ifname);
+        let me = Holder {
+            pod: pod.name_any(),
+            uid: pod.uid().unwrap_or_default(),
+        };
         let ports: Api<Port> = Api::namespaced(self.client.clone(), namespace);
         let named = |details: String| {
             CniError::new(
@@ -219,9 +273,36 @@ impl Service {
                 port.spec.network, conf.network
             )));
         }
+        let holder = migration::holder_of(&port).filter(|h| *h != me);
+        let elsewhere = (port.spec.node_name.as_deref()).filter(|n| **n != *self.node);
+        if let (Some(node), Some(holder)) = (elsewhere, &holder) {
+            let runs = migration::still_holds(&self.client, namespace, holder)
+                .await
+                .map_err(|e| {
+                    CniError::new(
+                        Code::TryAgainLater,
+                        format!(
+                            "reading pod {namespace}/{}, which holds Port {name}",
+                            holder.pod
+                        ),
+                        e,
+                    )
+                })?;
+            if runs && conf.pod_addresses {
+                return Err(named(format!(
+                    "pod {namespace}/{} on node {node} holds it and still runs; a second pod \
+                     holds a Port only as the target of a VM's live migration, whose \
+                     attachment takes no addresses (\"podAddresses\": false)",
+                    holder.pod
+                )));
+            }
+            if runs {
+                return Ok(Bound::Standby(Box::new(port)));
+            }
+        }
         let claimed = port.annotations().contains_key(ATTACHMENT_ANNOTATION);
-        if port.spec.node_name.as_deref() == Some(&self.node) && claimed {
-            return Ok(name.to_string());
+        if port.spec.node_name.as_deref() == Some(&self.node) && claimed && holder.is_none() {
+            return Ok(Bound::Here);
         }
         // Claimed, the Port's veth is made only while a pod holds it.
         let body = json!({
@@ -230,7 +311,10 @@ impl Service {
             "metadata": {
                 "name": name,
                 "namespace": namespace,
-                "annotations": {ATTACHMENT_ANNOTATION: format!("{container}/{ifname}")},
+                "annotations": {
+                    ATTACHMENT_ANNOTATION: format!("{container}/{ifname}"),
+                    HOLDER_ANNOTATION: me.to_string(),
+                },
             },
             "spec": {"network": port.spec.network, "nodeName": self.node},
         });
@@ -238,7 +322,7 @@ impl Service {
         bounded(ports.patch(name, &params, &Patch::Apply(&body)))
             .await
             .map_err(|e| port_refused(namespace, name, e))?;
-        Ok(name.to_string())
+        Ok(Bound::Here)
     }
 
     /// Waits until the agent has plugged the Port `key` on this node, then
@@ -377,6 +461,12 @@ impl Service {
                 .await
                 .map_err(|e| agent_error("taking the interface out", e))?;
         }
+        // Best effort: a hold that stays ends when its pod does.
+        if let Some(record) = known.as_ref().filter(|r| !r.made_for_pod && !r.standby)
+            && let Err(error) = migration::let_go(&self.client, record).await
+        {
+            tracing::warn!(port = %record.port_key(), %error, "letting go of a Port");
+        }
         self.records
             .forget(&request.container_id, &request.ifname)
             .map_err(|e| agent_error("forgetting the attachment", e))
@@ -399,17 +489,26 @@ impl Service {
                 )
             })?;
         let key = Key::new(&record.namespace, &record.port);
-        let current = self.plugged.borrow().clone();
-        let configuration = (current.as_ref().and_then(|p| p.ports.get(&key)).cloned())
-            .ok_or_else(|| agent_error(format!("Port {key} is not plugged on this node"), ""))?;
+        let configuration = match record.standby {
+            true => {
+                let port = (self.stores.shared::<Port>(&key))
+                    .ok_or_else(|| agent_error(format!("Port {key} does not exist"), ""))?;
+                migration::standby_configuration(&self.stores, &key, &port)?
+            }
+            false => {
+                let current = self.plugged.borrow().clone();
+                (current.as_ref().and_then(|p| p.ports.get(&key)).cloned()).ok_or_else(|| {
+                    agent_error(format!("Port {key} is not plugged on this node"), "")
+                })?
+            }
+        };
         let netns = request.netns.as_deref().unwrap_or(&record.netns);
         let seen = workload::inspect(Path::new(netns), &request.ifname)
             .await
             .map_err(|e| agent_error("reading the interface", e))?;
         // A workload that takes its addresses itself (a VM, by DHCP) may
         // hold any.
-        let expected: Option<Vec<IpNet>> = conf
-            .pod_addresses
+        let expected: Option<Vec<IpNet>> = (conf.pod_addresses && !record.standby)
             .then(|| configuration.addresses.iter().map(|(a, _)| *a).collect());
         let previous = previous_addresses(&conf);
         differences(
@@ -420,6 +519,14 @@ impl Service {
         )
         .map_err(|d| agent_error(format!("{} does not match Port {key}", request.ifname), d))
     }
+}
+
+/// What an existing Port is bound as for a pod that names it.
+enum Bound {
+    /// To this node, for the pod.
+    Here,
+    /// Held by a running pod on another node: the pod waits beside it.
+    Standby(Box<Port>),
 }
 
 /// The error for an interface of the pod's name that is another port's.

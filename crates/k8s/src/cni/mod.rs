@@ -7,6 +7,7 @@
 //! GC and a reaper remove what no pod uses any more.
 
 mod attach;
+mod migration;
 pub mod records;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -137,6 +138,10 @@ impl Service {
 
     /// Serves `listener` for ever, each connection on its own task.
     pub async fn serve(self: Arc<Self>, listener: UnixListener) {
+        // The standbys of live migrations wait on across a restart.
+        for record in self.records.all().0.into_iter().filter(|r| r.standby) {
+            tokio::spawn(self.activation(record).run());
+        }
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
@@ -246,6 +251,18 @@ impl Service {
                 "GC could not release every attachment",
                 failed.join("; "),
             )),
+        }
+    }
+
+    /// The wait of the standby `record` for its Port's holder to end.
+    fn activation(&self, record: Record) -> migration::Activation {
+        migration::Activation {
+            client: self.client.clone(),
+            stores: self.stores.clone(),
+            node: self.node.clone(),
+            node_netns: self.node_netns.clone(),
+            records: self.records.clone(),
+            record,
         }
     }
 

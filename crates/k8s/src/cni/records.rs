@@ -26,6 +26,10 @@ pub struct Record {
     /// Whether ADD made the Port for this pod (it goes with the pod), or the
     /// pod named one that outlives it (a VM's).
     pub made_for_pod: bool,
+    /// Whether the pod waits beside the Port's holder on another node, the
+    /// target of a live migration that has not switched over yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standby: bool,
 }
 
 impl Record {
@@ -191,6 +195,7 @@ mod tests {
             pod_uid: "uid".into(),
             port: "web-0-net1".into(),
             made_for_pod: true,
+            standby: false,
         }
     }
 
