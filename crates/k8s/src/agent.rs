@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 
 use super::cni;
 use super::execute::{Failure, bounded};
+use super::pace;
 use super::stores::{Changes, Peer, Stores};
 use neutrino_api::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
 use neutrino_core::attachment::{configurations, with_sandboxes};
@@ -290,6 +291,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     let mut view: Option<NodeView> = None;
     let mut peers: BTreeMap<String, Peer> = BTreeMap::new();
     loop {
+        let started = Instant::now();
         let changes = stores.take_changes();
         // Asked while our record carries the annotation; once removed, also
         // after the record itself is gone (the uninstall deletes it), so that
@@ -327,7 +329,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
                 })));
             }
             tokio::select! {
-                _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ = changed.notified() => pace::settle(Some(started)).await,
                 _ = tokio::time::sleep(options.resync) => {}
                 _ = terminate.recv() => return Ok(()),
             }
@@ -383,7 +385,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
                 "no change reaches this node"
             );
             tokio::select! {
-                _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ = changed.notified() => pace::settle(Some(started)).await,
                 _ = tokio::time::sleep(options.resync.saturating_sub(pass.at.elapsed())) => {}
                 _ = terminate.recv() => return Ok(()),
             }
@@ -477,7 +479,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         let settled = report.errors.is_empty() && last_outcome.as_ref() == Some(&outcome);
         last_pass = settled.then(|| Pass { at: Instant::now() });
         tokio::select! {
-            _ = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ = changed.notified() => pace::settle(Some(started)).await,
             _ = tokio::time::sleep(options.resync) => {}
             _ = terminate.recv() => return Ok(()),
         }

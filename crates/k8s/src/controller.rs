@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use super::events;
 use super::execute::{FIELD_MANAGER, execute};
 use super::metrics::{self, Metrics};
+use super::pace;
 use super::stores::{Changes, Peer, Stores};
 use kube::runtime::events::{Recorder, Reporter};
 use neutrino_api::NodeAgent;
@@ -342,6 +343,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
     let mut view = View::new(&options.cluster);
     let mut again = true;
     let mut first = true;
+    let mut last_round: Option<Instant> = None;
     loop {
         if again && !first {
             // The caches are behind the server: give the watches a moment.
@@ -355,10 +357,11 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
                 }
                 _ = terminate.recv() => break,
             }
-            // Let a burst of events settle into one round.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // A burst of events settles into one round.
+            pace::settle(last_round).await;
         }
         first = false;
+        last_round = Some(Instant::now());
         if !*leader.borrow() {
             // Another replica writes: what it changes arrives as events a
             // view kept here would miss while it is not ours to act on.

@@ -7,5 +7,6 @@ pub mod controller;
 pub mod events;
 pub mod execute;
 pub mod metrics;
+pub mod pace;
 pub mod stores;
 pub mod uninstall;
