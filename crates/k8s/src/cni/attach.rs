@@ -210,7 +210,8 @@ impl Service {
         })?;
         let port_name = wanted.name_any();
         let key = Key::new(&namespace, &port_name);
-        // A pod's sandbox made again finds its Port as it left it: no write.
+        // A pod's sandbox made again finds its Port as it left it: no write
+        // (the annotation keeps naming the attachment that made it).
         if let Some(held) = self.stores.shared::<Port>(&key) {
             if !owned_by(&held, &uid) {
                 return Err(CniError::new(
@@ -221,7 +222,7 @@ impl Service {
             }
             let same_spec =
                 serde_json::to_value(&held.spec).ok() == serde_json::to_value(&wanted.spec).ok();
-            if same_spec && held.annotations() == wanted.annotations() {
+            if same_spec && held.annotations().contains_key(ATTACHMENT_ANNOTATION) {
                 return Ok(port_name);
             }
         }
