@@ -24,7 +24,7 @@ use neutrino::dataplane::agent::{Agent, AgentConfig};
 use neutrino::dataplane::netns;
 
 mod support;
-use support::{Namespace, range, ratios, require_root, setting};
+use support::{Namespace, range, ratios, require_root, setting, settle};
 
 const REMOTE_NODES: usize = 10;
 
@@ -227,38 +227,6 @@ fn fresh(name: &str) -> Namespace {
     namespace
 }
 
-/// Waits until the kernel has finished tearing down what earlier rounds
-/// deleted: deleting a namespace with thousands of links returns at once,
-/// and the kernel frees them afterwards under the lock every link change
-/// takes. Settled is three veth pairs in a row made and removed quickly.
-fn settle(tag: u32) {
-    let probe = fresh(&format!("nt-bench-probe-{tag}"));
-    let mut quick = 0;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while quick < 3 && Instant::now() < deadline {
-        let start = Instant::now();
-        for args in [
-            &[
-                "link", "add", "ntprobe0", "type", "veth", "peer", "name", "ntprobe1",
-            ][..],
-            &["link", "del", "ntprobe0"][..],
-        ] {
-            let status = netns::command(&probe.0, "ip")
-                .unwrap()
-                .args(args)
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        if start.elapsed() < Duration::from_millis(30) {
-            quick += 1;
-        } else {
-            quick = 0;
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-}
-
 /// One side's times for each step of a round.
 #[derive(Clone, Copy, Default)]
 struct Round {
@@ -398,11 +366,11 @@ fn main() {
         let raw_name = format!("nt-bench-raw-{tag}-{round}");
         let ours_name = format!("nt-bench-agent-{tag}-{round}");
         let mut run_raw = || {
-            settle(tag);
+            settle(&format!("nt-bench-probe-{tag}"));
             raw.push(raw_round(&raw_name, &cold, &warm));
         };
         let mut run_ours = || {
-            settle(tag);
+            settle(&format!("nt-bench-probe-{tag}"));
             let (times, w) = agent_round(&runtime, &ours_name, &cold, &warm);
             ours.push(times);
             writes = w;

@@ -5,6 +5,7 @@
 #![allow(dead_code, reason = "each benchmark uses part of it")]
 
 use neutrino::dataplane::netns;
+use std::time::{Duration, Instant};
 
 /// A network namespace, deleted when dropped.
 pub struct Namespace(pub String);
@@ -19,6 +20,39 @@ impl Namespace {
 impl Drop for Namespace {
     fn drop(&mut self) {
         let _ = netns::delete(&self.0);
+    }
+}
+
+/// Waits until the kernel has finished tearing down what earlier rounds
+/// deleted: deleting a namespace or a link returns before the kernel has
+/// freed it, and it frees it under the lock every link change takes.
+/// Settled is three veth pairs in a row made and removed quickly, in a
+/// probe namespace `probe`.
+pub fn settle(probe: &str) {
+    let probe = Namespace::create(probe);
+    let mut quick = 0;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while quick < 3 && Instant::now() < deadline {
+        let start = Instant::now();
+        for args in [
+            &[
+                "link", "add", "ntprobe0", "type", "veth", "peer", "name", "ntprobe1",
+            ][..],
+            &["link", "del", "ntprobe0"][..],
+        ] {
+            let status = netns::command(&probe.0, "ip")
+                .unwrap()
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        if start.elapsed() < Duration::from_millis(30) {
+            quick += 1;
+        } else {
+            quick = 0;
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 }
 
