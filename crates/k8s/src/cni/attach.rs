@@ -10,9 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::migration;
 use super::records::{self, Record};
 use super::{FIELD_MANAGER, Service, owned_by, parse_conf};
+use super::{migration, pods};
 use crate::execute::bounded;
 use neutrino_api::Port;
 use neutrino_cni::NetConf;
@@ -122,7 +122,8 @@ impl Service {
         Ok(configuration)
     }
 
-    /// The pod the call is for, as the API server has it, on this node.
+    /// The pod the call is for, on this node: as the node's pod watch has
+    /// it, else as the API server does.
     async fn pod(&self, request: &Request) -> Result<Pod, CniError> {
         let arg = |name: &str| {
             request.args.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
@@ -132,6 +133,10 @@ impl Service {
             })
         };
         let (namespace, name) = (arg("K8S_POD_NAMESPACE")?, arg("K8S_POD_NAME")?);
+        let uid = request.args.get("K8S_POD_UID").map(String::as_str);
+        if let Some(pod) = pods::cached(&self.pods, namespace, name, uid) {
+            return Ok(pod);
+        }
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let pod = bounded(pods.get_opt(name))
             .await

@@ -8,10 +8,12 @@
 
 mod attach;
 mod migration;
+mod pods;
 pub mod records;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
+use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -105,6 +107,7 @@ pub struct Service {
     held: Held,
     plugged: watch::Receiver<Option<Arc<Plugged>>>,
     stores: Arc<Stores>,
+    pods: Store<Pod>,
     /// How long ADD waits for the controller and the agent.
     patience: Duration,
 }
@@ -125,6 +128,7 @@ impl Service {
             held.hold(record.port_key(), record.sandbox());
         }
         Service {
+            pods: pods::watch(&client, &node),
             client,
             node,
             node_netns,
