@@ -766,6 +766,21 @@ async fn a_resync_repairs_whatever_was_changed_behind_the_agents_back() {
         .expect("a port chain on node-1");
     run_in(&node1, "iptables", &["-F", &chain]);
     comes_back("the port chain", async || saved(&node1) == rules).await;
+
+    // A port's guard chain in the bridge.
+    let guard = || run_in(&node1, "nft", &["list", "table", "bridge", "neutrino"]);
+    let listed = guard();
+    let guard_chain = listed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("chain guard-"))
+        .map(|rest| format!("guard-{}", rest.trim_end_matches(" {")))
+        .expect("a port's guard chain on node-1");
+    run_in(
+        &node1,
+        "nft",
+        &["flush", "chain", "bridge", "neutrino", &guard_chain],
+    );
+    comes_back("the port's guard chain", async || guard() == listed).await;
     let (holder, member) = ["node-1", "node-2", "node-3"]
         .iter()
         .find_map(|node| {

@@ -17,6 +17,7 @@ pub mod finalizers;
 pub mod firewall;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod guard;
 pub mod ident;
 pub mod incremental;
 pub mod inside;

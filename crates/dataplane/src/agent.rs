@@ -106,6 +106,7 @@ impl Agent<Host> {
         }
         let rules = NodeRules {
             firewall,
+            guard: super::guard::Guard::new(config.drift_check),
             namespace: config.netns.clone(),
         };
         Ok(Self::with_backends(
@@ -409,6 +410,10 @@ impl Agent<Host> {
         match iptables::remove_ipsets(namespace) {
             Ok(writes) => report.writes += writes,
             Err(e) => report.errors.push(format!("ipsets: {e}")),
+        }
+        match super::guard::remove(namespace) {
+            Ok(writes) => report.writes += writes,
+            Err(e) => report.errors.push(format!("the ports' guard: {e}")),
         }
         if report.errors.is_empty() {
             // Only what the agent keeps there; the directory itself if that

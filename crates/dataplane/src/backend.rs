@@ -134,17 +134,21 @@ impl Inside for HostInside {
     }
 }
 
-/// The firewall of the namespace that is the node.
+/// The firewall of the namespace that is the node: security groups in
+/// iptables, and the ports' guard in the bridges.
 pub struct NodeRules {
     pub firewall: super::iptables::Firewall,
+    pub guard: super::guard::Guard,
     pub namespace: Option<String>,
 }
 
 impl Rules for NodeRules {
     fn sync_node(&self, plan: &SecurityPlan, bridges: &[BridgePorts]) -> Result<usize, Failure> {
-        Ok(self
-            .firewall
-            .sync_node(self.namespace.as_deref(), plan, bridges)?)
+        let namespace = self.namespace.as_deref();
+        let rules = self.firewall.sync_node(namespace, plan, bridges)?;
+        let guard = (self.guard.sync(namespace, &plan.ports))
+            .map_err(|e| Failure::from(format!("the ports' guard: {e}")))?;
+        Ok(rules + guard)
     }
 
     fn sync_router(&self, router: &RouterPlan) -> Result<usize, Failure> {

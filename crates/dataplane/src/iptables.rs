@@ -48,7 +48,7 @@ fn error(what: impl Into<String>, message: impl ToString) -> FirewallError {
 
 /// Runs `program args` in `namespace` (the current one when `None`) with
 /// `input` on stdin; its stdout on success.
-fn run(
+pub(crate) fn run(
     namespace: Option<&str>,
     program: &str,
     args: &[&str],

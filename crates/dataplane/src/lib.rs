@@ -5,6 +5,7 @@ pub mod agent;
 pub mod backend;
 pub mod dnsmasq;
 pub mod fake;
+pub mod guard;
 pub mod ipconfig;
 pub mod iptables;
 pub mod kernel_view;

@@ -1,0 +1,285 @@
+//! Port security below IP, in the bridge: nftables' bridge family sees the
+//! ARP and neighbour discovery that iptables does not. A port with port
+//! security sends from its own MACs only, claims in ARP and in neighbour
+//! advertisements only its own addresses and allowed address pairs, and
+//! never answers as a DHCP server or advertises itself as a router — so a
+//! workload cannot poison its neighbours' caches or hand out leases.
+//!
+//! The node's table holds one chain per port and a map from the port's
+//! interface to its chain, so that a change rewrites only the chains it
+//! touches ([`delta`]); [`table`] replaces the whole table in one
+//! transaction.
+
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+use crate::plan::PortFilter;
+
+/// The node's table, in the bridge family.
+pub const TABLE: &str = "neutrino";
+
+/// The map from a port's interface to its chain.
+const PORTS: &str = "ports";
+
+/// The chain of the port whose host end is `interface`.
+pub fn chain(interface: &str) -> String {
+    format!("guard-{interface}")
+}
+
+/// Each filtered port's rules, by interface: what [`table`] and [`delta`]
+/// take.
+pub fn chains(ports: &[PortFilter]) -> BTreeMap<String, String> {
+    (ports.iter())
+        .map(|p| (p.interface.clone(), port_rules(p)))
+        .collect()
+}
+
+/// The rules of one port's chain, one per line, first match wins.
+pub fn port_rules(port: &PortFilter) -> String {
+    let mut out = String::new();
+    let macs: BTreeSet<String> = (port.allowed_sources.iter())
+        .map(|s| s.mac.to_string())
+        .collect();
+    // A port without addresses still has its MAC; without even that there
+    // is nothing it may send.
+    if macs.is_empty() {
+        out.push_str("drop\n");
+        return out;
+    }
+    let list = macs.iter().cloned().collect::<Vec<_>>().join(", ");
+    let _ = writeln!(out, "ether saddr != {{ {list} }} drop");
+    for source in port
+        .allowed_sources
+        .iter()
+        .filter(|s| s.cidr.addr().is_ipv4())
+    {
+        let _ = writeln!(
+            out,
+            "ether type arp arp saddr ether {} arp saddr ip {} accept",
+            source.mac,
+            cidr(&source.cidr)
+        );
+    }
+    // Address conflict detection probes from no address (RFC 5227).
+    for mac in &macs {
+        let _ = writeln!(
+            out,
+            "ether type arp arp operation request arp saddr ether {mac} arp saddr ip 0.0.0.0 accept"
+        );
+    }
+    out.push_str("ether type arp drop\n");
+    out.push_str("udp sport 67 udp dport 68 drop\n");
+    out.push_str("udp sport 547 udp dport 546 drop\n");
+    out.push_str("icmpv6 type { nd-router-advert, nd-redirect } drop\n");
+    for source in port
+        .allowed_sources
+        .iter()
+        .filter(|s| s.cidr.addr().is_ipv6())
+    {
+        let _ = writeln!(
+            out,
+            "icmpv6 type nd-neighbor-advert {} accept",
+            target_match(&source.cidr)
+        );
+    }
+    out.push_str("icmpv6 type nd-neighbor-advert drop\n");
+    out
+}
+
+/// An IPv4 network as nft writes it: a host without its /32.
+fn cidr(net: &IpNet) -> String {
+    match net.prefix_len() == net.max_prefix_len() {
+        true => net.addr().to_string(),
+        false => net.trunc().to_string(),
+    }
+}
+
+/// A neighbour advertisement's target address in `net`. This nft reads no
+/// `icmpv6 taddr`, so the match is on the raw 128 bits after the message's
+/// first 8 bytes, cut to the prefix.
+fn target_match(net: &IpNet) -> String {
+    let bits = u32::from(net.prefix_len());
+    let address = match net.trunc().addr() {
+        std::net::IpAddr::V6(a) => u128::from(a),
+        std::net::IpAddr::V4(_) => unreachable!("only IPv6 targets are matched"),
+    };
+    if bits == 0 {
+        return String::new();
+    }
+    let value = address >> (128 - bits);
+    format!("@th,64,{bits} {value:#x}")
+}
+
+/// The whole table for `chains` (from [`chains`]), replacing whatever is
+/// there in one transaction.
+pub fn table(chains: &BTreeMap<String, String>) -> String {
+    let mut out = format!("table bridge {TABLE} {{}}\ndelete table bridge {TABLE}\n");
+    let _ = writeln!(out, "table bridge {TABLE} {{");
+    let _ = writeln!(out, "  map {PORTS} {{ type ifname : verdict; }}");
+    for (interface, rules) in chains {
+        let _ = writeln!(out, "  chain {} {{", chain(interface));
+        for rule in rules.lines() {
+            let _ = writeln!(out, "    {rule}");
+        }
+        out.push_str("  }\n");
+    }
+    // Before anything else on the bridge sees the frame.
+    out.push_str("  chain prerouting {\n");
+    out.push_str("    type filter hook prerouting priority -200; policy accept;\n");
+    let _ = writeln!(out, "    iifname vmap @{PORTS}");
+    out.push_str("  }\n}\n");
+    for interface in chains.keys() {
+        let _ = writeln!(out, "{}", element(interface, true));
+    }
+    out
+}
+
+/// What takes the table from `old` to `new`: the chains that changed
+/// flushed and filled again, new ports' chains and map elements added,
+/// gone ports' taken out. Empty when nothing changed.
+pub fn delta(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    for (interface, rules) in new {
+        if old.get(interface) == Some(rules) {
+            continue;
+        }
+        let name = chain(interface);
+        let _ = writeln!(out, "add chain bridge {TABLE} {name}");
+        let _ = writeln!(out, "flush chain bridge {TABLE} {name}");
+        for rule in rules.lines() {
+            let _ = writeln!(out, "add rule bridge {TABLE} {name} {rule}");
+        }
+        if !old.contains_key(interface) {
+            let _ = writeln!(out, "{}", element(interface, true));
+        }
+    }
+    for interface in old.keys().filter(|i| !new.contains_key(*i)) {
+        let _ = writeln!(out, "{}", element(interface, false));
+        let _ = writeln!(out, "delete chain bridge {TABLE} {}", chain(interface));
+    }
+    out
+}
+
+/// The map element that sends `interface`'s frames to its chain.
+fn element(interface: &str, add: bool) -> String {
+    match add {
+        true => format!(
+            "add element bridge {TABLE} {PORTS} {{ \"{interface}\" : jump {} }}",
+            chain(interface)
+        ),
+        false => format!("delete element bridge {TABLE} {PORTS} {{ \"{interface}\" }}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Key;
+    use crate::allocate::Mac;
+    use crate::plan::AllowedSource;
+
+    fn port(interface: &str, sources: &[(&str, [u8; 6])]) -> PortFilter {
+        PortFilter {
+            port: Key::new("t", interface),
+            interface: interface.into(),
+            allowed_sources: (sources.iter())
+                .map(|(cidr, mac)| AllowedSource {
+                    mac: Mac(*mac),
+                    cidr: cidr.parse().unwrap(),
+                })
+                .collect(),
+            ingress: Vec::new(),
+            egress: Vec::new(),
+        }
+    }
+
+    const MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 5];
+    const PAIR: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 9];
+
+    #[test]
+    fn a_port_claims_only_its_own_addresses_and_serves_nothing() {
+        let rules = port_rules(&port(
+            "np-a",
+            &[
+                ("10.0.0.5/32", MAC),
+                ("10.9.0.0/24", PAIR),
+                ("2001:db8::5/128", MAC),
+                ("fe80::f816:3eff:fe00:5/128", MAC),
+            ],
+        ));
+        let expected = "\
+ether saddr != { fa:16:3e:00:00:05, fa:16:3e:00:00:09 } drop
+ether type arp arp saddr ether fa:16:3e:00:00:05 arp saddr ip 10.0.0.5 accept
+ether type arp arp saddr ether fa:16:3e:00:00:09 arp saddr ip 10.9.0.0/24 accept
+ether type arp arp operation request arp saddr ether fa:16:3e:00:00:05 arp saddr ip 0.0.0.0 accept
+ether type arp arp operation request arp saddr ether fa:16:3e:00:00:09 arp saddr ip 0.0.0.0 accept
+ether type arp drop
+udp sport 67 udp dport 68 drop
+udp sport 547 udp dport 546 drop
+icmpv6 type { nd-router-advert, nd-redirect } drop
+icmpv6 type nd-neighbor-advert @th,64,128 0x20010db8000000000000000000000005 accept
+icmpv6 type nd-neighbor-advert @th,64,128 0xfe80000000000000f8163efffe000005 accept
+icmpv6 type nd-neighbor-advert drop
+";
+        assert_eq!(rules, expected);
+    }
+
+    #[test]
+    fn an_ipv6_pair_matches_its_prefix_of_the_target() {
+        assert_eq!(
+            target_match(&"2001:db8:0:1::/64".parse().unwrap()),
+            "@th,64,64 0x20010db800000001"
+        );
+        assert_eq!(
+            target_match(&"2001:db8::/29".parse().unwrap()),
+            format!("@th,64,29 {:#x}", 0x2001_0db8u32 >> 3)
+        );
+    }
+
+    #[test]
+    fn a_change_rewrites_only_the_chains_it_touches() {
+        let a = port("np-a", &[("10.0.0.5/32", MAC)]);
+        let b = port("np-b", &[("10.0.0.6/32", PAIR)]);
+        let before = chains(&[a.clone(), b.clone()]);
+        assert_eq!(delta(&before, &before), "");
+
+        let moved = port("np-b", &[("10.0.0.7/32", PAIR)]);
+        let c = port("np-c", &[("10.0.0.8/32", MAC)]);
+        let after = chains(&[moved, c]);
+        let script = delta(&before, &after);
+        assert!(
+            !script.contains("guard-np-a "),
+            "np-a's chain goes whole:\n{script}"
+        );
+        assert!(script.contains("flush chain bridge neutrino guard-np-b\n"));
+        assert!(
+            !script.contains("ports { \"np-b\" : jump"),
+            "np-b is mapped already"
+        );
+        assert!(
+            script.contains("add element bridge neutrino ports { \"np-c\" : jump guard-np-c }")
+        );
+        let gone = script
+            .find("delete element bridge neutrino ports { \"np-a\" }")
+            .unwrap();
+        let chain_gone = script
+            .find("delete chain bridge neutrino guard-np-a")
+            .unwrap();
+        assert!(gone < chain_gone, "a chain goes once nothing jumps to it");
+    }
+
+    #[test]
+    fn the_table_is_replaced_whole_with_every_port_mapped() {
+        let script = table(&chains(&[port("np-a", &[("10.0.0.5/32", MAC)])]));
+        assert!(script.starts_with("table bridge neutrino {}\ndelete table bridge neutrino\n"));
+        assert!(
+            script
+                .contains("  chain guard-np-a {\n    ether saddr != { fa:16:3e:00:00:05 } drop\n")
+        );
+        assert!(script.contains("iifname vmap @ports"));
+        assert!(
+            script.ends_with("add element bridge neutrino ports { \"np-a\" : jump guard-np-a }\n")
+        );
+    }
+}

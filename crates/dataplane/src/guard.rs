@@ -1,0 +1,110 @@
+//! The node's port guard in nftables' bridge family (see
+//! [`neutrino_core::guard`]), applied with `nft -f`, each change in one
+//! transaction: after a change only the chains it touches; the whole
+//! table at start, and when a drift check finds it changed behind the
+//! agent's back. A node without filtered ports has no table.
+
+use neutrino_core::guard;
+use neutrino_core::plan::PortFilter;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::iptables::{FirewallError, run};
+
+/// What the table holds, as last applied.
+struct Applied {
+    /// Each port's rules; none when there is no table.
+    chains: BTreeMap<String, String>,
+    /// The table as nft lists it, read back after the last change: what a
+    /// drift check compares with.
+    listing: String,
+    checked: Instant,
+}
+
+pub struct Guard {
+    applied: Mutex<Option<Applied>>,
+    drift_every: Duration,
+}
+
+/// The table as nft lists it in `namespace`; empty when there is none.
+fn listing(namespace: Option<&str>) -> String {
+    let table = guard::TABLE;
+    run(namespace, "nft", &["list", "table", "bridge", table], "").unwrap_or_default()
+}
+
+fn deletion() -> String {
+    let table = guard::TABLE;
+    format!("table bridge {table} {{}}\ndelete table bridge {table}\n")
+}
+
+impl Guard {
+    /// A guard that reads its table back at most every `drift_every`.
+    pub fn new(drift_every: Duration) -> Self {
+        Guard {
+            applied: Mutex::new(None),
+            drift_every,
+        }
+    }
+
+    fn applied(&self) -> MutexGuard<'_, Option<Applied>> {
+        self.applied.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Brings the table in `namespace` (the current one when `None`) to
+    /// `ports`; the number of `nft` transactions.
+    pub fn sync(
+        &self,
+        namespace: Option<&str>,
+        ports: &[PortFilter],
+    ) -> Result<usize, FirewallError> {
+        let wanted = guard::chains(ports);
+        let mut applied = self.applied();
+        if let Some(last) = applied.as_mut()
+            && last.chains == wanted
+        {
+            if last.checked.elapsed() < self.drift_every {
+                return Ok(0);
+            }
+            last.checked = Instant::now();
+            if listing(namespace) == last.listing {
+                return Ok(0);
+            }
+            tracing::warn!("the ports' guard table changed behind the agent's back; replacing it");
+            *applied = None;
+        }
+        let script = match (&*applied, wanted.is_empty()) {
+            (Some(last), true) if last.chains.is_empty() => String::new(),
+            (None, true) if listing(namespace).is_empty() => String::new(),
+            (_, true) => deletion(),
+            (Some(last), false) if !last.chains.is_empty() => guard::delta(&last.chains, &wanted),
+            (_, false) => guard::table(&wanted),
+        };
+        let writes = match script.is_empty() {
+            true => 0,
+            false => match run(namespace, "nft", &["-f", "-"], &script) {
+                Ok(_) => 1,
+                Err(e) => {
+                    // Unknown now: replaced whole next time.
+                    *applied = None;
+                    return Err(e);
+                }
+            },
+        };
+        *applied = Some(Applied {
+            chains: wanted,
+            listing: listing(namespace),
+            checked: Instant::now(),
+        });
+        Ok(writes)
+    }
+}
+
+/// Takes neutrino's guard table out of `namespace`, if it is there; the
+/// number of `nft` transactions.
+pub fn remove(namespace: Option<&str>) -> Result<usize, FirewallError> {
+    if listing(namespace).is_empty() {
+        return Ok(0);
+    }
+    run(namespace, "nft", &["-f", "-"], &deletion()).map(|_| 1)
+}

@@ -1,0 +1,245 @@
+//! Port security against real spoofed packets between lab workloads: a
+//! workload that claims a neighbour's address in ARP, or answers DHCP,
+//! changes nothing for the others. Beside each attacker with port security
+//! stands one without, whose same packets do get through: what stops the
+//! first is the port's guard.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{TestLab, manifests, port_mac};
+
+const NETWORK: &str = r#"
+apiVersion: neutrino.dev/v1alpha1
+kind: Network
+metadata: {name: blue, namespace: tenant-a}
+spec: {type: vxlan}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Subnet
+metadata: {name: blue-v4, namespace: tenant-a}
+spec: {network: blue, cidr: 10.0.0.0/24}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: owner, namespace: tenant-a}
+spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.21}], nodeName: node-1}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: victim, namespace: tenant-a}
+spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.22}], nodeName: node-1}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: attacker, namespace: tenant-a}
+spec:
+  network: blue
+  fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.23}]
+  nodeName: node-1
+  securityGroups: [dhcp-server]
+---
+# The attacker's own rules let DHCP requests in: what keeps its answers
+# from its neighbours is port security alone.
+apiVersion: neutrino.dev/v1alpha1
+kind: SecurityGroup
+metadata: {name: dhcp-server, namespace: tenant-a}
+spec:
+  rules:
+  - {direction: ingress, ethertype: IPv4, protocol: udp, portRangeMin: 67, portRangeMax: 67, remoteIPPrefix: 0.0.0.0/0}
+  - {direction: egress, ethertype: IPv4}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: open, namespace: tenant-a}
+spec:
+  network: blue
+  fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.24}]
+  nodeName: node-1
+  portSecurity: false
+"#;
+
+/// The MAC `port`'s workload holds for `ip`, as `ip neigh` shows it.
+fn neighbour(lab: &TestLab, port: &str, ip: &str) -> String {
+    let (_, out) = lab.exec(port, &["ip", "neigh", "show", ip, "dev", "eth0"]);
+    out.split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// `port`'s workload claims `ip` in gratuitous ARP.
+fn claim(lab: &TestLab, port: &str, ip: &str) {
+    let (code, out) = lab.exec(
+        port,
+        &["ip", "address", "add", &format!("{ip}/32"), "dev", "eth0"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = lab.exec(
+        port,
+        &[
+            "arping", "-U", "-c", "3", "-w", "3", "-I", "eth0", "-s", ip, ip,
+        ],
+    );
+    // arping exits 1 when nothing answers, which unanswered gratuitous ARP
+    // never is; anything else is a failure to send.
+    assert!(code == 0 || code == 1, "arping: {out}");
+}
+
+fn eventually(what: &str, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("{what}: not within 5 s");
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workload_cannot_take_a_neighbours_address_in_arp() {
+    let lab = TestLab::new("guard-arp");
+    let dir = manifests("guard-arp", NETWORK);
+    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+    let owner = port_mac(&lab, "tenant-a/owner");
+    assert!(lab.pings("tenant-a/victim", "10.0.0.21"));
+    assert_eq!(neighbour(&lab, "tenant-a/victim", "10.0.0.21"), owner);
+    // The kernel takes no override within a second of the last update.
+    std::thread::sleep(Duration::from_millis(1200));
+
+    claim(&lab, "tenant-a/attacker", "10.0.0.21");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        neighbour(&lab, "tenant-a/victim", "10.0.0.21"),
+        owner,
+        "the guarded attacker rewrote the victim's neighbour entry"
+    );
+    assert!(lab.pings("tenant-a/victim", "10.0.0.21"));
+
+    // The same from a port without port security does rewrite it.
+    std::thread::sleep(Duration::from_millis(1200));
+    let open = port_mac(&lab, "tenant-a/open");
+    claim(&lab, "tenant-a/open", "10.0.0.21");
+    assert!(
+        eventually("the open port's claim arrives", || {
+            neighbour(&lab, "tenant-a/victim", "10.0.0.21") == open
+        }),
+        "gratuitous ARP from a port without port security did not arrive: the test shows nothing"
+    );
+}
+
+/// A DHCP server in `port`'s workload, answering on its interface.
+struct Rogue(std::process::Child);
+
+impl Rogue {
+    fn start(lab: &TestLab, port: &str, log: &std::path::Path) -> Self {
+        let namespace = lab.lab.files().read_state().unwrap().workloads[port]
+            .namespace
+            .clone();
+        let child = neutrino::dataplane::netns::command(&namespace, "dnsmasq")
+            .unwrap()
+            .args([
+                "--no-daemon",
+                "--port=0",
+                "--conf-file=/dev/null",
+                "--interface=eth0",
+                "--bind-interfaces",
+                "--dhcp-authoritative",
+                // Offers at once, without pinging the address first.
+                "--no-ping",
+                "--dhcp-range=10.0.0.150,10.0.0.160,255.255.255.0",
+                "--dhcp-option=3,10.0.0.66",
+                &format!(
+                    "--dhcp-leasefile={}",
+                    log.with_extension("leases").display()
+                ),
+                &format!("--log-facility={}", log.display()),
+                "--log-dhcp",
+            ])
+            .spawn()
+            .unwrap();
+        Rogue(child)
+    }
+}
+
+impl Drop for Rogue {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Counts, in `port`'s workload, the DHCP server packets from `mac`.
+fn count_offers_from(lab: &TestLab, port: &str, mac: &str) -> u64 {
+    let table = "table inet rogue-count";
+    let (_, out) = lab.exec(port, &["nft", "list", "table", "inet", "rogue-count"]);
+    if !out.contains("counter") {
+        let script = format!(
+            "{table} {{\n chain prerouting {{\n type filter hook prerouting priority -300;\n ether saddr {mac} udp sport 67 counter\n }}\n}}\n"
+        );
+        let (code, out) = lab.exec(port, &["nft", &script]);
+        assert_eq!(code, 0, "{out}");
+        return 0;
+    }
+    out.split("packets ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workload_cannot_answer_dhcp() {
+    let lab = TestLab::new("guard-dhcp");
+    let dir = manifests("guard-dhcp", NETWORK);
+    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+    let attacker = port_mac(&lab, "tenant-a/attacker");
+    let open = port_mac(&lab, "tenant-a/open");
+    count_offers_from(&lab, "tenant-a/victim", &attacker);
+    let _rogue = Rogue::start(&lab, "tenant-a/attacker", &lab.dir.join("rogue.log"));
+    std::thread::sleep(Duration::from_millis(500));
+    for round in 0..3 {
+        let lease = neutrino::lab::workload::dhcp_on(
+            &lab.lab.files().read_state().unwrap().workloads["tenant-a/victim"].namespace,
+            "eth0",
+            &lab.dir.join(format!("victim-{round}")),
+        )
+        .unwrap();
+        assert_eq!((&*lease.ip, &*lease.router), ("10.0.0.22", "10.0.0.1"));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let log = std::fs::read_to_string(lab.dir.join("rogue.log")).unwrap_or_default();
+    assert!(
+        log.contains("DHCPOFFER"),
+        "the rogue server answered nothing:\n{log}"
+    );
+    assert_eq!(
+        count_offers_from(&lab, "tenant-a/victim", &attacker),
+        0,
+        "a DHCP server's packet from the guarded attacker reached the victim"
+    );
+
+    // From a port without port security its answers do arrive.
+    drop(_rogue);
+    let table = lab.exec(
+        "tenant-a/victim",
+        &["nft", "delete", "table", "inet", "rogue-count"],
+    );
+    assert_eq!(table.0, 0, "{}", table.1);
+    count_offers_from(&lab, "tenant-a/victim", &open);
+    let _rogue = Rogue::start(&lab, "tenant-a/open", &lab.dir.join("open.log"));
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = neutrino::lab::workload::dhcp_on(
+        &lab.lab.files().read_state().unwrap().workloads["tenant-a/victim"].namespace,
+        "eth0",
+        &lab.dir.join("victim-open"),
+    );
+    assert!(
+        count_offers_from(&lab, "tenant-a/victim", &open) > 0,
+        "no DHCP answer from a port without port security arrived: the test shows nothing"
+    );
+}
