@@ -26,7 +26,7 @@ use support::{Namespace, range, ratios, require_root, setting, settle};
 #[path = "../tests/support/mod.rs"]
 mod cluster;
 use cluster::TestLab;
-use cluster::chart::{cluster as control_plane, up_as_the_chart_runs_it};
+use cluster::chart::{bound_pod, cluster as control_plane, up_as_the_chart_runs_it};
 use cluster::control_plane::tools;
 
 const NAMESPACE: &str = "tenant-a";
@@ -60,28 +60,7 @@ fn cnitool(
 }
 
 fn pod(name: &str, node: &str) -> String {
-    let manifest = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !control_plane()
-        .kubectl_with(&["apply", "-f", "-"], &manifest.to_string())
-        .ok
-    {
-        assert!(Instant::now() < deadline, "creating pod {name}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    control_plane().kubectl_ok(&[
-        "--namespace",
-        NAMESPACE,
-        "get",
-        "pod",
-        name,
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ])
+    bound_pod(NAMESPACE, name, node, &json!({}))
 }
 
 fn delete_pod(name: &str) {

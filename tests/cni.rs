@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use neutrino::dataplane::netns;
 use support::TestLab;
-use support::chart::{cluster, nothing_was_forbidden, one_lab_at_a_time, up_as_the_chart_runs_it};
+use support::chart::{
+    bound_pod, cluster, nothing_was_forbidden, one_lab_at_a_time, up_as_the_chart_runs_it,
+};
 use support::control_plane::{Run, tools};
 
 const NAMESPACE: &str = "tenant-a";
@@ -150,37 +152,7 @@ impl Drop for Pods {
 /// (the lab's prefix: removed with the lab).
 fn pod(pods: &Pods, lab: &TestLab, name: &str, node: &str, annotations: Value) -> Sandbox {
     pods.0.borrow_mut().push(name.to_string());
-    let manifest = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": NAMESPACE, "annotations": annotations},
-        "spec": {
-            "nodeName": node,
-            "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}],
-        },
-    });
-    // The namespace's default ServiceAccount comes a moment after it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let run = cluster().kubectl_with(&["apply", "-f", "-"], &manifest.to_string());
-        if run.ok {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "creating pod {name}: {}",
-            run.stderr
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let uid = cluster().kubectl_ok(&[
-        "--namespace",
-        NAMESPACE,
-        "get",
-        "pod",
-        name,
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ]);
+    let uid = bound_pod(NAMESPACE, name, node, &annotations);
     let namespace = format!("{}-{name}", lab.name);
     netns::create(&namespace).unwrap();
     Sandbox {
@@ -251,6 +223,32 @@ fn tenant_net() -> Value {
         "cniVersion": "1.1.0", "name": "tenant-net", "type": "neutrino", "network": "blue",
         "capabilities": {"ips": true, "mac": true},
     })
+}
+
+/// A VM's attachment: the guest takes its address by DHCP.
+fn vm_net() -> Value {
+    json!({
+        "cniVersion": "1.0.0", "name": "vm-net", "type": "neutrino", "network": "blue",
+        "podAddresses": false,
+    })
+}
+
+/// Creates the Port `name` on network blue, as a VM's is made: by the
+/// user, bound to no node.
+fn vm_port(name: &str) {
+    let port = json!({
+        "apiVersion": "neutrino.dev/v1alpha1", "kind": "Port",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"network": "blue"},
+    });
+    let run = cluster().kubectl_with(&["apply", "-f", "-"], &port.to_string());
+    assert!(run.ok, "{}", run.stderr);
+}
+
+/// The lease a DHCP client in `sandbox` gets on net1.
+fn lease(lab: &TestLab, sandbox: &Sandbox) -> neutrino::lab::state::Lease {
+    let dir = lab.dir.join(format!("dhcp-{}", sandbox.pod));
+    neutrino::lab::workload::dhcp_on(&sandbox.namespace, "net1", &dir).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -499,17 +497,8 @@ async fn a_vm_keeps_its_port_from_pod_to_pod_and_takes_its_address_by_dhcp() {
     let lab = TestLab::new("cni-vm");
     up_as_the_chart_runs_it(&lab, "quickstart", 2).await;
     let pods = Pods::default();
-    let port = json!({
-        "apiVersion": "neutrino.dev/v1alpha1", "kind": "Port",
-        "metadata": {"name": "vm-web", "namespace": NAMESPACE},
-        "spec": {"network": "blue"},
-    });
-    let run = cluster().kubectl_with(&["apply", "-f", "-"], &port.to_string());
-    assert!(run.ok, "{}", run.stderr);
-    let vm_net = json!({
-        "cniVersion": "1.0.0", "name": "vm-net", "type": "neutrino", "network": "blue",
-        "podAddresses": false,
-    });
+    vm_port("vm-web");
+    let vm_net = vm_net();
     let annotation = json!({"neutrino.dev/ports": r#"{"vm-net": "vm-web"}"#});
     let node1 = Runtime::new(&lab, "node-1").with(std::slice::from_ref(&vm_net));
     let node2 = Runtime::new(&lab, "node-2").with(&[vm_net]);
@@ -531,10 +520,7 @@ async fn a_vm_keeps_its_port_from_pod_to_pod_and_takes_its_address_by_dhcp() {
     assert_eq!(result["interfaces"][0]["mac"], mac.as_str());
     assert!(!launcher.addresses("net1").contains(&ip));
     // The guest's DHCP client gets every option.
-    let lease = |sandbox: &Sandbox| {
-        let dir = lab.dir.join(format!("dhcp-{}", sandbox.pod));
-        neutrino::lab::workload::dhcp_on(&sandbox.namespace, "net1", &dir).unwrap()
-    };
+    let lease = |sandbox: &Sandbox| lease(&lab, sandbox);
     let first = lease(&launcher);
     assert_eq!(first.ip, ip);
     assert_eq!((&*first.router, &*first.dns), ("10.10.0.1", "10.10.0.2"));
@@ -595,24 +581,12 @@ async fn a_live_migration_moves_the_fdb_when_the_source_pod_ends() {
     let lab = TestLab::new("cni-migrate");
     up_as_the_chart_runs_it(&lab, "quickstart", 2).await;
     let pods = Pods::default();
-    let port = json!({
-        "apiVersion": "neutrino.dev/v1alpha1", "kind": "Port",
-        "metadata": {"name": "vm-db", "namespace": NAMESPACE},
-        "spec": {"network": "blue"},
-    });
-    let run = cluster().kubectl_with(&["apply", "-f", "-"], &port.to_string());
-    assert!(run.ok, "{}", run.stderr);
-    let vm_net = json!({
-        "cniVersion": "1.0.0", "name": "vm-net", "type": "neutrino", "network": "blue",
-        "podAddresses": false,
-    });
+    vm_port("vm-db");
+    let vm_net = vm_net();
     let annotation = json!({"neutrino.dev/ports": r#"{"vm-net": "vm-db", "tenant-net": "vm-db"}"#});
     let node1 = Runtime::new(&lab, "node-1").with(&[vm_net.clone(), tenant_net()]);
     let node2 = Runtime::new(&lab, "node-2").with(&[vm_net, tenant_net()]);
-    let lease = |sandbox: &Sandbox| {
-        let dir = lab.dir.join(format!("dhcp-{}", sandbox.pod));
-        neutrino::lab::workload::dhcp_on(&sandbox.namespace, "net1", &dir).unwrap()
-    };
+    let lease = |sandbox: &Sandbox| lease(&lab, sandbox);
     let source = pod(
         &pods,
         &lab,

@@ -105,3 +105,45 @@ pub fn nothing_was_forbidden(lab: &TestLab) {
         );
     }
 }
+
+/// Creates pod `name` in `namespace`, bound to `node` with `annotations`,
+/// as the scheduler would have placed it (no kubelet runs it); its uid.
+/// A namespace's default ServiceAccount comes a moment after the
+/// namespace: until then the pod is refused, and asked for again.
+pub fn bound_pod(
+    namespace: &str,
+    name: &str,
+    node: &str,
+    annotations: &serde_json::Value,
+) -> String {
+    let manifest = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}],
+        },
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let run = cluster().kubectl_with(&["apply", "-f", "-"], &manifest.to_string());
+        if run.ok {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "creating pod {name}: {}",
+            run.stderr
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    cluster().kubectl_ok(&[
+        "--namespace",
+        namespace,
+        "get",
+        "pod",
+        name,
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ])
+}
