@@ -243,3 +243,154 @@ async fn a_workload_cannot_answer_dhcp() {
         "no DHCP answer from a port without port security arrived: the test shows nothing"
     );
 }
+
+/// A server behind a security group, and a client on another node.
+const CONNECTIONS: &str = r#"
+apiVersion: neutrino.dev/v1alpha1
+kind: Network
+metadata: {name: blue, namespace: tenant-a}
+spec: {type: vxlan}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Subnet
+metadata: {name: blue-v4, namespace: tenant-a}
+spec: {network: blue, cidr: 10.0.0.0/24}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: client, namespace: tenant-a}
+spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.21}], nodeName: node-1}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: server, namespace: tenant-a}
+spec:
+  network: blue
+  fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.22}]
+  nodeName: node-2
+  securityGroups: [server]
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: SecurityGroup
+metadata: {name: server, namespace: tenant-a}
+spec:
+  rules:
+  - {direction: egress, ethertype: IPv4}
+"#;
+
+const TCP_RULE: &str = "  - {direction: ingress, ethertype: IPv4, protocol: tcp, portRangeMin: 5000, portRangeMax: 5000, remoteIPPrefix: 10.0.0.0/24}\n";
+const ICMP_RULE: &str = "  - {direction: ingress, ethertype: IPv4, protocol: icmp}\n";
+
+/// An echo server on port 5000, and a client that sends a byte every
+/// 100 ms and prints a line for each echo, exiting when one does not come
+/// back within 2 s.
+const SERVER: &str = r#"
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5000))
+s.listen(4)
+while True:
+    c, _ = s.accept()
+    while (b := c.recv(64)):
+        c.sendall(b)
+"#;
+const CLIENT: &str = r#"
+import socket, sys, time
+c = socket.create_connection(("10.0.0.22", 5000), timeout=5)
+c.settimeout(2)
+n = 0
+while True:
+    c.sendall(b"x")
+    try:
+        if not c.recv(64):
+            print("closed", flush=True)
+            sys.exit(2)
+    except socket.timeout:
+        print("stalled", flush=True)
+        sys.exit(3)
+    n += 1
+    print("echo", n, flush=True)
+    time.sleep(0.1)
+"#;
+
+/// A Python program in `port`'s workload, its output into `out`, killed
+/// when dropped.
+struct Program(std::process::Child);
+
+impl Program {
+    fn start(lab: &TestLab, port: &str, code: &str, out: &std::path::Path) -> Self {
+        let namespace = lab.lab.files().read_state().unwrap().workloads[port]
+            .namespace
+            .clone();
+        let file = std::fs::File::create(out).unwrap();
+        let child = neutrino::dataplane::netns::command(&namespace, "python3")
+            .unwrap()
+            .args(["-c", code])
+            .stdout(file)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Program(child)
+    }
+
+    fn exited(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_some()
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn echoes(out: &std::path::Path) -> usize {
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    text.lines().filter(|l| l.starts_with("echo")).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_security_group_change_cuts_the_connections_it_no_longer_allows() {
+    let lab = TestLab::new("guard-ct");
+    let with = |rules: &[&str]| {
+        let yaml = format!("{CONNECTIONS}{}", rules.concat());
+        manifests(&format!("guard-ct-{}", rules.len()), &yaml)
+    };
+    let dir = with(&[TCP_RULE, ICMP_RULE]);
+    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+    let _server = Program::start(&lab, "tenant-a/server", SERVER, &lab.dir.join("server.out"));
+    std::thread::sleep(Duration::from_millis(500));
+    let out = lab.dir.join("client.out");
+    let mut client = Program::start(&lab, "tenant-a/client", CLIENT, &out);
+    assert!(
+        eventually("the connection carries echoes", || echoes(&out) >= 5),
+        "{}",
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
+
+    // Another rule of the server's group goes: the connection carries on.
+    lab.lab.apply(&with(&[TCP_RULE])).await.unwrap();
+    let before = echoes(&out);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !client.exited() && echoes(&out) >= before + 10,
+        "an unrelated rule's removal cut the connection:\n{}",
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
+    assert!(
+        !lab.pings("tenant-a/client", "10.0.0.22"),
+        "ICMP is no longer let in"
+    );
+
+    // The rule that let it in goes: the connection stops.
+    lab.lab.apply(&with(&[])).await.unwrap();
+    assert!(
+        eventually("the client stalls", || client.exited()),
+        "the connection outlived its rule:\n{}",
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.ends_with("stalled\n"), "{text}");
+}

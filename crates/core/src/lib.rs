@@ -9,6 +9,7 @@
 pub mod allocate;
 pub mod attachment;
 pub mod config;
+pub mod conntrack;
 pub mod controller;
 pub mod delta;
 pub mod digest;

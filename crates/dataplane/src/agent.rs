@@ -108,6 +108,7 @@ impl Agent<Host> {
             firewall,
             guard: super::guard::Guard::new(config.drift_check),
             namespace: config.netns.clone(),
+            applied: std::sync::Mutex::new(None),
         };
         Ok(Self::with_backends(
             config,

@@ -135,11 +135,43 @@ impl Inside for HostInside {
 }
 
 /// The firewall of the namespace that is the node: security groups in
-/// iptables, and the ports' guard in the bridges.
+/// iptables, the ports' guard in the bridges, and the connections a
+/// change no longer allows cut.
 pub struct NodeRules {
     pub firewall: super::iptables::Firewall,
     pub guard: super::guard::Guard,
     pub namespace: Option<String>,
+    /// The security plan last applied.
+    pub applied: std::sync::Mutex<Option<SecurityPlan>>,
+}
+
+/// Deletes the conntrack entries that the ports whose rules narrowed from
+/// `old` to `new` no longer admit; how many.
+fn cut_connections(
+    namespace: Option<&str>,
+    old: &SecurityPlan,
+    new: &SecurityPlan,
+    bridges: &[BridgePorts],
+) -> Result<usize, Failure> {
+    let narrowed = neutrino_core::conntrack::narrowed(old, new);
+    if narrowed.is_empty() {
+        return Ok(0);
+    }
+    let sets: BTreeMap<&str, &neutrino_core::plan::IpSetPlan> =
+        (new.ipsets.iter()).map(|s| (s.name.as_str(), s)).collect();
+    let bridge_of: BTreeMap<&str, &str> = (bridges.iter())
+        .flat_map(|b| b.ports.iter().map(move |p| (p.as_str(), b.bridge.as_str())))
+        .collect();
+    let mut cut = 0;
+    for port in narrowed {
+        let Some(bridge) = bridge_of.get(port.interface.as_str()) else {
+            continue;
+        };
+        let zone = neutrino_core::firewall::zone(bridge);
+        cut += super::conntrack::cut(namespace, zone, port, &sets)
+            .map_err(|e| Failure::from(format!("cutting connections of {}: {e}", port.port)))?;
+    }
+    Ok(cut)
 }
 
 impl Rules for NodeRules {
@@ -148,7 +180,12 @@ impl Rules for NodeRules {
         let rules = self.firewall.sync_node(namespace, plan, bridges)?;
         let guard = (self.guard.sync(namespace, &plan.ports))
             .map_err(|e| Failure::from(format!("the ports' guard: {e}")))?;
-        Ok(rules + guard)
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        let cut = match applied.replace(plan.clone()) {
+            Some(old) => cut_connections(namespace, &old, plan, bridges)?,
+            None => 0,
+        };
+        Ok(rules + guard + cut)
     }
 
     fn sync_router(&self, router: &RouterPlan) -> Result<usize, Failure> {
