@@ -1,10 +1,10 @@
 //! The node's port guard in nftables' bridge family (see
 //! [`neutrino_core::guard`]), applied with `nft -f`, each change in one
 //! transaction: after a change only the chains it touches; the whole
-//! table at start, and when a drift check finds it changed behind the
-//! agent's back. A node without filtered ports has no table.
+//! table at start, and when a drift check finds its shape changed behind
+//! the agent's back. A node without filtered ports has no table.
 
-use neutrino_core::guard;
+use neutrino_core::guard::{self, Shape};
 use neutrino_core::plan::PortFilter;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -16,9 +16,6 @@ use super::iptables::{FirewallError, run};
 struct Applied {
     /// Each port's rules; none when there is no table.
     chains: BTreeMap<String, String>,
-    /// The table as nft lists it, read back after the last change: what a
-    /// drift check compares with.
-    listing: String,
     checked: Instant,
 }
 
@@ -67,7 +64,7 @@ impl Guard {
                 return Ok(0);
             }
             last.checked = Instant::now();
-            if listing(namespace) == last.listing {
+            if Shape::listed(&listing(namespace)) == Shape::of(&last.chains) {
                 return Ok(0);
             }
             tracing::warn!("the ports' guard table changed behind the agent's back; replacing it");
@@ -93,7 +90,6 @@ impl Guard {
         };
         *applied = Some(Applied {
             chains: wanted,
-            listing: listing(namespace),
             checked: Instant::now(),
         });
         Ok(writes)
