@@ -59,6 +59,24 @@ impl Flow {
     }
 }
 
+/// Whether `flow` is sent or received by one of `port`'s addresses.
+fn involves(port: &PortFilter, flow: &Flow) -> bool {
+    let own = |ip: &IpAddr| port.allowed_sources.iter().any(|s| s.cidr.contains(ip));
+    own(&flow.src) || own(&flow.dst)
+}
+
+/// The flows among `flows` (one zone's, as listed) that `port` sends or
+/// receives and its rules no longer admit: the ones to delete.
+pub fn to_cut<'a>(
+    port: &PortFilter,
+    sets: &BTreeMap<&str, &IpSetPlan>,
+    flows: impl IntoIterator<Item = &'a Flow>,
+) -> Vec<&'a Flow> {
+    (flows.into_iter())
+        .filter(|flow| involves(port, flow) && !allowed(port, sets, flow))
+        .collect()
+}
+
 /// Whether the rules of `port` still admit `flow`: as it came in, if the
 /// port is its destination, as it went out, if the port is its source. A
 /// flow the port neither sends nor receives is none of its business.
@@ -221,6 +239,10 @@ mod tests {
         let no_egress = port(vec![tcp], Vec::new());
         assert!(!allowed(&no_egress, &sets, &flow(TCP_OUT)));
         assert!(allowed(&no_egress, &sets, &flow(TCP_IN)));
+        // Of a zone's flows, only the port's own that its rules refuse go.
+        let others = flow(&TCP_IN.replace("dst=10.0.0.22", "dst=10.0.0.99"));
+        let listed = [flow(TCP_IN), flow(PING_IN), flow(TCP_OUT), others];
+        assert_eq!(to_cut(&no_tcp, &sets, &listed), vec![&listed[0]]);
     }
 
     #[test]

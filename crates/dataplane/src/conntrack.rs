@@ -2,7 +2,7 @@
 //! [`neutrino_core::conntrack`]), through the `conntrack` tool: the port's
 //! zone listed, and each entry its rules no longer admit deleted.
 
-use neutrino_core::conntrack::{Flow, allowed};
+use neutrino_core::conntrack::{Flow, to_cut};
 use neutrino_core::plan::{IpSetPlan, PortFilter};
 use std::collections::BTreeMap;
 
@@ -18,12 +18,9 @@ pub fn cut(
 ) -> Result<usize, FirewallError> {
     let zone = zone.to_string();
     let listed = run(namespace, "conntrack", &["-L", "--zone", &zone], "")?;
+    let flows: Vec<Flow> = listed.lines().filter_map(Flow::parse).collect();
     let mut cut = 0;
-    for flow in listed.lines().filter_map(Flow::parse) {
-        let own = |ip| port.allowed_sources.iter().any(|s| s.cidr.contains(&ip));
-        if !(own(flow.src) || own(flow.dst)) || allowed(port, sets, &flow) {
-            continue;
-        }
+    for flow in to_cut(port, sets, &flows) {
         let (protocol, src, dst) = (
             match flow.protocol {
                 1 => "icmp".to_string(),
