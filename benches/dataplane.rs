@@ -47,6 +47,8 @@ fn port(name: String, network: &str, node: usize) -> Object {
             port_security: false,
             allowed_address_pairs: vec![],
             node_name: Some(format!("node-{node}")),
+            hostname: None,
+            metadata_secret_name: None,
         },
     )))
 }

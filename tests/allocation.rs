@@ -66,6 +66,8 @@ fn port(i: usize, fixed: Option<IpAddr>) -> Object {
             port_security: true,
             allowed_address_pairs: vec![],
             node_name: Some("node-1".into()),
+            hostname: None,
+            metadata_secret_name: None,
         },
     )))
 }

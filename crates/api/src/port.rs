@@ -83,6 +83,25 @@ pub struct PortSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub node_name: Option<String>,
+
+    /// The name the workload behind the port goes by, in its DHCP lease
+    /// and from the metadata service. The port's name when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub hostname: Option<String>,
+
+    /// A Secret in the port's namespace whose `userData` and
+    /// `sshAuthorizedKeys` the metadata service hands to the workload
+    /// behind the port, and to nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub metadata_secret_name: Option<String>,
 }
 
 fn enabled() -> bool {

@@ -158,6 +158,9 @@ pub fn port(request: &Request, subnets: &BTreeMap<String, IpNet>) -> Result<Port
             port_security: request.port_security.unwrap_or(true),
             allowed_address_pairs: Vec::new(),
             node_name: Some(request.node.into()),
+            // The pod's name, as its own hostname is, where it is a label.
+            hostname: crate::ident::is_dns_label(request.pod).then(|| request.pod.to_string()),
+            metadata_secret_name: None,
         },
     );
     port.metadata = ObjectMeta {

@@ -5,6 +5,25 @@ use std::fmt;
 
 use super::Kind;
 
+/// Whether `name` is a DNS label (RFC 1123): what object names, hostnames
+/// and each part of a Secret's name must be.
+pub fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !name.is_empty()
+        && name.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// Whether `name` is a DNS subdomain: dot-separated labels, at most 253
+/// characters (the names of Secrets and most Kubernetes objects).
+pub fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
 /// A namespaced name: the identity of one object of a known kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
@@ -68,5 +87,24 @@ impl ObjectId {
 impl fmt::Display for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.kind, self.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels_and_subdomains() {
+        for good in ["a", "web-1", "0abc"] {
+            assert!(is_dns_label(good) && is_dns_subdomain(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "Web", "a_b", "a.b", &"x".repeat(64)] {
+            assert!(!is_dns_label(bad), "{bad}");
+        }
+        assert!(is_dns_subdomain("boot.web-1"));
+        for bad in ["a..b", ".a", "a.", "A.b"] {
+            assert!(!is_dns_subdomain(bad), "{bad}");
+        }
     }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use kube::ResourceExt;
 
 use neutrino_api::{GROUP, IPClaim, SegmentClaim, VERSION};
+use neutrino_core::ident::is_dns_label;
 use neutrino_core::{ApiObject, Kind, Object, ObjectId, Snapshot, for_each_kind, with_kind};
 
 /// Where an object was read from.
@@ -80,17 +81,6 @@ fn files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
     }
     found.sort();
     Ok(found)
-}
-
-fn is_dns_label(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !name.is_empty()
-        && name.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
 }
 
 /// Deserializes one typed object, naming the field that fails and refusing
@@ -394,15 +384,5 @@ mod tests {
         );
         assert_eq!(web.dns_nameservers, ["203.0.113.53"]);
         assert_eq!(dump(&again).unwrap(), dump(&first).unwrap());
-    }
-
-    #[test]
-    fn dns_labels() {
-        for good in ["a", "web-1", "0abc"] {
-            assert!(is_dns_label(good), "{good}");
-        }
-        for bad in ["", "-a", "a-", "Web", "a_b", "a.b", &"x".repeat(64)] {
-            assert!(!is_dns_label(bad), "{bad}");
-        }
     }
 }

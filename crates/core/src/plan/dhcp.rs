@@ -32,12 +32,12 @@ pub(super) fn hosts_by_subnet<'r>(
     ports: impl Iterator<Item = (&'r Key, &'r PortState)>,
 ) -> BTreeMap<&'r Key, Vec<DhcpHost>> {
     let mut hosts_of: BTreeMap<&Key, Vec<DhcpHost>> = BTreeMap::new();
-    for (key, port) in ports {
+    for (_, port) in ports {
         for (subnet, ip) in &port.fixed_ips {
             hosts_of.entry(subnet).or_default().push(DhcpHost {
                 mac: port.mac,
                 ip: *ip,
-                hostname: key.name.clone(),
+                hostname: port.hostname.clone(),
             });
         }
     }

@@ -30,7 +30,7 @@ use addresses::Request;
 pub use claims::{ClaimIndex, Segment, claim_holder, held_by};
 use neutrino_api::{Direction, EtherType, NetworkType};
 pub(crate) use port::DEFAULT_GROUP;
-pub use port::trusted as trusted_port;
+pub use port::{hostname, trusted as trusted_port};
 pub(crate) use security_group::implicit_default;
 
 /// Either what was decided for an object, or why it is not ready.
@@ -71,6 +71,8 @@ pub struct PortState {
     pub mac: Mac,
     pub mtu: u32,
     pub node: Option<String>,
+    /// The name its workload goes by (DHCP, metadata).
+    pub hostname: String,
     pub port_security: bool,
     /// The groups in effect: the named ones, or the namespace's `default`.
     pub security_groups: Vec<Key>,

@@ -9,6 +9,7 @@ use super::addresses::{Addresses, Request, Wanted, claim_problem};
 use super::claims::ClaimIndex;
 use super::{Arrival, PortState, Resolution, Subnets, Verdict, arrival, lookup};
 use crate::allocate::{Holder, Mac};
+use crate::ident::{is_dns_label, is_dns_subdomain};
 use crate::problem::Problems;
 use crate::{Key, Kind, ObjectId, Reason, Snapshot};
 use neutrino_api::Port;
@@ -24,6 +25,7 @@ pub struct PortDraft {
     mac: Option<Mac>,
     mtu: u32,
     node: Option<String>,
+    hostname: String,
     port_security: bool,
     security_groups: Vec<Key>,
     allowed_pairs: Vec<(IpNet, Option<Mac>)>,
@@ -187,6 +189,31 @@ fn requested_mac(port: &Port, problems: &mut Problems) -> Option<Mac> {
             problems.push("spec.macAddress", Reason::InvalidSpec, e.to_string());
             None
         }
+    }
+}
+
+/// The names a port gives its workload and its Secret must be ones the
+/// workload and the API server take.
+fn check_names(port: &Port, problems: &mut Problems) {
+    if let Some(hostname) = &port.spec.hostname
+        && !is_dns_label(hostname)
+    {
+        problems.push(
+            "spec.hostname",
+            Reason::InvalidSpec,
+            format!(
+                "{hostname:?} is not a DNS label (lowercase letters, digits and '-', at most 63)"
+            ),
+        );
+    }
+    if let Some(secret) = &port.spec.metadata_secret_name
+        && !is_dns_subdomain(secret)
+    {
+        problems.push(
+            "spec.metadataSecretName",
+            Reason::InvalidSpec,
+            format!("{secret:?} is not the name of a Secret (a DNS subdomain)"),
+        );
     }
 }
 
@@ -363,6 +390,7 @@ fn check_one(
         &mut problems,
     );
     let mac = requested_mac(port, &mut problems);
+    check_names(port, &mut problems);
     check_binding(
         port,
         nodes,
@@ -378,11 +406,20 @@ fn check_one(
         mac,
         mtu: network.mtu,
         node: port.spec.node_name.clone(),
+        hostname: hostname(key, port),
         port_security: port.spec.port_security,
         security_groups,
         allowed_pairs,
         arrival: arrival(key, port),
     })
+}
+
+/// The name the port's workload goes by: `spec.hostname`, or the port's.
+pub fn hostname(key: &Key, port: &Port) -> String {
+    port.spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| key.name.clone())
 }
 
 /// The state of a port the controller found Ready, read back from its
@@ -430,6 +467,7 @@ pub fn trusted(
         mac,
         mtu: network.mtu,
         node: port.spec.node_name.clone(),
+        hostname: hostname(key, port),
         port_security: port.spec.port_security,
         security_groups,
         allowed_pairs: allowed_pairs
@@ -581,6 +619,7 @@ pub fn finish(
                 mac,
                 mtu: draft.mtu,
                 node: draft.node,
+                hostname: draft.hostname,
                 port_security: draft.port_security,
                 security_groups: draft.security_groups,
                 allowed_pairs: draft
