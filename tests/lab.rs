@@ -147,8 +147,8 @@ async fn two_nodes_two_tenants_real_dhcp_and_packets() {
     assert_eq!(lease.mtu, "1450");
     assert_eq!(lease.dns, "10.0.0.53");
     assert_eq!(
-        lease.routes, "192.168.50.0/24 10.0.0.254 0.0.0.0/0 10.0.0.1",
-        "option 121 with the default route"
+        lease.routes, "192.168.50.0/24 10.0.0.254 169.254.169.254/32 10.0.0.10 0.0.0.0/0 10.0.0.1",
+        "option 121 with the metadata service and the default route"
     );
     let (_, routes) = lab.exec("tenant-a/a1", &["ip", "route"]);
     assert!(

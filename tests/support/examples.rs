@@ -30,13 +30,27 @@ fn neighbour_mac(lab: &TestLab, from: &str, ip: &str) -> String {
 }
 
 /// quickstart: the two ports reach each other across nodes, with the
-/// subnet's gateway as their default route.
+/// subnet's gateway as their default route, and web-1 reads its own
+/// hostname, address and key from the metadata service.
 pub fn quickstart_ports_meet(lab: &TestLab, summary: &Summary) {
+    let web1 = summary.workloads["tenant-a/web-1"].lease.clone().unwrap();
     let web2 = summary.workloads["tenant-a/web-2"].lease.clone().unwrap();
     assert!(lab.pings("tenant-a/web-1", &web2.ip));
     let (code, text) = lab.exec("tenant-a/web-1", &["ip", "route"]);
     assert_eq!(code, 0);
     assert!(text.contains("default via 10.10.0.1"), "{text}");
+    let url = "http://169.254.169.254/openstack/latest/meta_data.json";
+    let (code, text) = lab.exec("tenant-a/web-1", &["curl", "-sS", "-m", "5", url]);
+    assert_eq!(code, 0, "{text}");
+    let meta: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(meta["hostname"], "web-1");
+    assert_eq!(meta["meta"]["fixed_ips"], web1.ip.as_str());
+    assert!(
+        meta["public_keys"]["key-0"]
+            .as_str()
+            .is_some_and(|k| k.ends_with(" ops@example")),
+        "{meta}"
+    );
 }
 
 /// overlapping-tenants: each tenant's vm-1 reaches its own vm-2 at the

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::metadata;
 use super::plan::{NodePlan, RoutePlan};
 
 /// The sysctls that make a namespace forward, both families.
@@ -22,6 +23,9 @@ pub struct InnerNamespace {
     pub name: String,
     /// Each interface (the namespace end of a veth pair) and its addresses.
     pub interfaces: Vec<(String, Vec<IpNet>)>,
+    /// Addresses on loopback beyond the kernel's own: the metadata
+    /// service's, which the namespace's legs all reach.
+    pub loopback: Vec<IpNet>,
     pub routes: Vec<RoutePlan>,
     /// Routers forward; DHCP servers do not.
     pub forwarding: bool,
@@ -39,6 +43,7 @@ pub fn inner_namespaces(plan: &NodePlan) -> Vec<InnerNamespace> {
     let dhcp = plan.dhcp.iter().map(|d| InnerNamespace {
         name: d.namespace.clone(),
         interfaces: vec![(d.interface.clone(), vec![d.address])],
+        loopback: metadata_address(std::iter::once(&d.address)),
         routes: Vec::new(),
         forwarding: false,
     });
@@ -56,12 +61,20 @@ pub fn inner_namespaces(plan: &NodePlan) -> Vec<InnerNamespace> {
         }
         InnerNamespace {
             name: r.namespace.clone(),
+            loopback: metadata_address(r.interfaces.iter().map(|leg| &leg.address)),
             interfaces,
             routes: r.routes.clone(),
             forwarding: true,
         }
     });
     dhcp.chain(routers).collect()
+}
+
+/// The metadata service's address, where one of `legs` is IPv4: the
+/// service answers IPv4 callers.
+fn metadata_address<'a>(mut legs: impl Iterator<Item = &'a IpNet>) -> Vec<IpNet> {
+    let v4 = legs.any(|a| a.addr().is_ipv4());
+    v4.then(metadata::host_route).into_iter().collect()
 }
 
 /// An interface as the kernel reports it.
@@ -131,11 +144,9 @@ pub fn interface_changes(
 pub fn diff(desired: &InnerNamespace, observed: &ObservedInside) -> Vec<InsideChange> {
     let absent = ObservedInterface::default();
     let found = |name: &str| observed.interfaces.get(name).unwrap_or(&absent);
-    // Loopback only needs to be up; its addresses are the kernel's.
-    let mut changes = Vec::new();
-    if !found(LOOPBACK).up {
-        changes.push(InsideChange::SetUp(LOOPBACK.into()));
-    }
+    // Loopback keeps the kernel's own addresses (host scope, never seen
+    // here) beside the planned ones.
+    let mut changes = interface_changes(LOOPBACK, &desired.loopback, found(LOOPBACK));
     for (name, wanted) in &desired.interfaces {
         changes.extend(interface_changes(name, wanted, found(name)));
     }
@@ -191,6 +202,7 @@ mod tests {
                     vec![net("203.0.113.5/24"), net("203.0.113.9/32")],
                 ),
             ],
+            loopback: vec![net("169.254.169.254/32")],
             routes: vec![route("0.0.0.0/0", "203.0.113.1")],
             forwarding: true,
         }
@@ -207,7 +219,7 @@ mod tests {
     fn settled() -> ObservedInside {
         ObservedInside {
             interfaces: [
-                ("lo".to_string(), up(&[])),
+                ("lo".to_string(), up(&["169.254.169.254/32"])),
                 ("qr-a".to_string(), up(&["10.0.0.1/24"])),
                 (
                     "qg-a".to_string(),
@@ -235,6 +247,7 @@ mod tests {
             diff(&router(), &fresh),
             vec![
                 InsideChange::SetUp("lo".into()),
+                InsideChange::AddAddress("lo".into(), net("169.254.169.254/32")),
                 InsideChange::SetUp("qr-a".into()),
                 InsideChange::AddAddress("qr-a".into(), net("10.0.0.1/24")),
                 InsideChange::SetUp("qg-a".into()),
@@ -273,6 +286,7 @@ mod tests {
         let mut dhcp = InnerNamespace {
             name: "nt-dhcp-x".into(),
             interfaces: vec![("ns-a".into(), vec![net("10.0.0.2/24")])],
+            loopback: vec![],
             routes: vec![],
             forwarding: false,
         };

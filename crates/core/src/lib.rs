@@ -23,6 +23,7 @@ pub mod ident;
 pub mod incremental;
 pub mod inside;
 pub mod kinds;
+pub mod metadata;
 pub mod names;
 pub mod plan;
 pub mod problem;

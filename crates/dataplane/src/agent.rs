@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::backend::{
@@ -14,13 +14,14 @@ use super::backend::{
 };
 use super::dnsmasq::{DhcpError, DhcpReport, Dnsmasq};
 use super::iptables::{self, Firewall};
+use super::metadata::{Directory, MetadataService};
 use super::netlink::Netlink;
 use neutrino_core::firewall::bridge_ports;
 use neutrino_core::inside::{self, InnerNamespace, inner_namespaces};
 use neutrino_core::plan::{NodePlan, SecurityPlan};
 use neutrino_core::reconcile::{diff, diff_only};
 use neutrino_core::xtables::{Backend, Choice};
-use neutrino_core::{delta, dnsmasq, names};
+use neutrino_core::{delta, dnsmasq, metadata, names};
 
 /// The state directory's parts: the DHCP servers' files, and what the
 /// firewall last applied.
@@ -88,6 +89,8 @@ pub struct Agent<B: Backends = Host> {
     /// The plan whose links the last apply realised without a failure or
     /// a conflict: the next compares only what changed since.
     links_applied: Mutex<Option<NodePlan>>,
+    /// The metadata service, when the agent was given what it reads.
+    metadata: Option<MetadataService>,
 }
 
 impl Agent<Host> {
@@ -156,7 +159,20 @@ impl<B: Backends> Agent<B> {
             iptables,
             insides: Mutex::new(HashMap::new()),
             links_applied: Mutex::new(None),
+            metadata: None,
         }
+    }
+
+    /// The agent, serving the metadata service from `directory` in its
+    /// DHCP namespaces and on its routers' legs.
+    pub fn serving_metadata(mut self, directory: Arc<dyn Directory>) -> Self {
+        self.metadata = Some(MetadataService::new(directory));
+        self
+    }
+
+    /// The metadata service, if the agent serves it.
+    pub fn metadata(&self) -> Option<&MetadataService> {
+        self.metadata.as_ref()
     }
 
     /// The iptables backend in use, and why.
@@ -208,6 +224,11 @@ impl<B: Backends> Agent<B> {
         }
         self.insides()
             .retain(|name, _| inner.iter().any(|n| &n.name == name));
+        if let Some(service) = &self.metadata {
+            let wanted = metadata::listeners(&plan);
+            let errors = service.sync(&wanted, &|namespace| touched.contains(namespace));
+            report.errors.extend(errors);
+        }
         self.sync_firewall(&plan, &mut report);
         self.sync_dhcp(&plan, &mut report);
         self.remove_namespaces(&inner, &existing, &mut report);

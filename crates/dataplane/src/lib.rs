@@ -10,6 +10,7 @@ pub mod guard;
 pub mod ipconfig;
 pub mod iptables;
 pub mod kernel_view;
+pub mod metadata;
 pub mod netlink;
 pub mod netns;
 pub mod tunnel;

@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 
 use super::cni;
 use super::execute::{Failure, bounded};
+use super::metadata::ClusterDirectory;
 use super::pace;
 use super::stores::{Changes, Peer, Stores};
 use neutrino_api::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
@@ -267,7 +268,11 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         iptables: options.iptables,
         drift_check: options.resync,
     })
-    .await?;
+    .await?
+    .serving_metadata(Arc::new(ClusterDirectory {
+        stores: stores.clone(),
+        client: client.clone(),
+    }));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(AgentError::Signal)?;
     let me = NodeConfig {

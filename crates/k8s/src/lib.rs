@@ -6,6 +6,7 @@ pub mod cni;
 pub mod controller;
 pub mod events;
 pub mod execute;
+pub mod metadata;
 pub mod metrics;
 pub mod pace;
 pub mod stores;

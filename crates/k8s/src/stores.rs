@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use k8s_openapi::api::core::v1::Node;
-use neutrino_api::{IPClaim, NodeAgent, NodeAgentSpec, SegmentClaim, Subnet};
+use neutrino_api::{FloatingIP, IPClaim, NodeAgent, NodeAgentSpec, Port, SegmentClaim, Subnet};
 use neutrino_core::kinds::key_of;
 use neutrino_core::resolve::held_by;
 use neutrino_core::scope::{Index, Source};
@@ -483,4 +483,25 @@ impl Source for Stores {
     fn segment_claim(&self, name: &str) -> Option<Arc<SegmentClaim>> {
         self.segment_claims.get(&ObjectRef::new(name))
     }
+}
+
+impl neutrino_core::metadata::Objects for Stores {
+    fn ports_in(&self, namespace: &str) -> Vec<Arc<Port>> {
+        in_namespace(self.objects::<Port>(), namespace)
+    }
+
+    fn floating_ips_in(&self, namespace: &str) -> Vec<Arc<FloatingIP>> {
+        in_namespace(self.objects::<FloatingIP>(), namespace)
+    }
+
+    fn subnet(&self, key: &Key) -> Option<Arc<Subnet>> {
+        self.objects::<Subnet>().get(&reference(key))
+    }
+}
+
+/// The cached objects of `namespace`.
+fn in_namespace<K: ApiObject>(store: &Store<K>, namespace: &str) -> Vec<Arc<K>> {
+    (store.state().into_iter())
+        .filter(|o| o.namespace().as_deref() == Some(namespace))
+        .collect()
 }

@@ -6,15 +6,19 @@
 //! and every few seconds besides, so that a dnsmasq that died comes back.
 
 use std::fmt::Write;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::state::{AgentStatus, Files, LabState};
 use super::{Lab, LabError, timestamp};
+use neutrino_core::metadata::{self, Instance, Listener, Refusal};
 use neutrino_core::plan::plan_node;
 use neutrino_core::resolve::Resolution;
 use neutrino_core::xtables::Choice;
 use neutrino_core::{ClusterConfig, Snapshot, resolve};
 use neutrino_dataplane::agent::{Agent, AgentConfig, namespace_prefix};
+use neutrino_dataplane::metadata::{Directory, SecretRead};
 
 /// How often an agent resyncs with nothing new published.
 const RESYNC: Duration = Duration::from_secs(2);
@@ -32,7 +36,10 @@ pub async fn run(files: Files, node: &str) -> Result<(), LabError> {
         iptables: Choice::Auto,
         drift_check: RESYNC,
     })
-    .await?;
+    .await?
+    .serving_metadata(Arc::new(Published {
+        files: files.clone(),
+    }));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| LabError::io("waiting for SIGTERM".into(), e))?;
     let mut applied = None;
@@ -63,6 +70,41 @@ pub async fn run(files: Files, node: &str) -> Result<(), LabError> {
             _ = terminate.recv() => return Ok(()),
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
+    }
+}
+
+/// What the lab's metadata service reads: the objects the lab published,
+/// statuses included, and the Secrets beside them. Read per request: the
+/// lab is small, and a request sees the latest generation.
+struct Published {
+    files: Files,
+}
+
+impl Directory for Published {
+    fn caller(&self, listener: &Listener, address: IpAddr) -> Result<Instance, Refusal> {
+        let snapshot = neutrino_manifest::load(&self.files.objects())
+            .map(|m| m.snapshot)
+            .unwrap_or_default();
+        metadata::caller(&snapshot, listener, address)
+    }
+
+    fn secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> SecretRead<'a> {
+        Box::pin(async move {
+            let file = self.files.secrets();
+            if !file.exists() {
+                return Ok(None);
+            }
+            let manifests = neutrino_manifest::load(&file).map_err(|errors| {
+                (errors.iter().map(ToString::to_string))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })?;
+            let key = neutrino_core::Key::new(namespace, name);
+            Ok(manifests
+                .secrets
+                .get(&key)
+                .map(neutrino_manifest::secret_data))
+        })
     }
 }
 

@@ -241,6 +241,18 @@ pub async fn apply(
     }
 }
 
+/// Applies the Secrets the manifests held.
+pub async fn apply_secrets(
+    client: &Client,
+    secrets: &BTreeMap<Key, k8s_openapi::api::core::v1::Secret>,
+) -> Result<(), LabError> {
+    let shared = secrets
+        .iter()
+        .map(|(k, s)| (k.clone(), std::sync::Arc::new(s.clone())))
+        .collect();
+    apply_kind(client, &shared).await
+}
+
 async fn delete_one<K>(client: &Client, key: &Key) -> Result<(), kube::Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>

@@ -270,7 +270,7 @@ impl Lab {
             underlay::build_node(&underlay, &namespace, i + 1, node, &config).await?;
         }
         let Some(client) = client else {
-            self.publish(&manifests.snapshot, &config, &mut state)?;
+            self.publish(&manifests, &config, &mut state)?;
             for node in &config.nodes {
                 self.start_agent(&node.name)?;
             }
@@ -286,7 +286,7 @@ impl Lab {
         for node in &config.nodes {
             self.start_agent(&node.name)?;
         }
-        self.publish_to_cluster(&client, &manifests.snapshot, &mut state)
+        self.publish_to_cluster(&client, &manifests, &mut state)
             .await?;
         self.converge_on_cluster(&client, &mut state, &config).await
     }
@@ -296,9 +296,10 @@ impl Lab {
     async fn publish_to_cluster(
         &self,
         client: &kube::Client,
-        snapshot: &Snapshot,
+        manifests: &Manifests,
         state: &mut LabState,
     ) -> Result<(), LabError> {
+        let snapshot = &manifests.snapshot;
         let created =
             cluster::ensure_namespaces(client, snapshot, &Self::lease_namespace(state)).await?;
         state.created_namespaces.extend(created);
@@ -311,7 +312,8 @@ impl Lab {
         self.files
             .write_state(state)
             .map_err(|e| LabError::io("writing the lab state".into(), e))?;
-        cluster::apply(client, snapshot, &previous).await
+        cluster::apply(client, snapshot, &previous).await?;
+        cluster::apply_secrets(client, &manifests.secrets).await
     }
 
     /// Waits until the cluster has every object Ready and realised on its
@@ -366,13 +368,13 @@ impl Lab {
             let mut judged = manifests.snapshot.clone();
             carry_status(&previous, &mut judged);
             resolve_or_refuse(&judged, &config)?;
-            self.publish_to_cluster(&client, &manifests.snapshot, &mut state)
+            self.publish_to_cluster(&client, &manifests, &mut state)
                 .await?;
             return self.converge_on_cluster(&client, &mut state, &config).await;
         }
         let previous = self.snapshot()?;
         carry_status(&previous, &mut manifests.snapshot);
-        self.publish(&manifests.snapshot, &config, &mut state)?;
+        self.publish(&manifests, &config, &mut state)?;
         self.converge(&mut state, &config).await
     }
 
@@ -401,17 +403,21 @@ impl Lab {
     /// object would not become Ready.
     fn publish(
         &self,
-        snapshot: &Snapshot,
+        manifests: &Manifests,
         config: &ClusterConfig,
         state: &mut LabState,
     ) -> Result<(), LabError> {
-        let resolution = resolve_or_refuse(snapshot, config)?;
-        let mut snapshot = snapshot.clone();
+        let resolution = resolve_or_refuse(&manifests.snapshot, config)?;
+        let mut snapshot = manifests.snapshot.clone();
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         status::apply(&mut snapshot, &resolution, &now);
         let text = manifest::dump(&snapshot).map_err(|e| LabError::Setup(e.to_string()))?;
         write_atomic(&self.files.objects(), text.as_bytes())
             .map_err(|e| LabError::io("writing the objects".into(), e))?;
+        let secrets = manifest::dump_secrets(&manifests.secrets)
+            .map_err(|e| LabError::Setup(e.to_string()))?;
+        state::write_private(&self.files.secrets(), secrets.as_bytes())
+            .map_err(|e| LabError::io("writing the Secrets".into(), e))?;
         state.generation += 1;
         self.files
             .write_state(state)

@@ -89,6 +89,21 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
     std::fs::rename(&temporary, path)
 }
 
+/// Writes `content` to `path` readable by its owner alone, atomically.
+pub fn write_private(path: &Path, content: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(content)?;
+    std::fs::rename(&temporary, path)
+}
+
 impl Files {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
@@ -104,6 +119,11 @@ impl Files {
 
     pub fn objects(&self) -> PathBuf {
         self.dir.join("objects.yaml")
+    }
+
+    /// The Secrets the manifests held, for the metadata service.
+    pub fn secrets(&self) -> PathBuf {
+        self.dir.join("secrets.yaml")
     }
 
     pub fn generation(&self) -> PathBuf {

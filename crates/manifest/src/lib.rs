@@ -7,6 +7,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
 use neutrino_api::{GROUP, IPClaim, SegmentClaim, VERSION};
@@ -57,6 +58,53 @@ pub enum LoadError {
 pub struct Manifests {
     pub snapshot: Snapshot,
     pub sources: BTreeMap<ObjectId, Source>,
+    /// The Secrets beside them (Ports name them for the metadata
+    /// service), by namespace and name.
+    pub secrets: BTreeMap<neutrino_core::Key, Secret>,
+}
+
+/// The data of a Secret as a workload would read it: `data` decoded, with
+/// `stringData` over it, as the API server merges them.
+pub fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = (secret.data.iter().flatten())
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    for (k, v) in secret.string_data.iter().flatten() {
+        data.insert(k.clone(), v.clone().into_bytes());
+    }
+    data
+}
+
+/// The Secrets as multi-document YAML: what `load` reads back.
+pub fn dump_secrets(
+    secrets: &BTreeMap<neutrino_core::Key, Secret>,
+) -> Result<String, serde_saphyr::SerializeError> {
+    let mut out = String::new();
+    for secret in secrets.values() {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(secret)?);
+    }
+    Ok(out)
+}
+
+/// Takes a core Secret into `manifests`; says whether `value` was one.
+fn secret(value: &Value, manifests: &mut Manifests, source: &Source) -> Result<bool, LoadError> {
+    let is_secret = value.get("apiVersion").and_then(Value::as_str) == Some("v1")
+        && value.get("kind").and_then(Value::as_str) == Some("Secret");
+    if !is_secret {
+        return Ok(false);
+    }
+    let mut secret: Secret =
+        typed(value.clone()).map_err(|(field, message)| LoadError::Invalid {
+            at: source.clone(),
+            object: "Secret".into(),
+            field,
+            message,
+        })?;
+    let key = neutrino_core::kinds::key_of(&secret);
+    secret.metadata.namespace = Some(key.namespace.clone());
+    manifests.secrets.insert(key, secret);
+    Ok(true)
 }
 
 /// The YAML files under `path`: the file itself, or every `.yaml`/`.yml`
@@ -263,6 +311,14 @@ pub fn load(path: &Path) -> Result<Manifests, Vec<LoadError>> {
                 file: file.clone(),
                 document: i + 1,
             };
+            match secret(&value, &mut manifests, &source) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            }
             match bookkeeping(&value, &mut manifests.snapshot, &source) {
                 Ok(true) => continue,
                 Ok(false) => {}

@@ -9,7 +9,7 @@ use super::topology::Topology;
 use super::{DhcpHost, DhcpPlan, RoutePlan};
 use crate::allocate::Mac;
 use crate::resolve::{PortState, Resolution};
-use crate::{Key, names};
+use crate::{Key, metadata, names};
 
 /// Neutron's default lease: a day.
 pub const LEASE_SECONDS: u32 = 86_400;
@@ -63,6 +63,15 @@ pub(super) fn server(
             nexthop: *nexthop,
         })
         .collect();
+    if subnet.cidr.addr().is_ipv4() {
+        // The metadata service answers in this namespace, as Neutron's
+        // does for isolated networks; the route keeps its requests on the
+        // node even where a router could take them.
+        routes.push(RoutePlan {
+            destination: metadata::host_route(),
+            nexthop: server,
+        });
+    }
     if let Some(gateway) = subnet
         .gateway
         .filter(|_| !routes.is_empty() && subnet.cidr.addr().is_ipv4())

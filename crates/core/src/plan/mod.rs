@@ -158,6 +158,7 @@ pub struct DhcpPlan {
 #[serde(rename_all = "camelCase")]
 pub struct RouterLegPlan {
     pub subnet: Key,
+    pub network: Key,
     pub bridge: String,
     pub bridge_port: String,
     pub interface: String,

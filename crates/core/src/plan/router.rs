@@ -18,6 +18,7 @@ fn leg_plan(
     let (bridge_port, interface) = names::router_link(router, &leg.subnet, external);
     RouterLegPlan {
         subnet: leg.subnet.clone(),
+        network: leg.network.clone(),
         bridge: names::bridge(&leg.network),
         bridge_port,
         interface,

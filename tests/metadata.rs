@@ -1,0 +1,314 @@
+//! The metadata service at 169.254.169.254 as lab workloads reach it:
+//! through their node's DHCP namespace by the route DHCP hands out, and
+//! through their router where the route is gone. Each port reads its own
+//! data and only its own — read with curl and with cloud-init's own
+//! readers — whatever address another tenant's workload puts on its
+//! interface.
+
+mod support;
+
+use serde_json::Value;
+use support::control_plane::tools;
+use support::{TestLab, manifests};
+
+const OBJECTS: &str = r#"
+apiVersion: neutrino.dev/v1alpha1
+kind: Network
+metadata: {name: public, namespace: infra}
+spec: {type: flat, physicalNetwork: extnet, external: true}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Subnet
+metadata: {name: public-v4, namespace: infra}
+spec:
+  network: public
+  cidr: 203.0.113.0/24
+  gatewayIP: 203.0.113.1
+  allocationPools: [{start: 203.0.113.40, end: 203.0.113.250}]
+  enableDHCP: false
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Network
+metadata: {name: blue, namespace: tenant-a}
+spec: {type: vxlan}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Subnet
+metadata: {name: blue-v4, namespace: tenant-a}
+spec: {network: blue, cidr: 10.10.0.0/24, dnsNameservers: [10.10.0.2]}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Router
+metadata: {name: edge, namespace: tenant-a}
+spec:
+  interfaces: [{subnet: blue-v4}]
+  externalGateway: {network: infra/public, ipAddress: 203.0.113.30}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: web-1, namespace: tenant-a}
+spec:
+  network: blue
+  fixedIPs: [{subnet: blue-v4, ipAddress: 10.10.0.11}]
+  nodeName: node-1
+  hostname: www
+  metadataSecretName: web-1-boot
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: web-1-boot, namespace: tenant-a}
+stringData:
+  userData: |
+    #cloud-config
+    runcmd: [touch /tmp/booted]
+  sshAuthorizedKeys: |
+    # the operators
+    ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@example
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: web-2, namespace: tenant-a}
+spec:
+  network: blue
+  fixedIPs: [{subnet: blue-v4, ipAddress: 10.10.0.12}]
+  nodeName: node-2
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: waiting, namespace: tenant-a}
+spec:
+  network: blue
+  fixedIPs: [{subnet: blue-v4, ipAddress: 10.10.0.13}]
+  nodeName: node-1
+  metadataSecretName: not-there
+---
+# Another tenant on the same CIDR, on web-1's node, without port security:
+# nothing stops it from sending from web-1's address.
+apiVersion: neutrino.dev/v1alpha1
+kind: Network
+metadata: {name: red, namespace: tenant-b}
+spec: {type: vxlan}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Subnet
+metadata: {name: red-v4, namespace: tenant-b}
+spec: {network: red, cidr: 10.10.0.0/24}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: intruder, namespace: tenant-b}
+spec:
+  network: red
+  fixedIPs: [{subnet: red-v4, ipAddress: 10.10.0.50}]
+  nodeName: node-1
+  portSecurity: false
+---
+# A neighbour of web-1 on its own network, with port security.
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: neighbour, namespace: tenant-a}
+spec:
+  network: blue
+  fixedIPs: [{subnet: blue-v4, ipAddress: 10.10.0.14}]
+  nodeName: node-1
+"#;
+
+const URL: &str = "http://169.254.169.254";
+
+/// `curl` from `port`'s workload: exit code, HTTP status and body.
+fn curl(lab: &TestLab, port: &str, path: &str, extra: &[&str]) -> (i32, String) {
+    let url = format!("{URL}{path}");
+    let mut command = vec!["curl", "-sS", "-m", "3", "-w", "\n%{http_code}"];
+    command.extend_from_slice(extra);
+    command.push(&url);
+    lab.exec(port, &command)
+}
+
+fn ok_json(lab: &TestLab, port: &str, path: &str) -> Value {
+    let (code, out) = curl(lab, port, path, &[]);
+    let (body, status) = out.rsplit_once('\n').unwrap();
+    assert_eq!((code, status), (0, "200"), "{port} {path}: {out}");
+    serde_json::from_str(body).unwrap()
+}
+
+/// What cloud-init's own readers make of the service from `port`'s workload.
+fn cloud_init_reads(lab: &TestLab, port: &str) -> Value {
+    let packages = tools().with_file_name("cloud-init/usr/lib/python3/dist-packages");
+    assert!(
+        packages.join("cloudinit").is_dir(),
+        "cloud-init is not unpacked in {}: run scripts/install-deps",
+        packages.display()
+    );
+    let script = support::control_plane::repository().join("tests/support/cloud-init-read.py");
+    let path = format!("PYTHONPATH={}", packages.display());
+    let (code, out) = lab.exec(port, &["env", &path, "python3", script.to_str().unwrap()]);
+    assert_eq!(code, 0, "cloud-init's reader failed: {out}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workload_reads_its_own_metadata_and_no_one_elses() {
+    let lab = TestLab::new("metadata");
+    let dir = manifests("metadata", OBJECTS);
+    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+
+    // The route DHCP handed out leads to the DHCP server's address.
+    let snapshot = lab.lab.snapshot().unwrap();
+    let subnet = &snapshot.subnets[&neutrino::core::Key::new("tenant-a", "blue-v4")];
+    let server = subnet.status.as_ref().unwrap().dhcp_ip.clone().unwrap();
+    let (_, route) = lab.exec("tenant-a/web-1", &["ip", "route", "get", "169.254.169.254"]);
+    assert!(route.contains(&format!("via {server} ")), "{route}");
+
+    let meta = ok_json(&lab, "tenant-a/web-1", "/openstack/latest/meta_data.json");
+    assert_eq!(meta["hostname"], "www");
+    assert_eq!(meta["project_id"], "tenant-a");
+    assert_eq!(meta["meta"]["port"], "tenant-a/web-1");
+    assert_eq!(meta["meta"]["fixed_ips"], "10.10.0.11");
+    let network = ok_json(
+        &lab,
+        "tenant-a/web-1",
+        "/openstack/latest/network_data.json",
+    );
+    assert_eq!(network["networks"][0]["ip_address"], "10.10.0.11");
+
+    let read = cloud_init_reads(&lab, "tenant-a/web-1");
+    assert_eq!(read["metadata"]["local-hostname"], "www");
+    assert_eq!(read["metadata"]["instance-id"], meta["uuid"]);
+    assert_eq!(
+        read["metadata"]["public_keys"]["key-0"],
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@example"
+    );
+    assert_eq!(
+        read["userdata"],
+        "#cloud-config\nruncmd: [touch /tmp/booted]\n"
+    );
+    assert_eq!(read["ec2"]["local-ipv4"], "10.10.0.11");
+    assert_eq!(read["ec2"]["hostname"], "www");
+    assert_eq!(
+        read["ec2"]["public-keys"]["key-0"],
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@example"
+    );
+    let nic = &read["network"]["config"][0];
+    assert_eq!(
+        (nic["name"].as_str(), nic["mtu"].as_u64()),
+        (Some("eth0"), Some(1450))
+    );
+    assert_eq!(nic["subnets"][0]["type"], "dhcp4");
+
+    // A port without a Secret has no user data; one naming a Secret that
+    // is not there is told to come back, with the reason.
+    let (_, out) = curl(&lab, "tenant-a/web-2", "/openstack/latest/user_data", &[]);
+    assert!(out.ends_with("\n404"), "{out}");
+    assert_eq!(
+        ok_json(&lab, "tenant-a/web-2", "/openstack/latest/meta_data.json")["hostname"],
+        "web-2"
+    );
+    let (_, out) = curl(
+        &lab,
+        "tenant-a/waiting",
+        "/openstack/latest/meta_data.json",
+        &[],
+    );
+    assert!(
+        out.contains("Secret tenant-a/not-there, named by Port tenant-a/waiting (spec.metadataSecretName), does not exist")
+            && out.ends_with("\n503"),
+        "{out}"
+    );
+
+    assert_eq!(
+        ok_json(
+            &lab,
+            "tenant-a/neighbour",
+            "/openstack/latest/meta_data.json"
+        )["hostname"],
+        "neighbour"
+    );
+
+    // Another tenant's workload sends from web-1's address: its own
+    // network's listener finds no such port of its tenant.
+    for port in ["tenant-b/intruder", "tenant-a/neighbour"] {
+        let (code, out) = lab.exec(
+            port,
+            &["ip", "address", "add", "10.10.0.11/32", "dev", "eth0"],
+        );
+        assert_eq!(code, 0, "{out}");
+    }
+    let (code, out) = curl(
+        &lab,
+        "tenant-b/intruder",
+        "/openstack/latest/meta_data.json",
+        &["--interface", "10.10.0.11"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("no port of network tenant-b/red bound to node node-1 holds 10.10.0.11")
+            && out.ends_with("\n404"),
+        "{out}"
+    );
+    let (_, out) = curl(
+        &lab,
+        "tenant-b/intruder",
+        "/latest/user-data",
+        &["--interface", "10.10.0.11"],
+    );
+    assert!(
+        !out.contains("cloud-config") && out.ends_with("\n404"),
+        "{out}"
+    );
+    // On web-1's own network, port security drops the spoofed packets.
+    let (code, out) = curl(
+        &lab,
+        "tenant-a/neighbour",
+        "/openstack/latest/meta_data.json",
+        &["--interface", "10.10.0.11"],
+    );
+    assert_ne!(code, 0, "a spoofed request got an answer: {out}");
+    assert!(!out.contains("www"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_router_answers_the_ports_behind_it_and_not_the_outside() {
+    let lab = TestLab::new("metadata-router");
+    let dir = manifests("metadata-router", OBJECTS);
+    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+
+    // web-2 is on node-2; the router on node-1. Without the host route,
+    // the request takes the default route to the router.
+    let (code, out) = lab.exec(
+        "tenant-a/web-2",
+        &["ip", "route", "del", "169.254.169.254/32"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (_, route) = lab.exec("tenant-a/web-2", &["ip", "route", "get", "169.254.169.254"]);
+    assert!(route.contains("via 10.10.0.1"), "{route}");
+    let meta = ok_json(&lab, "tenant-a/web-2", "/openstack/latest/meta_data.json");
+    assert_eq!(meta["hostname"], "web-2");
+    assert_eq!(meta["meta"]["port"], "tenant-a/web-2");
+
+    // The external network reaches the router's gateway leg, where no
+    // listener is.
+    let outside = lab.lab.outside_namespace().unwrap();
+    let (code, out) = support::exec_in(
+        &outside,
+        &[
+            "ip",
+            "route",
+            "replace",
+            "169.254.169.254/32",
+            "via",
+            "203.0.113.30",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = support::exec_in(
+        &outside,
+        &[
+            "curl",
+            "-sS",
+            "-m",
+            "3",
+            &format!("{URL}/openstack/latest/meta_data.json"),
+        ],
+    );
+    assert_ne!(code, 0, "the outside read metadata: {out}");
+}
