@@ -275,6 +275,33 @@ async fn quickstart_through_the_cluster() {
             .clone()
             .unwrap();
         assert_eq!(lease.ip, allocated, "{port}");
+        // Its status says which DHCP server and metadata service answer
+        // it, once its node has realised it.
+        let node = if port == "web-1" { "node-1" } else { "node-2" };
+        let served = [
+            ("dhcp", "Subnet", "blue-v4", node),
+            ("metadata", "Subnet", "blue-v4", node),
+        ];
+        for (service, kind, name, node) in served {
+            cluster().kubectl_ok(&[
+                "--namespace",
+                "tenant-a",
+                "wait",
+                &format!("port/{port}"),
+                "--timeout=30s",
+                &format!("--for=jsonpath={{.status.services.{service}[0].node}}={node}"),
+            ]);
+            let endpoint = cluster().kubectl_ok(&[
+                "--namespace",
+                "tenant-a",
+                "get",
+                "port",
+                port,
+                "-o",
+                &format!("jsonpath={{.status.services.{service}[0].kind}}/{{.status.services.{service}[0].name}}"),
+            ]);
+            assert_eq!(endpoint, format!("{kind}/{name}"), "{port} {service}");
+        }
     }
     nothing_was_forbidden(&lab);
 

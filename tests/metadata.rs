@@ -272,8 +272,20 @@ async fn the_router_answers_the_ports_behind_it_and_not_the_outside() {
     let dir = manifests("metadata-router", OBJECTS);
     lab.lab.up(&dir, 2, &lab.name).await.unwrap();
 
-    // web-2 is on node-2; the router on node-1. Without the host route,
-    // the request takes the default route to the router.
+    // web-2 is on node-2, the router on node-1: `lab status` shows both
+    // serving it, as the Port's status does on a cluster.
+    let status = lab.lab.status().await.unwrap();
+    let row = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("tenant-a/web-2 "))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(
+        row.ends_with("(node-2)  10.10.0.2 (node-2), router edge 10.10.0.1 (node-1)"),
+        "{row}"
+    );
+
+    // Without the host route, the request takes the default route to the
+    // router.
     let (code, out) = lab.exec(
         "tenant-a/web-2",
         &["ip", "route", "del", "169.254.169.254/32"],

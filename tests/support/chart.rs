@@ -57,16 +57,32 @@ pub fn no_lab_running() -> MutexGuard<'static, ()> {
     LABS.blocking_lock()
 }
 
-/// `kubectl wait` agrees that every object of the example is Ready.
+/// `kubectl wait` agrees that every neutrino object of the example is
+/// Ready (the Secrets beside them have no conditions).
 pub fn kubectl_waits_for_every_object(cluster: &ControlPlane, name: &str) {
-    let folder = example(name);
-    cluster.kubectl_ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "--timeout=30s",
-        "--filename",
-        &folder.to_string_lossy(),
-    ]);
+    let manifests = neutrino::manifest::load(&example(name)).unwrap();
+    let mut by_namespace: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for id in manifests.sources.keys() {
+        by_namespace
+            .entry(id.key.namespace.clone())
+            .or_default()
+            .push(format!(
+                "{}.neutrino.dev/{}",
+                id.kind.name().to_lowercase(),
+                id.key.name
+            ));
+    }
+    for (namespace, objects) in by_namespace {
+        let mut args = vec![
+            "wait",
+            "--for=condition=Ready",
+            "--timeout=30s",
+            "-n",
+            &namespace,
+        ];
+        args.extend(objects.iter().map(String::as_str));
+        cluster.kubectl_ok(&args);
+    }
 }
 
 /// Brings an example up through the cluster, the controller and the

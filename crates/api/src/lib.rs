@@ -21,7 +21,7 @@ pub use claim::{ClaimHolder, IPClaim, IPClaimSpec, SegmentClaim, SegmentClaimSpe
 pub use floating_ip::{FloatingIP, FloatingIPSpec, FloatingIPStatus};
 pub use network::{Network, NetworkSpec, NetworkStatus, NetworkType};
 pub use node_agent::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
-pub use port::{AddressPair, FixedIP, Port, PortSpec, PortStatus};
+pub use port::{AddressPair, FixedIP, Port, PortServices, PortSpec, PortStatus, ServiceEndpoint};
 pub use router::{
     ExternalGateway, Router, RouterGatewayStatus, RouterInterface, RouterSpec, RouterStatus,
 };

@@ -161,8 +161,44 @@ pub struct PortStatus {
     /// How many nodes have realised it, and which have not and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<NodeRealisation>,
+    /// What serves the port, once the nodes concerned have realised it:
+    /// the DHCP servers that answer it and where the metadata service at
+    /// 169.254.169.254 does. Absent while the port is bound to no node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<PortServices>,
     /// Ready, with a reason and message naming the field and the conflict when not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// The services a port is served, each where it answers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PortServices {
+    /// The DHCP servers that hand the port its addresses: one per subnet
+    /// with DHCP on, on the port's node. Empty while the node has not
+    /// realised the port, or when no subnet of the port serves DHCP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dhcp: Vec<ServiceEndpoint>,
+    /// Where the metadata service answers the port: its node's DHCP
+    /// namespaces (through the route DHCP hands out), once its node has
+    /// realised the port, and the Ready routers on its network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<ServiceEndpoint>,
+}
+
+/// One place a service answers a port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEndpoint {
+    /// `Subnet` (its DHCP namespace on the port's node) or `Router`.
+    pub kind: String,
+    /// The subnet or router, in the port's namespace.
+    pub name: String,
+    /// The node it answers on.
+    pub node: String,
+    /// The address the port reaches it through: the DHCP server's, or the
+    /// router's on the port's subnet.
+    pub address: String,
 }

@@ -203,6 +203,10 @@ fn new_statuses<K: ApiObject>(
         };
         if let Some(status) = status.as_mut() {
             status.set_nodes(realised(&ObjectId::new(K::KIND, key.clone())));
+            if let Some(verdict) = verdicts.get(key) {
+                let state = verdict.as_ref().ok();
+                K::with_progress(key, status, state, resolution, realised);
+            }
         }
         if status.as_ref() != object.status() {
             *Arc::make_mut(object).status_mut() = status;

@@ -20,8 +20,8 @@ use super::resolve::{
 };
 use super::{Key, ObjectId, Snapshot};
 use neutrino_api::{
-    AllocatedIP, FloatingIPStatus, NetworkStatus, ObjectStatus, PortStatus, RouterGatewayStatus,
-    RouterStatus, SecurityGroupStatus, SubnetStatus,
+    AllocatedIP, FloatingIPStatus, NetworkStatus, NodeRealisation, ObjectStatus, PortStatus,
+    RouterGatewayStatus, RouterStatus, SecurityGroupStatus, SubnetStatus,
 };
 #[doc(hidden)]
 pub use neutrino_api::{FloatingIP, Network, Port, Router, SecurityGroup, Subnet};
@@ -180,6 +180,17 @@ pub trait ApiObject:
     fn shows(_status: &Self::Status, _address: &str) -> bool {
         false
     }
+
+    /// The status fields that depend on how far the nodes have come
+    /// (`realised`, per object), beside `status.nodes`: a Port's services.
+    fn with_progress(
+        _key: &Key,
+        _status: &mut Self::Status,
+        _state: Option<&Self::State>,
+        _resolution: &Resolution,
+        _realised: &dyn Fn(&ObjectId) -> Option<NodeRealisation>,
+    ) {
+    }
 }
 
 impl ApiObject for Network {
@@ -284,6 +295,17 @@ impl ApiObject for Port {
             mtu: state.map(|s| s.mtu),
             ..PortStatus::default()
         }
+    }
+
+    fn with_progress(
+        key: &Key,
+        status: &mut PortStatus,
+        state: Option<&PortState>,
+        resolution: &Resolution,
+        realised: &dyn Fn(&ObjectId) -> Option<NodeRealisation>,
+    ) {
+        status.services =
+            state.and_then(|s| crate::services::port_services(key, s, resolution, realised));
     }
 
     fn shows(status: &PortStatus, address: &str) -> bool {

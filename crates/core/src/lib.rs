@@ -32,6 +32,7 @@ pub mod reconcile;
 pub mod resolve;
 pub mod ruleset;
 pub mod scope;
+pub mod services;
 pub mod snapshot;
 pub mod status;
 pub mod tunnel;

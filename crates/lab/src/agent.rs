@@ -12,11 +12,14 @@ use std::time::{Duration, Instant};
 
 use super::state::{AgentStatus, Files, LabState};
 use super::{Lab, LabError, timestamp};
+use neutrino_api::{NodeRealisation, PortServices, ServiceEndpoint};
 use neutrino_core::metadata::{self, Instance, Listener, Refusal};
 use neutrino_core::plan::plan_node;
 use neutrino_core::resolve::Resolution;
+use neutrino_core::services::port_services;
 use neutrino_core::xtables::Choice;
 use neutrino_core::{ClusterConfig, Snapshot, resolve};
+use neutrino_core::{Kind, ObjectId};
 use neutrino_dataplane::agent::{Agent, AgentConfig, namespace_prefix};
 use neutrino_dataplane::metadata::{Directory, SecretRead};
 
@@ -323,13 +326,46 @@ pub fn render_status(
         &nodes,
     );
 
-    workloads_table(&mut out, state);
+    // An object is realised where its node's agent applied this generation
+    // without an error.
+    let realised_on: Vec<&str> = (nodes.iter())
+        .filter(|row| row[4] == "yes")
+        .map(|row| row[0].as_str())
+        .collect();
+    let realised = |id: &ObjectId| -> Option<NodeRealisation> {
+        let node = match id.kind {
+            Kind::Port => resolution.port(&id.key)?.node.clone()?,
+            Kind::Router => resolution
+                .ready_routers()
+                .find(|(k, _)| **k == id.key)?
+                .1
+                .node
+                .clone(),
+            _ => return None,
+        };
+        let ready = i32::from(realised_on.contains(&node.as_str()));
+        Some(NodeRealisation {
+            desired: 1,
+            ready,
+            failed: Vec::new(),
+        })
+    };
+    workloads_table(&mut out, state, &|port| {
+        let state = resolution.port(port)?;
+        port_services(port, state, &resolution, &realised)
+    });
     out
 }
 
-fn workloads_table(out: &mut String, state: &LabState) {
+/// The workloads, their leases, and what serves their ports (`services`,
+/// by port) as a Port's status says it.
+fn workloads_table(
+    out: &mut String,
+    state: &LabState,
+    services: &dyn Fn(&neutrino_core::Key) -> Option<PortServices>,
+) {
     let _ = writeln!(out, "\nWorkloads");
-    let workloads: Vec<[String; 4]> = state
+    let workloads: Vec<[String; 6]> = state
         .workloads
         .iter()
         .map(|(port, w)| {
@@ -342,10 +378,44 @@ fn workloads_table(out: &mut String, state: &LabState) {
                     l.mtu
                 )
             });
-            [port.clone(), w.node.clone(), w.namespace.clone(), lease]
+            let key = port
+                .split_once('/')
+                .map(|(namespace, name)| neutrino_core::Key::new(namespace, name));
+            let served = key.and_then(|k| services(&k)).unwrap_or_default();
+            let endpoints = |list: &[ServiceEndpoint]| {
+                if list.is_empty() {
+                    return "-".to_string();
+                }
+                (list.iter())
+                    .map(|e| match e.kind.as_str() {
+                        "Router" => format!("router {} {} ({})", e.name, e.address, e.node),
+                        _ => format!("{} ({})", e.address, e.node),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            [
+                port.clone(),
+                w.node.clone(),
+                w.namespace.clone(),
+                lease,
+                endpoints(&served.dhcp),
+                endpoints(&served.metadata),
+            ]
         })
         .collect();
-    table(out, ["PORT", "NODE", "NAMESPACE", "DHCP LEASE"], &workloads);
+    table(
+        out,
+        [
+            "PORT",
+            "NODE",
+            "NAMESPACE",
+            "DHCP LEASE",
+            "DHCP SERVER",
+            "METADATA",
+        ],
+        &workloads,
+    );
 }
 
 /// `lab status` of a cluster lab: readiness as the cluster's objects say
@@ -413,6 +483,8 @@ pub fn render_cluster_status(
         ["NODE", "TUNNEL IP", "AGENT", "HEARTBEAT", "REALISED"],
         &nodes,
     );
-    workloads_table(&mut out, state);
+    workloads_table(&mut out, state, &|port| {
+        snapshot.ports.get(port)?.status.as_ref()?.services.clone()
+    });
     out
 }
