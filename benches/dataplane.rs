@@ -78,6 +78,8 @@ fn snapshot(networks: usize) -> Snapshot {
                 dns_nameservers: vec![],
                 host_routes: vec![],
                 enable_dhcp: false,
+                ipv6_address_mode: None,
+                ipv6_ra_mode: None,
             },
         ))))
         .unwrap();

@@ -46,6 +46,8 @@ fn plan(namespace: &str, hosts: usize) -> DhcpPlan {
         mtu: 1450,
         lease_seconds: 3600,
         hosts: (0..hosts).map(host).collect(),
+        ipv6_address_mode: None,
+        advertise: false,
     }
 }
 

@@ -48,6 +48,8 @@ fn subnet(cidr: &str, pool: Option<(IpAddr, IpAddr)>) -> Object {
             dns_nameservers: vec![],
             host_routes: vec![],
             enable_dhcp: true,
+            ipv6_address_mode: None,
+            ipv6_ra_mode: None,
         },
     )))
 }

@@ -485,6 +485,28 @@ async fn provider_vlan_network_over_a_physical_interface() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn example_dual_stack_takes_ipv6_by_slaac_and_dhcpv6_and_routes_both_families() {
+    let lab = TestLab::new("ex-ds");
+    let summary = lab
+        .lab
+        .up(&example("dual-stack"), 2, &lab.name)
+        .await
+        .unwrap();
+    let snapshot = lab.lab.snapshot().unwrap();
+    let allocated = |port: &str| -> Vec<String> {
+        let (namespace, name) = port.split_once('/').unwrap();
+        let port = &snapshot.ports[&neutrino::core::Key::new(namespace, name)];
+        let status = port.status.as_ref().unwrap();
+        status
+            .fixed_ips
+            .iter()
+            .map(|f| f.ip_address.clone())
+            .collect()
+    };
+    examples::dual_stack_routes_both_families(&lab, &summary, &allocated);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn example_quickstart_comes_up_and_its_ports_meet() {
     let lab = TestLab::new("ex-qs");
     let summary = lab

@@ -83,7 +83,16 @@ fn print_summary(summary: &Summary) -> anyhow::Result<()> {
             .lease
             .as_ref()
             .map_or("no address".to_string(), |l| {
-                format!("{}/{} by DHCP", l.ip, l.prefix)
+                let mut took: Vec<String> = Vec::new();
+                if !l.ip.is_empty() {
+                    took.push(format!("{}/{} by DHCP", l.ip, l.prefix));
+                }
+                took.extend(
+                    l.ipv6
+                        .iter()
+                        .map(|v6| format!("{} by {}", v6.address, v6.by)),
+                );
+                took.join(", ")
             });
         text.push_str(&format!(
             "  {port} on {}: {lease} (namespace {})\n",

@@ -149,3 +149,52 @@ pub async fn three_tier_routes_filters_and_translates(lab: &TestLab, summary: &S
     let packets: u64 = snat.split_whitespace().next().unwrap().parse().unwrap();
     assert!(packets > 0, "app's traffic left as {gateway}: {counters}");
 }
+
+/// dual-stack: web takes its IPv6 address by SLAAC, db by DHCPv6, each the
+/// one its Port's allocation says; the router is both workloads' IPv6
+/// default router, from its advertisements; they reach each other over
+/// both families, both ways, through the router.
+pub fn dual_stack_routes_both_families(
+    lab: &TestLab,
+    summary: &Summary,
+    allocated: &dyn Fn(&str) -> Vec<String>,
+) {
+    let lease = |port: &str| summary.workloads[port].lease.clone().unwrap();
+    let (web, db) = (lease("dual/web"), lease("dual/db"));
+    let v6 = |lease: &neutrino::lab::state::Lease| -> (String, String) {
+        assert_eq!(lease.ipv6.len(), 1, "{lease:?}");
+        (lease.ipv6[0].address.clone(), lease.ipv6[0].by.clone())
+    };
+    let (web6, web_by) = v6(&web);
+    let (db6, db_by) = v6(&db);
+    assert_eq!(web_by, "SLAAC");
+    assert_eq!(db_by, "DHCPv6");
+    assert!(
+        allocated("dual/web").contains(&web6),
+        "{web6}: {:?}",
+        allocated("dual/web")
+    );
+    assert!(
+        allocated("dual/db").contains(&db6),
+        "{db6}: {:?}",
+        allocated("dual/db")
+    );
+    assert_eq!(db.ipv6[0].dns, "2001:db8:30:2::53");
+    for port in ["dual/web", "dual/db"] {
+        let (code, routes) = lab.exec(port, &["ip", "-6", "route", "show", "default"]);
+        assert_eq!(code, 0);
+        assert!(
+            routes.contains("via fe80::") && routes.contains("proto ra"),
+            "{port}: {routes}"
+        );
+    }
+    let ping = |from: &str, to: &str| {
+        lab.exec(from, &["ping", "-c", "2", "-i", "0.2", "-W", "2", to])
+            .0
+            == 0
+    };
+    assert!(ping("dual/web", &db6), "web to db over IPv6");
+    assert!(ping("dual/db", &web6), "db to web over IPv6");
+    assert!(ping("dual/web", &db.ip), "web to db over IPv4");
+    assert!(ping("dual/db", &web.ip), "db to web over IPv4");
+}

@@ -29,7 +29,7 @@ pub use security_group::{
     Direction, EtherType, SecurityGroup, SecurityGroupRule, SecurityGroupSpec, SecurityGroupStatus,
 };
 pub use shared::{AllocatedIP, NodeFailure, NodeRealisation, Route};
-pub use subnet::{AllocationPool, Subnet, SubnetSpec, SubnetStatus};
+pub use subnet::{AllocationPool, Ipv6Mode, Subnet, SubnetSpec, SubnetStatus};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

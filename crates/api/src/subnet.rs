@@ -34,7 +34,11 @@ use super::cel::ip_range_ordered;
     validation = Rule::new("!has(self.gatewayIP) || self.gatewayIP == '' || !isCIDR(self.cidr) || !isIP(self.gatewayIP) || cidr(self.cidr).containsIP(self.gatewayIP)").message("gatewayIP must lie inside cidr").field_path(".gatewayIP"),
     validation = Rule::new("!has(self.allocationPools) || !isCIDR(self.cidr) || self.allocationPools.all(p, !isIP(p.start) || !isIP(p.end) || (cidr(self.cidr).containsIP(p.start) && cidr(self.cidr).containsIP(p.end)))").message("every allocation pool must lie inside cidr").field_path(".allocationPools"),
     validation = Rule::new("!has(self.hostRoutes) || !isCIDR(self.cidr) || self.hostRoutes.all(r, !isIP(r.nexthop) || ip(r.nexthop).family() == cidr(self.cidr).ip().family())").message("host route nexthops must be of the subnet's IP family").field_path(".hostRoutes"),
-    validation = Rule::new("!has(self.dnsNameservers) || !isCIDR(self.cidr) || self.dnsNameservers.all(d, !isIP(d) || ip(d).family() == cidr(self.cidr).ip().family())").message("dnsNameservers must be of the subnet's IP family").field_path(".dnsNameservers")
+    validation = Rule::new("!has(self.dnsNameservers) || !isCIDR(self.cidr) || self.dnsNameservers.all(d, !isIP(d) || ip(d).family() == cidr(self.cidr).ip().family())").message("dnsNameservers must be of the subnet's IP family").field_path(".dnsNameservers"),
+    validation = Rule::new("!has(self.ipv6AddressMode) || !isCIDR(self.cidr) || cidr(self.cidr).ip().family() == 6").message("ipv6AddressMode is for IPv6 subnets").field_path(".ipv6AddressMode"),
+    validation = Rule::new("!has(self.ipv6RAMode) || !isCIDR(self.cidr) || cidr(self.cidr).ip().family() == 6").message("ipv6RAMode is for IPv6 subnets").field_path(".ipv6RAMode"),
+    validation = Rule::new("!has(self.ipv6RAMode) || (has(self.ipv6AddressMode) && self.ipv6AddressMode == self.ipv6RAMode)").message("ipv6RAMode needs the same ipv6AddressMode").field_path(".ipv6RAMode"),
+    validation = Rule::new("!has(self.ipv6AddressMode) || self.ipv6AddressMode == 'dhcpv6-stateful' || !isCIDR(self.cidr) || cidr(self.cidr).prefixLength() == 64").message("SLAAC (ipv6AddressMode slaac or dhcpv6-stateless) needs a /64 cidr").field_path(".ipv6AddressMode")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SubnetSpec {
@@ -89,6 +93,65 @@ pub struct SubnetSpec {
     /// Whether the nodes' DHCP servers answer for ports on this subnet.
     #[serde(rename = "enableDHCP", default = "enabled")]
     pub enable_dhcp: bool,
+
+    /// How ports on an IPv6 subnet get their addresses, as in Neutron:
+    /// `slaac` (from router advertisements: the EUI-64 of the port's MAC),
+    /// `dhcpv6-stateless` (the same, with DNS from DHCPv6) or
+    /// `dhcpv6-stateful` (the allocated address, from DHCPv6). Unset, the
+    /// allocated address is the port's to configure.
+    #[serde(
+        rename = "ipv6AddressMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv6_address_mode: Option<Ipv6Mode>,
+
+    /// Whether neutrino sends router advertisements for an IPv6 subnet, and
+    /// with which flags: the same mode as `ipv6AddressMode`, which it needs.
+    /// The nodes' DHCP servers advertise the prefix (as no default router)
+    /// and the routers with a leg on the subnet the default route. Unset,
+    /// something outside neutrino advertises.
+    #[serde(
+        rename = "ipv6RAMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv6_ra_mode: Option<Ipv6Mode>,
+}
+
+/// How IPv6 addresses are configured (Neutron's `ipv6_address_mode` and
+/// `ipv6_ra_mode`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum Ipv6Mode {
+    /// Stateless address autoconfiguration from the advertised prefix.
+    #[serde(rename = "slaac")]
+    Slaac,
+    /// SLAAC addresses; DNS and other options from DHCPv6.
+    #[serde(rename = "dhcpv6-stateless")]
+    Dhcpv6Stateless,
+    /// Addresses and options from DHCPv6.
+    #[serde(rename = "dhcpv6-stateful")]
+    Dhcpv6Stateful,
+}
+
+impl Ipv6Mode {
+    /// Whether ports take the EUI-64 of their MAC rather than an allocated
+    /// address.
+    pub fn is_autoconfigured(self) -> bool {
+        matches!(self, Self::Slaac | Self::Dhcpv6Stateless)
+    }
+}
+
+impl std::fmt::Display for Ipv6Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Slaac => "slaac",
+            Self::Dhcpv6Stateless => "dhcpv6-stateless",
+            Self::Dhcpv6Stateful => "dhcpv6-stateful",
+        })
+    }
 }
 
 fn enabled() -> bool {

@@ -17,7 +17,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::plan::DhcpPlan;
+use super::plan::{DhcpPlan, RouterLegPlan, RouterPlan};
+use ipnet::IpNet;
+use neutrino_api::Ipv6Mode;
 
 /// One server as its plan wants it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -165,17 +167,44 @@ pub fn server(plan: &DhcpPlan, dir: &Path) -> Server {
     }
 }
 
+/// How often an advertising server sends router advertisements unasked,
+/// in seconds; a port that asks (a router solicitation) is answered at once.
+pub const RA_INTERVAL: u32 = 10;
+
+/// How long a router's advertisements make it the default router, in
+/// seconds (radvd's and Neutron's default).
+pub const ROUTER_LIFETIME: u32 = 1800;
+
+/// dnsmasq's `--dhcp-range` mode for an IPv6 prefix: advertised only
+/// (SLAAC), advertised with DHCPv6 for options (stateless), or handed out
+/// by DHCPv6 (stateful, and the default).
+fn ipv6_range(prefix: IpNet, mode: Option<Ipv6Mode>) -> String {
+    let (network, length) = (prefix.network(), prefix.prefix_len());
+    match mode {
+        Some(Ipv6Mode::Slaac) => format!("{network},ra-only,{length}"),
+        Some(Ipv6Mode::Dhcpv6Stateless) => format!("{network},ra-stateless,{length}"),
+        Some(Ipv6Mode::Dhcpv6Stateful) | None => format!("{network},static,{length}"),
+    }
+}
+
 /// The command line of a server: what a restart is needed for.
 fn arguments(plan: &DhcpPlan, dir: &Path) -> Vec<String> {
     let d = |name: &str| dir.join(name).display().to_string();
     let cidr = plan.cidr;
-    let mask = if cidr.addr().is_ipv4() {
-        cidr.netmask().to_string()
+    let range = if cidr.addr().is_ipv4() {
+        format!(
+            "{},static,{},{}",
+            cidr.network(),
+            cidr.netmask(),
+            plan.lease_seconds
+        )
     } else {
-        cidr.prefix_len().to_string()
+        match plan.ipv6_address_mode {
+            Some(m) if m.is_autoconfigured() => ipv6_range(cidr, Some(m)),
+            _ => format!("{},{}", ipv6_range(cidr, None), plan.lease_seconds),
+        }
     };
-    let range = format!("{},static,{mask},{}", cidr.network(), plan.lease_seconds);
-    vec![
+    let mut args: Vec<String> = vec![
         "--conf-file=/dev/null".into(),
         "--no-resolv".into(),
         "--no-hosts".into(),
@@ -184,7 +213,25 @@ fn arguments(plan: &DhcpPlan, dir: &Path) -> Vec<String> {
         "--except-interface=lo".into(),
         "--bind-interfaces".into(),
         format!("--dhcp-range={range}"),
-        "--dhcp-ignore=tag:!known".into(),
+    ];
+    // With SLAAC, DHCPv6 (stateless) answers whoever asks for options:
+    // no address is handed out, so no port need be known.
+    if !plan
+        .ipv6_address_mode
+        .is_some_and(Ipv6Mode::is_autoconfigured)
+    {
+        args.push("--dhcp-ignore=tag:!known".into());
+    }
+    if plan.advertise {
+        // The prefix and its flags, but not a default route: the DHCP
+        // server is no router.
+        args.push("--enable-ra".into());
+        args.push(format!(
+            "--ra-param={},mtu:{},{RA_INTERVAL},0",
+            plan.interface, plan.mtu
+        ));
+    }
+    args.extend([
         format!("--dhcp-hostsfile={}", d("hostsfile")),
         format!("--dhcp-hostsdir={}", d("hosts")),
         format!("--dhcp-lease-max={}", lease_max(plan)),
@@ -194,7 +241,62 @@ fn arguments(plan: &DhcpPlan, dir: &Path) -> Vec<String> {
         format!("--log-facility={}", d("log")),
         "--log-dhcp".into(),
         "--user=root".into(),
-    ]
+    ]);
+    args
+}
+
+/// The router advertisement server of a router whose legs advertise
+/// (subnets with `ipv6RAMode`): one dnsmasq in its namespace that sends,
+/// on each such leg, the prefix with its mode's flags and the router as
+/// the default route. It hands out nothing: the DHCP servers do.
+pub fn advertiser(router: &RouterPlan, dir: &Path) -> Option<Server> {
+    let d = |name: &str| dir.join(name).display().to_string();
+    let legs: Vec<(&RouterLegPlan, Ipv6Mode)> = (router.interfaces.iter())
+        .filter_map(|leg| Some((leg, leg.advertise?)))
+        .filter(|(leg, _)| leg.address.addr().is_ipv6())
+        .collect();
+    let first = legs.first()?.0;
+    let mut args: Vec<String> = vec![
+        "--conf-file=/dev/null".into(),
+        "--no-resolv".into(),
+        "--no-hosts".into(),
+        "--port=0".into(),
+    ];
+    args.extend(
+        legs.iter()
+            .map(|(leg, _)| format!("--interface={}", leg.interface)),
+    );
+    args.extend([
+        "--except-interface=lo".into(),
+        "--bind-interfaces".into(),
+        "--enable-ra".into(),
+        // A stateful prefix's range sets the managed flag; its DHCPv6 is
+        // for the DHCP servers, so this one answers nobody.
+        "--dhcp-ignore=tag:!known".into(),
+    ]);
+    for (leg, mode) in &legs {
+        args.push(format!(
+            "--dhcp-range={}",
+            ipv6_range(leg.address.trunc(), Some(*mode))
+        ));
+        args.push(format!(
+            "--ra-param={},mtu:{},{RA_INTERVAL},{ROUTER_LIFETIME}",
+            leg.interface, leg.mtu
+        ));
+    }
+    args.extend([
+        format!("--dhcp-leasefile={}", d("leases")),
+        format!("--pid-file={}", d("pid")),
+        format!("--log-facility={}", d("log")),
+        "--user=root".into(),
+    ]);
+    Some(Server {
+        namespace: router.namespace.clone(),
+        interface: first.interface.clone(),
+        args,
+        options: String::new(),
+        hosts: BTreeMap::new(),
+    })
 }
 
 /// As many leases as the subnet has addresses (dnsmasq's default is
@@ -389,6 +491,8 @@ mod tests {
                 ip: "10.0.0.9".parse().unwrap(),
                 hostname: "vm".into(),
             }],
+            ipv6_address_mode: None,
+            advertise: false,
         }
     }
 
@@ -488,6 +592,90 @@ mod tests {
             host_files(&v6).into_values().collect::<Vec<_>>(),
             vec!["02:00:00:00:00:09,[2001:db8::9],vm9\n".to_string()]
         );
+    }
+
+    #[test]
+    fn an_ipv6_server_advertises_each_mode_as_no_router() {
+        let mut v6 = plan();
+        v6.cidr = "2001:db8::/64".parse().unwrap();
+        v6.advertise = true;
+        let range = |v6: &DhcpPlan| {
+            let args = arguments(v6, dir());
+            assert!(args.contains(&"--enable-ra".into()), "{args:?}");
+            // Lifetime 0: the prefix, not a default route.
+            assert!(
+                args.contains(&"--ra-param=ns-x,mtu:1450,10,0".into()),
+                "{args:?}"
+            );
+            let known = args.contains(&"--dhcp-ignore=tag:!known".into());
+            let range = args.iter().find_map(|a| a.strip_prefix("--dhcp-range="));
+            (range.unwrap().to_string(), known)
+        };
+        for (mode, expected, known) in [
+            (Ipv6Mode::Slaac, "2001:db8::,ra-only,64", false),
+            (
+                Ipv6Mode::Dhcpv6Stateless,
+                "2001:db8::,ra-stateless,64",
+                false,
+            ),
+            (Ipv6Mode::Dhcpv6Stateful, "2001:db8::,static,64,600", true),
+        ] {
+            v6.ipv6_address_mode = Some(mode);
+            assert_eq!(range(&v6), (expected.to_string(), known), "{mode}");
+        }
+        v6.advertise = false;
+        assert!(!arguments(&v6, dir()).contains(&"--enable-ra".into()));
+    }
+
+    #[test]
+    fn a_router_advertises_itself_on_its_advertising_legs_only() {
+        let leg = |interface: &str, address: &str, advertise| RouterLegPlan {
+            subnet: Key::new("t", interface),
+            network: Key::new("t", "n"),
+            bridge: "ntb-x".into(),
+            bridge_port: format!("ntr-{interface}"),
+            interface: interface.into(),
+            mac: Mac([2, 0, 0, 0, 0, 1]),
+            address: address.parse().unwrap(),
+            mtu: 1450,
+            advertise,
+        };
+        let mut router = RouterPlan {
+            router: Key::new("t", "edge"),
+            namespace: "nt-router-x".into(),
+            interfaces: vec![
+                leg("qr-4", "10.0.0.1/24", None),
+                leg("qr-a", "2001:db8:1::1/64", Some(Ipv6Mode::Slaac)),
+                leg("qr-b", "2001:db8:2::1/64", Some(Ipv6Mode::Dhcpv6Stateful)),
+                leg("qr-c", "2001:db8:3::1/64", None),
+            ],
+            gateway: None,
+            floating_ips: vec![],
+            routes: vec![],
+            nat: vec![],
+        };
+        let server = advertiser(&router, dir()).unwrap();
+        assert_eq!(server.namespace, "nt-router-x");
+        let args = server.args;
+        for expected in [
+            "--interface=qr-a",
+            "--interface=qr-b",
+            "--enable-ra",
+            "--dhcp-range=2001:db8:1::,ra-only,64",
+            "--ra-param=qr-a,mtu:1450,10,1800",
+            "--dhcp-range=2001:db8:2::,static,64",
+            "--ra-param=qr-b,mtu:1450,10,1800",
+        ] {
+            assert!(args.contains(&expected.to_string()), "{expected}: {args:?}");
+        }
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.contains("qr-4") || a.contains("qr-c")),
+            "{args:?}"
+        );
+        router.interfaces.retain(|l| l.advertise.is_none());
+        assert_eq!(advertiser(&router, dir()), None);
     }
 
     #[test]

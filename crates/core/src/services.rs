@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use neutrino_api::{NodeRealisation, PortServices, ServiceEndpoint};
+use neutrino_api::{Ipv6Mode, NodeRealisation, PortServices, ServiceEndpoint};
 
 use crate::resolve::{PortState, Resolution};
 use crate::{Key, Kind, ObjectId};
@@ -38,6 +38,10 @@ pub fn port_services(
             let Some(server) = subnet.dhcp.filter(|_| subnet.enable_dhcp) else {
                 continue;
             };
+            // A SLAAC subnet's server only advertises the prefix.
+            if subnet.ipv6_address_mode == Some(Ipv6Mode::Slaac) {
+                continue;
+            }
             let served = endpoint("Subnet", &subnet_key.name, node, server);
             if server.is_ipv4() {
                 services.metadata.push(served.clone());

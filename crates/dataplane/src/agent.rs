@@ -360,11 +360,18 @@ impl<B: Backends> Agent<B> {
 
     /// The DHCP servers: their files, then their processes.
     fn sync_dhcp(&self, plan: &NodePlan, report: &mut ApplyReport) {
-        let wanted: Vec<_> = plan
+        let mut wanted: Vec<_> = plan
             .dhcp
             .iter()
             .map(|p| dnsmasq::server(p, &self.dhcp.server_dir(&p.namespace)))
             .collect();
+        // The routers' advertisements: one more dnsmasq in a router's
+        // namespace, kept as the DHCP servers are.
+        wanted.extend(
+            plan.routers
+                .iter()
+                .filter_map(|r| dnsmasq::advertiser(r, &self.dhcp.server_dir(&r.namespace))),
+        );
         let changes = dnsmasq::diff(&wanted, &self.dhcp.observe());
         let (dhcp, errors) = self.dhcp.apply(&changes);
         report.dhcp = dhcp;
@@ -374,12 +381,23 @@ impl<B: Backends> Agent<B> {
                 let plan = plan.dhcp.iter().find(|d| d.namespace == failed.namespace)?;
                 Some((plan, failed))
             });
-            report.errors.push(match failed {
-                Some((plan, failed)) => format!(
+            let router = e.downcast_ref::<DhcpError>().and_then(|failed| {
+                let plan = plan
+                    .routers
+                    .iter()
+                    .find(|r| r.namespace == failed.namespace)?;
+                Some((plan, failed))
+            });
+            report.errors.push(match (failed, router) {
+                (Some((plan, failed)), _) => format!(
                     "DHCP server of subnet {} in {}: {}: {}",
                     plan.subnet, failed.namespace, failed.what, failed.cause
                 ),
-                None => e.to_string(),
+                (None, Some((plan, failed))) => format!(
+                    "router advertisements of router {} in {}: {}: {}",
+                    plan.router, failed.namespace, failed.what, failed.cause
+                ),
+                (None, None) => e.to_string(),
             });
         }
     }

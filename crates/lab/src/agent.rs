@@ -370,13 +370,22 @@ fn workloads_table(
         .iter()
         .map(|(port, w)| {
             let lease = w.lease.as_ref().map_or("-".into(), |l| {
-                format!(
-                    "{}/{} router {} mtu {}",
-                    l.ip,
-                    l.prefix,
-                    if l.router.is_empty() { "-" } else { &l.router },
-                    l.mtu
-                )
+                let mut took = Vec::new();
+                if !l.ip.is_empty() {
+                    took.push(format!(
+                        "{}/{} router {} mtu {}",
+                        l.ip,
+                        l.prefix,
+                        if l.router.is_empty() { "-" } else { &l.router },
+                        l.mtu
+                    ));
+                }
+                took.extend(
+                    l.ipv6
+                        .iter()
+                        .map(|v6| format!("{} ({})", v6.address, v6.by)),
+                );
+                took.join(", ")
             });
             let key = port
                 .split_once('/')

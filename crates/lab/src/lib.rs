@@ -14,12 +14,14 @@ mod underlay;
 pub mod workload;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub use cluster::ChartRelease;
+use neutrino_api::Ipv6Mode;
 use neutrino_core::resolve::Resolution;
 use neutrino_core::{
     ApiObject, ClusterConfig, Key, Snapshot, for_each_kind, names, resolve, status,
@@ -27,7 +29,7 @@ use neutrino_core::{
 use neutrino_dataplane::netns;
 use neutrino_manifest::{self as manifest, Manifests};
 use processes::not_running;
-use state::{Files, LabState, Workload, write_atomic};
+use state::{Files, LabState, Lease, Workload, write_atomic};
 
 /// The default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/run/neutrino-lab";
@@ -570,6 +572,8 @@ impl Lab {
         let prefix = Self::prefix(state);
         let resolution = resolve(snapshot, config);
         let mut wanted: BTreeMap<String, (Key, String, String, Vec<String>)> = BTreeMap::new();
+        // The IPv6 addresses a workload configures itself, and how.
+        let mut wanted_v6: BTreeMap<String, Vec<(std::net::Ipv6Addr, Ipv6Mode)>> = BTreeMap::new();
         for (key, port) in resolution.ready_ports() {
             if !state.owns("Port", key) {
                 continue;
@@ -581,6 +585,12 @@ impl Lab {
                     .filter(|(_, ip)| ip.is_ipv4())
                     .map(|(_, ip)| ip.to_string())
                     .collect();
+                let v6 = (port.fixed_ips.iter()).filter_map(|(subnet, ip)| {
+                    let IpAddr::V6(ip) = ip else { return None };
+                    let mode = resolution.subnet(subnet)?.ipv6_address_mode?;
+                    Some((*ip, mode))
+                });
+                wanted_v6.insert(key.to_string(), v6.collect());
                 wanted.insert(
                     key.to_string(),
                     (key.clone(), node.clone(), port.mac.to_string(), ips),
@@ -613,10 +623,18 @@ impl Lab {
             let namespace = workload_namespace(&prefix, &key);
             let existing = state.workloads.get(&id).cloned();
             let plugged = workload::is_plugged(&namespace).await;
+            let v6 = wanted_v6.remove(&id).unwrap_or_default();
             let lease_ok = existing
                 .as_ref()
                 .and_then(|w| w.lease.as_ref())
-                .is_some_and(|l| ips.is_empty() || ips.contains(&l.ip));
+                .is_some_and(|l| {
+                    (ips.is_empty() || ips.contains(&l.ip))
+                        && (v6.iter()).all(|(a, m)| {
+                            *m == Ipv6Mode::Dhcpv6Stateful
+                                || l.ipv6.iter().any(|got| got.address == a.to_string())
+                        })
+                        && l.ipv6.len() == v6.len()
+                });
             if plugged && lease_ok {
                 continue;
             }
@@ -636,10 +654,16 @@ impl Lab {
             self.files
                 .write_state(state)
                 .map_err(|e| LabError::io("writing the lab state".into(), e))?;
-            if ips.is_empty() {
+            if ips.is_empty() && v6.is_empty() {
                 continue;
             }
-            let lease = workload::dhcp(&namespace, &self.files.workload_dir(&namespace))?;
+            let dir = self.files.workload_dir(&namespace);
+            let mut lease = if ips.is_empty() {
+                Lease::default()
+            } else {
+                workload::dhcp(&namespace, &dir)?
+            };
+            lease.ipv6 = workload::ipv6(&namespace, &dir, &v6)?;
             if let Some(w) = state.workloads.get_mut(&id) {
                 w.lease = Some(lease);
             }

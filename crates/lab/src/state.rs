@@ -17,6 +17,21 @@ pub struct Lease {
     pub routes: String,
     pub dns: String,
     pub server: String,
+    /// The IPv6 addresses the workload configured, and how.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6: Vec<Ipv6Lease>,
+}
+
+/// One IPv6 address a workload took, as a guest does: from router
+/// advertisements (SLAAC) or from DHCPv6.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Lease {
+    pub address: String,
+    /// `SLAAC` or `DHCPv6`.
+    pub by: String,
+    /// DNS servers DHCPv6 gave (stateless or stateful), space-separated.
+    #[serde(default)]
+    pub dns: String,
 }
 
 /// A port's workload: a namespace whose `eth0` is the port.

@@ -31,6 +31,20 @@ impl Mac {
     pub fn is_unicast(&self) -> bool {
         self.0[0] & 1 == 0
     }
+
+    /// The modified EUI-64 interface identifier (RFC 4291): the MAC with
+    /// its universal/local bit flipped and ff:fe in the middle.
+    pub fn interface_id(&self) -> [u8; 8] {
+        let m = self.0;
+        [m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]
+    }
+
+    /// The address SLAAC makes from `prefix` (a /64) and this MAC.
+    pub fn eui64_in(&self, prefix: std::net::Ipv6Addr) -> std::net::Ipv6Addr {
+        let mut octets = prefix.octets();
+        octets[8..].copy_from_slice(&self.interface_id());
+        octets.into()
+    }
 }
 
 impl fmt::Display for Mac {

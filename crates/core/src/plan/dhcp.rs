@@ -54,6 +54,10 @@ pub(super) fn server(
     let subnet = resolution.subnet(subnet_key)?;
     let server = subnet.dhcp.filter(|_| subnet.enable_dhcp)?;
     let network = resolution.network(&subnet.network)?;
+    if subnet.autoconfigured() {
+        // Ports make their own addresses: there is nothing to hand out.
+        hosts.clear();
+    }
     hosts.sort();
     let mut routes: Vec<RoutePlan> = subnet
         .host_routes
@@ -98,5 +102,7 @@ pub(super) fn server(
         mtu: network.mtu,
         lease_seconds: LEASE_SECONDS,
         hosts,
+        ipv6_address_mode: subnet.ipv6_address_mode,
+        advertise: subnet.ipv6_ra_mode.is_some(),
     })
 }

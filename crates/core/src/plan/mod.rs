@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use super::allocate::Mac;
 use super::resolve::{PortMatch, PortState, Resolution};
 use super::{ClusterConfig, Key, NodeConfig, names};
-use neutrino_api::EtherType;
+use neutrino_api::{EtherType, Ipv6Mode};
 pub use topology::{Focus, Topology};
 
 /// Everything one node's kernel must have. Every list is sorted.
@@ -151,6 +151,12 @@ pub struct DhcpPlan {
     pub mtu: u32,
     pub lease_seconds: u32,
     pub hosts: Vec<DhcpHost>,
+    /// IPv6: how ports get their addresses (SLAAC ones are not hosts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address_mode: Option<Ipv6Mode>,
+    /// IPv6: whether the server advertises the prefix (as no router).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub advertise: bool,
 }
 
 /// A router's leg: a veth pair from its namespace to a network's bridge.
@@ -165,6 +171,10 @@ pub struct RouterLegPlan {
     pub mac: Mac,
     pub address: IpNet,
     pub mtu: u32,
+    /// IPv6: the mode the leg advertises its prefix and itself as the
+    /// default router with, when the subnet asks for advertisements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<Ipv6Mode>,
 }
 
 /// A NAT rule in a router's namespace.

@@ -25,6 +25,9 @@ fn leg_plan(
         mac: leg.mac,
         address: leg.address,
         mtu: resolution.network(&leg.network).map_or(1500, |n| n.mtu),
+        advertise: (resolution.subnet(&leg.subnet))
+            .filter(|_| !external)
+            .and_then(|s| s.ipv6_ra_mode),
     }
 }
 

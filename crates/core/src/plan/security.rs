@@ -14,25 +14,7 @@ use neutrino_api::{Direction, EtherType};
 
 /// The IPv6 link-local address (EUI-64) a port with this MAC uses for NDP.
 pub fn link_local(mac: Mac) -> Ipv6Addr {
-    let m = mac.0;
-    Ipv6Addr::from([
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        m[0] ^ 0x02,
-        m[1],
-        m[2],
-        0xff,
-        0xfe,
-        m[3],
-        m[4],
-        m[5],
-    ])
+    mac.eui64_in(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0))
 }
 
 fn host(ip: IpAddr) -> IpNet {

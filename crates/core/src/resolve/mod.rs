@@ -28,7 +28,7 @@ use super::{ApiObject, ClusterConfig, Key, Kind, ObjectId, Problem, Reason, Snap
 use crate::{for_each_kind, with_kind};
 use addresses::Request;
 pub use claims::{ClaimIndex, Segment, claim_holder, held_by};
-use neutrino_api::{Direction, EtherType, NetworkType};
+use neutrino_api::{Direction, EtherType, Ipv6Mode, NetworkType};
 pub(crate) use port::DEFAULT_GROUP;
 pub use port::{hostname, trusted as trusted_port};
 pub(crate) use security_group::implicit_default;
@@ -58,8 +58,20 @@ pub struct SubnetState {
     pub pools: Vec<(IpAddr, IpAddr)>,
     pub dns: Vec<IpAddr>,
     pub host_routes: Vec<(IpNet, IpAddr)>,
+    /// IPv6: how ports get their addresses, and what router
+    /// advertisements say.
+    pub ipv6_address_mode: Option<Ipv6Mode>,
+    pub ipv6_ra_mode: Option<Ipv6Mode>,
     pub used: u128,
     pub free: u128,
+}
+
+impl SubnetState {
+    /// Whether its ports take the EUI-64 of their MAC, as SLAAC makes it.
+    pub fn autoconfigured(&self) -> bool {
+        self.ipv6_address_mode
+            .is_some_and(Ipv6Mode::is_autoconfigured)
+    }
 }
 
 /// What the system decided for a port.

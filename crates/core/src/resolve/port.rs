@@ -3,7 +3,7 @@
 use crate::config::Nodes;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use super::addresses::{Addresses, Request, Wanted, claim_problem};
 use super::claims::ClaimIndex;
@@ -11,7 +11,7 @@ use super::{Arrival, PortState, Resolution, Subnets, Verdict, arrival, lookup};
 use crate::allocate::{Holder, Mac};
 use crate::ident::{is_dns_label, is_dns_subdomain};
 use crate::problem::Problems;
-use crate::{Key, Kind, ObjectId, Reason, Snapshot};
+use crate::{Key, Kind, ObjectId, Problem, Reason, Snapshot};
 use neutrino_api::Port;
 
 /// The name of the group a port with no groups gets.
@@ -29,7 +29,21 @@ pub struct PortDraft {
     port_security: bool,
     security_groups: Vec<Key>,
     allowed_pairs: Vec<(IpNet, Option<Mac>)>,
+    /// Addresses SLAAC makes from the MAC, known once the MAC is.
+    autoconfigured: Vec<Autoconfigured>,
     arrival: Arrival,
+}
+
+/// An address on a SLAAC subnet: the EUI-64 of the port's MAC in its /64.
+#[derive(Clone, Debug)]
+struct Autoconfigured {
+    /// Where it goes among the port's addresses.
+    position: usize,
+    subnet: Key,
+    prefix: Ipv6Addr,
+    field: String,
+    /// The address `spec.fixedIPs` asked for, which must be that one.
+    requested: Option<IpAddr>,
 }
 
 /// What a port already holds: its claims first (on a cluster they are the
@@ -92,10 +106,18 @@ fn wanted_addresses(
     recorded: &mut Recorded,
     id: &ObjectId,
     problems: &mut Problems,
+    autoconfigured: &mut Vec<Autoconfigured>,
 ) -> Vec<(Vec<Key>, Wanted, String)> {
     let spec = &port.spec;
     let mut wants = Vec::new();
     let mut seen = BTreeSet::new();
+    let slaac = |key: &Key| -> Option<Ipv6Addr> {
+        let subnet = subnets.verdicts.get(key)?.as_ref().ok()?;
+        match subnet.cidr.network() {
+            IpAddr::V6(prefix) if subnet.autoconfigured() => Some(prefix),
+            _ => None,
+        }
+    };
     for (i, fixed) in spec.fixed_ips.iter().enumerate() {
         let field = format!("spec.fixedIPs[{i}]");
         let subnet_key = key.reference(&fixed.subnet);
@@ -122,6 +144,24 @@ fn wanted_addresses(
                     subnet.network
                 ),
             );
+            continue;
+        }
+        if let Some(prefix) = slaac(&subnet_key) {
+            let requested = fixed.ip_address.as_deref();
+            let parsed = requested.map(str::parse::<IpAddr>);
+            if let Some(Err(_)) = parsed {
+                let text = requested.unwrap_or_default();
+                let message = format!("{text:?} is not an IP address");
+                problems.push(format!("{field}.ipAddress"), Reason::InvalidSpec, message);
+                continue;
+            }
+            autoconfigured.push(Autoconfigured {
+                position: wants.len() + autoconfigured.len(),
+                subnet: subnet_key,
+                prefix,
+                field: format!("{field}.ipAddress"),
+                requested: parsed.and_then(Result::ok),
+            });
             continue;
         }
         match fixed.ip_address.as_deref() {
@@ -160,8 +200,20 @@ fn wanted_addresses(
     if spec.fixed_ips.is_empty() {
         // As in Neutron: one address of each family, from the first subnet
         // of the network that has one left.
+        // An address on every SLAAC subnet too: the guest configures
+        // each one it hears advertised.
         for v4 in [true, false] {
-            let candidates = subnets.of(network_key, v4);
+            let (auto, candidates): (Vec<Key>, Vec<Key>) =
+                (subnets.of(network_key, v4).into_iter()).partition(|k| slaac(k).is_some());
+            for subnet in auto {
+                autoconfigured.push(Autoconfigured {
+                    position: wants.len() + autoconfigured.len(),
+                    prefix: slaac(&subnet).expect("partitioned on it"),
+                    subnet,
+                    field: "spec.network".into(),
+                    requested: None,
+                });
+            }
             if candidates.is_empty() {
                 continue;
             }
@@ -379,6 +431,7 @@ fn check_one(
         Err(p) => return Err(vec![p]),
     };
     let mut recorded = Recorded::of(key, port, claims);
+    let mut autoconfigured = Vec::new();
     let wants = wanted_addresses(
         key,
         port,
@@ -388,6 +441,7 @@ fn check_one(
         &mut recorded,
         &id,
         &mut problems,
+        &mut autoconfigured,
     );
     let mac = requested_mac(port, &mut problems);
     check_names(port, &mut problems);
@@ -410,6 +464,7 @@ fn check_one(
         port_security: port.spec.port_security,
         security_groups,
         allowed_pairs,
+        autoconfigured,
         arrival: arrival(key, port),
     })
 }
@@ -518,6 +573,38 @@ pub fn requests(drafts: &BTreeMap<Key, Verdict<PortDraft>>) -> Vec<Request> {
         .collect()
 }
 
+/// Puts the port's SLAAC addresses, made from `mac`, among the allocated
+/// `fixed_ips`; an address `spec.fixedIPs` asked for must be that one.
+fn autoconfigure(
+    key: &Key,
+    draft: &PortDraft,
+    mac: Mac,
+    fixed_ips: &mut Vec<(Key, IpAddr)>,
+) -> Result<(), Vec<Problem>> {
+    let mut problems = Problems::new(ObjectId::new(Kind::Port, key.clone()));
+    for auto in &draft.autoconfigured {
+        let address = IpAddr::V6(mac.eui64_in(auto.prefix));
+        if let Some(requested) = auto.requested.filter(|r| *r != address) {
+            problems.push(
+                &auto.field,
+                Reason::InvalidSpec,
+                format!(
+                    "subnet {} assigns addresses by SLAAC: the port's is {address}, from its MAC {mac}, not {requested}",
+                    auto.subnet
+                ),
+            );
+            continue;
+        }
+        let at = auto.position.min(fixed_ips.len());
+        fixed_ips.insert(at, (auto.subnet.clone(), address));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.into_vec())
+    }
+}
+
 /// Gives each port its addresses and its MAC.
 pub fn finish(
     snapshot: &Snapshot,
@@ -611,8 +698,15 @@ pub fn finish(
         macs.insert(key.clone(), mac);
     }
 
-    for (key, (draft, fixed_ips)) in states {
-        let verdict = match macs.remove(&key).expect("every port got a MAC verdict") {
+    for (key, (draft, mut fixed_ips)) in states {
+        let mac = macs.remove(&key).expect("every port got a MAC verdict");
+        if let Ok(mac) = mac
+            && let Err(problems) = autoconfigure(&key, &draft, mac, &mut fixed_ips)
+        {
+            verdicts.insert(key, Err(problems));
+            continue;
+        }
+        let verdict = match mac {
             Ok(mac) => Ok(PortState {
                 network: draft.network,
                 fixed_ips,
@@ -641,7 +735,79 @@ pub fn finish(
 
 #[cfg(test)]
 mod tests {
-    use crate::{ClusterConfig, Key, resolve};
+    use serde_json::json;
+
+    use crate::fixtures::object;
+    use crate::{ClusterConfig, Key, Object, resolve};
+
+    /// quickstart with a stateful and a SLAAC IPv6 subnet beside its IPv4
+    /// one.
+    fn dual_stack() -> crate::Snapshot {
+        let mut snapshot = crate::fixtures::quickstart();
+        for (name, cidr, mode) in [
+            ("blue-v6", "2001:db8:1::/64", "dhcpv6-stateful"),
+            ("blue-slaac", "2001:db8:2::/64", "slaac"),
+        ] {
+            let spec = json!({"network": "blue", "cidr": cidr, "ipv6AddressMode": mode, "ipv6RAMode": mode});
+            let subnet = object("Subnet", "tenant-a", name, spec);
+            snapshot.insert(Object::Subnet(subnet)).unwrap();
+        }
+        snapshot
+    }
+
+    #[test]
+    fn a_port_takes_the_eui64_of_its_mac_on_every_slaac_subnet() {
+        let resolution = resolve(&dual_stack(), &ClusterConfig::default());
+        let port = resolution.port(&Key::new("tenant-a", "web-1")).unwrap();
+        let addresses: Vec<(String, String)> = (port.fixed_ips.iter())
+            .map(|(s, ip)| (s.name.clone(), ip.to_string()))
+            .collect();
+        let m = port.mac.0;
+        let eui64 = format!(
+            "2001:db8:2:0:{:x}:{:x}:{:x}:{:x}",
+            u16::from_be_bytes([m[0] ^ 2, m[1]]),
+            u16::from_be_bytes([m[2], 0xff]),
+            u16::from_be_bytes([0xfe, m[3]]),
+            u16::from_be_bytes([m[4], m[5]])
+        );
+        assert_eq!(
+            addresses,
+            [
+                ("blue-v4".to_string(), "10.10.0.11".to_string()),
+                ("blue-slaac".to_string(), eui64),
+                ("blue-v6".to_string(), "2001:db8:1::3".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_slaac_address_asked_for_is_the_eui64_or_refused() {
+        let mut snapshot = dual_stack();
+        let key = Key::new("tenant-a", "web-1");
+        let port = std::sync::Arc::make_mut(snapshot.ports.get_mut(&key).unwrap());
+        port.spec.mac_address = Some("fa:16:3e:00:00:05".into());
+        port.spec.fixed_ips = vec![neutrino_api::FixedIP {
+            subnet: "blue-slaac".into(),
+            ip_address: Some("2001:db8:2:0:f816:3eff:fe00:5".into()),
+        }];
+        let resolution = resolve(&snapshot, &ClusterConfig::default());
+        assert_eq!(
+            resolution.port(&key).unwrap().fixed_ips[0].1.to_string(),
+            "2001:db8:2:0:f816:3eff:fe00:5"
+        );
+        let port = std::sync::Arc::make_mut(snapshot.ports.get_mut(&key).unwrap());
+        port.spec.fixed_ips[0].ip_address = Some("2001:db8:2::5".into());
+        let resolution = resolve(&snapshot, &ClusterConfig::default());
+        let problems = resolution.ports[&key].as_ref().unwrap_err();
+        assert_eq!(problems[0].field, "spec.fixedIPs[0].ipAddress");
+        assert!(
+            problems[0]
+                .message
+                .contains("the port's is 2001:db8:2:0:f816:3eff:fe00:5"),
+            "{}",
+            problems[0].message
+        );
+    }
 
     #[test]
     fn an_unknown_node_is_named_beside_a_few_known_ones() {

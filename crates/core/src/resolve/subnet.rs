@@ -229,6 +229,7 @@ fn check_spec(subnet: &Subnet, problems: &mut Problems) -> Option<SubnetState> {
     let pools = allocation_pools(subnet, cidr, gateway, problems);
     let dns = dns_nameservers(subnet, cidr, problems);
     let host_routes = host_routes(subnet, cidr, problems);
+    check_ipv6_modes(subnet, cidr, problems);
     Some(SubnetState {
         network: Key::default(),
         cidr,
@@ -238,9 +239,51 @@ fn check_spec(subnet: &Subnet, problems: &mut Problems) -> Option<SubnetState> {
         pools,
         dns,
         host_routes,
+        ipv6_address_mode: subnet.spec.ipv6_address_mode,
+        ipv6_ra_mode: subnet.spec.ipv6_ra_mode,
         used: 0,
         free: 0,
     })
+}
+
+/// `spec.ipv6AddressMode` and `spec.ipv6RAMode`: IPv6 only, advertisements
+/// only with the same address mode (Neutron's valid pairs), and a /64 for
+/// SLAAC, whose interface identifiers are 64 bits.
+fn check_ipv6_modes(subnet: &Subnet, cidr: IpNet, problems: &mut Problems) {
+    let (address, ra) = (subnet.spec.ipv6_address_mode, subnet.spec.ipv6_ra_mode);
+    if cidr.addr().is_ipv4() {
+        for (field, mode) in [("spec.ipv6AddressMode", address), ("spec.ipv6RAMode", ra)] {
+            if let Some(mode) = mode {
+                problems.push(
+                    field,
+                    Reason::InvalidSpec,
+                    format!("{mode} is for IPv6 subnets; {cidr} is IPv4"),
+                );
+            }
+        }
+        return;
+    }
+    if let Some(ra) = ra
+        && address != Some(ra)
+    {
+        let address = address.map_or("unset".to_string(), |a| a.to_string());
+        problems.push(
+            "spec.ipv6RAMode",
+            Reason::InvalidSpec,
+            format!("{ra} needs ipv6AddressMode {ra} too (it is {address}): what the advertisements say is how ports get their addresses"),
+        );
+    }
+    for (field, mode) in [("spec.ipv6AddressMode", address), ("spec.ipv6RAMode", ra)] {
+        if let Some(mode) = mode.filter(|m| m.is_autoconfigured())
+            && cidr.prefix_len() != 64
+        {
+            problems.push(
+                field,
+                Reason::InvalidSpec,
+                format!("{mode} needs a /64 (SLAAC makes 64-bit interface identifiers); {cidr} is a /{}", cidr.prefix_len()),
+            );
+        }
+    }
 }
 
 /// Checks a subnet against its network: an IPv6 subnet needs a network
