@@ -354,6 +354,22 @@ async fn three_tier_through_the_cluster() {
     nothing_was_forbidden(&lab);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn dual_stack_through_the_cluster() {
+    let _one = one_lab_at_a_time().await;
+    let lab = TestLab::new("c-ds");
+    let summary = up_as_the_chart_runs_it(&lab, "dual-stack", 2).await;
+    kubectl_waits_for_every_object(cluster(), "dual-stack");
+    let allocated = |port: &str| -> Vec<String> {
+        let name = port.split_once('/').unwrap().1;
+        let path = "jsonpath={.status.fixedIPs[*].ipAddress}";
+        let ips = cluster().kubectl_ok(&["--namespace", "dual", "get", "port", name, "-o", path]);
+        ips.split_whitespace().map(String::from).collect()
+    };
+    examples::dual_stack_routes_both_families(&lab, &summary, &allocated);
+    nothing_was_forbidden(&lab);
+}
+
 /// Every neutrino object left on the server, claims included.
 fn objects_left(cluster: &ControlPlane) -> String {
     cluster.kubectl_ok(&[
@@ -413,10 +429,11 @@ async fn provider_vlan_is_accepted_and_allocated_through_the_cluster() {
 
 /// The examples that run on any kernel (provider-vlan needs 802.1Q), with
 /// their node counts.
-const EXAMPLES: [(&str, usize); 3] = [
+const EXAMPLES: [(&str, usize); 4] = [
     ("quickstart", 2),
     ("overlapping-tenants", 2),
     ("three-tier", 3),
+    ("dual-stack", 2),
 ];
 
 /// The namespaces an example's objects live in.

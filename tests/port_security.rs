@@ -394,3 +394,162 @@ async fn a_security_group_change_cuts_the_connections_it_no_longer_allows() {
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.ends_with("stalled\n"), "{text}");
 }
+
+/// An IPv6-only network whose prefix only the nodes' DHCP servers
+/// advertise (no router): ports take SLAAC addresses and their DNS servers
+/// by stateless DHCPv6. owner's group admits TCP 8080 alone.
+const NETWORK_V6: &str = r#"
+apiVersion: neutrino.dev/v1alpha1
+kind: Network
+metadata: {name: green, namespace: tenant-a}
+spec: {type: vxlan}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Subnet
+metadata: {name: green-v6, namespace: tenant-a}
+spec:
+  network: green
+  cidr: 2001:db8:40::/64
+  dnsNameservers: [2001:db8:40::53]
+  ipv6AddressMode: dhcpv6-stateless
+  ipv6RAMode: dhcpv6-stateless
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: owner, namespace: tenant-a}
+spec: {network: green, nodeName: node-1, securityGroups: [web-only]}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: SecurityGroup
+metadata: {name: web-only, namespace: tenant-a}
+spec:
+  rules:
+  - {direction: ingress, ethertype: IPv6, protocol: tcp, portRangeMin: 8080, portRangeMax: 8080}
+  - {direction: egress, ethertype: IPv6}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: victim, namespace: tenant-a}
+spec: {network: green, nodeName: node-2}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: attacker, namespace: tenant-a}
+spec: {network: green, nodeName: node-2}
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: open, namespace: tenant-a}
+spec: {network: green, nodeName: node-1, portSecurity: false}
+"#;
+
+/// `port`'s IPv6 address, as its workload took it.
+fn ipv6_of(lab: &TestLab, port: &str) -> String {
+    let state = lab.lab.files().read_state().unwrap();
+    let lease = state.workloads[port].lease.clone().unwrap();
+    lease.ipv6[0].address.clone()
+}
+
+/// Runs tests/support/nd-send.py in `port`'s workload.
+fn nd_send(lab: &TestLab, port: &str, args: &[&str]) {
+    let script = support::control_plane::repository().join("tests/support/nd-send.py");
+    let mut command = vec!["python3", script.to_str().unwrap()];
+    command.extend_from_slice(args);
+    let (code, out) = lab.exec(port, &command);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ipv6_takes_slaac_without_a_router_and_neighbour_discovery_passes_the_groups() {
+    let lab = TestLab::new("guard-v6");
+    let dir = manifests("guard-v6", NETWORK_V6);
+    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+    let state = lab.lab.files().read_state().unwrap();
+    let lease = state.workloads["tenant-a/victim"].lease.clone().unwrap();
+    assert_eq!(lease.ipv6.len(), 1, "{lease:?}");
+    assert_eq!(
+        (lease.ipv6[0].by.as_str(), lease.ipv6[0].dns.as_str()),
+        ("SLAAC", "2001:db8:40::53")
+    );
+    // The DHCP servers advertise the prefix, not themselves as a router.
+    let (_, routes) = lab.exec("tenant-a/victim", &["ip", "-6", "route", "show", "default"]);
+    assert!(routes.trim().is_empty(), "{routes}");
+
+    // owner's group admits TCP 8080 and no ICMPv6: neighbour discovery
+    // still finds it (a connection opens), an echo request does not.
+    let owner = ipv6_of(&lab, "tenant-a/owner");
+    let server = std::thread::spawn({
+        let (namespace, _) = (state.workloads["tenant-a/owner"].namespace.clone(), ());
+        move || {
+            support::exec_in(
+                &namespace,
+                &[
+                    "timeout",
+                    "10",
+                    "python3",
+                    "-c",
+                    "import socket; s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('::', 8080)); s.listen(); c, _ = s.accept(); c.sendall(b'hello')",
+                ],
+            )
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, out) = lab.exec("tenant-a/victim", &["python3", "-c",
+        &format!("import socket; s = socket.create_connection(('{owner}', 8080), timeout=5); print(s.recv(5).decode())")]);
+    assert_eq!((code, out.trim()), (0, "hello"), "{out}");
+    let _ = server.join();
+    let (code, _) = lab.exec("tenant-a/victim", &["ping", "-c", "1", "-W", "1", &owner]);
+    assert_ne!(code, 0, "owner's group admits no ICMPv6 echo");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workload_cannot_take_a_neighbours_ipv6_address_or_advertise_itself_as_a_router() {
+    let lab = TestLab::new("guard-nd");
+    let dir = manifests("guard-nd", NETWORK_V6);
+    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+    let open = ipv6_of(&lab, "tenant-a/open");
+    let open_mac = port_mac(&lab, "tenant-a/open");
+    let attacker = port_mac(&lab, "tenant-a/attacker");
+    assert!(
+        lab.exec("tenant-a/victim", &["ping", "-c", "1", "-W", "2", &open])
+            .0
+            == 0
+    );
+    assert_eq!(neighbour(&lab, "tenant-a/victim", &open), open_mac);
+    std::thread::sleep(Duration::from_millis(1200));
+
+    // A neighbour advertisement claiming open's address for the attacker's
+    // MAC, and a router advertisement of a prefix of its own.
+    nd_send(&lab, "tenant-a/attacker", &["na", &open, &attacker]);
+    nd_send(&lab, "tenant-a/attacker", &["ra", "2001:db8:bad::"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        neighbour(&lab, "tenant-a/victim", &open),
+        open_mac,
+        "the guarded attacker rewrote the victim's neighbour entry"
+    );
+    let (_, addresses) = lab.exec(
+        "tenant-a/victim",
+        &["ip", "-6", "addr", "show", "dev", "eth0"],
+    );
+    assert!(!addresses.contains("2001:db8:bad:"), "{addresses}");
+    let (_, routes) = lab.exec("tenant-a/victim", &["ip", "-6", "route", "show", "default"]);
+    assert!(
+        routes.trim().is_empty(),
+        "the guarded attacker became a default router: {routes}"
+    );
+
+    // The same from the port without port security arrives: its claim on
+    // its own address for the attacker's MAC, and its advertisement.
+    std::thread::sleep(Duration::from_millis(1200));
+    nd_send(&lab, "tenant-a/open", &["na", &open, &attacker]);
+    nd_send(&lab, "tenant-a/open", &["ra", "2001:db8:bad::"]);
+    assert!(
+        eventually("the open port's advertisements arrive", || {
+            let (_, routes) =
+                lab.exec("tenant-a/victim", &["ip", "-6", "route", "show", "default"]);
+            neighbour(&lab, "tenant-a/victim", &open) == attacker && !routes.trim().is_empty()
+        }),
+        "neighbour and router advertisements from a port without port security did not arrive: the test shows nothing"
+    );
+}
