@@ -96,6 +96,7 @@ fn instance(objects: &impl Objects, port: &Port) -> Instance {
                 ip,
                 cidr: subnet.spec.cidr.parse().ok()?,
                 dhcp: subnet.spec.enable_dhcp,
+                ipv6_mode: subnet.spec.ipv6_address_mode,
                 gateway,
                 dns: parsed(subnet.spec.dns_nameservers.iter()),
                 routes: (subnet.spec.host_routes.iter())

@@ -153,9 +153,10 @@ fn network_data(instance: &Instance) -> Value {
     let mut dns = Vec::new();
     let networks: Vec<Value> = (instance.addresses.iter().enumerate())
         .map(|(i, a)| {
-            let family = if a.ip.is_ipv4() { "ipv4" } else { "ipv6" };
             let mut routes: Vec<Value> = (a.routes.iter())
-                .map(|(destination, nexthop)| route(destination.network(), destination.netmask(), *nexthop))
+                .map(|(destination, nexthop)| {
+                    route(destination.network(), destination.netmask(), *nexthop)
+                })
                 .collect();
             if let Some(gateway) = a.gateway {
                 let any: IpAddr = if a.ip.is_ipv4() {
@@ -176,7 +177,7 @@ fn network_data(instance: &Instance) -> Value {
             json!({
                 "id": format!("network{i}"),
                 "link": link,
-                "type": if a.dhcp && a.ip.is_ipv4() { format!("{family}_dhcp") } else { family.to_string() },
+                "type": network_type(a),
                 "ip_address": a.ip.to_string(),
                 "netmask": a.cidr.netmask().to_string(),
                 "routes": routes,
@@ -195,6 +196,18 @@ fn network_data(instance: &Instance) -> Value {
         link_value["mtu"] = json!(mtu);
     }
     json!({"links": [link_value], "networks": networks, "services": dns})
+}
+
+/// How Nova names the way an address is configured: `ipv4_dhcp` where
+/// DHCP hands it out, `ipv6_slaac` and `ipv6_dhcpv6-…` by the subnet's
+/// mode, and `ipv4`/`ipv6` for a static one.
+fn network_type(address: &super::FixedAddress) -> String {
+    match (address.ip.is_ipv4(), address.ipv6_mode) {
+        (true, _) if address.dhcp => "ipv4_dhcp".into(),
+        (true, _) => "ipv4".into(),
+        (false, Some(mode)) => format!("ipv6_{mode}"),
+        (false, None) => "ipv6".into(),
+    }
 }
 
 fn route(network: IpAddr, netmask: IpAddr, gateway: IpAddr) -> Value {
@@ -349,18 +362,31 @@ mod tests {
             mtu: Some(1450),
             network: Key::new("tenant-a", "blue"),
             node: Some("node-1".into()),
-            addresses: vec![FixedAddress {
-                subnet: Key::new("tenant-a", "blue-v4"),
-                ip: "10.10.0.11".parse().unwrap(),
-                cidr: "10.10.0.0/24".parse().unwrap(),
-                dhcp: true,
-                gateway: Some("10.10.0.1".parse().unwrap()),
-                dns: vec!["10.10.0.2".parse().unwrap()],
-                routes: vec![(
-                    "10.20.0.0/16".parse().unwrap(),
-                    "10.10.0.254".parse().unwrap(),
-                )],
-            }],
+            addresses: vec![
+                FixedAddress {
+                    subnet: Key::new("tenant-a", "blue-v4"),
+                    ip: "10.10.0.11".parse().unwrap(),
+                    cidr: "10.10.0.0/24".parse().unwrap(),
+                    dhcp: true,
+                    gateway: Some("10.10.0.1".parse().unwrap()),
+                    dns: vec!["10.10.0.2".parse().unwrap()],
+                    routes: vec![(
+                        "10.20.0.0/16".parse().unwrap(),
+                        "10.10.0.254".parse().unwrap(),
+                    )],
+                    ipv6_mode: None,
+                },
+                FixedAddress {
+                    subnet: Key::new("tenant-a", "blue-v6"),
+                    ip: "2001:db8::6e:f1ff:fe63:e655".parse().unwrap(),
+                    cidr: "2001:db8::/64".parse().unwrap(),
+                    dhcp: true,
+                    gateway: None,
+                    dns: vec![],
+                    routes: vec![],
+                    ipv6_mode: Some(neutrino_api::Ipv6Mode::Slaac),
+                },
+            ],
             floating_ips: vec!["203.0.113.7".parse().unwrap()],
             security_groups: vec!["web".into()],
             secret: Some("web-1".into()),
@@ -396,7 +422,10 @@ mod tests {
         assert_eq!(meta["project_id"], "tenant-a");
         assert_eq!(meta["public_keys"]["key-0"], "ssh-ed25519 AAAA ops@example");
         assert_eq!(meta["keys"][0]["type"], "ssh");
-        assert_eq!(meta["meta"]["fixed_ips"], "10.10.0.11");
+        assert_eq!(
+            meta["meta"]["fixed_ips"],
+            "10.10.0.11,2001:db8::6e:f1ff:fe63:e655"
+        );
         assert_eq!(meta["meta"]["floating_ips"], "203.0.113.7");
         // Every listed version is the same document.
         assert_eq!(json_at("/openstack/2018-08-27/meta_data.json"), meta);

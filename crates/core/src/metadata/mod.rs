@@ -89,6 +89,8 @@ pub struct FixedAddress {
     pub cidr: IpNet,
     /// Whether the subnet hands its addresses out by DHCP.
     pub dhcp: bool,
+    /// IPv6: how the address is configured.
+    pub ipv6_mode: Option<neutrino_api::Ipv6Mode>,
     pub gateway: Option<IpAddr>,
     pub dns: Vec<IpAddr>,
     pub routes: Vec<(IpNet, IpAddr)>,
