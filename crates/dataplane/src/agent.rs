@@ -1,6 +1,7 @@
 //! One node's agent: takes the node's plan to its kernel — namespaces,
 //! links, FDB and neighbour entries, addresses and routes inside DHCP and
-//! router namespaces, and the DHCP servers — changing only what differs.
+//! router namespaces, the metadata service's sockets, the DHCP servers and
+//! the routers' advertisements — changing only what differs.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -168,11 +169,6 @@ impl<B: Backends> Agent<B> {
     pub fn serving_metadata(mut self, directory: Arc<dyn Directory>) -> Self {
         self.metadata = Some(MetadataService::new(directory));
         self
-    }
-
-    /// The metadata service, if the agent serves it.
-    pub fn metadata(&self) -> Option<&MetadataService> {
-        self.metadata.as_ref()
     }
 
     /// The iptables backend in use, and why.

@@ -95,11 +95,6 @@ impl MetadataService {
         errors
     }
 
-    /// How many sockets are open.
-    pub fn listening(&self) -> usize {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
     fn listen(&self, listener: &Listener) -> std::io::Result<Open> {
         let inode = inode(&listener.namespace)?;
         let interface = listener.interface.clone();
