@@ -326,7 +326,7 @@ pub fn render_status(
         &nodes,
     );
 
-    // An object is realised where its node's agent applied this generation
+    // A port is realised where its node's agent applied this generation
     // without an error.
     let realised_on: Vec<&str> = (nodes.iter())
         .filter(|row| row[4] == "yes")
@@ -335,12 +335,6 @@ pub fn render_status(
     let realised = |id: &ObjectId| -> Option<NodeRealisation> {
         let node = match id.kind {
             Kind::Port => resolution.port(&id.key)?.node.clone()?,
-            Kind::Router => resolution
-                .ready_routers()
-                .find(|(k, _)| **k == id.key)?
-                .1
-                .node
-                .clone(),
             _ => return None,
         };
         let ready = i32::from(realised_on.contains(&node.as_str()));
