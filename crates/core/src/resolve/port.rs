@@ -147,6 +147,14 @@ fn wanted_addresses(
             continue;
         }
         if let Some(prefix) = slaac(&subnet_key) {
+            if autoconfigured.iter().any(|a| a.subnet == subnet_key) {
+                problems.push(
+                    format!("{field}.subnet"),
+                    Reason::InvalidSpec,
+                    format!("subnet {subnet_key} is listed twice; SLAAC gives a port one address there, the EUI-64 of its MAC"),
+                );
+                continue;
+            }
             let requested = fixed.ip_address.as_deref();
             let parsed = requested.map(str::parse::<IpAddr>);
             if let Some(Err(_)) = parsed {
