@@ -99,13 +99,17 @@ pub struct Files {
 
 /// Writes through a temporary file and a rename, so readers never see half.
 pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, content)?;
-    std::fs::rename(&temporary, path)
+    write_through(path, content, 0o666)
 }
 
 /// Writes `content` to `path` readable by its owner alone, atomically.
 pub fn write_private(path: &Path, content: &[u8]) -> io::Result<()> {
+    write_through(path, content, 0o600)
+}
+
+/// Writes a temporary file made with `mode` (less the umask), then renames
+/// it over `path`.
+fn write_through(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let temporary = path.with_extension("tmp");
@@ -113,7 +117,7 @@ pub fn write_private(path: &Path, content: &[u8]) -> io::Result<()> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(mode)
         .open(&temporary)?;
     file.write_all(content)?;
     std::fs::rename(&temporary, path)

@@ -106,6 +106,18 @@ pub async fn is_plugged(namespace: &str) -> bool {
     workload::is_plugged(namespace, GUEST_INTERFACE).await
 }
 
+/// Writes a DHCP client's script `name` into `dir`, executable.
+fn write_script(dir: &Path, name: &str, text: &str) -> Result<std::path::PathBuf, LabError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
+    let script = dir.join(name);
+    let failed = |e| LabError::io(format!("writing {}", script.display()), e);
+    std::fs::write(&script, text).map_err(failed)?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).map_err(failed)?;
+    Ok(script)
+}
+
 /// Runs the DHCP client once in the workload and returns the lease.
 pub fn dhcp(namespace: &str, dir: &Path) -> Result<Lease, LabError> {
     dhcp_on(namespace, GUEST_INTERFACE, dir)
@@ -115,14 +127,7 @@ pub fn dhcp(namespace: &str, dir: &Path) -> Result<Lease, LabError> {
 /// (a name, or a runtime's path) and returns the lease; its files go in
 /// `dir`.
 pub fn dhcp_on(namespace: &str, interface: &str, dir: &Path) -> Result<Lease, LabError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
-    let script = dir.join("udhcpc.sh");
-    std::fs::write(&script, SCRIPT)
-        .map_err(|e| LabError::io("writing the DHCP client script".into(), e))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| LabError::io("writing the DHCP client script".into(), e))?;
+    let script = write_script(dir, "udhcpc.sh", SCRIPT)?;
     let lease_file = dir.join("lease.json");
     let _ = std::fs::remove_file(&lease_file);
     let output = netns::command(namespace, "udhcpc")
@@ -258,16 +263,9 @@ fn wait_for(
 /// Runs the DHCPv6 client once on the guest interface: information only
 /// (`stateless`) or for an address. Returns the address and DNS servers.
 fn dhclient6(namespace: &str, dir: &Path, stateless: bool) -> Result<(String, String), LabError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
-    let script = dir.join("dhclient6.sh");
     let (lease_file, pid_file) = (dir.join("lease6.json"), dir.join("dhclient6.pid"));
     let text = format!("#!/bin/sh\nLEASE_FILE='{}'{SCRIPT6}", lease_file.display());
-    std::fs::write(&script, text)
-        .map_err(|e| LabError::io("writing the DHCPv6 client script".into(), e))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| LabError::io("writing the DHCPv6 client script".into(), e))?;
+    let script = write_script(dir, "dhclient6.sh", &text)?;
     let _ = std::fs::remove_file(&lease_file);
     let mut command = netns::command(namespace, "dhclient")
         .map_err(|e| LabError::io(format!("entering {namespace}"), e))?;
