@@ -26,12 +26,7 @@ impl Directory for ClusterDirectory {
         Box::pin(async move {
             let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
             let secret = api.get_opt(name).await.map_err(|e| e.to_string())?;
-            // The API server has folded stringData into data.
-            Ok(secret.map(|secret| {
-                (secret.data.into_iter().flatten())
-                    .map(|(k, v)| (k, v.0))
-                    .collect()
-            }))
+            Ok(secret.as_ref().map(metadata::secret_data))
         })
     }
 }

@@ -103,10 +103,7 @@ impl Directory for Published {
                     .join("; ")
             })?;
             let key = neutrino_core::Key::new(namespace, name);
-            Ok(manifests
-                .secrets
-                .get(&key)
-                .map(neutrino_manifest::secret_data))
+            Ok(manifests.secrets.get(&key).map(metadata::secret_data))
         })
     }
 }

@@ -63,18 +63,6 @@ pub struct Manifests {
     pub secrets: BTreeMap<neutrino_core::Key, Secret>,
 }
 
-/// The data of a Secret as a workload would read it: `data` decoded, with
-/// `stringData` over it, as the API server merges them.
-pub fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
-    let mut data: BTreeMap<String, Vec<u8>> = (secret.data.iter().flatten())
-        .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect();
-    for (k, v) in secret.string_data.iter().flatten() {
-        data.insert(k.clone(), v.clone().into_bytes());
-    }
-    data
-}
-
 /// The Secrets as multi-document YAML: what `load` reads back.
 pub fn dump_secrets(
     secrets: &BTreeMap<neutrino_core::Key, Secret>,

@@ -15,6 +15,7 @@ pub use caller::{Objects, Refusal, caller};
 pub use layout::{Reply, reply};
 
 use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Secret;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -122,6 +123,20 @@ impl Instance {
     }
 }
 
+/// The data of a Secret as a workload would read it: `data` decoded, with
+/// `stringData` over it, as the API server merges them (a Secret read
+/// back from the API server has folded them already; one read from a
+/// manifest has not).
+pub fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = (secret.data.iter().flatten())
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    for (k, v) in secret.string_data.iter().flatten() {
+        data.insert(k.clone(), v.clone().into_bytes());
+    }
+    data
+}
+
 /// What the port's Secret adds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Extras {
@@ -179,5 +194,18 @@ mod tests {
             ["ssh-ed25519 AAAA one", "ssh-rsa BBBB two"]
         );
         assert_eq!(Extras::from_secret(&BTreeMap::new()), Extras::default());
+    }
+
+    #[test]
+    fn a_secrets_string_data_goes_over_its_data() {
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "boot"},
+            "data": {"userData": "b2xk", "sshAuthorizedKeys": "a2V5"},
+            "stringData": {"userData": "new"},
+        }))
+        .unwrap();
+        let data = secret_data(&secret);
+        assert_eq!(data["userData"], b"new");
+        assert_eq!(data["sshAuthorizedKeys"], b"key");
     }
 }
