@@ -187,39 +187,39 @@ fn ipv6_range(prefix: IpNet, mode: Option<Ipv6Mode>) -> String {
     }
 }
 
+/// The start of every server's command line: no configuration file, DNS or
+/// hosts of the node's, and bound to `interfaces` alone.
+fn listening_on(interfaces: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--port=0",
+    ]
+    .map(String::from)
+    .into();
+    args.extend(interfaces.iter().map(|i| format!("--interface={i}")));
+    args.extend(["--except-interface=lo".into(), "--bind-interfaces".into()]);
+    args
+}
+
 /// The command line of a server: what a restart is needed for.
 fn arguments(plan: &DhcpPlan, dir: &Path) -> Vec<String> {
     let d = |name: &str| dir.join(name).display().to_string();
     let cidr = plan.cidr;
+    let autoconfigured = (plan.ipv6_address_mode).is_some_and(Ipv6Mode::is_autoconfigured);
     let range = if cidr.addr().is_ipv4() {
-        format!(
-            "{},static,{},{}",
-            cidr.network(),
-            cidr.netmask(),
-            plan.lease_seconds
-        )
+        format!("{},static,{}", cidr.network(), cidr.netmask())
     } else {
-        match plan.ipv6_address_mode {
-            Some(m) if m.is_autoconfigured() => ipv6_range(cidr, Some(m)),
-            _ => format!("{},{}", ipv6_range(cidr, None), plan.lease_seconds),
-        }
+        ipv6_range(cidr, plan.ipv6_address_mode)
     };
-    let mut args: Vec<String> = vec![
-        "--conf-file=/dev/null".into(),
-        "--no-resolv".into(),
-        "--no-hosts".into(),
-        "--port=0".into(),
-        format!("--interface={}", plan.interface),
-        "--except-interface=lo".into(),
-        "--bind-interfaces".into(),
-        format!("--dhcp-range={range}"),
-    ];
-    // With SLAAC, DHCPv6 (stateless) answers whoever asks for options:
-    // no address is handed out, so no port need be known.
-    if !plan
-        .ipv6_address_mode
-        .is_some_and(Ipv6Mode::is_autoconfigured)
-    {
+    let mut args = listening_on(&[&plan.interface]);
+    // Only a range that hands addresses out has leases. With SLAAC, DHCPv6
+    // (stateless) answers whoever asks for options: no port need be known.
+    if autoconfigured {
+        args.push(format!("--dhcp-range={range}"));
+    } else {
+        args.push(format!("--dhcp-range={range},{}", plan.lease_seconds));
         args.push("--dhcp-ignore=tag:!known".into());
     }
     if plan.advertise {
@@ -256,19 +256,9 @@ pub fn advertiser(router: &RouterPlan, dir: &Path) -> Option<Server> {
         .filter(|(leg, _)| leg.address.addr().is_ipv6())
         .collect();
     let first = legs.first()?.0;
-    let mut args: Vec<String> = vec![
-        "--conf-file=/dev/null".into(),
-        "--no-resolv".into(),
-        "--no-hosts".into(),
-        "--port=0".into(),
-    ];
-    args.extend(
-        legs.iter()
-            .map(|(leg, _)| format!("--interface={}", leg.interface)),
-    );
+    let interfaces: Vec<&str> = legs.iter().map(|(leg, _)| leg.interface.as_str()).collect();
+    let mut args = listening_on(&interfaces);
     args.extend([
-        "--except-interface=lo".into(),
-        "--bind-interfaces".into(),
         "--enable-ra".into(),
         // A stateful prefix's range sets the managed flag; its DHCPv6 is
         // for the DHCP servers, so this one answers nobody.
