@@ -180,9 +180,18 @@ pub fn dual_stack_routes_both_families(
         allocated("dual/db")
     );
     assert_eq!(db.ipv6[0].dns, "2001:db8:30:2::53");
+    // A port that took DHCPv6 before the router's advertiser was up hears
+    // the router at its next advertisement (every 10 s).
     for port in ["dual/web", "dual/db"] {
-        let (code, routes) = lab.exec(port, &["ip", "-6", "route", "show", "default"]);
-        assert_eq!(code, 0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(12);
+        let routes = loop {
+            let (code, routes) = lab.exec(port, &["ip", "-6", "route", "show", "default"]);
+            assert_eq!(code, 0);
+            if routes.contains("via fe80::") || std::time::Instant::now() >= deadline {
+                break routes;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
         assert!(
             routes.contains("via fe80::") && routes.contains("proto ra"),
             "{port}: {routes}"
