@@ -803,6 +803,37 @@ async fn a_resync_repairs_whatever_was_changed_behind_the_agents_back() {
         &["flush", "chain", "bridge", "neutrino", &guard_chain],
     );
     comes_back("the port's guard chain", async || guard() == listed).await;
+    // One of its rules replaced in place, which leaves its shape as it
+    // was: seen against the chain's listing at an earlier drift check
+    // (every 2 s here), so it waits for one after the chain's rewrite.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let handles = run_in(
+        &node1,
+        "nft",
+        &["-a", "list", "chain", "bridge", "neutrino", &guard_chain],
+    );
+    let handle = handles
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("table ") && !l.starts_with("chain "))
+        .find_map(|l| l.split_once(" # handle ").map(|(_, h)| h.to_string()))
+        .expect("a rule in the guard chain");
+    run_in(
+        &node1,
+        "nft",
+        &[
+            "replace",
+            "rule",
+            "bridge",
+            "neutrino",
+            &guard_chain,
+            "handle",
+            &handle,
+            "accept",
+        ],
+    );
+    assert_ne!(guard(), listed);
+    comes_back("the port's replaced guard rule", async || guard() == listed).await;
     let (holder, member) = ["node-1", "node-2", "node-3"]
         .iter()
         .find_map(|node| {

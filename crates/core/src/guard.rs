@@ -161,12 +161,14 @@ pub fn delta(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> 
     out
 }
 
-/// What a drift check compares, without reading back after every change
-/// (listing a table of a thousand ports takes nft 0.1–0.15 s, ten times
-/// a change): each port chain's number of rules, where the map sends each
-/// interface, and whether the hook is there. A rule rewritten in place,
-/// count unchanged, goes unseen; a flushed, shortened or extended chain, a
-/// lost element or chain, or a lost table does not.
+/// What a drift check can compare with what was applied without reading
+/// back after every change (listing a table of a thousand ports takes nft
+/// 0.1–0.15 s, ten times a change): each port chain's number of rules,
+/// where the map sends each interface, and whether the hook is there. A
+/// flushed, shortened or extended chain, a lost element or chain, or a
+/// lost table shows in it; a rule rewritten in place, count unchanged,
+/// shows only against the chain's listing at an earlier check
+/// ([`Shape::listed_with_rules`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Shape {
     pub chains: BTreeMap<String, usize>,
@@ -192,7 +194,14 @@ impl Shape {
     /// The shape of the table as `nft list table` prints it (empty when
     /// there is none).
     pub fn listed(listing: &str) -> Shape {
+        Shape::listed_with_rules(listing).0
+    }
+
+    /// The shape of the table as `nft list table` prints it, and each port
+    /// chain's rules as printed.
+    pub fn listed_with_rules(listing: &str) -> (Shape, BTreeMap<String, String>) {
         let mut shape = Shape::default();
+        let mut rules = BTreeMap::<String, String>::new();
         let mut current: Option<String> = None;
         let mut in_map = false;
         for line in listing.lines().map(str::trim) {
@@ -233,11 +242,14 @@ impl Shape {
                 }
                 Some(name) if name.starts_with("guard-") && !line.is_empty() => {
                     *shape.chains.entry(name.to_string()).or_default() += 1;
+                    let listed = rules.entry(name.to_string()).or_default();
+                    listed.push_str(line);
+                    listed.push('\n');
                 }
                 _ => {}
             }
         }
-        shape
+        (shape, rules)
     }
 }
 
@@ -390,6 +402,25 @@ icmpv6 type nd-neighbor-advert drop
         let unmapped = listing.replace(",\n\t\t\t     \"np-b\" : jump guard-np-b", "");
         assert_ne!(Shape::listed(&unmapped), Shape::of(&chains));
         assert_eq!(Shape::listed(""), Shape::of(&BTreeMap::new()));
+
+        // A rule replaced in place keeps the shape; only the chain's
+        // listing shows it.
+        let replaced = listing.replace(
+            "\t\tether type arp drop\n\t}\n\n\tchain guard-np-b",
+            "\t\taccept\n\t}\n\n\tchain guard-np-b",
+        );
+        let (shape, rules) = Shape::listed_with_rules(listing);
+        let (shape_replaced, rules_replaced) = Shape::listed_with_rules(&replaced);
+        assert_eq!(shape_replaced, shape);
+        assert_eq!(
+            rules["guard-np-a"],
+            "ether saddr != fa:16:3e:00:00:05 drop\nether type arp drop\n"
+        );
+        assert_eq!(
+            rules_replaced["guard-np-a"],
+            "ether saddr != fa:16:3e:00:00:05 drop\naccept\n"
+        );
+        assert_eq!(rules_replaced["guard-np-b"], rules["guard-np-b"]);
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! The node's port guard in nftables' bridge family (see
 //! [`neutrino_core::guard`]), applied with `nft -f`, each change in one
 //! transaction: after a change only the chains it touches; the whole
-//! table at start, and when a drift check finds its shape changed behind
-//! the agent's back. A node without filtered ports has no table.
+//! table at start, and when a drift check finds it changed behind the
+//! agent's back. A node without filtered ports has no table.
 
 use neutrino_core::guard::{self, Shape};
 use neutrino_core::plan::PortFilter;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,11 @@ use super::iptables::{FirewallError, run};
 struct Applied {
     /// Each port's rules; none when there is no table.
     chains: BTreeMap<String, String>,
+    /// Each chain's rules as a drift check listed them, for chains not
+    /// written since: a later check compares them whole, so that a rule
+    /// replaced in place shows too. A chain just written is held to its
+    /// shape until the next check lists it.
+    seen: BTreeMap<String, String>,
     checked: Instant,
 }
 
@@ -64,7 +69,12 @@ impl Guard {
                 return Ok(0);
             }
             last.checked = Instant::now();
-            if Shape::listed(&listing(namespace)) == Shape::of(&last.chains) {
+            let (shape, rules) = Shape::listed_with_rules(&listing(namespace));
+            let kept = shape == Shape::of(&last.chains)
+                && (rules.iter())
+                    .all(|(chain, listed)| last.seen.get(chain).is_none_or(|seen| seen == listed));
+            if kept {
+                last.seen = rules;
                 return Ok(0);
             }
             tracing::warn!("the ports' guard table changed behind the agent's back; replacing it");
@@ -88,8 +98,22 @@ impl Guard {
                 }
             },
         };
+        // Chains the write left alone keep their listings.
+        let seen = match applied.take() {
+            Some(last) => {
+                let unchanged: BTreeSet<String> = (wanted.iter())
+                    .filter(|(interface, rules)| last.chains.get(*interface) == Some(rules))
+                    .map(|(interface, _)| guard::chain(interface))
+                    .collect();
+                let mut seen = last.seen;
+                seen.retain(|chain, _| unchanged.contains(chain));
+                seen
+            }
+            None => BTreeMap::new(),
+        };
         *applied = Some(Applied {
             chains: wanted,
+            seen,
             checked: Instant::now(),
         });
         Ok(writes)
