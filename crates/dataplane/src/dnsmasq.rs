@@ -51,14 +51,9 @@ pub struct Dnsmasq {
     read_at: Mutex<Option<Instant>>,
 }
 
-/// Writes `content` to `path` through a rename, so dnsmasq never reads it
-/// half written; the temporary name is a dotfile, which dnsmasq's watch
-/// skips.
+/// Writes `content` to `path` so that dnsmasq never reads it half written.
 fn write(path: &Path, content: &str) -> io::Result<()> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temporary = path.with_file_name(format!(".{name}.tmp"));
-    fs::write(&temporary, content)?;
-    fs::rename(&temporary, path)
+    super::files::write_atomic(path, content.as_bytes())
 }
 
 /// The pid in `dir`'s pid file, if that process is a dnsmasq of this server.

@@ -264,10 +264,7 @@ impl Firewall {
     fn remember(&self, name: &str, applied: Applied, persist: bool) -> Result<(), FirewallError> {
         if persist {
             std::fs::create_dir_all(&self.dir).map_err(|e| error("recording the firewall", e))?;
-            let path = self.record(name);
-            let temporary = path.with_extension("tmp");
-            std::fs::write(&temporary, applied.render())
-                .and_then(|()| std::fs::rename(&temporary, &path))
+            super::files::write_atomic(&self.record(name), applied.render().as_bytes())
                 .map_err(|e| error("recording the firewall", e))?;
         }
         self.cache().insert(name.to_string(), applied);

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod conntrack;
 pub mod dnsmasq;
 pub mod fake;
+pub mod files;
 pub mod guard;
 pub mod ipconfig;
 pub mod iptables;
