@@ -384,11 +384,129 @@ async fn a_security_group_change_cuts_the_connections_it_no_longer_allows() {
         "ICMP is no longer let in"
     );
 
-    // The rule that let it in goes: the connection stops.
+    // Another tenant's connection with the same addresses and ports, in
+    // another zone of the server's node, which the cut must leave alone.
+    let node2 = lab.node("node-2");
+    let entry = server_entry(&node2);
+    let zone: u16 = field(&entry, "zone").parse().unwrap();
+    let sport = field(&entry, "sport");
+    let twin = (zone % 65_534 + 1).to_string();
+    let (code, output) = support::exec_in(
+        &node2,
+        &[
+            "conntrack",
+            "-I",
+            "--zone",
+            &twin,
+            "-p",
+            "tcp",
+            "-s",
+            "10.0.0.21",
+            "-d",
+            "10.0.0.22",
+            "--sport",
+            &sport,
+            "--dport",
+            "5000",
+            "--state",
+            "ESTABLISHED",
+            "-u",
+            "SEEN_REPLY,ASSURED",
+            "-t",
+            "600",
+        ],
+    );
+    assert_eq!(code, 0, "{output}");
+
+    // The rule that let it in goes: the connection stops, for good.
     lab.lab.apply(&with(&[])).await.unwrap();
     assert!(
         eventually("the client stalls", || client.exited()),
         "the connection outlived its rule:\n{}",
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.ends_with("stalled\n"), "{text}");
+    let cut = neutrino::core::conntrack::CUT_MARK;
+    let marked = |zone: &str| {
+        let listed = support::exec_in(&node2, &["conntrack", "-L", "--zone", zone]).1;
+        let line = (listed.lines())
+            .find(|l| l.contains("dport=5000") && l.contains(&format!("sport={sport} ")))
+            .unwrap_or_else(|| panic!("no entry in zone {zone}:\n{listed}"))
+            .to_string();
+        field(&line, "mark").parse::<u32>().unwrap() & cut != 0
+    };
+    assert!(marked(&zone.to_string()), "the cut entry is marked");
+    assert!(!marked(&twin), "the other zone's twin was marked too");
+}
+
+/// The server's conntrack entry of the client's connection on `node`.
+fn server_entry(node: &str) -> String {
+    let listed = support::exec_in(node, &["conntrack", "-L", "-p", "tcp", "--dport", "5000"]).1;
+    (listed.lines())
+        .find(|l| l.contains("ESTABLISHED"))
+        .unwrap_or_else(|| panic!("no connection to port 5000:\n{listed}"))
+        .to_string()
+}
+
+/// The first `key=value` of a conntrack entry's line.
+fn field(line: &str, key: &str) -> String {
+    (line.split_whitespace())
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_made_while_the_agent_was_down_still_cuts() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let lab = TestLab::new("guard-ct-down");
+    let with = |rules: &[&str]| {
+        let yaml = format!("{CONNECTIONS}{}", rules.concat());
+        manifests(&format!("guard-ct-down-{}", rules.len()), &yaml)
+    };
+    lab.lab.up(&with(&[TCP_RULE]), 2, &lab.name).await.unwrap();
+    let _server = Program::start(&lab, "tenant-a/server", SERVER, &lab.dir.join("server.out"));
+    std::thread::sleep(Duration::from_millis(500));
+    let out = lab.dir.join("client.out");
+    let mut client = Program::start(&lab, "tenant-a/client", CLIENT, &out);
+    assert!(
+        eventually("the connection carries echoes", || echoes(&out) >= 5),
+        "{}",
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
+
+    // The server's node loses its agent, and its supervisor is held, so
+    // that nothing runs there while the rule goes.
+    let supervisor = Pid::from_raw(lab.lab.supervisor_pid("node-2").expect("a supervisor"));
+    kill(supervisor, Signal::SIGSTOP).unwrap();
+    let agent = lab.lab.agent_pid("node-2").expect("an agent");
+    kill(Pid::from_raw(agent), Signal::SIGKILL).unwrap();
+    let published = lab.lab.files().read_generation();
+    let dir = with(&[]);
+    let (applied, ()) = tokio::join!(lab.lab.apply(&dir), async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lab.lab.files().read_generation() == published {
+            assert!(Instant::now() < deadline, "the change was not published");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let before = echoes(&out);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            !client.exited() && echoes(&out) >= before + 5,
+            "the connection stopped while no agent ran:\n{}",
+            std::fs::read_to_string(&out).unwrap_or_default()
+        );
+        // A new agent starts, knowing only what the last one recorded.
+        kill(supervisor, Signal::SIGCONT).unwrap();
+    });
+    applied.unwrap();
+    assert_ne!(lab.lab.agent_pid("node-2"), Some(agent));
+    assert!(
+        eventually("the client stalls", || client.exited()),
+        "the connection outlived its rule across the agent's restart:\n{}",
         std::fs::read_to_string(&out).unwrap_or_default()
     );
     let text = std::fs::read_to_string(&out).unwrap();

@@ -1,10 +1,14 @@
 //! The connections a security-group change no longer allows. The port
 //! chains let established connections through before any rule, so a rule
-//! taken away would leave the connections it admitted flowing; the agent
-//! deletes their conntrack entries instead (as Neutron does), and the next
-//! packet meets the rules again. Which entries go is decided here, over
-//! values: the entries as `conntrack -L` prints them and the port's
-//! filter as the new plan has it.
+//! taken away would leave the connections it admitted flowing. The agent
+//! marks their conntrack entries with [`CUT_MARK`] instead, and each
+//! bridge's chain drops the packets of marked entries first, in both
+//! directions, as Neutron's OVS firewall does. Deleting the entries would
+//! not do: conntrack picks a TCP connection up again mid-stream, so the
+//! port's next segment out would open a new entry that its egress rules
+//! allow, and the peer's replies would flow again. Which entries are cut
+//! is decided here, over values: the entries as `conntrack -L` prints them
+//! and the port's filter as the new plan has it.
 
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -13,6 +17,10 @@ use std::net::IpAddr;
 use crate::plan::{FilterRemote, FilterRule, IpSetPlan, PortFilter, SecurityPlan};
 use crate::resolve::PortMatch;
 use neutrino_api::EtherType;
+
+/// The bit of a conntrack entry's mark that says its connection was cut:
+/// one nothing else sets on the entries of neutrino's zones.
+pub const CUT_MARK: u32 = 0x0200_0000;
 
 /// One conntrack entry, in its original direction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +32,9 @@ pub struct Flow {
     pub dport: Option<u16>,
     /// ICMP type and code, for ICMP.
     pub icmp: Option<(u8, u8)>,
+    /// The ICMP echo identifier, which ICMP entries are keyed by too.
+    pub icmp_id: Option<u16>,
+    pub mark: u32,
 }
 
 impl Flow {
@@ -55,6 +66,8 @@ impl Flow {
             sport: number("sport"),
             dport: number("dport"),
             icmp,
+            icmp_id: number("id"),
+            mark: field.get("mark").and_then(|m| m.parse().ok()).unwrap_or(0),
         })
     }
 }
@@ -66,13 +79,15 @@ fn involves(port: &PortFilter, flow: &Flow) -> bool {
 }
 
 /// The flows among `flows` (one zone's, as listed) that `port` sends or
-/// receives and its rules no longer admit: the ones to delete.
+/// receives and its rules no longer admit, and that are not cut already:
+/// the ones to mark.
 pub fn to_cut<'a>(
     port: &PortFilter,
     sets: &BTreeMap<&str, &IpSetPlan>,
     flows: impl IntoIterator<Item = &'a Flow>,
 ) -> Vec<&'a Flow> {
     (flows.into_iter())
+        .filter(|flow| flow.mark & CUT_MARK == 0)
         .filter(|flow| involves(port, flow) && !allowed(port, sets, flow))
         .collect()
 }
@@ -210,9 +225,12 @@ mod tests {
                 sport: Some(40000),
                 dport: Some(5000),
                 icmp: None,
+                icmp_id: None,
+                mark: 0,
             }
         );
         assert_eq!(flow(PING_IN).icmp, Some((8, 0)));
+        assert_eq!(flow(PING_IN).icmp_id, Some(7));
         assert_eq!(
             Flow::parse("conntrack v1.4.7 (conntrack-tools): 2 flow entries"),
             None
@@ -243,6 +261,10 @@ mod tests {
         let others = flow(&TCP_IN.replace("dst=10.0.0.22", "dst=10.0.0.99"));
         let listed = [flow(TCP_IN), flow(PING_IN), flow(TCP_OUT), others];
         assert_eq!(to_cut(&no_tcp, &sets, &listed), vec![&listed[0]]);
+        // One cut already is not cut again.
+        let marked = flow(&TCP_IN.replace("mark=0", &format!("mark={}", CUT_MARK | 1)));
+        assert_eq!(marked.mark, CUT_MARK | 1);
+        assert!(to_cut(&no_tcp, &sets, [&marked]).is_empty());
     }
 
     #[test]
@@ -292,5 +314,32 @@ mod tests {
         );
         let grown = plan(vec![tcp], &["10.0.0.21/32", "10.0.0.23/32", "10.0.0.24/32"]);
         assert!(narrowed(&old, &grown).is_empty(), "a group that only grew");
+    }
+
+    #[test]
+    fn a_plan_recorded_for_the_next_agent_reads_back_the_same() {
+        let plan = SecurityPlan {
+            ipsets: vec![IpSetPlan {
+                name: "nt4-web".into(),
+                group: Key::new("t", "web"),
+                ethertype: EtherType::IPv4,
+                members: vec!["10.0.0.21/32".parse().unwrap()],
+            }],
+            ports: vec![port(
+                vec![
+                    rule(Some(6), Some(PortMatch::Ports(80, 443)), FilterRemote::Any),
+                    rule(Some(1), Some(PortMatch::Icmp(8, None)), FilterRemote::Any),
+                    rule(None, None, FilterRemote::IpSet("nt4-web".into())),
+                ],
+                vec![rule(
+                    None,
+                    None,
+                    FilterRemote::Cidr("0.0.0.0/0".parse().unwrap()),
+                )],
+            )],
+            unfiltered: vec![Key::new("t", "open")],
+        };
+        let text = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<SecurityPlan>(&text).unwrap(), plan);
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 
+use super::conntrack::CUT_MARK;
 use super::plan::{
     FilterRemote, FilterRule, IpSetPlan, NatRule, NodePlan, PortFilter, RouterPlan, SecurityPlan,
 };
@@ -410,7 +411,9 @@ impl RuleCache {
                 if filtered.is_empty() {
                     return None;
                 }
-                let mut lines = Vec::new();
+                // Connections a change cut, before anything lets them on.
+                let cut = format!("{CUT_MARK:#x}/{CUT_MARK:#x}");
+                let mut lines = vec![format!("-A {chain} -m connmark --mark {cut} -j DROP")];
                 for (direction, index) in [("out", 0), ("in", 1)] {
                     for (port, families) in &filtered {
                         let target = if families[usize::from(v6)].is_empty() {
@@ -608,6 +611,7 @@ mod tests {
         assert_eq!(
             *rules.chains["filter nt-b-1"].lines,
             [
+                "-A nt-b-1 -m connmark --mark 0x2000000/0x2000000 -j DROP",
                 "-A nt-b-1 -m physdev --physdev-out ntp-0123456789 --physdev-is-bridged -j nt-i-0123456789",
                 "-A nt-b-1 -m physdev --physdev-in ntp-0123456789 --physdev-is-bridged -j nt-o-0123456789",
                 "-A nt-b-1 -j ACCEPT",
@@ -656,6 +660,7 @@ mod tests {
         assert_eq!(
             *v6.chains["filter nt-b-1"].lines,
             [
+                "-A nt-b-1 -m connmark --mark 0x2000000/0x2000000 -j DROP",
                 "-A nt-b-1 -m physdev --physdev-out ntp-0123456789 --physdev-is-bridged -j DROP",
                 "-A nt-b-1 -m physdev --physdev-in ntp-0123456789 --physdev-is-bridged -j DROP",
                 "-A nt-b-1 -j ACCEPT",

@@ -1,6 +1,6 @@
 //! Identities of the objects the core reasons about.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 
 use super::Kind;
@@ -62,6 +62,15 @@ impl Key {
 impl Serialize for Key {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let (namespace, name) = (text.split_once('/'))
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not namespace/name")))?;
+        Ok(Key::new(namespace, name))
     }
 }
 

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::backend::{
-    Backends, DhcpServers, Host, HostInside, HostNamespaces, Inside, InsideNamespace, Links,
-    Namespaces, NodeRules, Rules,
+    Backends, DhcpServers, Host, HostInside, HostNamespaces, Inside, InsideNamespace, LastSecurity,
+    Links, Namespaces, NodeRules, Rules,
 };
 use super::dnsmasq::{DhcpError, DhcpReport, Dnsmasq};
 use super::iptables::{self, Firewall};
@@ -28,6 +28,8 @@ use neutrino_core::{delta, dnsmasq, metadata, names};
 /// firewall last applied.
 const DHCP_DIR: &str = "dhcp";
 const FIREWALL_DIR: &str = "firewall";
+/// The security plan last applied, in [`FIREWALL_DIR`].
+const SECURITY_RECORD: &str = "security-plan.json";
 
 /// What the agent puts before the names of the DHCP and router namespaces
 /// it keeps: the node's namespace and a dash when it programs one (the
@@ -112,7 +114,7 @@ impl Agent<Host> {
             firewall,
             guard: super::guard::Guard::new(config.drift_check),
             namespace: config.netns.clone(),
-            applied: std::sync::Mutex::new(None),
+            applied: LastSecurity::load(config.state_dir.join(FIREWALL_DIR).join(SECURITY_RECORD)),
         };
         Ok(Self::with_backends(
             config,

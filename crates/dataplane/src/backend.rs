@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 use neutrino_core::dnsmasq::{DhcpChange, ObservedServer};
 use neutrino_core::firewall::BridgePorts;
@@ -141,8 +143,52 @@ pub struct NodeRules {
     pub firewall: super::iptables::Firewall,
     pub guard: super::guard::Guard,
     pub namespace: Option<String>,
-    /// The security plan last applied.
-    pub applied: std::sync::Mutex<Option<SecurityPlan>>,
+    pub applied: LastSecurity,
+}
+
+/// The security plan last applied, kept in memory and in a record, so
+/// that an agent started again still cuts the connections that changes
+/// made while no agent ran no longer allow.
+pub struct LastSecurity {
+    record: PathBuf,
+    plan: Mutex<Option<SecurityPlan>>,
+}
+
+impl LastSecurity {
+    /// The plan recorded at `record` by an earlier agent, if it left one
+    /// this agent can read.
+    pub fn load(record: PathBuf) -> Self {
+        let plan = match std::fs::read(&record) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .inspect_err(|e| {
+                    tracing::warn!(record = %record.display(), error = %e,
+                        "the last security plan cannot be read; changes made before this start cut nothing");
+                })
+                .ok(),
+            Err(_) => None,
+        };
+        LastSecurity {
+            record,
+            plan: Mutex::new(plan),
+        }
+    }
+
+    /// Makes `new` the plan last applied; the one before it, if there was
+    /// one and it differed.
+    fn replace(&self, new: &SecurityPlan) -> Result<Option<SecurityPlan>, Failure> {
+        let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
+        // Most applies leave the security plan as it was: no copy then.
+        if plan.as_ref() == Some(new) {
+            return Ok(None);
+        }
+        let text = serde_json::to_vec(new)?;
+        if let Some(dir) = self.record.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        super::files::write_atomic(&self.record, &text)
+            .map_err(|e| format!("recording the security plan: {e}"))?;
+        Ok(plan.replace(new.clone()))
+    }
 }
 
 /// Deletes the conntrack entries that the ports whose rules narrowed from
@@ -180,12 +226,7 @@ impl Rules for NodeRules {
         let rules = self.firewall.sync_node(namespace, plan, bridges)?;
         let guard = (self.guard.sync(namespace, &plan.ports))
             .map_err(|e| Failure::from(format!("the ports' guard: {e}")))?;
-        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
-        // Most applies leave the security plan as it was: no copy then.
-        if applied.as_ref() == Some(plan) {
-            return Ok(rules + guard);
-        }
-        let cut = match applied.replace(plan.clone()) {
+        let cut = match self.applied.replace(plan)? {
             Some(old) => cut_connections(namespace, &old, plan, bridges)?,
             None => 0,
         };

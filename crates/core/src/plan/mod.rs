@@ -11,7 +11,7 @@ mod security;
 mod topology;
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -212,7 +212,7 @@ pub struct RouterPlan {
 }
 
 /// The peer a filter rule allows.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum FilterRemote {
     Any,
@@ -222,7 +222,7 @@ pub enum FilterRemote {
 }
 
 /// One stateful allow rule for one port.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FilterRule {
     pub ethertype: EtherType,
     pub protocol: Option<u8>,
@@ -233,14 +233,14 @@ pub struct FilterRule {
 }
 
 /// A source MAC and address (or CIDR) a port may send from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AllowedSource {
     pub mac: Mac,
     pub cidr: IpNet,
 }
 
 /// What may leave and enter one port.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PortFilter {
     pub port: Key,
@@ -252,7 +252,7 @@ pub struct PortFilter {
 }
 
 /// The members of a remote group, by family.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct IpSetPlan {
     pub name: String,
     pub group: Key,
@@ -261,7 +261,7 @@ pub struct IpSetPlan {
 }
 
 /// Security groups as this node enforces them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecurityPlan {
     pub ipsets: Vec<IpSetPlan>,

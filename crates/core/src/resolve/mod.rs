@@ -19,7 +19,7 @@ mod subnet;
 use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube_core::Resource;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -138,7 +138,7 @@ pub struct FloatingIpState {
 }
 
 /// What a rule matches beyond the protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PortMatch {
     /// A tcp, udp or sctp destination port range.
     Ports(u16, u16),
