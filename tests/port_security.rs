@@ -370,8 +370,22 @@ async fn a_security_group_change_cuts_the_connections_it_no_longer_allows() {
         std::fs::read_to_string(&out).unwrap_or_default()
     );
 
-    // Another rule of the server's group goes: the connection carries on.
+    assert!(lab.pings("tenant-a/client", "10.0.0.22"), "ICMP is let in");
+
+    // Another rule of the server's group goes: the connection carries on,
+    // and the pings' entries are cut.
     lab.lab.apply(&with(&[TCP_RULE])).await.unwrap();
+    let node2 = lab.node("node-2");
+    let pings = support::exec_in(&node2, &["conntrack", "-L", "-p", "icmp"]).1;
+    let pings: Vec<&str> = (pings.lines())
+        .filter(|l| l.contains("dst=10.0.0.22") && l.contains("type=8"))
+        .collect();
+    assert!(!pings.is_empty(), "no ping entries");
+    let cut = neutrino::core::conntrack::CUT_MARK;
+    for entry in &pings {
+        let mark: u32 = field(entry, "mark").parse().unwrap();
+        assert_ne!(mark & cut, 0, "a ping's entry was not cut: {entry}");
+    }
     let before = echoes(&out);
     std::thread::sleep(Duration::from_secs(3));
     assert!(
@@ -386,7 +400,6 @@ async fn a_security_group_change_cuts_the_connections_it_no_longer_allows() {
 
     // Another tenant's connection with the same addresses and ports, in
     // another zone of the server's node, which the cut must leave alone.
-    let node2 = lab.node("node-2");
     let entry = server_entry(&node2);
     let zone: u16 = field(&entry, "zone").parse().unwrap();
     let sport = field(&entry, "sport");
@@ -427,7 +440,6 @@ async fn a_security_group_change_cuts_the_connections_it_no_longer_allows() {
     );
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.ends_with("stalled\n"), "{text}");
-    let cut = neutrino::core::conntrack::CUT_MARK;
     let marked = |zone: &str| {
         let listed = support::exec_in(&node2, &["conntrack", "-L", "--zone", zone]).1;
         let line = (listed.lines())

@@ -191,7 +191,7 @@ impl LastSecurity {
     }
 }
 
-/// Deletes the conntrack entries that the ports whose rules narrowed from
+/// Marks the conntrack entries that the ports whose rules narrowed from
 /// `old` to `new` no longer admit; how many.
 fn cut_connections(
     namespace: Option<&str>,

@@ -50,12 +50,14 @@ pub fn cut(
 
 /// Sends `requests` and reads one acknowledgement for each; how many
 /// entries were marked. One already gone (timed out, or cut from the
-/// other end's port) is fine.
+/// other end's port) is fine; one refused does not keep the others from
+/// being marked, and is reported after them.
 fn send(requests: &[Vec<u8>]) -> io::Result<usize> {
     let mut socket = Socket::new(NETLINK_NETFILTER)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
     let mut marked = 0;
+    let mut refused = Vec::new();
     // In batches, so that the acknowledgements fit the receive buffer.
     for batch in requests.chunks(128) {
         socket.send(&batch.concat(), 0)?;
@@ -69,12 +71,19 @@ fn send(requests: &[Vec<u8>]) -> io::Result<usize> {
                 match code {
                     0 => marked += 1,
                     code if -code == Errno::ENOENT as i32 => {}
-                    code => return Err(io::Error::from_raw_os_error(-code)),
+                    code => refused.push(io::Error::from_raw_os_error(-code)),
                 }
             }
         }
     }
-    Ok(marked)
+    match refused.first() {
+        None => Ok(marked),
+        Some(first) => Err(io::Error::other(format!(
+            "{} of {} entries refused ({first}); {marked} marked",
+            refused.len(),
+            requests.len()
+        ))),
+    }
 }
 
 /// The error codes of the acknowledgements in a received datagram.
