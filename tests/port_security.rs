@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{TestLab, manifests, port_mac};
+use support::{Manifests, TestLab, manifests, port_mac};
 
 const NETWORK: &str = r#"
 apiVersion: neutrino.dev/v1alpha1
@@ -351,24 +351,54 @@ fn echoes(out: &std::path::Path) -> usize {
     text.lines().filter(|l| l.starts_with("echo")).count()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_security_group_change_cuts_the_connections_it_no_longer_allows() {
-    let lab = TestLab::new("guard-ct");
-    let with = |rules: &[&str]| {
-        let yaml = format!("{CONNECTIONS}{}", rules.concat());
-        manifests(&format!("guard-ct-{}", rules.len()), &yaml)
-    };
-    let dir = with(&[TCP_RULE, ICMP_RULE]);
-    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
-    let _server = Program::start(&lab, "tenant-a/server", SERVER, &lab.dir.join("server.out"));
+/// The manifests of [`CONNECTIONS`] with the server's group holding `rules`.
+fn connections(tag: &str, rules: &[&str]) -> Manifests {
+    let yaml = format!("{CONNECTIONS}{}", rules.concat());
+    manifests(&format!("{tag}-{}", rules.len()), &yaml)
+}
+
+/// A lab of [`CONNECTIONS`] whose server's group holds `rules`, with the
+/// echo server running and the client's connection carrying echoes.
+struct Connected {
+    lab: TestLab,
+    _server: Program,
+    client: Program,
+    out: std::path::PathBuf,
+}
+
+async fn connected(tag: &str, rules: &[&str]) -> Connected {
+    let lab = TestLab::new(tag);
+    lab.lab
+        .up(&connections(tag, rules), 2, &lab.name)
+        .await
+        .unwrap();
+    let server = Program::start(&lab, "tenant-a/server", SERVER, &lab.dir.join("server.out"));
     std::thread::sleep(Duration::from_millis(500));
     let out = lab.dir.join("client.out");
-    let mut client = Program::start(&lab, "tenant-a/client", CLIENT, &out);
+    let client = Program::start(&lab, "tenant-a/client", CLIENT, &out);
     assert!(
         eventually("the connection carries echoes", || echoes(&out) >= 5),
         "{}",
         std::fs::read_to_string(&out).unwrap_or_default()
     );
+    Connected {
+        lab,
+        _server: server,
+        client,
+        out,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_security_group_change_cuts_the_connections_it_no_longer_allows() {
+    let tag = "guard-ct";
+    let Connected {
+        lab,
+        _server,
+        mut client,
+        out,
+    } = connected(tag, &[TCP_RULE, ICMP_RULE]).await;
+    let with = |rules: &[&str]| connections(tag, rules);
 
     assert!(lab.pings("tenant-a/client", "10.0.0.22"), "ICMP is let in");
 
@@ -474,21 +504,13 @@ async fn a_change_made_while_the_agent_was_down_still_cuts() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
 
-    let lab = TestLab::new("guard-ct-down");
-    let with = |rules: &[&str]| {
-        let yaml = format!("{CONNECTIONS}{}", rules.concat());
-        manifests(&format!("guard-ct-down-{}", rules.len()), &yaml)
-    };
-    lab.lab.up(&with(&[TCP_RULE]), 2, &lab.name).await.unwrap();
-    let _server = Program::start(&lab, "tenant-a/server", SERVER, &lab.dir.join("server.out"));
-    std::thread::sleep(Duration::from_millis(500));
-    let out = lab.dir.join("client.out");
-    let mut client = Program::start(&lab, "tenant-a/client", CLIENT, &out);
-    assert!(
-        eventually("the connection carries echoes", || echoes(&out) >= 5),
-        "{}",
-        std::fs::read_to_string(&out).unwrap_or_default()
-    );
+    let tag = "guard-ct-down";
+    let Connected {
+        lab,
+        _server,
+        mut client,
+        out,
+    } = connected(tag, &[TCP_RULE]).await;
 
     // The server's node loses its agent, and its supervisor is held, so
     // that nothing runs there while the rule goes.
@@ -497,7 +519,7 @@ async fn a_change_made_while_the_agent_was_down_still_cuts() {
     let agent = lab.lab.agent_pid("node-2").expect("an agent");
     kill(Pid::from_raw(agent), Signal::SIGKILL).unwrap();
     let published = lab.lab.files().read_generation();
-    let dir = with(&[]);
+    let dir = connections(tag, &[]);
     let (applied, ()) = tokio::join!(lab.lab.apply(&dir), async {
         let deadline = Instant::now() + Duration::from_secs(10);
         while lab.lab.files().read_generation() == published {
