@@ -582,3 +582,109 @@ async fn a_ports_veth_end_attaches_to_a_runtimes_namespace_with_its_addresses_an
         "{error}"
     );
 }
+
+/// Conntrack entries of both families, in a zone and in a twin zone with
+/// the same addresses and ports, as a cut finds them.
+#[test]
+fn a_cut_marks_the_entries_of_its_zone_in_both_families_and_nothing_else() {
+    use neutrino::core::conntrack::CUT_MARK;
+    use neutrino::core::plan::{AllowedSource, PortFilter};
+    require_root();
+    let mut spaces = Namespaces::new("ct");
+    let node = spaces.create("node");
+    let (zone, twin) = ("7", "8");
+    let entries: [&[&str]; 4] = [
+        &[
+            "-p",
+            "tcp",
+            "-s",
+            "10.0.0.21",
+            "-d",
+            "10.0.0.22",
+            "--sport",
+            "40000",
+            "--dport",
+            "5000",
+            "--state",
+            "ESTABLISHED",
+        ],
+        &[
+            "-p",
+            "icmp",
+            "-s",
+            "10.0.0.21",
+            "-d",
+            "10.0.0.22",
+            "--icmp-type",
+            "8",
+            "--icmp-code",
+            "0",
+            "--icmp-id",
+            "7",
+        ],
+        &[
+            "-p",
+            "tcp",
+            "-s",
+            "2001:db8::21",
+            "-d",
+            "2001:db8::22",
+            "--sport",
+            "40000",
+            "--dport",
+            "5000",
+            "--state",
+            "ESTABLISHED",
+        ],
+        &[
+            "-p",
+            "icmpv6",
+            "-s",
+            "2001:db8::21",
+            "-d",
+            "2001:db8::22",
+            "--icmpv6-type",
+            "128",
+            "--icmpv6-code",
+            "0",
+            "--icmpv6-id",
+            "7",
+        ],
+    ];
+    for zone in [zone, twin] {
+        for entry in entries {
+            let mut args = vec!["-I", "--zone", zone, "-t", "600", "-u", "SEEN_REPLY"];
+            args.extend(entry);
+            let (code, output) = support::exec_in(&node, &[&["conntrack"], &args[..]].concat());
+            assert_eq!(code, 0, "{args:?}: {output}");
+        }
+    }
+    // The server's port, whose rules now admit nothing.
+    let server = PortFilter {
+        port: neutrino::core::Key::new("t", "server"),
+        interface: "ntp-server".into(),
+        allowed_sources: ["10.0.0.22/32", "2001:db8::22/128"]
+            .map(|cidr| AllowedSource {
+                mac: Mac([0xfa, 0x16, 0x3e, 0, 0, 0x22]),
+                cidr: cidr.parse().unwrap(),
+            })
+            .to_vec(),
+        ingress: Vec::new(),
+        egress: Vec::new(),
+    };
+    let cut = neutrino::dataplane::conntrack::cut(Some(&node), 7, &server, &BTreeMap::new());
+    assert_eq!(cut.unwrap(), 4);
+    let marks = |zone: &str| -> Vec<u32> {
+        let listed = support::exec_in(&node, &["conntrack", "-L", "--zone", zone, "-f", "ipv4"]).1
+            + &support::exec_in(&node, &["conntrack", "-L", "--zone", zone, "-f", "ipv6"]).1;
+        (listed.lines())
+            .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("mark=")))
+            .map(|m| m.parse().unwrap())
+            .collect()
+    };
+    assert_eq!(marks(zone), [CUT_MARK; 4]);
+    assert_eq!(marks(twin), [0; 4]);
+    // Cut already: nothing to mark again.
+    let again = neutrino::dataplane::conntrack::cut(Some(&node), 7, &server, &BTreeMap::new());
+    assert_eq!(again.unwrap(), 0);
+}
