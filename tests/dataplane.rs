@@ -593,69 +593,26 @@ fn a_cut_marks_the_entries_of_its_zone_in_both_families_and_nothing_else() {
     let mut spaces = Namespaces::new("ct");
     let node = spaces.create("node");
     let (zone, twin) = ("7", "8");
-    let entries: [&[&str]; 4] = [
-        &[
-            "-p",
-            "tcp",
-            "-s",
-            "10.0.0.21",
-            "-d",
-            "10.0.0.22",
-            "--sport",
-            "40000",
-            "--dport",
-            "5000",
-            "--state",
-            "ESTABLISHED",
-        ],
-        &[
-            "-p",
-            "icmp",
-            "-s",
-            "10.0.0.21",
-            "-d",
-            "10.0.0.22",
-            "--icmp-type",
-            "8",
-            "--icmp-code",
-            "0",
-            "--icmp-id",
-            "7",
-        ],
-        &[
-            "-p",
-            "tcp",
-            "-s",
-            "2001:db8::21",
-            "-d",
-            "2001:db8::22",
-            "--sport",
-            "40000",
-            "--dport",
-            "5000",
-            "--state",
-            "ESTABLISHED",
-        ],
-        &[
-            "-p",
-            "icmpv6",
-            "-s",
-            "2001:db8::21",
-            "-d",
-            "2001:db8::22",
-            "--icmpv6-type",
-            "128",
-            "--icmpv6-code",
-            "0",
-            "--icmpv6-id",
-            "7",
-        ],
+    let entries = [
+        "-p tcp -s 10.0.0.21 -d 10.0.0.22 --sport 40000 --dport 5000 --state ESTABLISHED",
+        "-p icmp -s 10.0.0.21 -d 10.0.0.22 --icmp-type 8 --icmp-code 0 --icmp-id 7",
+        "-p tcp -s 2001:db8::21 -d 2001:db8::22 --sport 40000 --dport 5000 --state ESTABLISHED",
+        "-p icmpv6 -s 2001:db8::21 -d 2001:db8::22 --icmpv6-type 128 --icmpv6-code 0 --icmpv6-id 7",
     ];
     for zone in [zone, twin] {
         for entry in entries {
-            let mut args = vec!["-I", "--zone", zone, "-t", "600", "-u", "SEEN_REPLY"];
-            args.extend(entry);
-            let (code, output) = support::exec_in(&node, &[&["conntrack"], &args[..]].concat());
+            let mut args = vec![
+                "conntrack",
+                "-I",
+                "--zone",
+                zone,
+                "-t",
+                "600",
+                "-u",
+                "SEEN_REPLY",
+            ];
+            args.extend(entry.split_whitespace());
+            let (code, output) = support::exec_in(&node, &args);
             assert_eq!(code, 0, "{args:?}: {output}");
         }
     }
@@ -672,7 +629,7 @@ fn a_cut_marks_the_entries_of_its_zone_in_both_families_and_nothing_else() {
         ingress: Vec::new(),
         egress: Vec::new(),
     };
-    let cut = neutrino::dataplane::conntrack::cut(Some(&node), 7, &server, &BTreeMap::new());
+    let cut = neutrino::dataplane::conntrack::cut(Some(&node), 7, &[&server], &BTreeMap::new());
     assert_eq!(cut.unwrap(), 4);
     let marks = |zone: &str| -> Vec<u32> {
         let listed = support::exec_in(&node, &["conntrack", "-L", "--zone", zone, "-f", "ipv4"]).1
@@ -685,6 +642,6 @@ fn a_cut_marks_the_entries_of_its_zone_in_both_families_and_nothing_else() {
     assert_eq!(marks(zone), [CUT_MARK; 4]);
     assert_eq!(marks(twin), [0; 4]);
     // Cut already: nothing to mark again.
-    let again = neutrino::dataplane::conntrack::cut(Some(&node), 7, &server, &BTreeMap::new());
+    let again = neutrino::dataplane::conntrack::cut(Some(&node), 7, &[&server], &BTreeMap::new());
     assert_eq!(again.unwrap(), 0);
 }

@@ -78,17 +78,19 @@ fn involves(port: &PortFilter, flow: &Flow) -> bool {
     own(&flow.src) || own(&flow.dst)
 }
 
-/// The flows among `flows` (one zone's, as listed) that `port` sends or
-/// receives and its rules no longer admit, and that are not cut already:
-/// the ones to mark.
+/// The flows among `flows` (one zone's, as listed) that one of `ports`
+/// sends or receives and its rules no longer admit, and that are not cut
+/// already: the ones to mark, each once.
 pub fn to_cut<'a>(
-    port: &PortFilter,
+    ports: &[&PortFilter],
     sets: &BTreeMap<&str, &IpSetPlan>,
     flows: impl IntoIterator<Item = &'a Flow>,
 ) -> Vec<&'a Flow> {
     (flows.into_iter())
         .filter(|flow| flow.mark & CUT_MARK == 0)
-        .filter(|flow| involves(port, flow) && !allowed(port, sets, flow))
+        .filter(|flow| {
+            (ports.iter()).any(|port| involves(port, flow) && !allowed(port, sets, flow))
+        })
         .collect()
 }
 
@@ -260,11 +262,18 @@ mod tests {
         // Of a zone's flows, only the port's own that its rules refuse go.
         let others = flow(&TCP_IN.replace("dst=10.0.0.22", "dst=10.0.0.99"));
         let listed = [flow(TCP_IN), flow(PING_IN), flow(TCP_OUT), others];
-        assert_eq!(to_cut(&no_tcp, &sets, &listed), vec![&listed[0]]);
+        assert_eq!(to_cut(&[&no_tcp], &sets, &listed), vec![&listed[0]]);
+        // A flow between two ports of the zone that both cut is cut once.
+        let mut client = no_tcp.clone();
+        client.allowed_sources[0].cidr = "10.0.0.21/32".parse().unwrap();
+        assert_eq!(
+            to_cut(&[&no_tcp, &client], &sets, &listed),
+            vec![&listed[0]]
+        );
         // One cut already is not cut again.
         let marked = flow(&TCP_IN.replace("mark=0", &format!("mark={}", CUT_MARK | 1)));
         assert_eq!(marked.mark, CUT_MARK | 1);
-        assert!(to_cut(&no_tcp, &sets, [&marked]).is_empty());
+        assert!(to_cut(&[&no_tcp], &sets, [&marked]).is_empty());
     }
 
     #[test]

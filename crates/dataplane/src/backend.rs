@@ -208,14 +208,20 @@ fn cut_connections(
     let bridge_of: BTreeMap<&str, &str> = (bridges.iter())
         .flat_map(|b| b.ports.iter().map(move |p| (p.as_str(), b.bridge.as_str())))
         .collect();
-    let mut cut = 0;
+    // A zone is listed once for all its ports that narrowed.
+    let mut by_zone: BTreeMap<u16, Vec<&neutrino_core::plan::PortFilter>> = BTreeMap::new();
     for port in narrowed {
-        let Some(bridge) = bridge_of.get(port.interface.as_str()) else {
-            continue;
-        };
-        let zone = neutrino_core::firewall::zone(bridge);
-        cut += super::conntrack::cut(namespace, zone, port, &sets)
-            .map_err(|e| Failure::from(format!("cutting connections of {}: {e}", port.port)))?;
+        if let Some(bridge) = bridge_of.get(port.interface.as_str()) {
+            let zone = neutrino_core::firewall::zone(bridge);
+            by_zone.entry(zone).or_default().push(port);
+        }
+    }
+    let mut cut = 0;
+    for (zone, ports) in by_zone {
+        cut += super::conntrack::cut(namespace, zone, &ports, &sets).map_err(|e| {
+            let names: Vec<String> = ports.iter().map(|p| p.port.to_string()).collect();
+            Failure::from(format!("cutting connections of {}: {e}", names.join(", ")))
+        })?;
     }
     Ok(cut)
 }

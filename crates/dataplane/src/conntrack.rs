@@ -17,12 +17,13 @@ use std::net::IpAddr;
 use super::iptables::{FirewallError, run};
 use super::netns;
 
-/// Marks the entries of `port` in conntrack zone `zone` of `namespace`
-/// (the current one when `None`) that its rules no longer admit; how many.
+/// Marks the entries of `ports` in conntrack zone `zone` of `namespace`
+/// (the current one when `None`) that their rules no longer admit, the
+/// zone listed once; how many.
 pub fn cut(
     namespace: Option<&str>,
     zone: u16,
-    port: &PortFilter,
+    ports: &[&PortFilter],
     sets: &BTreeMap<&str, &IpSetPlan>,
 ) -> Result<usize, FirewallError> {
     let listed = run(
@@ -32,7 +33,7 @@ pub fn cut(
         "",
     )?;
     let flows: Vec<Flow> = listed.lines().filter_map(Flow::parse).collect();
-    let requests: Vec<Vec<u8>> = (to_cut(port, sets, &flows).into_iter())
+    let requests: Vec<Vec<u8>> = (to_cut(ports, sets, &flows).into_iter())
         .zip(1..)
         .map(|(flow, sequence)| mark_request(flow, zone, sequence))
         .collect();
