@@ -434,31 +434,11 @@ async fn a_security_group_change_cuts_the_connections_it_no_longer_allows() {
     let zone: u16 = field(&entry, "zone").parse().unwrap();
     let sport = field(&entry, "sport");
     let twin = (zone % 65_534 + 1).to_string();
-    let (code, output) = support::exec_in(
-        &node2,
-        &[
-            "conntrack",
-            "-I",
-            "--zone",
-            &twin,
-            "-p",
-            "tcp",
-            "-s",
-            "10.0.0.21",
-            "-d",
-            "10.0.0.22",
-            "--sport",
-            &sport,
-            "--dport",
-            "5000",
-            "--state",
-            "ESTABLISHED",
-            "-u",
-            "SEEN_REPLY,ASSURED",
-            "-t",
-            "600",
-        ],
+    let insert = format!(
+        "conntrack -I --zone {twin} -p tcp -s 10.0.0.21 -d 10.0.0.22 --sport {sport} \
+         --dport 5000 --state ESTABLISHED -u SEEN_REPLY,ASSURED -t 600"
     );
+    let (code, output) = support::exec_in(&node2, &insert.split_whitespace().collect::<Vec<_>>());
     assert_eq!(code, 0, "{output}");
 
     // The rule that let it in goes: the connection stops, for good.
