@@ -100,6 +100,7 @@ pub fn after(observed: &Observed, plan: &NodePlan) -> Observed {
             mtu: d.mtu.or(previous.map(|l| l.mtu)).unwrap_or(1500),
             up: true,
             isolated: d.isolated && d.master.is_some(),
+            host_ipv6: false,
         });
     }
     Observed {

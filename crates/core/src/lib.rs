@@ -8,6 +8,7 @@
 
 pub mod allocate;
 pub mod attachment;
+pub mod boundary;
 pub mod config;
 pub mod conntrack;
 pub mod controller;

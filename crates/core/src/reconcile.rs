@@ -26,6 +26,9 @@ pub struct ObservedLink {
     pub up: bool,
     /// The bridge port flag that keeps two isolated ports apart.
     pub isolated: bool,
+    /// Whether the node's own IPv6 configures itself on the link: takes
+    /// addresses and router advertisements from whatever it carries.
+    pub host_ipv6: bool,
 }
 
 impl ObservedLink {
@@ -179,6 +182,15 @@ pub enum LinkChange {
     SetMaster(String, Option<String>),
     SetIsolated(String, bool),
     SetUp(String),
+    /// Takes the node's IPv6 off the link: no addresses, no router
+    /// advertisements, nothing delivered to the node through it. A VXLAN
+    /// link (`proxy`) answers neighbour solicitations from its IPv6
+    /// neighbour table, which needs IPv6 running: it keeps it, without
+    /// addresses and without taking advertisements.
+    NoHostIpv6 {
+        name: String,
+        proxy: bool,
+    },
 }
 
 /// Everything to change, in the order it must be applied: links (removals
@@ -367,9 +379,9 @@ fn same_kind(observed: &ObservedKind, desired: &LinkKind) -> bool {
     }
 }
 
-/// Settings that can change in place: MTU, master, isolation, up. A link
-/// just created (`observed` is `None`) already has its MTU and master and
-/// is up.
+/// Settings that can change in place: MTU, master, isolation, up, the
+/// node's IPv6. A link just created (`observed` is `None`) already has its
+/// MTU and master, no IPv6, and is up.
 fn settings(observed: Option<&ObservedLink>, desired: &DesiredLink, out: &mut Vec<LinkChange>) {
     let name = &desired.name;
     let isolating = desired.master.is_some();
@@ -390,6 +402,14 @@ fn settings(observed: Option<&ObservedLink>, desired: &DesiredLink, out: &mut Ve
             }
             if isolating && found.isolated != desired.isolated {
                 out.push(LinkChange::SetIsolated(name.clone(), desired.isolated));
+            }
+            // Tenant links are no way into the node, whatever the host's
+            // sysctls: a physical uplink stays the operator's.
+            if found.host_ipv6 && desired.kind != LinkKind::Physical {
+                out.push(LinkChange::NoHostIpv6 {
+                    name: name.clone(),
+                    proxy: matches!(desired.kind, LinkKind::Vxlan { .. }),
+                });
             }
             if !found.up {
                 out.push(LinkChange::SetUp(name.clone()));
@@ -566,6 +586,7 @@ mod tests {
             mtu: 1500,
             up: true,
             isolated: false,
+            host_ipv6: true,
         }
     }
 
@@ -590,6 +611,35 @@ mod tests {
             "{:#?}",
             diff(&converged, &plan)
         );
+    }
+
+    #[test]
+    fn links_that_took_the_nodes_ipv6_give_it_up() {
+        let plan = quickstart_plan("node-1");
+        let mut observed = after(&Observed::default(), &plan);
+        for link in &mut observed.links {
+            link.host_ipv6 = true;
+        }
+        let changes = diff(&observed, &plan);
+        let disabled: BTreeSet<&str> = (changes.links.iter())
+            .filter_map(|c| match c {
+                LinkChange::NoHostIpv6 { name, proxy } => {
+                    let vxlan = observed
+                        .links
+                        .iter()
+                        .any(|l| &l.name == name && matches!(l.kind, ObservedKind::Vxlan { .. }));
+                    assert_eq!(*proxy, vxlan, "{name}");
+                    Some(name.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        let ours: BTreeSet<&str> = (observed.links.iter())
+            .filter(|l| l.is_ours())
+            .map(|l| l.name.as_str())
+            .collect();
+        assert_eq!(disabled, ours, "{changes:#?}");
+        assert_eq!(changes.links.len(), ours.len(), "{changes:#?}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use neutrino_core::inside::{self, InnerNamespace, inner_namespaces};
 use neutrino_core::plan::{NodePlan, SecurityPlan};
 use neutrino_core::reconcile::{diff, diff_only};
 use neutrino_core::xtables::{Backend, Choice};
-use neutrino_core::{delta, dnsmasq, metadata, names};
+use neutrino_core::{boundary, delta, dnsmasq, metadata, names};
 
 /// The state directory's parts: the DHCP servers' files, and what the
 /// firewall last applied.
@@ -113,6 +113,7 @@ impl Agent<Host> {
         let rules = NodeRules {
             firewall,
             guard: super::guard::Guard::new(config.drift_check),
+            boundary: super::boundary::HostBoundary::new(config.drift_check),
             namespace: config.netns.clone(),
             applied: LastSecurity::load(config.state_dir.join(FIREWALL_DIR).join(SECURITY_RECORD)),
         };
@@ -204,6 +205,11 @@ impl<B: Backends> Agent<B> {
                 Vec::new()
             }
         };
+        // The node closed to its tenants before any of their links is up.
+        match self.rules.sync_boundary(&boundary::of(&plan)) {
+            Ok(writes) => report.writes += writes,
+            Err(e) => report.errors.push(format!("the node's boundary: {e}")),
+        }
         self.create_namespaces(&inner, &existing, &mut report);
         let (mut touched, links_clean) = self.sync_links(&plan, &mut report).await;
         touched.extend(report.namespaces_created.iter().cloned());
@@ -452,6 +458,10 @@ impl Agent<Host> {
         match super::guard::remove(namespace) {
             Ok(writes) => report.writes += writes,
             Err(e) => report.errors.push(format!("the ports' guard: {e}")),
+        }
+        match super::boundary::remove(namespace) {
+            Ok(writes) => report.writes += writes,
+            Err(e) => report.errors.push(format!("the node's boundary: {e}")),
         }
         if report.errors.is_empty() {
             // Only what the agent keeps there; the directory itself if that

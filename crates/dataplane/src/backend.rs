@@ -13,6 +13,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use neutrino_core::boundary::Boundary;
 use neutrino_core::dnsmasq::{DhcpChange, ObservedServer};
 use neutrino_core::firewall::BridgePorts;
 use neutrino_core::inside::{InnerNamespace, InsideChange, ObservedInside};
@@ -73,6 +74,9 @@ pub trait InsideNamespace: Send + Sync {
 /// Security groups on the node and each router's NAT. Each sync is its
 /// kernel writes, zero when the rules are as wanted.
 pub trait Rules: Send + Sync {
+    /// The node's own boundary: what tenant bridges pass up dropped, VXLAN
+    /// only from tunnel peers.
+    fn sync_boundary(&self, boundary: &Boundary) -> Result<usize, Failure>;
     fn sync_node(&self, plan: &SecurityPlan, bridges: &[BridgePorts]) -> Result<usize, Failure>;
     fn sync_router(&self, router: &RouterPlan) -> Result<usize, Failure>;
     /// Forgets the routers not named (their namespace took their rules).
@@ -142,6 +146,7 @@ impl Inside for HostInside {
 pub struct NodeRules {
     pub firewall: super::iptables::Firewall,
     pub guard: super::guard::Guard,
+    pub boundary: super::boundary::HostBoundary,
     pub namespace: Option<String>,
     pub applied: LastSecurity,
 }
@@ -227,6 +232,10 @@ fn cut_connections(
 }
 
 impl Rules for NodeRules {
+    fn sync_boundary(&self, boundary: &Boundary) -> Result<usize, Failure> {
+        Ok(self.boundary.sync(self.namespace.as_deref(), boundary)?)
+    }
+
     fn sync_node(&self, plan: &SecurityPlan, bridges: &[BridgePorts]) -> Result<usize, Failure> {
         let namespace = self.namespace.as_deref();
         let rules = self.firewall.sync_node(namespace, plan, bridges)?;

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use neutrino_core::boundary::Boundary;
 use neutrino_core::dnsmasq::{DhcpChange, ObservedServer, listed};
 use neutrino_core::firewall::BridgePorts;
 use neutrino_core::inside::{InnerNamespace, InsideChange, ObservedInside, ObservedInterface};
@@ -36,6 +37,8 @@ pub struct World {
     pub namespaces: BTreeMap<String, ObservedInside>,
     /// The node's security groups as last applied.
     pub rules: Option<String>,
+    /// The node's boundary as last applied.
+    pub boundary: Option<Boundary>,
     /// Each router's NAT as last applied, by namespace.
     pub nat: BTreeMap<String, String>,
     pub dhcp: BTreeMap<String, ObservedServer>,
@@ -117,6 +120,7 @@ impl World {
                     mtu: link.mtu.unwrap_or(1500),
                     up: false,
                     isolated: false,
+                    host_ipv6: true,
                 }),
             }
             self.peers
@@ -130,6 +134,7 @@ impl World {
             mtu: link.mtu.unwrap_or(1500),
             up: true,
             isolated: false,
+            host_ipv6: false,
         });
         Ok(())
     }
@@ -150,6 +155,7 @@ impl World {
             }
             LinkChange::SetIsolated(name, isolated) => self.link(name)?.isolated = *isolated,
             LinkChange::SetUp(name) => self.link(name)?.up = true,
+            LinkChange::NoHostIpv6 { name, .. } => self.link(name)?.host_ipv6 = false,
         }
         self.wrote(format!("links: {change:?}"));
         Ok(())
@@ -310,6 +316,7 @@ impl Fake {
                 mtu: 1500,
                 up: true,
                 isolated: false,
+                host_ipv6: true,
             }));
         fake
     }
@@ -515,6 +522,16 @@ impl InsideNamespace for FakeNamespace {
 }
 
 impl Rules for Fake {
+    fn sync_boundary(&self, boundary: &Boundary) -> Result<usize, Failure> {
+        let mut world = self.world();
+        if world.boundary.as_ref() == Some(boundary) {
+            return Ok(0);
+        }
+        world.boundary = Some(boundary.clone());
+        world.wrote(format!("rules: boundary ({} peers)", boundary.peers.len()));
+        Ok(1)
+    }
+
     fn sync_node(&self, plan: &SecurityPlan, bridges: &[BridgePorts]) -> Result<usize, Failure> {
         let mut world = self.world();
         let wanted = (!plan.ports.is_empty() || !bridges.is_empty())

@@ -16,8 +16,8 @@ use std::os::fd::AsFd;
 
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVlan, InfoVxlan, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVlan,
+    InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
@@ -49,6 +49,7 @@ struct LinkRecord {
     mtu: u32,
     up: bool,
     isolated: bool,
+    host_ipv6: bool,
 }
 
 /// Links by index; each device's FDB destinations by MAC and permanent
@@ -249,6 +250,7 @@ impl KernelView {
                 mtu: record.mtu,
                 up: record.up,
                 isolated: record.isolated,
+                host_ipv6: record.host_ipv6,
             });
         }
         links.sort_by(|a, b| a.name.cmp(&b.name));
@@ -407,8 +409,10 @@ fn link_record(message: &LinkMessage) -> Option<LinkRecord> {
     let mut kind = ObservedKind::Other(String::new());
     let mut isolated = false;
     let mut parent = None;
+    let mut host_ipv6 = false;
     for attribute in &message.attributes {
         match attribute {
+            LinkAttribute::AfSpecUnspec(specs) => host_ipv6 = configures_host_ipv6(specs),
             LinkAttribute::IfName(n) => name = Some(n.clone()),
             LinkAttribute::IfAlias(a) => alias = Some(a.clone()),
             LinkAttribute::Controller(index) => master = Some(*index),
@@ -454,8 +458,25 @@ fn link_record(message: &LinkMessage) -> Option<LinkRecord> {
         mtu,
         up: message.header.flags.contains(LinkFlags::Up),
         isolated,
+        host_ipv6,
     })
 }
+
+/// Whether the node's IPv6 configures itself on the link: it runs there
+/// and makes addresses or takes router advertisements. A kernel without
+/// IPv6 reports no configuration.
+fn configures_host_ipv6(specs: &[AfSpecUnspec]) -> bool {
+    specs.iter().any(|spec| match spec {
+        AfSpecUnspec::Inet6(inet6) => inet6.iter().any(|c| {
+            matches!(c, AfSpecInet6::DevConf(conf) if conf.disable_ipv6 == 0
+                && (conf.addr_gen_mode != ADDR_GEN_MODE_NONE || conf.accept_ra != 0 || conf.autoconf != 0))
+        }),
+        _ => false,
+    })
+}
+
+/// `addr_gen_mode` when the kernel makes no address of its own.
+const ADDR_GEN_MODE_NONE: i32 = 1;
 
 fn vxlan_kind(data: &[InfoVxlan]) -> ObservedKind {
     let mut vni = 0;

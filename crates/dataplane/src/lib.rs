@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod backend;
+pub mod boundary;
 pub mod conntrack;
 pub mod dnsmasq;
 pub mod fake;

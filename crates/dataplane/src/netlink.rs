@@ -63,6 +63,8 @@ pub struct Netlink {
     watch: tokio::sync::Mutex<Option<Watch>>,
     /// How long the view is trusted before it is dumped afresh.
     dump_every: Duration,
+    /// Started at the first link whose IPv6 is turned off.
+    sysctls: Mutex<Option<std::sync::Arc<netns::SysctlWriter>>>,
 }
 
 /// The view and the notifications that keep it current.
@@ -138,6 +140,7 @@ impl Netlink {
             indexes: Mutex::new(HashMap::new()),
             watch: tokio::sync::Mutex::new(None),
             dump_every: Duration::ZERO,
+            sysctls: Mutex::new(None),
         })
     }
 
@@ -462,6 +465,11 @@ impl Netlink {
                     .await
                     .map_err(failed(format!("setting isolated={isolated} on {name}")))
             }
+            LinkChange::NoHostIpv6 { name, proxy } => {
+                self.no_host_ipv6(name, *proxy, true).await?;
+                // The kernel tells of this in no link notification.
+                self.reread(name).await
+            }
             LinkChange::SetUp(name) => {
                 let index = self.require(name, "setting up").await?;
                 self.set(
@@ -471,6 +479,65 @@ impl Netlink {
                 .await
             }
         }
+    }
+
+    /// Takes the node's IPv6 off `name`: off altogether, or with `proxy`
+    /// (a VXLAN link, whose IPv6 neighbour table needs IPv6 running) no
+    /// address made and no advertisement taken; with `flush`, the
+    /// addresses it already made go (turning IPv6 off and on drops them).
+    /// A kernel without IPv6 has nothing to take off.
+    async fn no_host_ipv6(&self, name: &str, proxy: bool, flush: bool) -> Result<()> {
+        let writer = {
+            let mut started = self.sysctls.lock().unwrap_or_else(|e| e.into_inner());
+            if started.is_none() {
+                let writer = netns::SysctlWriter::start(self.namespace.as_deref())
+                    .map_err(|e| no_host_ipv6_failed(name, e))?;
+                *started = Some(std::sync::Arc::new(writer));
+            }
+            started.clone().expect("started above")
+        };
+        let settings: &[(&str, &str)] = match (proxy, flush) {
+            (false, _) => &[("disable_ipv6", "1")],
+            (true, false) => &[
+                ("addr_gen_mode", "1"),
+                ("accept_ra", "0"),
+                ("autoconf", "0"),
+            ],
+            (true, true) => &[
+                ("addr_gen_mode", "1"),
+                ("accept_ra", "0"),
+                ("autoconf", "0"),
+                ("disable_ipv6", "1"),
+                ("disable_ipv6", "0"),
+            ],
+        };
+        for (setting, value) in settings {
+            self.wrote();
+            match writer
+                .write(&format!("net/ipv6/conf/{name}/{setting}"), value)
+                .await
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !ipv6_in_kernel() => {
+                    return Ok(());
+                }
+                Err(e) => return Err(no_host_ipv6_failed(name, e)),
+                Ok(()) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the link `name` again into the view, for a change the kernel
+    /// sends no notification of.
+    async fn reread(&self, name: &str) -> Result<()> {
+        let mut guard = self.watch.lock().await;
+        let Some(view) = guard.as_mut().and_then(|w| w.view.as_mut()) else {
+            return Ok(());
+        };
+        let Some(index) = view.index(name) else {
+            return Ok(());
+        };
+        self.refetch(index, view, &mut BTreeSet::new()).await
     }
 
     pub(crate) async fn set(&self, message: LinkMessage, what: String) -> Result<()> {
@@ -483,8 +550,10 @@ impl Netlink {
             .map_err(failed(what))
     }
 
-    /// Creates a link attached to its master and up, then marks it as
-    /// neutrino's with its alias (which the kernel only takes on a change).
+    /// Creates a link attached to its master, turns the node's IPv6 off on
+    /// it before it is up (so it never takes an address or a router
+    /// advertisement), then sets it up and marks it as neutrino's with its
+    /// alias (which the kernel only takes on a change).
     pub(crate) async fn create(&self, link: &DesiredLink) -> Result<()> {
         let what = format!("creating {}", link.name);
         let mtu = link.mtu.unwrap_or(1500);
@@ -541,8 +610,6 @@ impl Netlink {
             LinkKind::Physical => return Ok(()),
         };
         let mut message = message;
-        message.header.flags |= LinkFlags::Up;
-        message.header.change_mask |= LinkFlags::Up;
         if let Some(master) = master {
             message.attributes.push(LinkAttribute::Controller(master));
         }
@@ -561,7 +628,9 @@ impl Netlink {
             .await
             .map_err(failed(refused))?;
         drop(peer_namespace);
-        let mut alias = LinkUnspec::new_with_name(&link.name).build();
+        let proxy = matches!(link.kind, LinkKind::Vxlan { .. });
+        self.no_host_ipv6(&link.name, proxy, false).await?;
+        let mut alias = LinkUnspec::new_with_name(&link.name).up().build();
         alias
             .attributes
             .push(LinkAttribute::IfAlias(link.alias.clone()));
@@ -662,6 +731,18 @@ impl Netlink {
     }
 }
 
+fn no_host_ipv6_failed(name: &str, cause: std::io::Error) -> NetlinkError {
+    NetlinkError::Invalid {
+        what: format!("taking the node's IPv6 off {name}"),
+        message: cause.to_string(),
+    }
+}
+
+/// Whether this kernel runs IPv6 at all (not booted with ipv6.disable=1).
+fn ipv6_in_kernel() -> bool {
+    std::path::Path::new("/proc/sys/net/ipv6").exists()
+}
+
 const fn libc_enodev() -> i32 {
     19
 }
@@ -686,7 +767,8 @@ fn link_phases(changes: &[LinkChange]) -> Vec<Vec<Vec<&LinkChange>>> {
         | LinkChange::SetMtu(n, _)
         | LinkChange::SetMaster(n, _)
         | LinkChange::SetIsolated(n, _)
-        | LinkChange::SetUp(n) => n.clone(),
+        | LinkChange::SetUp(n)
+        | LinkChange::NoHostIpv6 { name: n, .. } => n.clone(),
     };
     let mut phases: Vec<BTreeMap<String, Vec<&LinkChange>>> = vec![BTreeMap::new(); 4];
     for change in changes {
