@@ -109,7 +109,7 @@ fn three_tier_node_1_shows_every_section() {
         assert!(text.contains(section), "missing {section}:\n{text}");
     }
     assert!(text.contains("SNAT 10.20.1.0/24 -> "), "{text}");
-    assert!(text.contains("203.0.113.10 <-> 10.20.1.10"), "{text}");
+    assert!(text.contains("203.0.113.100 <-> 10.20.1.10"), "{text}");
 }
 
 #[test]

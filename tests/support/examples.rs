@@ -115,7 +115,7 @@ pub async fn three_tier_routes_filters_and_translates(lab: &TestLab, summary: &S
             .status
             .success()
     };
-    assert!(ping(&outside, "203.0.113.10"), "the floating IP answers");
+    assert!(ping(&outside, "203.0.113.100"), "the floating IP answers");
     assert!(
         !ping(&outside, &web),
         "fixed IPs are not reachable from outside"

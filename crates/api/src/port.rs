@@ -59,10 +59,16 @@ pub struct PortSpec {
     #[x_kube(validation = Rule::new("self.substring(1, 2).lowerAscii() in ['0', '2', '4', '6', '8', 'a', 'c', 'e']").message("macAddress must be a unicast address (the lowest bit of the first octet clear)"))]
     pub mac_address: Option<String>,
 
-    /// Security groups of the port's namespace. Empty: the namespace's
-    /// `default` group, as in Neutron.
+    /// Security groups of the port's namespace, by name (never another
+    /// namespace's). Empty: the namespace's `default` group, as in Neutron.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
+    #[schemars(
+        length(max = 32),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub security_groups: Vec<String>,
 

@@ -39,9 +39,19 @@ impl Key {
         }
     }
 
-    /// The key a reference written in this object's spec points at: `name`
-    /// stays in this namespace, `namespace/name` leaves it.
+    /// The key a reference written in this object's spec points at: always
+    /// in this namespace. A reference never leaves its tenant unless the
+    /// field is one that may ([`Key::shared_reference`]): a name with a
+    /// slash is a name no object has, and is never found.
     pub fn reference(&self, reference: &str) -> Key {
+        Key::new(self.namespace.clone(), reference)
+    }
+
+    /// The key a reference to what may be shared across namespaces on
+    /// purpose (an external network) points at: `name` stays in this
+    /// namespace, `namespace/name` leaves it. The resolver then checks that
+    /// what it finds there is shared.
+    pub fn shared_reference(&self, reference: &str) -> Key {
         match reference.split_once('/') {
             Some((namespace, name)) => Key::new(namespace, name),
             None => Key::new(self.namespace.clone(), reference),

@@ -255,7 +255,7 @@ impl Index {
                     .spec
                     .external_gateway
                     .as_ref()
-                    .map(|g| key.reference(&g.network)),
+                    .map(|g| key.shared_reference(&g.network)),
             };
             if let Some(node) = &refs.node {
                 link(&mut self.routers_on_node, node.clone(), key);
@@ -279,7 +279,7 @@ impl Index {
         }
         if let Some(fip) = fip {
             let refs = FipRefs {
-                network: key.reference(&fip.spec.network),
+                network: key.shared_reference(&fip.spec.network),
                 port: fip.spec.port.as_ref().map(|p| key.reference(p)),
             };
             link(&mut self.fips_on_network, refs.network.clone(), key);
@@ -479,14 +479,14 @@ impl Reach {
                         .interfaces
                         .iter()
                         .any(|i| self.leg_subnets.contains(&key.reference(&i.subnet)))
-                    || router
-                        .spec
-                        .external_gateway
-                        .as_ref()
-                        .is_some_and(|g| self.leg_networks.contains(&key.reference(&g.network)))
+                    || router.spec.external_gateway.as_ref().is_some_and(|g| {
+                        self.leg_networks
+                            .contains(&key.shared_reference(&g.network))
+                    })
             }
             Some(Object::FloatingIP(fip)) => {
-                self.tunnelled.contains(&key.reference(&fip.spec.network))
+                self.tunnelled
+                    .contains(&key.shared_reference(&fip.spec.network))
                     || (fip.spec.port.as_ref())
                         .is_some_and(|p| chosen.ports.contains(&key.reference(p)))
             }

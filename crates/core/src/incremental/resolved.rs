@@ -52,11 +52,11 @@ pub(super) fn unlink<K: Ord, V: Ord>(map: &mut BTreeMap<K, BTreeSet<V>>, by: &K,
 /// The network `router` names as its way out.
 fn router_gateway(key: &Key, router: &Router) -> Option<Key> {
     let gateway = router.spec.external_gateway.as_ref()?;
-    Some(key.reference(&gateway.network))
+    Some(key.shared_reference(&gateway.network))
 }
 
 fn fip_network(key: &Key, fip: &FloatingIP) -> Key {
-    key.reference(&fip.spec.network)
+    key.shared_reference(&fip.spec.network)
 }
 
 fn segment_holder(claim: &neutrino_api::SegmentClaim) -> String {

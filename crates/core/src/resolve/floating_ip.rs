@@ -7,7 +7,7 @@ use super::addresses::{Addresses, Request, Wanted, claim_problem};
 use super::claims::ClaimIndex;
 use super::{
     Arrival, FloatingIpState, FloatingTarget, Resolution, Subnets, Verdict, arrival, by_arrival,
-    lookup,
+    lookup, provider_address,
 };
 use crate::allocate::Holder;
 use crate::problem::Problems;
@@ -35,7 +35,7 @@ fn external_network(
     subnets: &Subnets,
     id: &ObjectId,
 ) -> Result<(Key, Vec<Key>), Problem> {
-    let network_key = key.reference(&fip.spec.network);
+    let network_key = key.shared_reference(&fip.spec.network);
     let network = lookup(
         snapshot,
         &resolution.networks,
@@ -96,7 +96,20 @@ fn wanted_address(
             .ok()
             .and_then(|a| Some((a, containing(a)?)))
         {
-            Some((address, subnet)) => Ok(exact(address, subnet, false)),
+            Some((address, subnet)) => {
+                let state = subnets[&subnet]
+                    .as_ref()
+                    .expect("containing takes ready subnets");
+                match provider_address(key, (&subnet, state), address) {
+                    Ok(()) => Ok(exact(address, subnet, false)),
+                    Err(message) => Err(Problem::new(
+                        id,
+                        "spec.floatingIPAddress",
+                        Reason::OutOfRange,
+                        message,
+                    )),
+                }
+            }
             None => Err(Problem::new(
                 id,
                 "spec.floatingIPAddress",

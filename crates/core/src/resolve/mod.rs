@@ -368,6 +368,28 @@ pub(crate) fn lookup<'a, T>(
     }
 }
 
+/// Refuses `address` on `subnet` of an external network to an object in
+/// another namespace than the network's when it lies outside the
+/// subnet's allocation pools: the rest (gateways, DNS servers, whatever
+/// the provider keeps for itself) is the provider's to hand out, as in
+/// Neutron, where only an admin picks such an address. The message says
+/// why.
+pub(crate) fn provider_address(
+    requester: &Key,
+    subnet: (&Key, &SubnetState),
+    address: IpAddr,
+) -> Result<(), String> {
+    let (key, state) = subnet;
+    let in_pool = (state.pools.iter()).any(|(start, end)| *start <= address && address <= *end);
+    if in_pool || requester.namespace == key.namespace {
+        return Ok(());
+    }
+    Err(format!(
+        "{address} is outside the allocation pools of subnet {key}; only objects in namespace {} may take addresses outside them",
+        key.namespace
+    ))
+}
+
 /// Validates and allocates everything in `snapshot`.
 pub fn resolve(snapshot: &Snapshot, config: &ClusterConfig) -> Resolution {
     let claims = ClaimIndex::new(snapshot);

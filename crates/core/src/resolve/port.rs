@@ -361,6 +361,17 @@ fn security_groups(
     };
     let mut groups = Vec::new();
     for (i, name) in names.into_iter().enumerate() {
+        if let Some((namespace, _)) = name.split_once('/') {
+            problems.push(
+                format!("spec.securityGroups[{i}]"),
+                Reason::OtherNamespace,
+                format!(
+                    "{name} is in namespace {namespace}: a port's security groups are its own namespace's ({})",
+                    key.namespace
+                ),
+            );
+            continue;
+        }
         let group = key.reference(name);
         let implicit_default =
             name == DEFAULT_GROUP && !snapshot.security_groups.contains_key(&group);

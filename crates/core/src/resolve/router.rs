@@ -9,7 +9,7 @@ use super::addresses::{Addresses, Request, Wanted, claim_problem};
 use super::claims::ClaimIndex;
 use super::{
     Arrival, GatewayState, Resolution, RouterLeg, RouterState, Subnets, Verdict, arrival,
-    by_arrival, lookup,
+    by_arrival, lookup, provider_address,
 };
 use crate::allocate::{Holder, Mac};
 use crate::problem::Problems;
@@ -126,7 +126,7 @@ fn external_gateway(
 ) -> Option<(Key, Vec<Key>, Wanted, bool)> {
     let ext = router.spec.external_gateway.as_ref()?;
     let mut gateway = None;
-    let network_key = key.reference(&ext.network);
+    let network_key = key.shared_reference(&ext.network);
     match lookup(
         snapshot,
         &resolution.networks,
@@ -177,20 +177,25 @@ fn external_gateway(
                         format!("{text:?} is not an IP address"),
                     )),
                     Ok(address) => containing(address)
-                        .map(|s| {
-                            (
-                                s,
-                                Wanted::Exact {
-                                    address,
-                                    recorded: false,
-                                },
-                            )
-                        })
                         .ok_or_else(|| {
                             let message = format!(
                                 "{address} is not inside any IPv4 subnet of network {network_key}"
                             );
                             (Reason::OutOfRange, message)
+                        })
+                        .and_then(|s| {
+                            let state = subnets[&s[0]]
+                                .as_ref()
+                                .expect("containing takes ready subnets");
+                            provider_address(key, (&s[0], state), address)
+                                .map_err(|message| (Reason::OutOfRange, message))?;
+                            Ok((
+                                s,
+                                Wanted::Exact {
+                                    address,
+                                    recorded: false,
+                                },
+                            ))
                         }),
                 },
                 _ if candidates.is_empty() => Err((
