@@ -110,8 +110,26 @@ fn port_rules(out: &mut String, port: &PortFilter, v6: bool) {
     }
     let _ = writeln!(out, "-A {ingress} -j DROP");
 
-    // DHCP and neighbour discovery go out before the source check: they are
-    // sent from addresses a port does not hold yet (0.0.0.0, ::).
+    // Before the source check, only what is sent from no address yet, to
+    // where such messages go (as Neutron): DHCP discovery from 0.0.0.0 to
+    // the broadcast address; MLD reports, router and neighbour
+    // solicitations from :: (duplicate address detection) to multicast.
+    if v6 {
+        for kind in [131, 133, 135, 143] {
+            let _ = writeln!(
+                out,
+                "-A {egress} -s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type {kind} -j RETURN"
+            );
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "-A {egress} -s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN"
+        );
+    }
+    let _ = writeln!(out, "-A {egress} -j {spoof}");
+    // From the port's own addresses, DHCP and neighbour discovery pass
+    // whatever its groups say.
     if v6 {
         for kind in [131, 133, 135, 136, 143] {
             let _ = writeln!(
@@ -129,7 +147,6 @@ fn port_rules(out: &mut String, port: &PortFilter, v6: bool) {
             "-A {egress} -p udp -m udp --sport 68 --dport 67 -j RETURN"
         );
     }
-    let _ = writeln!(out, "-A {egress} -j {spoof}");
     let _ = writeln!(
         out,
         "-A {egress} -m state --state RELATED,ESTABLISHED -j RETURN"

@@ -71,23 +71,77 @@ pub fn port_rules(port: &PortFilter) -> String {
     out.push_str("ether type arp drop\n");
     out.push_str("udp sport 67 udp dport 68 drop\n");
     out.push_str("udp sport 547 udp dport 546 drop\n");
+    // A DHCP client names itself by its MAC (chaddr), which the server's
+    // static hosts and releases go by.
+    let raw_macs = raw_set(macs.iter().map(|m| format!("0x{}", m.replace(':', ""))));
+    let _ = writeln!(
+        out,
+        "udp sport 68 udp dport 67 @th,288,48 != {raw_macs} drop"
+    );
     out.push_str("icmpv6 type { nd-router-advert, nd-redirect } drop\n");
-    for source in port
-        .allowed_sources
-        .iter()
-        .filter(|s| s.cidr.addr().is_ipv6())
-    {
-        let _ = writeln!(
-            out,
-            "icmpv6 type nd-neighbor-advert {} accept",
-            target_match(&source.cidr)
-        );
+    // Neighbour discovery: solicitations from no address (duplicate
+    // address detection, from which no neighbour entry is made), else
+    // from the port's own addresses with its own MAC as the link-layer
+    // option, or none; advertisements of its own addresses likewise. An
+    // option elsewhere than first, or a second one, changes the length.
+    out.push_str("icmpv6 type { nd-neighbor-solicit, nd-router-solicit } ip6 saddr :: accept\n");
+    let own: Vec<&IpNet> = (port.allowed_sources.iter())
+        .map(|s| &s.cidr)
+        .filter(|c| c.addr().is_ipv6())
+        .collect();
+    if !own.is_empty() {
+        let saddr = raw_set(own.iter().map(|c| cidr(c)));
+        let option = |offset: u32, kind: u8| {
+            format!(
+                "@th,{offset},16 {:#06x} @th,{},48 {raw_macs}",
+                u16::from(kind) << 8 | 1,
+                offset + 16
+            )
+        };
+        for (kind, length, offset) in [
+            ("nd-neighbor-solicit", 24, 192),
+            ("nd-router-solicit", 8, 64),
+        ] {
+            let _ = writeln!(
+                out,
+                "icmpv6 type {kind} ip6 saddr {saddr} ip6 length {length} accept"
+            );
+            let _ = writeln!(
+                out,
+                "icmpv6 type {kind} ip6 saddr {saddr} ip6 length {} {} accept",
+                length + 8,
+                option(offset, 1)
+            );
+        }
+        for target in &own {
+            let target = target_match(target);
+            let _ = writeln!(
+                out,
+                "icmpv6 type nd-neighbor-advert ip6 saddr {saddr} {target} ip6 length 24 accept"
+            );
+            let _ = writeln!(
+                out,
+                "icmpv6 type nd-neighbor-advert ip6 saddr {saddr} {target} ip6 length 32 {} accept",
+                option(192, 2)
+            );
+        }
     }
-    out.push_str("icmpv6 type nd-neighbor-advert drop\n");
+    out.push_str(
+        "icmpv6 type { nd-neighbor-solicit, nd-router-solicit, nd-neighbor-advert } drop\n",
+    );
     out
 }
 
-/// An IPv4 network as nft writes it: a host without its /32.
+/// Values as nft takes them: one alone, several as an anonymous set.
+fn raw_set(values: impl Iterator<Item = String>) -> String {
+    let values: Vec<String> = values.collect();
+    match &values[..] {
+        [one] => one.clone(),
+        _ => format!("{{ {} }}", values.join(", ")),
+    }
+}
+
+/// A network as nft writes it: a host without its /32 or /128.
 fn cidr(net: &IpNet) -> String {
     match net.prefix_len() == net.max_prefix_len() {
         true => net.addr().to_string(),
@@ -309,10 +363,18 @@ ether type arp arp operation request arp saddr ether fa:16:3e:00:00:09 arp saddr
 ether type arp drop
 udp sport 67 udp dport 68 drop
 udp sport 547 udp dport 546 drop
+udp sport 68 udp dport 67 @th,288,48 != { 0xfa163e000005, 0xfa163e000009 } drop
 icmpv6 type { nd-router-advert, nd-redirect } drop
-icmpv6 type nd-neighbor-advert @th,64,128 0x20010db8000000000000000000000005 accept
-icmpv6 type nd-neighbor-advert @th,64,128 0xfe80000000000000f8163efffe000005 accept
-icmpv6 type nd-neighbor-advert drop
+icmpv6 type { nd-neighbor-solicit, nd-router-solicit } ip6 saddr :: accept
+icmpv6 type nd-neighbor-solicit ip6 saddr { 2001:db8::5, fe80::f816:3eff:fe00:5 } ip6 length 24 accept
+icmpv6 type nd-neighbor-solicit ip6 saddr { 2001:db8::5, fe80::f816:3eff:fe00:5 } ip6 length 32 @th,192,16 0x0101 @th,208,48 { 0xfa163e000005, 0xfa163e000009 } accept
+icmpv6 type nd-router-solicit ip6 saddr { 2001:db8::5, fe80::f816:3eff:fe00:5 } ip6 length 8 accept
+icmpv6 type nd-router-solicit ip6 saddr { 2001:db8::5, fe80::f816:3eff:fe00:5 } ip6 length 16 @th,64,16 0x0101 @th,80,48 { 0xfa163e000005, 0xfa163e000009 } accept
+icmpv6 type nd-neighbor-advert ip6 saddr { 2001:db8::5, fe80::f816:3eff:fe00:5 } @th,64,128 0x20010db8000000000000000000000005 ip6 length 24 accept
+icmpv6 type nd-neighbor-advert ip6 saddr { 2001:db8::5, fe80::f816:3eff:fe00:5 } @th,64,128 0x20010db8000000000000000000000005 ip6 length 32 @th,192,16 0x0201 @th,208,48 { 0xfa163e000005, 0xfa163e000009 } accept
+icmpv6 type nd-neighbor-advert ip6 saddr { 2001:db8::5, fe80::f816:3eff:fe00:5 } @th,64,128 0xfe80000000000000f8163efffe000005 ip6 length 24 accept
+icmpv6 type nd-neighbor-advert ip6 saddr { 2001:db8::5, fe80::f816:3eff:fe00:5 } @th,64,128 0xfe80000000000000f8163efffe000005 ip6 length 32 @th,192,16 0x0201 @th,208,48 { 0xfa163e000005, 0xfa163e000009 } accept
+icmpv6 type { nd-neighbor-solicit, nd-router-solicit, nd-neighbor-advert } drop
 ";
         assert_eq!(rules, expected);
     }
