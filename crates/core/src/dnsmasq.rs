@@ -239,7 +239,11 @@ fn arguments(plan: &DhcpPlan, dir: &Path) -> Vec<String> {
         format!("--dhcp-leasefile={}", d("leases")),
         format!("--pid-file={}", d("pid")),
         format!("--log-facility={}", d("log")),
-        "--log-dhcp".into(),
+        // Nothing per packet: a workload's flood must not fill the node's
+        // disk. Starts, reloads and errors are still logged.
+        "--quiet-dhcp".into(),
+        "--quiet-dhcp6".into(),
+        "--quiet-ra".into(),
         "--user=root".into(),
     ]);
     args
@@ -278,6 +282,8 @@ pub fn advertiser(router: &RouterPlan, dir: &Path) -> Option<Server> {
         format!("--dhcp-leasefile={}", d("leases")),
         format!("--pid-file={}", d("pid")),
         format!("--log-facility={}", d("log")),
+        "--quiet-dhcp6".into(),
+        "--quiet-ra".into(),
         "--user=root".into(),
     ]);
     Some(Server {

@@ -137,9 +137,11 @@ pub async fn mark(node: Option<&str>, name: &str, alias: &str) -> Result<(), Plu
 }
 
 /// Deletes the interface `interface` of the namespace at `netns`, and its
-/// veth peer with it: a runtime's DEL. A namespace or an interface already
-/// gone is fine.
-pub async fn detach(netns: &Path, interface: &str) -> Result<(), PlugError> {
+/// veth peer with it: a runtime's DEL. With `mac`, only an interface with
+/// that MAC: a DEL that cannot tell the interface was its own leaves
+/// another plugin's alone. A namespace or an interface already gone is
+/// fine.
+pub async fn detach(netns: &Path, interface: &str, mac: Option<&[u8]>) -> Result<(), PlugError> {
     if !netns.is_absolute() || !netns.exists() {
         return Ok(());
     }
@@ -148,6 +150,13 @@ pub async fn detach(netns: &Path, interface: &str) -> Result<(), PlugError> {
     let Some(index) = inside.index(interface).await? else {
         return Ok(());
     };
+    if let Some(mac) = mac {
+        let seen = inspect(netns, interface).await?;
+        if seen.is_none_or(|s| s.mac != mac) {
+            tracing::info!(%interface, netns = %target, "not deleting an interface this port does not own");
+            return Ok(());
+        }
+    }
     let deleted = inside.handle().link().del(index).execute().await;
     Ok(deleted.map_err(|cause| NetlinkError::Request {
         what: format!("deleting {interface} of {target}"),

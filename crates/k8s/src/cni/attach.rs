@@ -19,6 +19,7 @@ use neutrino_cni::NetConf;
 use neutrino_cni::outcome::{Address, Attached, CniError, Code, Interface, Route};
 use neutrino_cni::wire::Request;
 use neutrino_core::Key;
+use neutrino_core::allocate::Mac;
 use neutrino_core::attachment::{
     self, ATTACHMENT_ANNOTATION, Configuration, HOLDER_ANNOTATION, Holder, Sandbox,
 };
@@ -444,6 +445,9 @@ impl Service {
     }
 
     pub(super) async fn del(&self, request: &Request) -> Result<(), CniError> {
+        if let Some(why) = records::unsafe_names(&request.container_id, &request.ifname) {
+            return Err(environment(why));
+        }
         let known = self
             .records
             .load(&request.container_id, &request.ifname)
@@ -462,10 +466,28 @@ impl Service {
                     Key::new(namespace, attachment::port_name(pod, &request.ifname))
                 }),
         };
+        // Without a record, the interface is the Port's only if it has the
+        // Port's MAC; with neither, it is left to whoever made it.
+        let mac = match (&known, &key) {
+            (Some(_), _) => None,
+            (None, Some(key)) => Some(
+                (self.stores.shared::<Port>(key))
+                    .and_then(|p| p.status.as_ref()?.mac_address.clone())
+                    .and_then(|m| m.parse::<Mac>().ok())
+                    .map(|m| m.0.to_vec())
+                    .unwrap_or_default(),
+            ),
+            (None, None) => Some(Vec::new()),
+        };
         if let Some(netns) = netns {
-            self.detach(key.as_ref(), Path::new(&netns), &request.ifname)
-                .await
-                .map_err(|e| agent_error("taking the interface out", e))?;
+            self.detach(
+                key.as_ref(),
+                Path::new(&netns),
+                &request.ifname,
+                mac.as_deref(),
+            )
+            .await
+            .map_err(|e| agent_error("taking the interface out", e))?;
         }
         // Best effort: a hold that stays ends when its pod does.
         if let Some(record) = known.as_ref().filter(|r| !r.made_for_pod && !r.standby)
@@ -480,6 +502,9 @@ impl Service {
 
     pub(super) async fn check(&self, request: &Request) -> Result<(), CniError> {
         let conf = parse_conf(&request.conf)?;
+        if let Some(why) = records::unsafe_names(&request.container_id, &request.ifname) {
+            return Err(environment(why));
+        }
         let record = self
             .records
             .load(&request.container_id, &request.ifname)

@@ -40,6 +40,8 @@ pub const FIELD_MANAGER: &str = "neutrino-cni";
 
 /// The largest request read: a configuration with a prevResult.
 const REQUEST_LIMIT: u64 = 1 << 20;
+/// How long a connection may take to send its request.
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the agent's last apply left plugged, as ADD and STATUS read it.
 #[derive(Clone, Debug, Default)]
@@ -162,11 +164,20 @@ impl Service {
 
     async fn connection(&self, mut stream: UnixStream) {
         let mut text = Vec::new();
-        let reply = match (&mut stream)
-            .take(REQUEST_LIMIT)
-            .read_to_end(&mut text)
-            .await
-        {
+        // The plugin writes its whole request at once and shuts its side:
+        // a connection that does not is not the plugin, and holds nothing.
+        let read = tokio::time::timeout(
+            REQUEST_READ_TIMEOUT,
+            (&mut stream).take(REQUEST_LIMIT).read_to_end(&mut text),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no whole request within {REQUEST_READ_TIMEOUT:?}"),
+            ))
+        });
+        let reply = match read {
             Err(e) => Reply::Failed(CniError::new(
                 Code::Io,
                 "reading the request",
@@ -275,7 +286,7 @@ impl Service {
         let failed =
             |e: &dyn std::fmt::Display| format!("{}/{}: {e}", record.container_id, record.ifname);
         let netns = Path::new(&record.netns);
-        self.detach(Some(&record.port_key()), netns, &record.ifname)
+        self.detach(Some(&record.port_key()), netns, &record.ifname, None)
             .await
             .map_err(|e| failed(&e))?;
         self.records
@@ -290,12 +301,13 @@ impl Service {
         port: Option<&Key>,
         netns: &Path,
         ifname: &str,
+        mac: Option<&[u8]>,
     ) -> Result<(), workload::PlugError> {
         if let Some(port) = port {
             self.held.release(port, netns);
         }
         let _links = self.held.links().await;
-        workload::detach(netns, ifname).await
+        workload::detach(netns, ifname, mac).await
     }
 
     /// Releases the attachments whose pods are gone — Multus sends GC to
