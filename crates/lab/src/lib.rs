@@ -715,7 +715,7 @@ impl Lab {
         let (program, args) = command.split_first().ok_or_else(|| {
             LabError::Setup("no command given: lab exec NAMESPACE/PORT -- COMMAND".into())
         })?;
-        let status = netns::command(namespace, program)
+        let status = netns::command_with_sys(namespace, program)
             .map_err(|e| LabError::io(format!("entering {namespace}"), e))?
             .args(args)
             .status()

@@ -95,6 +95,12 @@ impl Lab {
         match netns::list() {
             Ok(all) => {
                 for name in all.into_iter().filter(|n| ours(n)) {
+                    // Whatever still runs there (a workload's DHCP client,
+                    // a server whose pid file was never written) goes too.
+                    for pid in netns::processes_in(&name).unwrap_or_default() {
+                        stop(pid);
+                        removed.push(format!("process {pid} in {name}"));
+                    }
                     match netns::delete(&name) {
                         Ok(()) => removed.push(format!("namespace {name}")),
                         Err(e) => errors.push(format!("removing namespace {name}: {e}")),

@@ -2,6 +2,7 @@
 //! towards every endpoint on other nodes of the networks this node carries.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 
@@ -149,10 +150,16 @@ pub(super) fn tunnel(
             node: peer.name.clone(),
             owner: endpoint.owner.to_string(),
         });
-        for ip in &endpoint.ips {
+        // The link answers neighbour solicitations itself and drops those
+        // it has no entry for: an IPv6 endpoint's link-local address (a
+        // router's, which its advertisements name as the default route)
+        // must resolve too.
+        let link_local = (endpoint.ips.iter().any(IpAddr::is_ipv6))
+            .then(|| IpAddr::V6(super::security::link_local(endpoint.mac)));
+        for ip in endpoint.ips.iter().copied().chain(link_local) {
             neighbours.push(Neighbour {
                 device: device.to_string(),
-                ip: *ip,
+                ip,
                 mac: endpoint.mac,
             });
         }
