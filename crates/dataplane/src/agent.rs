@@ -205,8 +205,10 @@ impl<B: Backends> Agent<B> {
                 Vec::new()
             }
         };
-        // The node closed to its tenants before any of their links is up.
-        match self.rules.sync_boundary(&boundary::of(&plan)) {
+        // The node closed to its tenants before any of their links is up;
+        // a node with no tenant bridge has nothing to close.
+        let wanted = (!plan.bridges.is_empty()).then(|| boundary::of(&plan));
+        match self.rules.sync_boundary(wanted.as_ref()) {
             Ok(writes) => report.writes += writes,
             Err(e) => report.errors.push(format!("the node's boundary: {e}")),
         }

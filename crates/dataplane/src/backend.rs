@@ -75,8 +75,8 @@ pub trait InsideNamespace: Send + Sync {
 /// kernel writes, zero when the rules are as wanted.
 pub trait Rules: Send + Sync {
     /// The node's own boundary: what tenant bridges pass up dropped, VXLAN
-    /// only from tunnel peers.
-    fn sync_boundary(&self, boundary: &Boundary) -> Result<usize, Failure>;
+    /// only from tunnel peers; none without tenant bridges.
+    fn sync_boundary(&self, boundary: Option<&Boundary>) -> Result<usize, Failure>;
     fn sync_node(&self, plan: &SecurityPlan, bridges: &[BridgePorts]) -> Result<usize, Failure>;
     fn sync_router(&self, router: &RouterPlan) -> Result<usize, Failure>;
     /// Forgets the routers not named (their namespace took their rules).
@@ -232,8 +232,12 @@ fn cut_connections(
 }
 
 impl Rules for NodeRules {
-    fn sync_boundary(&self, boundary: &Boundary) -> Result<usize, Failure> {
-        Ok(self.boundary.sync(self.namespace.as_deref(), boundary)?)
+    fn sync_boundary(&self, boundary: Option<&Boundary>) -> Result<usize, Failure> {
+        let namespace = self.namespace.as_deref();
+        Ok(match boundary {
+            Some(wanted) => self.boundary.sync(namespace, wanted)?,
+            None => self.boundary.remove(namespace)?,
+        })
     }
 
     fn sync_node(&self, plan: &SecurityPlan, bridges: &[BridgePorts]) -> Result<usize, Failure> {

@@ -79,6 +79,19 @@ impl HostBoundary {
     }
 }
 
+impl HostBoundary {
+    /// Takes the tables out of `namespace`, if they are there; the number
+    /// of `nft` transactions.
+    pub fn remove(&self, namespace: Option<&str>) -> Result<usize, FirewallError> {
+        let mut applied = self.applied();
+        if applied.is_none() && listing(namespace).is_empty() {
+            return Ok(0);
+        }
+        *applied = None;
+        remove(namespace)
+    }
+}
+
 /// Takes the boundary's tables out of `namespace`, if they are there; the
 /// number of `nft` transactions.
 pub fn remove(namespace: Option<&str>) -> Result<usize, FirewallError> {
