@@ -173,9 +173,38 @@ pub fn port_mac(lab: &TestLab, port: &str) -> String {
         .clone()
 }
 
+/// `port`'s first IPv6 address, as its workload took it.
+pub fn ipv6_of(lab: &TestLab, port: &str) -> String {
+    let state = lab.lab.files().read_state().unwrap();
+    state.workloads[port].lease.clone().unwrap().ipv6[0]
+        .address
+        .clone()
+}
+
+/// The MAC `port`'s workload holds for `ip`, as `ip neigh` shows it.
+pub fn neighbour(lab: &TestLab, port: &str, ip: &str) -> String {
+    let (_, out) = lab.exec(port, &["ip", "neigh", "show", ip, "dev", "eth0"]);
+    out.split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Runs the Python script `tests/support/SCRIPT` with `args` in `port`'s
+/// workload; its exit code and output.
+pub fn python(lab: &TestLab, port: &str, script: &str, args: &[&str]) -> (i32, String) {
+    let script = control_plane::repository()
+        .join("tests/support")
+        .join(script);
+    let mut command = vec!["python3", script.to_str().unwrap()];
+    command.extend_from_slice(args);
+    lab.exec(port, &command)
+}
+
 /// What neutrino left in the kernels of a lab's nodes: links it made, its
-/// DHCP and router namespaces, rules in its chains, ipsets, and dnsmasq
-/// processes. A running agent keeps only its empty hook chains.
+/// DHCP and router namespaces, rules in its chains, ipsets, nftables
+/// tables, and dnsmasq processes. A running agent keeps only its empty hook chains.
 pub async fn kernel_leftovers(lab: &TestLab, nodes: &[&str]) -> Vec<String> {
     use neutrino::dataplane::netlink::Netlink;
     let mut found = Vec::new();
@@ -218,6 +247,17 @@ pub async fn kernel_leftovers(lab: &TestLab, nodes: &[&str]) -> Vec<String> {
                 .lines()
                 .filter(|s| s.starts_with("nt4-") || s.starts_with("nt6-"))
                 .map(|s| format!("{node}: ipset {s}")),
+        );
+        let output = netns::command(&namespace, "nft")
+            .unwrap()
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
+        found.extend(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter(|t| t.contains(" neutrino"))
+                .map(|t| format!("{node}: nftables {t}")),
         );
     }
     let dir = lab.dir.to_string_lossy().into_owned();

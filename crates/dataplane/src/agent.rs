@@ -429,8 +429,10 @@ impl<B: Backends> Agent<B> {
 impl Agent<Host> {
     /// Takes everything neutrino made on this node out of its kernel: the
     /// links, FDB and neighbour entries, DHCP and router namespaces and
-    /// their dnsmasq servers, neutrino's chains in both iptables backends
-    /// and its ipsets, and then the state directory. Others' links, chains
+    /// their dnsmasq servers, the node's boundary tables (an empty plan
+    /// has no bridge to guard), neutrino's chains in both iptables
+    /// backends and its ipsets, the ports' guard, and then the state
+    /// directory. Others' links, chains
     /// and sets are left as they are.
     pub async fn remove_all(&self) -> ApplyReport {
         let nothing = NodePlan {
@@ -460,10 +462,6 @@ impl Agent<Host> {
         match super::guard::remove(namespace) {
             Ok(writes) => report.writes += writes,
             Err(e) => report.errors.push(format!("the ports' guard: {e}")),
-        }
-        match super::boundary::remove(namespace) {
-            Ok(writes) => report.writes += writes,
-            Err(e) => report.errors.push(format!("the node's boundary: {e}")),
         }
         if report.errors.is_empty() {
             // Only what the agent keeps there; the directory itself if that

@@ -233,11 +233,7 @@ fn cut_connections(
 
 impl Rules for NodeRules {
     fn sync_boundary(&self, boundary: Option<&Boundary>) -> Result<usize, Failure> {
-        let namespace = self.namespace.as_deref();
-        Ok(match boundary {
-            Some(wanted) => self.boundary.sync(namespace, wanted)?,
-            None => self.boundary.remove(namespace)?,
-        })
+        Ok(self.boundary.sync(self.namespace.as_deref(), boundary)?)
     }
 
     fn sync_node(&self, plan: &SecurityPlan, bridges: &[BridgePorts]) -> Result<usize, Failure> {

@@ -1,17 +1,19 @@
 //! The node's own boundary (see [`neutrino_core::boundary`]) in nftables:
-//! written whole with `nft -f` when it changes, and read back once per
-//! drift check, when a listing that differs from the one taken after the
-//! last write puts it back. The tables are a few lines: there is no delta
-//! to make.
+//! written whole with `nft -f` when it changes, taken out when the node
+//! has no tenant bridge, and read back once per drift check, when a
+//! listing that differs from the one taken after the last write puts it
+//! back. The tables are a few lines: there is no delta to make.
 
 use neutrino_core::boundary::{self, Boundary};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::iptables::{FirewallError, run};
+use super::iptables::{FirewallError, nft_listing, run};
 
+/// What was last written: the boundary (`None`: no tables), and the
+/// tables as listed right after.
 struct Applied {
-    boundary: Boundary,
+    boundary: Option<Boundary>,
     listing: String,
     checked: Instant,
 }
@@ -21,19 +23,12 @@ pub struct HostBoundary {
     drift_every: Duration,
 }
 
-/// Both tables as nft lists them in `namespace`.
+/// Both tables as nft lists them in `namespace`; empty when neither is
+/// there.
 fn listing(namespace: Option<&str>) -> String {
     ["arp", "inet"]
         .iter()
-        .map(|family| {
-            run(
-                namespace,
-                "nft",
-                &["list", "table", family, boundary::TABLE],
-                "",
-            )
-            .unwrap_or_default()
-        })
+        .map(|family| nft_listing(namespace, family, boundary::TABLE))
         .collect()
 }
 
@@ -46,57 +41,49 @@ impl HostBoundary {
         }
     }
 
-    fn applied(&self) -> MutexGuard<'_, Option<Applied>> {
-        self.applied.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Brings the tables in `namespace` (the current one when `None`) to
-    /// `wanted`; the number of `nft` transactions.
-    pub fn sync(&self, namespace: Option<&str>, wanted: &Boundary) -> Result<usize, FirewallError> {
-        let mut applied = self.applied();
-        if let Some(last) = applied.as_mut()
-            && &last.boundary == wanted
-        {
-            if last.checked.elapsed() < self.drift_every {
-                return Ok(0);
+    /// `wanted`, or takes them out for `None`; the number of `nft`
+    /// transactions.
+    pub fn sync(
+        &self,
+        namespace: Option<&str>,
+        wanted: Option<&Boundary>,
+    ) -> Result<usize, FirewallError> {
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        let found = match applied.as_mut() {
+            Some(last) if last.boundary.as_ref() == wanted => {
+                if last.checked.elapsed() < self.drift_every {
+                    return Ok(0);
+                }
+                last.checked = Instant::now();
+                let found = listing(namespace);
+                if found == last.listing {
+                    return Ok(0);
+                }
+                tracing::warn!(
+                    "the node's boundary tables changed behind the agent's back; replacing them"
+                );
+                found
             }
-            last.checked = Instant::now();
-            if listing(namespace) == last.listing {
-                return Ok(0);
-            }
-            tracing::warn!(
-                "the node's boundary tables changed behind the agent's back; replacing them"
-            );
-        }
+            _ => listing(namespace),
+        };
         *applied = None;
-        run(namespace, "nft", &["-f", "-"], &boundary::script(wanted))?;
+        let script = match wanted {
+            Some(wanted) => boundary::script(wanted),
+            None if found.is_empty() => String::new(),
+            None => boundary::removal(),
+        };
+        if !script.is_empty() {
+            run(namespace, "nft", &["-f", "-"], &script)?;
+        }
         *applied = Some(Applied {
-            boundary: wanted.clone(),
-            listing: listing(namespace),
+            boundary: wanted.cloned(),
+            listing: match wanted {
+                Some(_) => listing(namespace),
+                None => String::new(),
+            },
             checked: Instant::now(),
         });
-        Ok(1)
+        Ok(usize::from(!script.is_empty()))
     }
-}
-
-impl HostBoundary {
-    /// Takes the tables out of `namespace`, if they are there; the number
-    /// of `nft` transactions.
-    pub fn remove(&self, namespace: Option<&str>) -> Result<usize, FirewallError> {
-        let mut applied = self.applied();
-        if applied.is_none() && listing(namespace).is_empty() {
-            return Ok(0);
-        }
-        *applied = None;
-        remove(namespace)
-    }
-}
-
-/// Takes the boundary's tables out of `namespace`, if they are there; the
-/// number of `nft` transactions.
-pub fn remove(namespace: Option<&str>) -> Result<usize, FirewallError> {
-    if listing(namespace).is_empty() {
-        return Ok(0);
-    }
-    run(namespace, "nft", &["-f", "-"], &boundary::removal()).map(|_| 1)
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::iptables::{FirewallError, run};
+use super::iptables::{FirewallError, nft_listing, run};
 
 /// What the table holds, as last applied.
 struct Applied {
@@ -31,8 +31,7 @@ pub struct Guard {
 
 /// The table as nft lists it in `namespace`; empty when there is none.
 fn listing(namespace: Option<&str>) -> String {
-    let table = guard::TABLE;
-    run(namespace, "nft", &["list", "table", "bridge", table], "").unwrap_or_default()
+    nft_listing(namespace, "bridge", guard::TABLE)
 }
 
 fn deletion() -> String {

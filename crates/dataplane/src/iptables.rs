@@ -46,6 +46,12 @@ fn error(what: impl Into<String>, message: impl ToString) -> FirewallError {
     }
 }
 
+/// The nftables table `family` `table` as `nft list` prints it in
+/// `namespace`; empty when there is none.
+pub(crate) fn nft_listing(namespace: Option<&str>, family: &str, table: &str) -> String {
+    run(namespace, "nft", &["list", "table", family, table], "").unwrap_or_default()
+}
+
 /// Runs `program args` in `namespace` (the current one when `None`) with
 /// `input` on stdin; its stdout on success.
 pub(crate) fn run(

@@ -487,30 +487,20 @@ impl Netlink {
     /// addresses it already made go (turning IPv6 off and on drops them).
     /// A kernel without IPv6 has nothing to take off.
     async fn no_host_ipv6(&self, name: &str, proxy: bool, flush: bool) -> Result<()> {
-        let writer = {
-            let mut started = self.sysctls.lock().unwrap_or_else(|e| e.into_inner());
-            if started.is_none() {
-                let writer = netns::SysctlWriter::start(self.namespace.as_deref())
-                    .map_err(|e| no_host_ipv6_failed(name, e))?;
-                *started = Some(std::sync::Arc::new(writer));
-            }
-            started.clone().expect("started above")
+        let writer = self.sysctls().map_err(|e| no_host_ipv6_failed(name, e))?;
+        // With IPv6 running, no address made and no advertisement taken.
+        const RUNNING: [(&str, &str); 3] = [
+            ("addr_gen_mode", "1"),
+            ("accept_ra", "0"),
+            ("autoconf", "0"),
+        ];
+        let mut settings = match proxy {
+            true => RUNNING.to_vec(),
+            false => vec![("disable_ipv6", "1")],
         };
-        let settings: &[(&str, &str)] = match (proxy, flush) {
-            (false, _) => &[("disable_ipv6", "1")],
-            (true, false) => &[
-                ("addr_gen_mode", "1"),
-                ("accept_ra", "0"),
-                ("autoconf", "0"),
-            ],
-            (true, true) => &[
-                ("addr_gen_mode", "1"),
-                ("accept_ra", "0"),
-                ("autoconf", "0"),
-                ("disable_ipv6", "1"),
-                ("disable_ipv6", "0"),
-            ],
-        };
+        if proxy && flush {
+            settings.extend([("disable_ipv6", "1"), ("disable_ipv6", "0")]);
+        }
         for (setting, value) in settings {
             self.wrote();
             match writer
@@ -525,6 +515,17 @@ impl Netlink {
             }
         }
         Ok(())
+    }
+
+    /// The namespace's sysctl writer, started the first time it is needed.
+    fn sysctls(&self) -> std::io::Result<std::sync::Arc<netns::SysctlWriter>> {
+        let mut started = self.sysctls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(writer) = started.as_ref() {
+            return Ok(writer.clone());
+        }
+        let writer = std::sync::Arc::new(netns::SysctlWriter::start(self.namespace.as_deref())?);
+        *started = Some(writer.clone());
+        Ok(writer)
     }
 
     /// Reads the link `name` again into the view, for a change the kernel

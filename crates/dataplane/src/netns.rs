@@ -245,13 +245,13 @@ fn sysctl_file(key: &str) -> String {
 
 /// Sets a sysctl under /proc/sys/net inside the namespace `name`.
 pub fn sysctl(name: Option<&str>, key: &str, value: &str) -> io::Result<()> {
-    let file = format!("/proc/sys/{}", key.replace('.', "/"));
+    let file = sysctl_file(key);
     let value = value.to_string();
     run_in(name, move || std::fs::write(&file, value))?
 }
 
 /// Reads a sysctl under /proc/sys inside the namespace `name`.
 pub fn read_sysctl(name: Option<&str>, key: &str) -> io::Result<String> {
-    let file = format!("/proc/sys/{}", key.replace('.', "/"));
+    let file = sysctl_file(key);
     run_in(name, move || std::fs::read_to_string(&file))?.map(|v| v.trim().to_string())
 }
