@@ -65,15 +65,12 @@ pub fn script(boundary: &Boundary) -> String {
     let _ = writeln!(out, "    iifname \"{bridges}\" drop");
     out.push_str("  }\n}\n");
     let _ = writeln!(out, "table inet {TABLE} {{");
-    for (name, kind, family) in [(PEERS_V4, "ipv4_addr", 4), (PEERS_V6, "ipv6_addr", 6)] {
+    for (name, kind, v4) in [
+        (PEERS_V4, "ipv4_addr", true),
+        (PEERS_V6, "ipv6_addr", false),
+    ] {
         let members: Vec<String> = (boundary.peers.iter())
-            .filter(|p| {
-                if family == 4 {
-                    p.is_ipv4()
-                } else {
-                    p.is_ipv6()
-                }
-            })
+            .filter(|p| p.is_ipv4() == v4)
             .map(IpAddr::to_string)
             .collect();
         let _ = write!(out, "  set {name} {{ type {kind};");

@@ -7,7 +7,7 @@ use super::addresses::{Addresses, Request, Wanted, claim_problem};
 use super::claims::ClaimIndex;
 use super::{
     Arrival, FloatingIpState, FloatingTarget, Resolution, Subnets, Verdict, arrival, by_arrival,
-    lookup, provider_address,
+    lookup,
 };
 use crate::allocate::Holder;
 use crate::problem::Problems;
@@ -96,20 +96,15 @@ fn wanted_address(
             .ok()
             .and_then(|a| Some((a, containing(a)?)))
         {
-            Some((address, subnet)) => {
-                let state = subnets[&subnet]
-                    .as_ref()
-                    .expect("containing takes ready subnets");
-                match provider_address(key, (&subnet, state), address) {
-                    Ok(()) => Ok(exact(address, subnet, false)),
-                    Err(message) => Err(Problem::new(
-                        id,
-                        "spec.floatingIPAddress",
-                        Reason::OutOfRange,
-                        message,
-                    )),
-                }
-            }
+            Some((address, subnet)) => match subnets.provider_address(key, &subnet, address) {
+                Ok(()) => Ok(exact(address, subnet, false)),
+                Err(message) => Err(Problem::new(
+                    id,
+                    "spec.floatingIPAddress",
+                    Reason::OutOfRange,
+                    message,
+                )),
+            },
             None => Err(Problem::new(
                 id,
                 "spec.floatingIPAddress",

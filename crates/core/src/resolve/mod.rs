@@ -308,6 +308,31 @@ impl Subnets {
             .unwrap_or_default()
     }
 
+    /// Refuses `address` on the ready `subnet` of an external network to
+    /// an object in another namespace than the network's when it lies
+    /// outside the subnet's allocation pools: the rest (gateways, DNS
+    /// servers, whatever the provider keeps for itself) is the provider's
+    /// to hand out, as in Neutron, where only an admin picks such an
+    /// address. The message says why.
+    pub(crate) fn provider_address(
+        &self,
+        requester: &Key,
+        subnet: &Key,
+        address: IpAddr,
+    ) -> Result<(), String> {
+        let Some(Ok(state)) = self.verdicts.get(subnet) else {
+            return Ok(());
+        };
+        let in_pool = (state.pools.iter()).any(|(start, end)| *start <= address && address <= *end);
+        if in_pool || requester.namespace == subnet.namespace {
+            return Ok(());
+        }
+        Err(format!(
+            "{address} is outside the allocation pools of subnet {subnet}; only objects in namespace {} may take addresses outside them",
+            subnet.namespace
+        ))
+    }
+
     pub(crate) fn into_verdicts(self) -> BTreeMap<Key, Verdict<SubnetState>> {
         self.verdicts
     }
@@ -366,28 +391,6 @@ pub(crate) fn lookup<'a, T>(
             }
         }
     }
-}
-
-/// Refuses `address` on `subnet` of an external network to an object in
-/// another namespace than the network's when it lies outside the
-/// subnet's allocation pools: the rest (gateways, DNS servers, whatever
-/// the provider keeps for itself) is the provider's to hand out, as in
-/// Neutron, where only an admin picks such an address. The message says
-/// why.
-pub(crate) fn provider_address(
-    requester: &Key,
-    subnet: (&Key, &SubnetState),
-    address: IpAddr,
-) -> Result<(), String> {
-    let (key, state) = subnet;
-    let in_pool = (state.pools.iter()).any(|(start, end)| *start <= address && address <= *end);
-    if in_pool || requester.namespace == key.namespace {
-        return Ok(());
-    }
-    Err(format!(
-        "{address} is outside the allocation pools of subnet {key}; only objects in namespace {} may take addresses outside them",
-        key.namespace
-    ))
 }
 
 /// Validates and allocates everything in `snapshot`.

@@ -9,7 +9,7 @@ use super::addresses::{Addresses, Request, Wanted, claim_problem};
 use super::claims::ClaimIndex;
 use super::{
     Arrival, GatewayState, Resolution, RouterLeg, RouterState, Subnets, Verdict, arrival,
-    by_arrival, lookup, provider_address,
+    by_arrival, lookup,
 };
 use crate::allocate::{Holder, Mac};
 use crate::problem::Problems;
@@ -184,10 +184,7 @@ fn external_gateway(
                             (Reason::OutOfRange, message)
                         })
                         .and_then(|s| {
-                            let state = subnets[&s[0]]
-                                .as_ref()
-                                .expect("containing takes ready subnets");
-                            provider_address(key, (&s[0], state), address)
+                            (subnets.provider_address(key, &s[0], address))
                                 .map_err(|message| (Reason::OutOfRange, message))?;
                             Ok((
                                 s,
