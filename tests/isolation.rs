@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use neutrino::core::{Key, names};
 use neutrino::dataplane::netns;
-use support::{TestLab, exec_in, manifests, port_mac};
+use support::{TestLab, exec_in, ipv6_of, manifests, neighbour, port_mac};
 
 /// Two tenants on one node: alpha's victim, beta's attacker with port
 /// security off (the worst a tenant can have), and a guarded one.
@@ -78,10 +78,38 @@ spec:
 "#;
 
 fn forge(lab: &TestLab, port: &str, args: &[&str]) -> (i32, String) {
-    let script = support::control_plane::repository().join("tests/support/forge.py");
-    let mut command = vec!["python3", script.to_str().unwrap()];
-    command.extend_from_slice(args);
-    lab.exec(port, &command)
+    support::python(lab, port, "forge.py", args)
+}
+
+/// UDP datagrams to `port` counted in `namespace` for two seconds from
+/// when it is made (it is listening by then).
+struct Arrivals(std::process::Child);
+
+impl Arrivals {
+    fn listen(namespace: &str, port: u16) -> Self {
+        let script = support::control_plane::repository().join("tests/support/forge.py");
+        let child = netns::command(namespace, "python3")
+            .unwrap()
+            .args([script.to_str().unwrap(), "listen", &port.to_string(), "2"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        Arrivals(child)
+    }
+
+    fn count(self) -> u32 {
+        let out = self.0.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+}
+
+/// The namespace of `port`'s workload.
+fn workload(lab: &TestLab, port: &str) -> String {
+    let (namespace, name) = port.split_once('/').unwrap();
+    lab.lab
+        .workload_namespace(&Key::new(namespace, name))
+        .unwrap()
 }
 
 /// Runs `command` in the node's namespace and asserts it worked.
@@ -209,10 +237,11 @@ async fn the_node_takes_nothing_from_its_tenants_whatever_its_sysctls() {
     }
 
     // A router advertisement configures nothing on the node.
-    let script = support::control_plane::repository().join("tests/support/nd-send.py");
-    let (code, out) = lab.exec(
+    let (code, out) = support::python(
+        &lab,
         "beta/attacker",
-        &["python3", script.to_str().unwrap(), "ra", "2001:db8:bad::"],
+        "nd-send.py",
+        &["ra", "2001:db8:bad::"],
     );
     assert_eq!(code, 0, "{out}");
     std::thread::sleep(Duration::from_millis(500));
@@ -226,23 +255,15 @@ async fn the_node_takes_nothing_from_its_tenants_whatever_its_sysctls() {
 
     // Datagrams need no answer: none arrives, and without the boundary's
     // table the same ones do (the path is real).
-    let script = support::control_plane::repository().join("tests/support/forge.py");
     let arrived = |lab: &TestLab| -> u32 {
-        let listener = netns::command(&lab.node("node-1"), "python3")
-            .unwrap()
-            .args([script.to_str().unwrap(), "listen", "10251", "2"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        let arrivals = Arrivals::listen(&lab.node("node-1"), 10251);
         let (code, out) = forge(
             lab,
             "beta/attacker",
             &["udp", "10.0.0.66", "198.18.0.1", "5555", "10251"],
         );
         assert_eq!(code, 0, "{out}");
-        let out = listener.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        arrivals.count()
     };
     assert_eq!(arrived(&lab), 0, "a workload's datagrams reached the node");
     on_node(
@@ -275,19 +296,6 @@ async fn vxlan_into_another_tenants_network_is_dropped() {
     let victim_mac = port_mac(&lab, "alpha/victim");
     aim_at_the_node(&lab, "beta/attacker", &red, "198.18.0.1");
 
-    let listen = |lab: &TestLab| {
-        let script = support::control_plane::repository().join("tests/support/forge.py");
-        let namespace = lab
-            .lab
-            .workload_namespace(&Key::new("alpha", "victim"))
-            .unwrap();
-        netns::command(&namespace, "python3")
-            .unwrap()
-            .args([script.to_str().unwrap(), "listen", "9999", "3"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
     let attack = |lab: &TestLab| {
         let (code, out) = forge(
             lab,
@@ -303,16 +311,12 @@ async fn vxlan_into_another_tenants_network_is_dropped() {
         );
         assert_eq!(code, 0, "{out}");
     };
-    let received = |child: std::process::Child| -> u32 {
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-    };
+    let victim = workload(&lab, "alpha/victim");
 
-    let listener = listen(&lab);
-    std::thread::sleep(Duration::from_millis(300));
+    let arrivals = Arrivals::listen(&victim, 9999);
     attack(&lab);
     assert_eq!(
-        received(listener),
+        arrivals.count(),
         0,
         "a forged VXLAN frame reached the victim"
     );
@@ -323,10 +327,9 @@ async fn vxlan_into_another_tenants_network_is_dropped() {
         "node-1",
         &["nft", "delete", "table", "inet", "neutrino-host"],
     );
-    let listener = listen(&lab);
-    std::thread::sleep(Duration::from_millis(300));
+    let arrivals = Arrivals::listen(&victim, 9999);
     attack(&lab);
-    assert!(received(listener) > 0, "the control frame did not arrive");
+    assert!(arrivals.count() > 0, "the control frame did not arrive");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -334,11 +337,11 @@ async fn dhcp_from_a_forged_source_does_not_leave_the_port() {
     let lab = TestLab::new("iso-dhcp");
     let dir = manifests("iso-dhcp", TWO_TENANTS);
     lab.lab.up(&dir, 2, &lab.name).await.unwrap();
-    // beta's guarded port holds 10.0.0.67 and claims alpha's victim's
-    // address; the red network carries it only to red's ports, so the
-    // listener is a red one with port security off.
-    // The listener's MAC is known: what is judged is the datagram, not an
-    // ARP request from the forged address.
+    // beta's guarded port holds 10.0.0.67 and takes 10.0.0.99 as well; it
+    // sends DHCP client traffic from each to beta's attacker, which has
+    // port security off and so filters nothing on its way in. The
+    // listener's MAC is known: what is judged is the datagram, not an ARP
+    // request from the forged address.
     let attacker_mac = port_mac(&lab, "beta/attacker");
     for command in [
         vec!["ip", "address", "add", "10.0.0.99/32", "dev", "eth0"],
@@ -358,26 +361,9 @@ async fn dhcp_from_a_forged_source_does_not_leave_the_port() {
         let (code, out) = lab.exec("beta/guarded", &command);
         assert_eq!(code, 0, "{out}");
     }
-    let script = support::control_plane::repository().join("tests/support/forge.py");
-    let listen = || {
-        let namespace = lab
-            .lab
-            .workload_namespace(&Key::new("beta", "attacker"))
-            .unwrap();
-        netns::command(&namespace, "python3")
-            .unwrap()
-            .args([script.to_str().unwrap(), "listen", "67", "2"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let received = |child: std::process::Child| -> u32 {
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-    };
+    let listener = workload(&lab, "beta/attacker");
     for (source, arrives) in [("10.0.0.99", false), ("10.0.0.67", true)] {
-        let listener = listen();
-        std::thread::sleep(Duration::from_millis(300));
+        let arrivals = Arrivals::listen(&listener, 67);
         let (code, out) = forge(
             &lab,
             "beta/guarded",
@@ -385,7 +371,7 @@ async fn dhcp_from_a_forged_source_does_not_leave_the_port() {
         );
         assert_eq!(code, 0, "{out}");
         assert_eq!(
-            received(listener) > 0,
+            arrivals.count() > 0,
             arrives,
             "DHCP client traffic from {source}: arrived is not {arrives}"
         );
@@ -424,23 +410,6 @@ kind: Port
 metadata: {name: open, namespace: tenant-a}
 spec: {network: green, nodeName: node-2, portSecurity: false}
 "#;
-
-fn ipv6_of(lab: &TestLab, port: &str) -> String {
-    let state = lab.lab.files().read_state().unwrap();
-    state.workloads[port].lease.clone().unwrap().ipv6[0]
-        .address
-        .clone()
-}
-
-/// The MAC `port`'s workload holds for `ip`.
-fn neighbour(lab: &TestLab, port: &str, ip: &str) -> String {
-    let (_, out) = lab.exec(port, &["ip", "-6", "neigh", "show", ip, "dev", "eth0"]);
-    out.split_whitespace()
-        .skip_while(|w| *w != "lladdr")
-        .nth(1)
-        .unwrap_or("")
-        .to_string()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_neighbour_solicitation_poisons_nobody() {

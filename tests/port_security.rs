@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Manifests, TestLab, manifests, port_mac};
+use support::{Manifests, TestLab, ipv6_of, manifests, neighbour, port_mac};
 
 const NETWORK: &str = r#"
 apiVersion: neutrino.dev/v1alpha1
@@ -59,16 +59,6 @@ spec:
   nodeName: node-1
   portSecurity: false
 "#;
-
-/// The MAC `port`'s workload holds for `ip`, as `ip neigh` shows it.
-fn neighbour(lab: &TestLab, port: &str, ip: &str) -> String {
-    let (_, out) = lab.exec(port, &["ip", "neigh", "show", ip, "dev", "eth0"]);
-    out.split_whitespace()
-        .skip_while(|w| *w != "lladdr")
-        .nth(1)
-        .unwrap_or("")
-        .to_string()
-}
 
 /// `port`'s workload claims `ip` in gratuitous ARP.
 fn claim(lab: &TestLab, port: &str, ip: &str) {
@@ -575,19 +565,9 @@ metadata: {name: open, namespace: tenant-a}
 spec: {network: green, nodeName: node-1, portSecurity: false}
 "#;
 
-/// `port`'s IPv6 address, as its workload took it.
-fn ipv6_of(lab: &TestLab, port: &str) -> String {
-    let state = lab.lab.files().read_state().unwrap();
-    let lease = state.workloads[port].lease.clone().unwrap();
-    lease.ipv6[0].address.clone()
-}
-
 /// Runs tests/support/nd-send.py in `port`'s workload.
 fn nd_send(lab: &TestLab, port: &str, args: &[&str]) {
-    let script = support::control_plane::repository().join("tests/support/nd-send.py");
-    let mut command = vec!["python3", script.to_str().unwrap()];
-    command.extend_from_slice(args);
-    let (code, out) = lab.exec(port, &command);
+    let (code, out) = support::python(lab, port, "nd-send.py", args);
     assert_eq!(code, 0, "{out}");
 }
 
