@@ -36,6 +36,28 @@ fn templates() -> Vec<(String, String)> {
     found
 }
 
+/// The agent's Port policy lets another node's or an unbound Port only be
+/// bound, by comparing every field of its spec but nodeName: a field added
+/// to the Port and missing there would be one an agent could rewrite.
+#[test]
+fn the_agent_port_policy_compares_every_field_of_a_ports_spec() {
+    let crd: Value = serde_saphyr::from_str(&read(&chart().join("crds/port.yaml"))).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    let policy = read(&chart().join("templates/admission-policies.yaml"));
+    let compared = policy
+        .lines()
+        .find(|l| l.contains("{{- range list \"network\""))
+        .expect("the policy's list of compared fields");
+    let fields: Vec<&String> = spec.as_object().unwrap().keys().collect();
+    assert!(fields.len() > 5, "{fields:?}");
+    for field in fields.into_iter().filter(|f| *f != "nodeName") {
+        assert!(
+            compared.contains(&format!("\"{field}\"")),
+            "the agent-ports-own-node policy does not compare spec.{field}"
+        );
+    }
+}
+
 #[test]
 fn the_charts_crds_are_the_generated_ones() {
     let generated = neutrino::api::crds();
