@@ -598,6 +598,55 @@ fn tenants_manage_their_networks_but_not_provider_attributes() {
     cluster.kubectl_ok(&["delete", "namespace", namespace, "--wait=false"]);
 }
 
+#[test]
+fn tenants_neither_bind_ports_nor_name_another_namespaces_groups() {
+    let cluster = cluster();
+    let namespace = "tenancy-b";
+    let kubeconfig = tenant(cluster, namespace);
+    let apply =
+        |yaml: &str| cluster.kubectl_with(&["--kubeconfig", &kubeconfig, "apply", "-f", "-"], yaml);
+    let port = |spec: &str| {
+        format!(
+            "apiVersion: neutrino.dev/v1alpha1\nkind: Port\nmetadata: {{name: web, namespace: {namespace}}}\nspec: {spec}\n"
+        )
+    };
+    let run = apply(&port("{network: blue}"));
+    assert!(run.ok, "{}", run.stderr);
+
+    // Binding the port to a node is refused, saying what it takes.
+    let run = apply(&port("{network: blue, nodeName: node-1}"));
+    assert!(
+        !run.ok
+            && run
+                .stderr
+                .contains("spec.nodeName binds the port to a node")
+            && run.stderr.contains("set on ports/binding"),
+        "a tenant bound its Port: {}",
+        run.stderr
+    );
+    // Another namespace's security group: refused by the schema.
+    let run = apply(&port(r#"{network: blue, securityGroups: ["beta/admin"]}"#));
+    assert!(
+        !run.ok && run.stderr.contains("securityGroups"),
+        "a Port named another namespace's group: {}",
+        run.stdout
+    );
+
+    // Granted the binding role in its namespace, it may bind.
+    cluster.kubectl_ok(&[
+        "--namespace",
+        namespace,
+        "create",
+        "rolebinding",
+        "tenant-binding",
+        "--clusterrole=neutrino-port-binding",
+        "--serviceaccount=tenancy-b:tenant",
+    ]);
+    let run = apply(&port("{network: blue, nodeName: node-1}"));
+    assert!(run.ok, "{}", run.stderr);
+    cluster.kubectl_ok(&["delete", "namespace", namespace, "--wait=false"]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_writes_only_its_own_record_and_only_node_addresses_are_trusted() {
     let _one = one_lab_at_a_time().await;
@@ -672,6 +721,45 @@ async fn an_agent_writes_only_its_own_record_and_only_node_addresses_are_trusted
         "{}",
         run.stderr
     );
+
+    // Another node's Port: not rewritten in place, not rewritten while
+    // bound to this node (an agent takes a Port over only by binding it,
+    // as a live migration's target does), not deleted; each refused
+    // naming the node it is bound to.
+    let patch = |body: &'static str| {
+        vec![
+            "patch",
+            "port",
+            "web-2",
+            "--namespace",
+            "tenant-a",
+            "--type=merge",
+            "-p",
+            body,
+        ]
+    };
+    for (what, args) in [
+        ("rewrote", patch(r#"{"spec":{"hostname":"mine"}}"#)),
+        (
+            "moved and rewrote",
+            patch(r#"{"spec":{"nodeName":"node-1","macAddress":"02:00:00:00:00:66"}}"#),
+        ),
+        (
+            "deleted",
+            vec!["delete", "port", "web-2", "--namespace", "tenant-a"],
+        ),
+    ] {
+        let run = as_node1(&args);
+        assert!(
+            !run.ok
+                && run
+                    .stderr
+                    .contains("Port tenant-a/web-2 is bound to node-2"),
+            "node-1's agent {what} node-2's Port: {}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
 
     // Its own record it may write, but an address its Node does not have
     // is not believed: no peer sends it tunnel traffic.

@@ -409,7 +409,66 @@ apiVersion: neutrino.dev/v1alpha1
 kind: Port
 metadata: {name: open, namespace: tenant-a}
 spec: {network: green, nodeName: node-2, portSecurity: false}
+---
+# Answers anything: what a ping to it tests is the way there.
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: plain, namespace: tenant-a}
+spec: {network: green, nodeName: node-1, portSecurity: false}
 "#;
+
+/// `port`'s link-local address, as its workload holds it.
+fn link_local_of(lab: &TestLab, port: &str) -> String {
+    let (code, out) = lab.exec(
+        port,
+        &[
+            "ip", "-6", "-o", "address", "show", "dev", "eth0", "scope", "link",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let address = out.split_whitespace().nth(3).expect("a link-local address");
+    address.split('/').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_local_address_on_another_node_resolves_and_answers() {
+    let lab = TestLab::new("iso-ll");
+    let dir = manifests("iso-ll", V6);
+    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+    // The VXLAN link answers neighbour solicitations from its table and
+    // drops the rest: without the link-local entries, a workload could
+    // not resolve a neighbour's (or its router's) link-local address.
+    let plain = link_local_of(&lab, "tenant-a/plain");
+    let (code, out) = lab.exec(
+        "tenant-a/victim",
+        &[
+            "ping",
+            "-6",
+            "-c",
+            "20",
+            "-i",
+            "0.1",
+            "-W",
+            "1",
+            &format!("{plain}%eth0"),
+        ],
+    );
+    assert!(
+        code == 0 && out.contains(" 0% packet loss"),
+        "a link-local address on another node did not answer every ping:\n{out}"
+    );
+    // A guarded port's default group drops the echo from a link-local
+    // source, but its address still resolves, to its MAC.
+    let owner = link_local_of(&lab, "tenant-a/owner");
+    lab.exec(
+        "tenant-a/victim",
+        &["ping", "-6", "-c", "1", "-W", "1", &format!("{owner}%eth0")],
+    );
+    assert_eq!(
+        neighbour(&lab, "tenant-a/victim", &owner),
+        port_mac(&lab, "tenant-a/owner")
+    );
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_neighbour_solicitation_poisons_nobody() {
