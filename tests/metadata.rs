@@ -42,7 +42,7 @@ kind: Router
 metadata: {name: edge, namespace: tenant-a}
 spec:
   interfaces: [{subnet: blue-v4}]
-  externalGateway: {network: infra/public, ipAddress: 203.0.113.30}
+  externalGateway: {network: infra/public, ipAddress: 203.0.113.50}
 ---
 apiVersion: neutrino.dev/v1alpha1
 kind: Port
@@ -308,7 +308,7 @@ async fn the_router_answers_the_ports_behind_it_and_not_the_outside() {
             "replace",
             "169.254.169.254/32",
             "via",
-            "203.0.113.30",
+            "203.0.113.50",
         ],
     );
     assert_eq!(code, 0, "{out}");
