@@ -7,9 +7,10 @@
 
 mod support;
 
+use neutrino::dataplane::metadata::gate::Limits;
 use serde_json::Value;
 use support::control_plane::tools;
-use support::{TestLab, manifests};
+use support::{TestLab, manifests, python};
 
 const OBJECTS: &str = r#"
 apiVersion: neutrino.dev/v1alpha1
@@ -323,4 +324,85 @@ async fn the_router_answers_the_ports_behind_it_and_not_the_outside() {
         ],
     );
     assert_ne!(code, 0, "the outside read metadata: {out}");
+}
+
+/// `hold.py`'s report: connections opened, refused at once, and when each
+/// of the others was closed (`None`: still open at the end).
+fn hold(lab: &TestLab, port: &str, count: usize, mode: &str, sources: &[&str]) -> Value {
+    let count = count.to_string();
+    let mut args = vec!["169.254.169.254", "80", &count, "9", mode];
+    args.extend_from_slice(sources);
+    let (code, out) = python(lab, port, "hold.py", &args);
+    assert_eq!(code, 0, "{port}: {out}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The connections `report` saw closed after the first second, at a
+/// second or more, and by when.
+fn closed_later(report: &Value) -> Vec<f64> {
+    let held = report["held"].as_array().unwrap();
+    held.iter()
+        .map(|t| {
+            t.as_f64()
+                .unwrap_or_else(|| panic!("a connection outlived the header timeout: {report}"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workload_cannot_hold_the_service_from_the_others() {
+    let lab = TestLab::new("metadata-hold");
+    let dir = manifests("metadata-hold", OBJECTS);
+    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+    let limits = Limits::default();
+    // The intruder has no port security: it calls from twenty addresses
+    // of its own network.
+    let sources: Vec<String> = (60..80).map(|i| format!("10.10.0.{i}")).collect();
+    for source in &sources {
+        let address = format!("{source}/32");
+        let (code, out) = lab.exec(
+            "tenant-b/intruder",
+            &["ip", "address", "add", &address, "dev", "eth0"],
+        );
+        assert_eq!(code, 0, "{out}");
+    }
+    let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+
+    let (silent, slow, spread) = std::thread::scope(|scope| {
+        let silent = scope.spawn(|| hold(&lab, "tenant-a/web-1", 200, "silent", &[]));
+        let slow = scope.spawn(|| hold(&lab, "tenant-a/web-2", 50, "slow", &[]));
+        let spread = scope.spawn(|| hold(&lab, "tenant-b/intruder", 200, "silent", &sources));
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        // Meanwhile, a neighbour on web-1's network and node is served.
+        let meta = ok_json(
+            &lab,
+            "tenant-a/neighbour",
+            "/openstack/latest/meta_data.json",
+        );
+        assert_eq!(meta["hostname"], "neighbour");
+        (
+            silent.join().unwrap(),
+            slow.join().unwrap(),
+            spread.join().unwrap(),
+        )
+    });
+
+    // One address keeps its share, each connection until the header timeout.
+    assert_eq!(silent["refused"], 200 - limits.per_source, "{silent}");
+    assert_eq!(slow["refused"], 50 - limits.per_source, "{slow}");
+    let header = limits.header.as_secs_f64();
+    for report in [&silent, &slow] {
+        let closed = closed_later(report);
+        assert_eq!(closed.len(), limits.per_source, "{report}");
+        assert!(closed.iter().all(|t| *t >= header - 1.0), "{report}");
+    }
+    // Many addresses of one network keep that network's share.
+    assert_eq!(spread["refused"], 200 - limits.per_listener, "{spread}");
+    assert_eq!(closed_later(&spread).len(), limits.per_listener, "{spread}");
+
+    // Every connection given back, web-1 is served again.
+    assert_eq!(
+        ok_json(&lab, "tenant-a/web-1", "/openstack/latest/meta_data.json")["hostname"],
+        "www"
+    );
 }

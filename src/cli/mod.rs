@@ -92,6 +92,13 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Agent(_) | Command::Lab(_)) {
+        // Agents hold a socket per metadata connection, netlink and
+        // namespace handle; the lab runs them.
+        if let Err(e) = neutrino::dataplane::metadata::gate::raise_open_files() {
+            tracing::warn!(error = %e, "could not raise the limit on open files");
+        }
+    }
     let result = match cli.command {
         Command::Agent(args) => agent::run_command(args),
         Command::Controller(args) => controller::run_command(args),

@@ -4,22 +4,35 @@
 //!
 //! Who is calling and what to answer is the core's; what the objects say
 //! and what a Secret holds comes from a [`Directory`] the agent is given.
+//! Every connection is bounded (see [`gate`]): the service is shared by
+//! every tenant on the node.
+
+pub mod gate;
+mod secrets;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddrV4};
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{Method, Response, Uri, header};
 use futures::future::BoxFuture;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::netns;
+use gate::{Gate, Limits};
 use neutrino_core::metadata::{self, Extras, Instance, Listener, Refusal, Reply};
+use secrets::Secrets;
 
 /// A Secret's data, by key.
 pub type SecretData = BTreeMap<String, Vec<u8>>;
@@ -53,13 +66,21 @@ impl Drop for Open {
 /// The node's metadata service.
 pub struct MetadataService {
     directory: Arc<dyn Directory>,
+    secrets: Arc<Secrets>,
+    gate: Arc<Gate>,
     open: Mutex<HashMap<Listener, Open>>,
 }
 
 impl MetadataService {
     pub fn new(directory: Arc<dyn Directory>) -> Self {
+        Self::with_limits(directory, Limits::default())
+    }
+
+    pub fn with_limits(directory: Arc<dyn Directory>, limits: Limits) -> Self {
         Self {
+            secrets: Arc::new(Secrets::new(directory.clone())),
             directory,
+            gate: Gate::new(limits),
             open: Mutex::new(HashMap::new()),
         }
     }
@@ -99,20 +120,64 @@ impl MetadataService {
         let inode = inode(&listener.namespace)?;
         let interface = listener.interface.clone();
         let socket = netns::run_in(Some(&listener.namespace), move || bound_socket(&interface))??;
-        let socket = tokio::net::TcpListener::from_std(socket)?;
+        let socket = TcpListener::from_std(socket)?;
         let context = Arc::new(Context {
             listener: listener.clone(),
             directory: self.directory.clone(),
+            secrets: self.secrets.clone(),
+            gate: self.gate.clone(),
         });
-        let app = Router::new().fallback(answer).with_state(context);
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        let where_ = format!("{} on {}", listener.namespace, listener.interface);
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(socket, service).await {
-                tracing::warn!(listener = %where_, error = %e, "metadata listener ended");
-            }
-        });
+        let task = tokio::spawn(accept(socket, context));
         Ok(Open { inode, task })
+    }
+}
+
+/// Takes connections until aborted. A connection over a bound is closed at
+/// once; one taken is served on a task of its own, with its ticket.
+async fn accept(socket: TcpListener, context: Arc<Context>) {
+    loop {
+        let (stream, peer) = match socket.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors or buffers: wait for some to be freed
+                // rather than spin, and go on.
+                tracing::warn!(listener = %context.listener.namespace, error = %e, "metadata service could not take a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let source = peer.ip();
+        match context.gate.admit(&context.listener, source) {
+            Ok(ticket) => {
+                let context = context.clone();
+                tokio::spawn(async move {
+                    serve(stream, source, &context).await;
+                    drop(ticket);
+                });
+            }
+            Err(full) => {
+                tracing::debug!(%source, ?full, "metadata connection refused: too many open");
+            }
+        }
+    }
+}
+
+/// Serves one connection: its request heads within the header timeout, and
+/// the whole connection within its lifetime, idle or not.
+async fn serve(stream: TcpStream, source: IpAddr, context: &Context) {
+    let limits = context.gate.limits();
+    let service = service_fn(|request: Request<Incoming>| async move {
+        Ok::<_, Infallible>(answer(context, source, request.method(), request.uri().path()).await)
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header)
+        .max_buf_size(16 * 1024)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(limits.lifetime, connection).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%source, error = %e, "metadata connection ended"),
+        Err(_) => tracing::debug!(%source, "metadata connection closed at its lifetime"),
     }
 }
 
@@ -138,23 +203,25 @@ fn bound_socket(interface: &str) -> std::io::Result<std::net::TcpListener> {
 struct Context {
     listener: Listener,
     directory: Arc<dyn Directory>,
+    secrets: Arc<Secrets>,
+    gate: Arc<Gate>,
 }
 
 async fn answer(
-    State(context): State<Arc<Context>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-) -> Response<Body> {
+    context: &Context,
+    source: IpAddr,
+    method: &Method,
+    path: &str,
+) -> Response<Full<Bytes>> {
     let reply = if method != Method::GET && method != Method::HEAD {
         Reply::error(405, format!("{method}: only GET is served"))
     } else {
-        reply(&context, peer.ip(), uri.path()).await
+        reply(context, source, path).await
     };
     let body = if method == Method::HEAD {
-        Body::empty()
+        Full::default()
     } else {
-        Body::from(reply.body)
+        Full::from(reply.body)
     };
     Response::builder()
         .status(reply.status)
@@ -164,8 +231,7 @@ async fn answer(
 }
 
 async fn reply(context: &Context, source: IpAddr, path: &str) -> Reply {
-    let directory = &context.directory;
-    let instance = match directory.caller(&context.listener, source) {
+    let instance = match context.directory.caller(&context.listener, source) {
         Ok(instance) => instance,
         Err(refusal) => {
             tracing::info!(%source, %path, %refusal, "metadata request refused");
@@ -174,7 +240,7 @@ async fn reply(context: &Context, source: IpAddr, path: &str) -> Reply {
     };
     let extras = match &instance.secret {
         None => Extras::default(),
-        Some(name) => match directory.secret(&instance.port.namespace, name).await {
+        Some(name) => match context.secrets.get(&instance.port.namespace, name).await {
             Ok(Some(data)) => Extras::from_secret(&data),
             // Served without it, a guest would boot once without its keys
             // and never ask again: it is told to retry instead.
