@@ -115,7 +115,7 @@ async fn the_agent_realises_what_is_ready_and_reports() {
         observed
             .links
             .iter()
-            .any(|l| l.kind == ObservedKind::Bridge && l.is_ours())
+            .any(|l| matches!(l.kind, ObservedKind::Bridge { .. }) && l.is_ours())
     );
     assert!(
         observed

@@ -572,3 +572,54 @@ async fn lab_exec_sees_the_workloads_own_sys_and_lab_down_leaves_no_process() {
         .collect();
     assert!(left.is_empty(), "lab down left processes behind: {left:?}");
 }
+
+/// The MACs `bridge` has learned on `node`: what it holds that neutrino did
+/// not put there.
+fn learned_macs(lab: &TestLab, node: &str, bridge: &str) -> usize {
+    let out = on_node(lab, node, &["bridge", "-j", "fdb", "show", "br", bridge]);
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    (entries.iter())
+        .filter(|e| e["state"].as_str().is_none_or(str::is_empty) && e.get("vlan").is_none())
+        .filter(|e| {
+            !e["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f == "self"))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_macs_fill_no_bridge_beyond_its_bound() {
+    let lab = TestLab::new("iso-macs");
+    let far = r#"
+---
+apiVersion: neutrino.dev/v1alpha1
+kind: Port
+metadata: {name: far, namespace: beta}
+spec: {network: red, fixedIPs: [{subnet: red-v4, ipAddress: 10.0.0.68}], nodeName: node-2, portSecurity: false}
+"#;
+    let dir = manifests("iso-macs", &format!("{TWO_TENANTS}{far}"));
+    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+    let bridge = names::bridge(&Key::new("beta", "red"));
+    let bound = neutrino::core::config::BRIDGE_LEARNED_MACS as usize;
+
+    // More MACs than the bound, from a port without port security: each
+    // frame floods, to the other node as well.
+    let (code, out) = forge(
+        &lab,
+        "beta/attacker",
+        &["macs", &(bound + 4000).to_string()],
+    );
+    assert_eq!(code, 0, "{out}");
+    std::thread::sleep(Duration::from_millis(500));
+    for node in ["node-1", "node-2"] {
+        assert_eq!(learned_macs(&lab, node, &bridge), bound, "{node}");
+    }
+
+    // The network still carries its traffic, across nodes.
+    let (code, out) = lab.exec(
+        "beta/guarded",
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.0.68"],
+    );
+    assert_eq!(code, 0, "{out}");
+}

@@ -335,7 +335,7 @@ async fn kill_9_of_an_agent_loses_no_packet_and_recreates_nothing() {
     let bridge = before
         .links
         .iter()
-        .find(|l| l.kind == ObservedKind::Bridge)
+        .find(|l| matches!(l.kind, ObservedKind::Bridge { .. }))
         .unwrap()
         .name
         .clone();

@@ -9,6 +9,8 @@
   listen PORT SECONDS                    prints how many UDP datagrams arrived
   ns TARGET FROM MAC                     a neighbour solicitation for TARGET sent
                                          from FROM with MAC as its link-layer option
+  macs COUNT                             COUNT broadcast frames, each from a source
+                                         MAC of its own
 """
 import socket
 import struct
@@ -74,5 +76,15 @@ elif kind == "ns":
     for _ in range(3):
         sock.sendto(message, (target, 0, 0, socket.if_nametoindex("eth0")))
         time.sleep(0.05)
+elif kind == "macs":
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    sock.bind(("eth0", 0))
+    for i in range(int(sys.argv[2])):
+        # Unicast, locally administered: a MAC any workload may claim.
+        source = bytes([0x02, 0x5E]) + i.to_bytes(4, "big")
+        sock.send(b"\xff" * 6 + source + b"\x88\xb5" + bytes(46))
+        if i % 200 == 199:
+            # Within the kernel's backlog of received frames per CPU.
+            time.sleep(0.01)
 else:
     sys.exit(f"unknown kind {kind}")

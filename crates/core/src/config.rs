@@ -15,6 +15,14 @@ pub type NodeAddresses = BTreeMap<String, Vec<IpAddr>>;
 /// The VXLAN UDP port assigned by IANA.
 pub const VXLAN_PORT: u16 = 4789;
 
+/// The most MAC addresses a network's bridge learns on one node. A port
+/// without port security may send from any MAC: unbounded, one workload
+/// fills every node's table with random ones. Past the bound the bridge
+/// learns nothing new and floods to addresses it has not learned, which
+/// slows only that network. Known endpoints are not learned on the tunnel
+/// side alone, so the bound leaves room for networks of thousands.
+pub const BRIDGE_LEARNED_MACS: u32 = 8192;
+
 /// An inclusive range of segmentation ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdRange {

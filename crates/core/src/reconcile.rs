@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::allocate::Mac;
+use super::config::BRIDGE_LEARNED_MACS;
 use super::names;
 use super::plan::{FdbEntry, Neighbour, NodePlan, PortPlan, UplinkKind};
 
@@ -42,7 +43,11 @@ impl ObservedLink {
 /// The kind-specific part of an observed link.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ObservedKind {
-    Bridge,
+    /// `learned_limit`: the most MACs it learns (0: no bound), where the
+    /// kernel says.
+    Bridge {
+        learned_limit: Option<u32>,
+    },
     Vxlan {
         vni: u32,
         local: Option<IpAddr>,
@@ -142,7 +147,9 @@ impl LinkKind {
     /// physical interface, which neutrino does not make.
     pub fn as_observed(&self) -> Option<ObservedKind> {
         Some(match self {
-            LinkKind::Bridge => ObservedKind::Bridge,
+            LinkKind::Bridge => ObservedKind::Bridge {
+                learned_limit: Some(BRIDGE_LEARNED_MACS),
+            },
             LinkKind::Vxlan { vni, local, port } => ObservedKind::Vxlan {
                 vni: *vni,
                 local: Some(*local),
@@ -190,6 +197,11 @@ pub enum LinkChange {
     NoHostIpv6 {
         name: String,
         proxy: bool,
+    },
+    /// Bounds the MACs a bridge learns.
+    LimitLearning {
+        name: String,
+        limit: u32,
     },
 }
 
@@ -356,7 +368,7 @@ fn desired_links_among(plan: &NodePlan, only: Option<&BTreeSet<String>>) -> Vec<
 /// cannot be changed in place goes.
 fn same_kind(observed: &ObservedKind, desired: &LinkKind) -> bool {
     match (observed, desired) {
-        (ObservedKind::Bridge, LinkKind::Bridge) => true,
+        (ObservedKind::Bridge { .. }, LinkKind::Bridge) => true,
         (
             ObservedKind::Vxlan {
                 vni,
@@ -411,6 +423,17 @@ fn settings(observed: Option<&ObservedLink>, desired: &DesiredLink, out: &mut Ve
                     proxy: matches!(desired.kind, LinkKind::Vxlan { .. }),
                 });
             }
+            // A kernel that does not report the bound does not have it.
+            if let ObservedKind::Bridge {
+                learned_limit: Some(limit),
+            } = found.kind
+                && limit != BRIDGE_LEARNED_MACS
+            {
+                out.push(LinkChange::LimitLearning {
+                    name: name.clone(),
+                    limit: BRIDGE_LEARNED_MACS,
+                });
+            }
             if !found.up {
                 out.push(LinkChange::SetUp(name.clone()));
             }
@@ -455,7 +478,7 @@ fn diff_among(observed: &Observed, plan: &NodePlan, only: Option<&BTreeSet<Strin
     let our_bridges: BTreeSet<&str> = observed
         .links
         .iter()
-        .filter(|l| l.is_ours() && l.kind == ObservedKind::Bridge)
+        .filter(|l| l.is_ours() && matches!(l.kind, ObservedKind::Bridge { .. }))
         .map(|l| l.name.as_str())
         .collect();
 
@@ -646,14 +669,22 @@ mod tests {
     fn foreign_links_are_never_touched() {
         let plan = quickstart_plan("node-1");
         let mut observed = after(&Observed::default(), &plan);
-        observed
-            .links
-            .push(foreign("br-foreign", ObservedKind::Bridge));
+        observed.links.push(foreign(
+            "br-foreign",
+            ObservedKind::Bridge {
+                learned_limit: None,
+            },
+        ));
         observed
             .links
             .push(foreign("veth-foreign", ObservedKind::Veth));
         let bridge = plan.bridges[0].name.clone();
-        let mut clash = foreign(&bridge, ObservedKind::Bridge);
+        let mut clash = foreign(
+            &bridge,
+            ObservedKind::Bridge {
+                learned_limit: None,
+            },
+        );
         clash.mtu = 9000;
         observed.links.retain(|l| l.name != bridge);
         observed.links.push(clash);
@@ -669,12 +700,38 @@ mod tests {
     }
 
     #[test]
+    fn a_bridge_without_the_learning_bound_gets_it_and_an_old_kernel_is_left() {
+        let plan = quickstart_plan("node-1");
+        let mut observed = after(&Observed::default(), &plan);
+        let bridge = (observed.links.iter_mut())
+            .find(|l| matches!(l.kind, ObservedKind::Bridge { .. }))
+            .unwrap();
+        bridge.kind = ObservedKind::Bridge {
+            learned_limit: Some(0),
+        };
+        let name = bridge.name.clone();
+        assert_eq!(
+            diff(&observed, &plan).links,
+            [LinkChange::LimitLearning {
+                name,
+                limit: BRIDGE_LEARNED_MACS
+            }]
+        );
+        for link in &mut observed.links {
+            if let ObservedKind::Bridge { learned_limit } = &mut link.kind {
+                *learned_limit = None;
+            }
+        }
+        assert!(diff(&observed, &plan).is_empty());
+    }
+
+    #[test]
     fn an_uplink_is_handed_back_once_only() {
         let mut observed = after(&Observed::default(), &quickstart_plan("node-1"));
         let bridge = observed
             .links
             .iter()
-            .find(|l| l.kind == ObservedKind::Bridge)
+            .find(|l| matches!(l.kind, ObservedKind::Bridge { .. }))
             .unwrap()
             .name
             .clone();

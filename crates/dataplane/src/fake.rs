@@ -156,6 +156,11 @@ impl World {
             LinkChange::SetIsolated(name, isolated) => self.link(name)?.isolated = *isolated,
             LinkChange::SetUp(name) => self.link(name)?.up = true,
             LinkChange::NoHostIpv6 { name, .. } => self.link(name)?.host_ipv6 = false,
+            LinkChange::LimitLearning { name, limit } => {
+                self.link(name)?.kind = ObservedKind::Bridge {
+                    learned_limit: Some(*limit),
+                }
+            }
         }
         self.wrote(format!("links: {change:?}"));
         Ok(())

@@ -16,8 +16,8 @@ use std::os::fd::AsFd;
 
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVlan,
-    InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    InfoVlan, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
@@ -421,7 +421,19 @@ fn link_record(message: &LinkMessage) -> Option<LinkRecord> {
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     match info {
-                        LinkInfo::Kind(InfoKind::Bridge) => kind = ObservedKind::Bridge,
+                        LinkInfo::Kind(InfoKind::Bridge) => {
+                            kind = ObservedKind::Bridge {
+                                learned_limit: None,
+                            }
+                        }
+                        LinkInfo::Data(InfoData::Bridge(data)) => {
+                            kind = ObservedKind::Bridge {
+                                learned_limit: data.iter().find_map(|d| match d {
+                                    InfoBridge::FdbMaxLearned(n) => Some(*n),
+                                    _ => None,
+                                }),
+                            }
+                        }
                         LinkInfo::Kind(InfoKind::Veth) => kind = ObservedKind::Veth,
                         LinkInfo::Kind(other) if kind == ObservedKind::Other(String::new()) => {
                             kind = ObservedKind::Other(other.to_string())

@@ -8,7 +8,7 @@ use netlink_packet_core::{
     NetlinkPayload,
 };
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
+    InfoBridge, InfoBridgePort, InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use super::kernel_view::{KernelView, Subscription};
 use super::netns;
 use neutrino_core::allocate::Mac;
+use neutrino_core::config::BRIDGE_LEARNED_MACS;
 use neutrino_core::reconcile::{
     Changes, DesiredLink, FdbKey, LinkChange, LinkKind, NeighbourKey, Observed,
 };
@@ -470,6 +471,21 @@ impl Netlink {
                 // The kernel tells of this in no link notification.
                 self.reread(name).await
             }
+            LinkChange::LimitLearning { name, limit } => {
+                let index = self.require(name, "bounding MAC learning").await?;
+                let message = LinkBridge::new(name)
+                    .index(index)
+                    .append_info_data(InfoBridge::FdbMaxLearned(*limit))
+                    .build();
+                // RTM_NEWLINK on the existing link: SETLINK ignores link info.
+                self.wrote();
+                self.handle
+                    .link()
+                    .change(message)
+                    .execute()
+                    .await
+                    .map_err(failed(format!("bounding {name}'s learned MACs to {limit}")))
+            }
             LinkChange::SetUp(name) => {
                 let index = self.require(name, "setting up").await?;
                 self.set(
@@ -565,7 +581,10 @@ impl Netlink {
         // Held open until the request is sent: the kernel reads the descriptor.
         let mut peer_namespace = None;
         let message = match &link.kind {
-            LinkKind::Bridge => LinkBridge::new(&link.name).mtu(mtu).build(),
+            LinkKind::Bridge => LinkBridge::new(&link.name)
+                .mtu(mtu)
+                .append_info_data(InfoBridge::FdbMaxLearned(BRIDGE_LEARNED_MACS))
+                .build(),
             LinkKind::Vxlan { vni, local, port } => {
                 let builder = LinkVxlan::new(&link.name, *vni)
                     .port(*port)
@@ -769,7 +788,8 @@ fn link_phases(changes: &[LinkChange]) -> Vec<Vec<Vec<&LinkChange>>> {
         | LinkChange::SetMaster(n, _)
         | LinkChange::SetIsolated(n, _)
         | LinkChange::SetUp(n)
-        | LinkChange::NoHostIpv6 { name: n, .. } => n.clone(),
+        | LinkChange::NoHostIpv6 { name: n, .. }
+        | LinkChange::LimitLearning { name: n, .. } => n.clone(),
     };
     let mut phases: Vec<BTreeMap<String, Vec<&LinkChange>>> = vec![BTreeMap::new(); 4];
     for change in changes {
