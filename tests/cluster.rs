@@ -722,10 +722,9 @@ async fn an_agent_writes_only_its_own_record_and_only_node_addresses_are_trusted
         run.stderr
     );
 
-    // Another node's Port: not rewritten in place, not rewritten while
-    // bound to this node (an agent takes a Port over only by binding it,
-    // as a live migration's target does), not deleted; each refused
-    // naming the node it is bound to.
+    // Another node's Port: not rewritten in place, not moved to this node,
+    // not asked for while rewritten nor for another node, not deleted;
+    // each refused naming the node it is bound to.
     let patch = |body: &'static str| {
         vec![
             "patch",
@@ -740,9 +739,26 @@ async fn an_agent_writes_only_its_own_record_and_only_node_addresses_are_trusted
     };
     for (what, args) in [
         ("rewrote", patch(r#"{"spec":{"hostname":"mine"}}"#)),
+        ("moved", patch(r#"{"spec":{"nodeName":"node-1"}}"#)),
         (
             "moved and rewrote",
             patch(r#"{"spec":{"nodeName":"node-1","macAddress":"02:00:00:00:00:66"}}"#),
+        ),
+        (
+            "asked for and relabelled",
+            patch(
+                r#"{"metadata":{"labels":{"a":"b"},"annotations":{"neutrino.dev/takeover":"node-1/p/u/c/net1"}}}"#,
+            ),
+        ),
+        (
+            "asked for and re-held",
+            patch(
+                r#"{"metadata":{"annotations":{"neutrino.dev/held-by":"p/u","neutrino.dev/takeover":"node-1/p/u/c/net1"}}}"#,
+            ),
+        ),
+        (
+            "asked for on node-3's behalf",
+            patch(r#"{"metadata":{"annotations":{"neutrino.dev/takeover":"node-3/p/u/c/net1"}}}"#),
         ),
         (
             "deleted",
@@ -760,6 +776,45 @@ async fn an_agent_writes_only_its_own_record_and_only_node_addresses_are_trusted
             run.stderr
         );
     }
+    // It may ask, and the controller, finding no such pod on node-1
+    // naming the Port, says so and leaves the Port where it is.
+    let run = as_node1(&patch(
+        r#"{"metadata":{"annotations":{"neutrino.dev/takeover":"node-1/ghost/0000/c0ffee/net1"}}}"#,
+    ));
+    assert!(run.ok, "{}", run.stderr);
+    let refused = || {
+        cluster.kubectl_ok(&[
+            "get",
+            "port",
+            "web-2",
+            "--namespace",
+            "tenant-a",
+            "-o",
+            "jsonpath={.metadata.annotations.neutrino\\.dev/takeover-refused}",
+        ])
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while refused().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the controller did not answer"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        refused(),
+        "node-1/ghost/0000/c0ffee/net1: pod ghost does not exist, or is another pod of that name now"
+    );
+    let node = cluster.kubectl_ok(&[
+        "get",
+        "port",
+        "web-2",
+        "--namespace",
+        "tenant-a",
+        "-o",
+        "jsonpath={.spec.nodeName}",
+    ]);
+    assert_eq!(node, "node-2");
 
     // Its own record it may write, but an address its Node does not have
     // is not believed: no peer sends it tunnel traffic.

@@ -36,6 +36,7 @@ pub mod scope;
 pub mod services;
 pub mod snapshot;
 pub mod status;
+pub mod takeover;
 pub mod tunnel;
 pub mod xtables;
 

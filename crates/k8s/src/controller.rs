@@ -21,6 +21,7 @@ use super::execute::{FIELD_MANAGER, execute};
 use super::metrics::{self, Metrics};
 use super::pace;
 use super::stores::{Changes, Peer, Stores};
+use super::takeover;
 use kube::runtime::events::{Recorder, Reporter};
 use neutrino_api::NodeAgent;
 use neutrino_core::ClusterConfig;
@@ -374,6 +375,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
             &client, &stores, &mut view, &options, &metrics, &recorder, &mut seen,
         )
         .await;
+        again |= takeover::answer(&client, &stores).await;
     }
     // Closing the channel releases the Lease, so another replica takes over at once.
     drop(leader);

@@ -10,4 +10,5 @@ pub mod metadata;
 pub mod metrics;
 pub mod pace;
 pub mod stores;
+pub mod takeover;
 pub mod uninstall;

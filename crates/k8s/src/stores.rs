@@ -395,6 +395,11 @@ impl Stores {
             .expect("every kind has a store of its type")
     }
 
+    /// Every object of kind `K` the cache holds.
+    pub fn all<K: ApiObject>(&self) -> Vec<Arc<K>> {
+        self.objects::<K>().state()
+    }
+
     /// Waits until every store has had its first full list.
     pub async fn ready(&self) {
         for_each_kind!(K => {

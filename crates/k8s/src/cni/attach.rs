@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::migration::Answer;
 use super::records::{self, Record};
 use super::{FIELD_MANAGER, Service, owned_by, parse_conf};
 use super::{migration, pods};
@@ -24,14 +25,11 @@ use neutrino_core::attachment::{
     self, ATTACHMENT_ANNOTATION, Configuration, HOLDER_ANNOTATION, Holder, Sandbox,
 };
 use neutrino_core::scope::Source;
+use neutrino_core::takeover::Takeover;
 use neutrino_dataplane::netlink::NetlinkError;
 use neutrino_dataplane::workload::{self, PlugError};
 
-/// The pod annotation that names existing Ports for a pod's interfaces: a
-/// JSON object from the interface name, the network configuration's name
-/// or the Network's name to the Port — how a VM keeps its address and MAC
-/// from pod to pod.
-pub const PORTS_ANNOTATION: &str = "neutrino.dev/ports";
+use neutrino_core::takeover::PORTS_ANNOTATION;
 
 fn agent_error(msg: impl Into<String>, details: impl ToString) -> CniError {
     CniError::new(Code::Agent, msg, details.to_string())
@@ -310,6 +308,42 @@ impl Service {
         let claimed = port.annotations().contains_key(ATTACHMENT_ANNOTATION);
         if port.spec.node_name.as_deref() == Some(&self.node) && claimed && holder.is_none() {
             return Ok(Bound::Here);
+        }
+        if let Some(node) = elsewhere {
+            // Another node's Port: the controller, which can see the pods,
+            // moves it.
+            let request = Takeover {
+                node: self.node.clone(),
+                pod: me,
+                container_id: container.clone(),
+                interface: ifname.clone(),
+            };
+            let key = Key::new(namespace, name);
+            let asked = migration::ask_to_take_over(
+                &self.client,
+                &self.stores,
+                &key,
+                &request,
+                self.patience,
+            );
+            let what = || format!("taking Port {namespace}/{name} over from node {node}");
+            return match asked.await {
+                Ok(Answer::Granted) => Ok(Bound::Here),
+                Ok(Answer::Refused(why)) => Err(CniError::new(
+                    Code::InvalidConfiguration,
+                    what(),
+                    format!("the controller refused: {why}"),
+                )),
+                Ok(Answer::Silent) => Err(CniError::new(
+                    Code::TryAgainLater,
+                    what(),
+                    format!(
+                        "the controller did not answer within {} s",
+                        self.patience.as_secs()
+                    ),
+                )),
+                Err(e) => Err(CniError::new(Code::TryAgainLater, what(), e)),
+            };
         }
         // Claimed, the Port's veth is made only while a pod holds it.
         let body = json!({

@@ -4,13 +4,14 @@
 //! there, and its address and MAC stay its own — while the second pod gets
 //! the Port's veth straight in its namespace, on no bridge (a standby).
 //! When the holder ends (KubeVirt's source pod completes once the VM runs
-//! on the target), the standby takes over: the Port is bound to its node,
-//! and the agent's next apply puts the veth on the bridge and moves the
-//! FDB everywhere, with the VM's interface untouched.
+//! on the target), the standby takes over: the controller, asked, binds the
+//! Port to its node (see [`neutrino_core::takeover`]), and the agent's next
+//! apply puts the veth on the bridge and moves the FDB everywhere, with the
+//! VM's interface untouched.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -24,30 +25,20 @@ use neutrino_api::{Network, Port};
 use neutrino_cni::outcome::{CniError, Code};
 use neutrino_core::Key;
 use neutrino_core::allocate::Mac;
-use neutrino_core::attachment::{ATTACHMENT_ANNOTATION, Configuration, HOLDER_ANNOTATION, Holder};
+use neutrino_core::attachment::{Configuration, HOLDER_ANNOTATION, Holder};
 use neutrino_core::names;
 use neutrino_core::reconcile::{DesiredLink, LinkKind};
 use neutrino_core::scope::Source;
+use neutrino_core::takeover::{REFUSED_ANNOTATION, TAKEOVER_ANNOTATION, Takeover};
+pub use neutrino_core::takeover::{holder_of, holds};
 use neutrino_dataplane::workload;
 
 /// How often a standby asks whether its holder has ended.
 const POLL: Duration = Duration::from_millis(250);
 
-/// Whether `pod` is the holder with `uid` and still runs: not deleted, not
-/// being deleted, not finished.
-pub fn holds(pod: Option<&Pod>, uid: &str) -> bool {
-    pod.is_some_and(|p| {
-        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-        p.uid().as_deref() == Some(uid)
-            && p.metadata.deletion_timestamp.is_none()
-            && !matches!(phase, Some("Succeeded" | "Failed"))
-    })
-}
-
-/// The Port's current holder, if its annotation names one.
-pub fn holder_of(port: &Port) -> Option<Holder> {
-    (port.annotations().get(HOLDER_ANNOTATION)).and_then(|v| Holder::parse(v))
-}
+/// How long a standby waits for the controller to answer, before asking
+/// again.
+const ASK_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Whether `holder` (in `namespace`) still runs, as the API server says.
 pub async fn still_holds(
@@ -60,6 +51,56 @@ pub async fn still_holds(
         Ok(pod) => Ok(holds(pod.as_ref(), &holder.uid)),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// How the controller answered a takeover.
+pub enum Answer {
+    Granted,
+    Refused(String),
+    /// Not within the time given.
+    Silent,
+}
+
+/// Asks the controller to bind the Port `key` (as `port` was read) as
+/// `request` says, and waits up to `patience` for it to answer.
+pub async fn ask_to_take_over(
+    client: &Client,
+    stores: &Stores,
+    key: &Key,
+    request: &Takeover,
+    patience: Duration,
+) -> Result<Answer, String> {
+    let body = json!({
+        "metadata": {"annotations": {
+            TAKEOVER_ANNOTATION: request.to_string(),
+            REFUSED_ANNOTATION: null,
+        }},
+    });
+    let ports: Api<Port> = Api::namespaced(client.clone(), &key.namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    bounded(ports.patch(&key.name, &params, &Patch::Merge(&body)))
+        .await
+        .map_err(|e| e.to_string())?;
+    let refused_prefix = format!("{request}: ");
+    let deadline = tokio::time::Instant::now() + patience;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(port) = stores.shared::<Port>(key) {
+            if port.spec.node_name.as_deref() == Some(request.node.as_str())
+                && holder_of(&port).as_ref() == Some(&request.pod)
+            {
+                return Ok(Answer::Granted);
+            }
+            let refused = port.annotations().get(REFUSED_ANNOTATION);
+            if let Some(why) = refused.and_then(|r| r.strip_prefix(&refused_prefix)) {
+                return Ok(Answer::Refused(why.to_string()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(Answer::Silent)
 }
 
 /// Ends the hold of `record`'s pod on its Port, if it still has it: its
@@ -187,7 +228,7 @@ impl Activation {
                     }
                 }
             }
-            match self.take_over(&port, &me).await {
+            match self.take_over(&me).await {
                 Ok(()) => {
                     tracing::info!(
                         port = %key, pod = %record.pod, node = %self.node,
@@ -200,31 +241,30 @@ impl Activation {
         }
     }
 
-    /// Makes the standby's veth neutrino's and binds the Port here, held
-    /// by the standby's pod; then the record says so.
-    async fn take_over(&self, port: &Port, me: &Holder) -> Result<(), String> {
+    /// Has the controller bind the Port here, held by the standby's pod,
+    /// then makes the standby's veth neutrino's; then the record says so.
+    /// Until the veth is marked, the agent's applies leave it alone.
+    async fn take_over(&self, me: &Holder) -> Result<(), String> {
         let record = &self.record;
         let key = record.port_key();
+        let request = Takeover {
+            node: self.node.clone(),
+            pod: me.clone(),
+            container_id: record.container_id.clone(),
+            interface: record.ifname.clone(),
+        };
+        match ask_to_take_over(&self.client, &self.stores, &key, &request, ASK_PATIENCE).await? {
+            Answer::Granted => {}
+            Answer::Refused(why) => return Err(format!("the controller refused: {why}")),
+            Answer::Silent => {
+                return Err(format!(
+                    "the controller did not answer within {} s",
+                    ASK_PATIENCE.as_secs()
+                ));
+            }
+        }
         let alias = names::alias(&format!("port {key}"));
         workload::mark(self.node_netns.as_deref(), &names::port(&key), &alias)
-            .await
-            .map_err(|e| e.to_string())?;
-        let body = json!({
-            "apiVersion": Port::api_version(&()),
-            "kind": Port::kind(&()),
-            "metadata": {
-                "name": record.port,
-                "namespace": record.namespace,
-                "annotations": {
-                    ATTACHMENT_ANNOTATION: format!("{}/{}", record.container_id, record.ifname),
-                    HOLDER_ANNOTATION: me.to_string(),
-                },
-            },
-            "spec": {"network": port.spec.network, "nodeName": self.node},
-        });
-        let ports: Api<Port> = Api::namespaced(self.client.clone(), &record.namespace);
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        bounded(ports.patch(&record.port, &params, &Patch::Apply(&body)))
             .await
             .map_err(|e| e.to_string())?;
         let active = Record {
@@ -232,41 +272,5 @@ impl Activation {
             ..record.clone()
         };
         self.records.save(&active).map_err(|e| e.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::core::v1::PodStatus;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-    fn pod(uid: &str, phase: &str) -> Pod {
-        let mut pod = Pod::default();
-        pod.metadata.uid = Some(uid.into());
-        pod.status = Some(PodStatus {
-            phase: Some(phase.into()),
-            ..PodStatus::default()
-        });
-        pod
-    }
-
-    #[test]
-    fn a_holder_holds_while_it_runs_and_is_the_same_pod() {
-        assert!(holds(Some(&pod("a", "Running")), "a"));
-        assert!(holds(Some(&pod("a", "Pending")), "a"));
-        assert!(
-            !holds(Some(&pod("a", "Running")), "b"),
-            "a new pod of the same name"
-        );
-        assert!(
-            !holds(Some(&pod("a", "Succeeded")), "a"),
-            "the source of a finished migration"
-        );
-        assert!(!holds(Some(&pod("a", "Failed")), "a"));
-        assert!(!holds(None, "a"));
-        let mut leaving = pod("a", "Running");
-        leaving.metadata.deletion_timestamp = Some(Time(Default::default()));
-        assert!(!holds(Some(&leaving), "a"));
     }
 }
