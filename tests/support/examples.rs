@@ -204,6 +204,22 @@ pub fn dual_stack_routes_both_families(
     };
     assert!(ping("dual/web", &db6), "web to db over IPv6");
     assert!(ping("dual/db", &web6), "db to web over IPv6");
+    // The router is on one node, one of the two on the other: with the
+    // router forgotten, each resolves the router's link-local address (its
+    // default route) again, across nodes through the VXLAN link's table.
+    // None of forty pings may be lost to it.
+    for (from, to) in [("dual/web", &db6), ("dual/db", &web6)] {
+        let (_, route) = lab.exec(from, &["ip", "-6", "route", "show", "default"]);
+        let router = route.split_whitespace().skip_while(|w| *w != "via").nth(1);
+        let router = router.unwrap_or_else(|| panic!("{from} has no default router: {route}"));
+        let (code, out) = lab.exec(from, &["ip", "-6", "neigh", "del", router, "dev", "eth0"]);
+        assert_eq!(code, 0, "{out}");
+        let (code, out) = lab.exec(from, &["ping", "-c", "40", "-i", "0.05", "-W", "1", to]);
+        assert!(
+            code == 0 && out.contains(" 0% packet loss"),
+            "{from} to {to} through the router lost pings:\n{out}"
+        );
+    }
     assert!(ping("dual/web", &db.ip), "web to db over IPv4");
     assert!(ping("dual/db", &web.ip), "db to web over IPv4");
 }
