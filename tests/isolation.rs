@@ -623,3 +623,26 @@ spec: {network: red, fixedIPs: [{subnet: red-v4, ipAddress: 10.0.0.68}], nodeNam
     );
     assert_eq!(code, 0, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn arp_for_the_nodes_addresses_goes_unanswered() {
+    let lab = TestLab::new("iso-arp");
+    let dir = manifests("iso-arp", TWO_TENANTS);
+    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+    permissive(&lab, "node-1");
+    // The node's underlay address: with arp_ignore 0 the kernel answers
+    // for any of its addresses on any link, a tenant bridge included.
+    let ask = |lab: &TestLab| forge(lab, "beta/attacker", &["arp", "198.18.0.1", "10.0.0.66"]);
+    let (code, out) = ask(&lab);
+    assert_ne!(code, 0, "the node answered ARP from a tenant: {out}");
+
+    // Control: with the boundary's arp table gone, it answers.
+    assert!(lab.lab.stop_agent("node-1"));
+    on_node(
+        &lab,
+        "node-1",
+        &["nft", "delete", "table", "arp", "neutrino-host"],
+    );
+    let (code, out) = ask(&lab);
+    assert_eq!(code, 0, "the control request went unanswered: {out}");
+}

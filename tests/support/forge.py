@@ -11,6 +11,8 @@
                                          from FROM with MAC as its link-layer option
   macs COUNT                             COUNT broadcast frames, each from a source
                                          MAC of its own
+  arp TARGET SENDER                      an ARP request for TARGET from SENDER; exit 0
+                                         and the answering MAC if one answers in 2 s
 """
 import socket
 import struct
@@ -86,5 +88,25 @@ elif kind == "macs":
         if i % 200 == 199:
             # Within the kernel's backlog of received frames per CPU.
             time.sleep(0.01)
+elif kind == "arp":
+    target, sender = socket.inet_aton(sys.argv[2]), socket.inet_aton(sys.argv[3])
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+    sock.bind(("eth0", 0))
+    mac = sock.getsockname()[4]
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, sender, bytes(6), target)
+    sock.send(b"\xff" * 6 + mac + b"\x08\x06" + arp)
+    sock.settimeout(0.2)
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        try:
+            frame = sock.recv(2048)
+        except socket.timeout:
+            continue
+        op, answerer, answered = struct.unpack("!H6s4s", frame[20:32])
+        if op == 2 and answered == target:
+            print("answered by " + answerer.hex(":"))
+            sys.exit(0)
+    print("no answer")
+    sys.exit(1)
 else:
     sys.exit(f"unknown kind {kind}")
