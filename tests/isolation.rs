@@ -646,3 +646,29 @@ async fn arp_for_the_nodes_addresses_goes_unanswered() {
     let (code, out) = ask(&lab);
     assert_eq!(code, 0, "the control request went unanswered: {out}");
 }
+
+/// The size of every DHCP server's log on `node`, together.
+fn dhcp_logs(lab: &TestLab, node: &str) -> u64 {
+    let servers = lab.dir.join("nodes").join(node).join("dhcp");
+    std::fs::read_dir(&servers)
+        .unwrap_or_else(|e| panic!("{}: {e}", servers.display()))
+        .map(|server| server.unwrap().path().join("log"))
+        .filter_map(|log| std::fs::metadata(log).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dhcp_flood_writes_nothing_to_the_servers_log() {
+    let lab = TestLab::new("iso-dlog");
+    let dir = manifests("iso-dlog", TWO_TENANTS);
+    lab.lab.up(&dir, 2, &lab.name).await.unwrap();
+    let before = dhcp_logs(&lab, "node-1");
+    assert!(before > 0, "no DHCP server log on node-1");
+    // Half answered (the port's own MAC), half refused (unknown clients).
+    let (code, out) = forge(&lab, "beta/attacker", &["discover", "2000"]);
+    assert_eq!(code, 0, "{out}");
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = dhcp_logs(&lab, "node-1") - before;
+    assert!(grown < 1024, "2,000 discovers wrote {grown} bytes of log");
+}

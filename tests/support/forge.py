@@ -11,6 +11,8 @@
                                          from FROM with MAC as its link-layer option
   macs COUNT                             COUNT broadcast frames, each from a source
                                          MAC of its own
+  discover COUNT                         COUNT DHCP discovers, every other one from a
+                                         client MAC of its own, the rest from eth0's
   arp TARGET SENDER                      an ARP request for TARGET from SENDER; exit 0
                                          and the answering MAC if one answers in 2 s
 """
@@ -87,6 +89,19 @@ elif kind == "macs":
         sock.send(b"\xff" * 6 + source + b"\x88\xb5" + bytes(46))
         if i % 200 == 199:
             # Within the kernel's backlog of received frames per CPU.
+            time.sleep(0.01)
+elif kind == "discover":
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
+    sock.bind(("0.0.0.0", 68))
+    own = open("/sys/class/net/eth0/address").read().strip()
+    for i in range(int(sys.argv[2])):
+        chaddr = bytes.fromhex(own.replace(":", "")) if i % 2 else bytes([2, 0x77]) + i.to_bytes(4, "big")
+        head = struct.pack("!BBBBIHHIIII", 1, 1, 6, 0, i, 0, 0x8000, 0, 0, 0, 0)
+        options = b"\x63\x82\x53\x63" + bytes([53, 1, 1, 255])
+        sock.sendto(head + chaddr + bytes(10 + 192) + options, ("255.255.255.255", 67))
+        if i % 100 == 99:
             time.sleep(0.01)
 elif kind == "arp":
     target, sender = socket.inet_aton(sys.argv[2]), socket.inet_aton(sys.argv[3])
