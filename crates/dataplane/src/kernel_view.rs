@@ -461,6 +461,17 @@ fn link_record(message: &LinkMessage) -> Option<LinkRecord> {
             _ => {}
         }
     }
+    let ours = alias
+        .as_deref()
+        .is_some_and(|a| a.starts_with(neutrino_core::names::ALIAS_MARK));
+    if ours
+        && kind
+            == (ObservedKind::Bridge {
+                learned_limit: None,
+            })
+    {
+        unbounded_learning();
+    }
     Some(LinkRecord {
         name: name?,
         kind,
@@ -472,6 +483,18 @@ fn link_record(message: &LinkMessage) -> Option<LinkRecord> {
         isolated,
         host_ipv6,
     })
+}
+
+/// Says once that this kernel lets bridges learn MACs without bound: it
+/// has no `IFLA_BR_FDB_MAX_LEARNED` (Linux 6.7 added it).
+fn unbounded_learning() {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        tracing::warn!(
+            "this kernel does not bound the MACs a bridge learns (Linux 6.7 and later do): \
+             a port without port security can fill its network's bridge table"
+        )
+    });
 }
 
 /// Whether the node's IPv6 configures itself on the link: it runs there
