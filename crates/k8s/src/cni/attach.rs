@@ -25,11 +25,9 @@ use neutrino_core::attachment::{
     self, ATTACHMENT_ANNOTATION, Configuration, HOLDER_ANNOTATION, Holder, Sandbox,
 };
 use neutrino_core::scope::Source;
-use neutrino_core::takeover::Takeover;
+use neutrino_core::takeover::{PORTS_ANNOTATION, Takeover, holder_of};
 use neutrino_dataplane::netlink::NetlinkError;
 use neutrino_dataplane::workload::{self, PlugError};
-
-use neutrino_core::takeover::PORTS_ANNOTATION;
 
 fn agent_error(msg: impl Into<String>, details: impl ToString) -> CniError {
     CniError::new(Code::Agent, msg, details.to_string())
@@ -278,7 +276,7 @@ impl Service {
                 port.spec.network, conf.network
             )));
         }
-        let holder = migration::holder_of(&port).filter(|h| *h != me);
+        let holder = holder_of(&port).filter(|h| *h != me);
         let elsewhere = (port.spec.node_name.as_deref()).filter(|n| **n != *self.node);
         if let (Some(node), Some(holder)) = (elsewhere, &holder) {
             let runs = migration::still_holds(&self.client, namespace, holder)

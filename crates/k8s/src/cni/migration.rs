@@ -29,8 +29,9 @@ use neutrino_core::attachment::{Configuration, HOLDER_ANNOTATION, Holder};
 use neutrino_core::names;
 use neutrino_core::reconcile::{DesiredLink, LinkKind};
 use neutrino_core::scope::Source;
-use neutrino_core::takeover::{REFUSED_ANNOTATION, TAKEOVER_ANNOTATION, Takeover};
-pub use neutrino_core::takeover::{holder_of, holds};
+use neutrino_core::takeover::{
+    REFUSED_ANNOTATION, TAKEOVER_ANNOTATION, Takeover, holder_of, holds,
+};
 use neutrino_dataplane::workload;
 
 /// How often a standby asks whether its holder has ended.
@@ -61,8 +62,8 @@ pub enum Answer {
     Silent,
 }
 
-/// Asks the controller to bind the Port `key` (as `port` was read) as
-/// `request` says, and waits up to `patience` for it to answer.
+/// Asks the controller to bind the Port `key` as `request` says, and waits
+/// up to `patience` for it to answer.
 pub async fn ask_to_take_over(
     client: &Client,
     stores: &Stores,
