@@ -782,7 +782,8 @@ async fn an_agent_writes_only_its_own_record_and_only_node_addresses_are_trusted
         r#"{"metadata":{"annotations":{"neutrino.dev/takeover":"node-1/ghost/0000/c0ffee/net1"}}}"#,
     ));
     assert!(run.ok, "{}", run.stderr);
-    let refused = || {
+    let web_2 = |jsonpath: &str| {
+        let jsonpath = format!("jsonpath={{{jsonpath}}}");
         cluster.kubectl_ok(&[
             "get",
             "port",
@@ -790,9 +791,10 @@ async fn an_agent_writes_only_its_own_record_and_only_node_addresses_are_trusted
             "--namespace",
             "tenant-a",
             "-o",
-            "jsonpath={.metadata.annotations.neutrino\\.dev/takeover-refused}",
+            &jsonpath,
         ])
     };
+    let refused = || web_2(".metadata.annotations.neutrino\\.dev/takeover-refused");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while refused().is_empty() {
         assert!(
@@ -805,16 +807,7 @@ async fn an_agent_writes_only_its_own_record_and_only_node_addresses_are_trusted
         refused(),
         "node-1/ghost/0000/c0ffee/net1: pod ghost does not exist, or is another pod of that name now"
     );
-    let node = cluster.kubectl_ok(&[
-        "get",
-        "port",
-        "web-2",
-        "--namespace",
-        "tenant-a",
-        "-o",
-        "jsonpath={.spec.nodeName}",
-    ]);
-    assert_eq!(node, "node-2");
+    assert_eq!(web_2(".spec.nodeName"), "node-2");
 
     // Its own record it may write, but an address its Node does not have
     // is not believed: no peer sends it tunnel traffic.
