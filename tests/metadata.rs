@@ -337,8 +337,8 @@ fn hold(lab: &TestLab, port: &str, count: usize, mode: &str, sources: &[&str]) -
     serde_json::from_str(&out).unwrap()
 }
 
-/// The connections `report` saw closed after the first second, at a
-/// second or more, and by when.
+/// When each connection `report` did not see refused was closed, in
+/// seconds after it opened; one still open at the end fails the test.
 fn closed_later(report: &Value) -> Vec<f64> {
     let held = report["held"].as_array().unwrap();
     held.iter()
