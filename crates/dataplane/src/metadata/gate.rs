@@ -121,19 +121,18 @@ impl Gate {
     fn release(&self, key: &(Listener, IpAddr)) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         counts.overall -= 1;
-        // Entries go when they reach zero: the maps hold open connections
-        // only, not every address ever seen.
-        if let Some(n) = counts.listeners.get_mut(&key.0) {
-            *n -= 1;
-            if *n == 0 {
-                counts.listeners.remove(&key.0);
-            }
-        }
-        if let Some(n) = counts.sources.get_mut(key) {
-            *n -= 1;
-            if *n == 0 {
-                counts.sources.remove(key);
-            }
+        one_less(&mut counts.listeners, &key.0);
+        one_less(&mut counts.sources, key);
+    }
+}
+
+/// Counts one connection less for `key`. Entries go when they reach zero:
+/// the maps hold open connections only, not every address ever seen.
+fn one_less<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(key);
         }
     }
 }
