@@ -34,41 +34,50 @@ pub struct ControlPlane {
 /// This test binary's control plane, started on first use.
 pub fn control_plane() -> &'static ControlPlane {
     static ONE: OnceLock<ControlPlane> = OnceLock::new();
-    ONE.get_or_init(|| {
-        for program in [
-            "etcd",
-            "kube-apiserver",
-            "kube-controller-manager",
-            "kubectl",
-            "helm",
-        ] {
-            assert!(
-                tools().join(program).is_file(),
-                "{} is missing: run scripts/install-deps, which builds the control plane",
-                tools().join(program).display()
-            );
-        }
-        let dir =
-            std::env::temp_dir().join(format!("neutrino-control-plane-{}", std::process::id()));
-        let output = Command::new(repository().join("scripts/control-plane"))
-            .arg("up")
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--watch")
-            .arg(std::process::id().to_string())
-            .stdin(Stdio::null())
-            .output()
-            .expect("running scripts/control-plane");
+    ONE.get_or_init(|| start("neutrino-control-plane", &[]))
+}
+
+/// A control plane that serves kubelets in network namespaces
+/// (`scripts/control-plane up --for-nodes`, one at a time on a machine).
+pub fn control_plane_for_nodes() -> &'static ControlPlane {
+    static ONE: OnceLock<ControlPlane> = OnceLock::new();
+    ONE.get_or_init(|| start("neutrino-control-plane-for-nodes", &["--for-nodes"]))
+}
+
+fn start(name: &str, options: &[&str]) -> ControlPlane {
+    for program in [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kubectl",
+        "helm",
+    ] {
         assert!(
-            output.status.success(),
-            "scripts/control-plane up failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
+            tools().join(program).is_file(),
+            "{} is missing: run scripts/install-deps, which builds the control plane",
+            tools().join(program).display()
         );
-        ControlPlane {
-            kubeconfig: dir.join("admin.kubeconfig"),
-            dir,
-        }
-    })
+    }
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let output = Command::new(repository().join("scripts/control-plane"))
+        .arg("up")
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--watch")
+        .arg(std::process::id().to_string())
+        .args(options)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running scripts/control-plane");
+    assert!(
+        output.status.success(),
+        "scripts/control-plane up failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ControlPlane {
+        kubeconfig: dir.join("admin.kubeconfig"),
+        dir,
+    }
 }
 
 /// A command's exit, stdout and stderr, as text.
