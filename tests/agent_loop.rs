@@ -69,6 +69,8 @@ async fn the_agent_realises_what_is_ready_and_reports() {
             },
             resync: Duration::from_millis(300),
             cni_socket: None,
+            cni_plugin: None,
+            health_listen: None,
         },
     );
     let record = "/apis/neutrino.dev/v1alpha1/nodeagents/node-1";

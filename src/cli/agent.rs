@@ -60,9 +60,19 @@ pub struct Args {
     /// `socket`, /run/neutrino/cni.sock unless its configuration says).
     #[arg(long, value_name = "PATH", env = "NEUTRINO_CNI_SOCKET")]
     cni_socket: Option<PathBuf>,
+    /// The CNI plugin as the node's runtime finds it (e.g.
+    /// /host/cni-bin/neutrino): removed with everything else when the
+    /// agent is asked to remove neutrino from the node, and put back at
+    /// start, from beside this binary, if it is missing.
+    #[arg(long, value_name = "PATH", requires = "cni_socket")]
+    cni_plugin: Option<PathBuf>,
     /// Seconds between applies (and heartbeats) when nothing changes.
     #[arg(long, default_value_t = 30)]
     resync_seconds: u64,
+    /// Serve /healthz (the agent answers) and /readyz (it has applied its
+    /// node's plan) here, e.g. 127.0.0.1:9741.
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    health_listen: Option<std::net::SocketAddr>,
 }
 
 fn mappings(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -151,6 +161,8 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
                 resync: Duration::from_secs(args.resync_seconds),
                 iptables: args.iptables_backend,
                 cni_socket: args.cni_socket,
+                cni_plugin: args.cni_plugin,
+                health_listen: args.health_listen,
             },
         )
         .await?;

@@ -9,14 +9,15 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::cni;
 use super::execute::{Failure, bounded};
+use super::health::{self, Readiness};
 use super::metadata::ClusterDirectory;
 use super::pace;
 use super::stores::{Changes, Peer, Stores};
@@ -53,6 +54,12 @@ pub struct Options {
     pub iptables: Choice,
     /// Where to serve the CNI plugin, if anywhere.
     pub cni_socket: Option<PathBuf>,
+    /// Where the node's runtime finds the CNI plugin: removed with the rest
+    /// when the agent is asked to remove neutrino, put back from beside the
+    /// agent's own binary at start if it is missing.
+    pub cni_plugin: Option<PathBuf>,
+    /// Where to serve `/healthz` and `/readyz`, if anywhere.
+    pub health_listen: Option<SocketAddr>,
 }
 
 /// Why the agent stopped.
@@ -64,6 +71,21 @@ pub enum AgentError {
     Dataplane(#[from] NetlinkError),
     #[error("waiting for SIGTERM: {0}")]
     Signal(std::io::Error),
+    #[error("serving /healthz and /readyz on {listen}: {cause}")]
+    Health {
+        listen: SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error("installing the CNI plugin as {plugin}: {cause}")]
+    CniPlugin {
+        plugin: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
+        "the removal of neutrino from this node was called off after the CNI plugin went: \
+         starting again to serve it"
+    )]
+    RemovalCalledOff,
     #[error("serving the CNI plugin on {socket}: {cause}")]
     CniSocket {
         socket: PathBuf,
@@ -209,8 +231,58 @@ fn publish_plugged(sender: &cni::PluggedSender, view: &NodeView, report: &ApplyR
     sender.send_replace(Some(Arc::new(cni::Plugged { ports, not_ready })));
 }
 
+/// Puts the CNI plugin that ships beside this binary at `plugin`, whole or
+/// not at all, unless one is there (the DaemonSet's init container puts it
+/// there first; this brings it back after a removal that was called off).
+fn install_plugin(plugin: &Path) -> std::io::Result<()> {
+    if plugin.exists() {
+        return Ok(());
+    }
+    let source = std::env::current_exe()?.with_file_name("neutrino-cni");
+    let partial = plugin.with_file_name(".neutrino-cni.partial");
+    std::fs::copy(&source, &partial)?;
+    std::fs::rename(&partial, plugin)
+}
+
+/// What the CNI service keeps on the node: its socket, its records and
+/// the plugin itself. Once they are gone the runtime's calls fail (DEL the
+/// plugin answers by itself), as they must on a node neutrino has left.
+fn remove_cni_files(options: &Options) -> Vec<String> {
+    let mut errors = Vec::new();
+    let files = options
+        .cni_socket
+        .iter()
+        .chain(&options.cni_plugin)
+        .map(|file| (file.clone(), false))
+        .chain(std::iter::once((
+            options.state_dir.join(cni::RECORDS_DIR),
+            true,
+        )));
+    for (path, directory) in files {
+        let removed = if directory {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                errors.push(format!("removing {}: {e}", path.display()))
+            }
+            _ => {}
+        }
+    }
+    let _ = std::fs::remove_dir(&options.state_dir);
+    errors
+}
+
 /// Runs the agent until SIGTERM.
 pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
+    let readiness = Readiness::default();
+    if let Some(listen) = options.health_listen {
+        health::serve(listen, readiness.clone())
+            .await
+            .map_err(|cause| AgentError::Health { listen, cause })?;
+    }
     let api: Api<NodeAgent> = Api::all(client.clone());
     let apply = PatchParams::apply(FIELD_MANAGER).force();
     let spec = NodeAgentSpec {
@@ -232,6 +304,12 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             cause,
         })?;
 
+    if let Some(plugin) = &options.cni_plugin {
+        install_plugin(plugin).map_err(|cause| AgentError::CniPlugin {
+            plugin: plugin.clone(),
+            cause,
+        })?;
+    }
     let changed = Arc::new(Notify::new());
     let stores = Arc::new(Stores::start_noting_changes(&client, &changed));
     stores.ready().await;
@@ -307,7 +385,10 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             None => removed,
         };
         if asked_to_remove && !removed && own.spec.is_some() {
-            let report = dataplane.remove_all().await;
+            let mut report = dataplane.remove_all().await;
+            if report.errors.is_empty() && plugged.is_some() {
+                report.errors.extend(remove_cni_files(&options));
+            }
             tracing::warn!(writes = report.writes, errors = ?report.errors, "removed neutrino from this node, as asked");
             removed = report.errors.is_empty();
             let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -341,7 +422,11 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             continue;
         }
         if removed {
-            // The removal was called off: build the node up again.
+            // The removal was called off: build the node up again, from a
+            // fresh start if the CNI plugin's socket and files went.
+            if plugged.is_some() {
+                return Err(AgentError::RemovalCalledOff);
+            }
             removed = false;
             last_outcome = None;
         }
@@ -445,6 +530,10 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         if report.writes > 0 || !report.errors.is_empty() {
             tracing::info!(writes = report.writes, errors = ?report.errors, "applied");
         }
+        // Ready once the node's plan is applied, errors or not: they are
+        // reported in the NodeAgent's status, and a rolling update must not
+        // stall on a network that cannot be realised.
+        readiness.set();
         // Report what changed at once and a heartbeat every resync, but not
         // on every wake-up: our own report wakes us (and every agent) again.
         let outcome = (

@@ -6,6 +6,7 @@ pub mod cni;
 pub mod controller;
 pub mod events;
 pub mod execute;
+pub mod health;
 pub mod metadata;
 pub mod metrics;
 pub mod pace;

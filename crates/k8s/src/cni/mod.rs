@@ -38,6 +38,9 @@ use records::{Record, Records};
 /// The field manager of the Ports the plugin makes and binds.
 pub const FIELD_MANAGER: &str = "neutrino-cni";
 
+/// Where, under the agent's state directory, the attachments are recorded.
+pub const RECORDS_DIR: &str = "cni";
+
 /// The largest request read: a configuration with a prevResult.
 const REQUEST_LIMIT: u64 = 1 << 20;
 /// How long a connection may take to send its request.
@@ -124,7 +127,7 @@ impl Service {
         plugged: watch::Receiver<Option<Arc<Plugged>>>,
         stores: Arc<Stores>,
     ) -> Self {
-        let records = Records::new(state_dir.join("cni"));
+        let records = Records::new(state_dir.join(RECORDS_DIR));
         // The attachments made before a restart still hold their ports.
         for record in records.all().0 {
             held.hold(record.port_key(), record.sandbox());
