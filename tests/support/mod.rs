@@ -8,6 +8,7 @@ pub mod control_plane;
 pub mod examples;
 pub mod fake_api;
 pub mod next_version;
+pub mod nodes;
 pub mod synthetic;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
