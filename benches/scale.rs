@@ -313,8 +313,10 @@ fn main() {
                 if whole {
                     one_before.push(timed(|| controller_round(&changed, &config, &agents, &now)).0);
                 } else {
-                    // Two rounds: the first claims its addresses, the
-                    // second, once the claims are seen, writes its status.
+                    // Its round, which claims its addresses and writes its
+                    // status once they are claimed, and the round the
+                    // claims wake when the watches bring them, which finds
+                    // nothing to do: the controller's whole work for it.
                     let mut kept = base.clone();
                     let (claiming, claims) = timed(|| {
                         controller_round_after(&mut kept, &changed, &port_changed, &agents, &now)
@@ -389,7 +391,7 @@ fn main() {
             range(&full, 1)
         );
         println!(
-            "  controller, one Port to status    {:>15} ms [≤ 50] (two rounds); one round resolving the whole cluster {} ms",
+            "  controller, one Port to status    {:>15} ms [≤ 50] (its round and the one its claims wake); one round resolving the whole cluster {} ms",
             range(&one, 1),
             range(&one_before, 1)
         );

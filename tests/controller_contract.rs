@@ -211,8 +211,8 @@ async fn claims_first_and_a_lost_claim_holds_its_holder_back() {
                 ..expect("GET", &format!("{CLAIMS}/blue-v4.10.10.0.12"), 200)
             },
             expect("POST", "/apis/neutrino.dev/v1alpha1/segmentclaims", 201),
-            // Meanwhile the statuses say "allocating", and show nothing;
-            // web-2, which lost, is left for the next round.
+            // Then the statuses, showing what was claimed; web-2, which
+            // lost, is left for the next round.
             expect("PATCH", &status_of("networks", "blue"), 200),
             expect("PATCH", &status_of("subnets", "blue-v4"), 200),
             expect("PATCH", &status_of("ports", "web-1"), 200),
@@ -225,13 +225,15 @@ async fn claims_first_and_a_lost_claim_holds_its_holder_back() {
     assert_eq!(outcome.claims_lost, vec!["blue-v4.10.10.0.12".to_string()]);
     assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
     assert_eq!(outcome.statuses_written, 3);
-    let initial = &seen[7].1["status"];
-    assert!(
-        initial.get("fixedIPs").is_none(),
-        "no status shows an address before its claim: {initial}"
+    let web_1 = &seen[7].1["status"];
+    assert_eq!(
+        web_1["fixedIPs"][0]["ipAddress"], "10.10.0.11",
+        "a status shows its address once the claim is made: {web_1}"
     );
-    assert_eq!(initial["conditions"][0]["status"], "Unknown");
-    assert_eq!(initial["conditions"][1]["type"], "Reconciling");
+    assert!(
+        seen.iter().all(|(uri, _)| !uri.contains("ports/web-2")),
+        "no status shows an address whose claim was lost"
+    );
 
     let (uri, claim) = &seen[1];
     assert!(

@@ -67,8 +67,11 @@ pub struct Actions {
     pub delete_ip_claims: Vec<Key>,
     pub create_segment_claims: Vec<SegmentClaim>,
     pub delete_segment_claims: Vec<String>,
-    /// Objects whose status must change, with their new status set; those
-    /// still waiting for a claim are left for the next round.
+    /// Objects whose status must change, with their new status set. A
+    /// status that shows an allocation whose claim this round creates is
+    /// written only once the claim is (the adapter leaves out the holders
+    /// of claims it could not make); an object whose allocation another
+    /// holder's claim still shows in this view waits, and says so.
     pub statuses: Snapshot,
     /// Finalizers to add and to remove.
     pub finalizers: Finalizers,
@@ -253,10 +256,9 @@ fn ip_claim_actions(
             Some(_) => {
                 waiting.insert(claim.holder.object());
             }
-            None => {
-                actions.create_ip_claims.push(claim.object());
-                waiting.insert(claim.holder.object());
-            }
+            // Claimed in this round, before any status is written: the
+            // status shows the address only if the claim is created.
+            None => actions.create_ip_claims.push(claim.object()),
         }
     }
     let wanted_keys: BTreeSet<Key> = wanted.iter().map(AddressClaim::key).collect();
@@ -309,7 +311,6 @@ fn segment_claim_actions(
                     },
                     spec: SegmentClaimSpec { network: holder },
                 });
-                waiting.insert(ObjectId::new(Kind::Network, network.clone()));
             }
         }
     }

@@ -9,7 +9,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::json;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::metrics::{Metrics, RequestKindLabels, RequestLabels};
@@ -157,18 +157,21 @@ async fn write_statuses<K: ApiObject>(
     requests: &Requests<'_>,
     statuses: &Snapshot,
     lost: &BTreeSet<String>,
+    versions: &BTreeMap<String, String>,
     outcome: &mut Outcome,
 ) {
     let kind = K::KIND;
     for (key, object) in K::of(statuses) {
-        if lost.contains(&format!("{kind} {key}")) {
+        let id = format!("{kind} {key}");
+        if lost.contains(&id) {
             continue;
         }
+        let version = versions.get(&id).cloned().or(object.resource_version());
         let api: Api<K> = Api::namespaced(client.clone(), &key.namespace);
         let body = json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
-            "metadata": {"name": key.name, "resourceVersion": object.resource_version()},
+            "metadata": {"name": key.name, "resourceVersion": version},
             "status": object.status(),
         });
         let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -262,6 +265,7 @@ async fn create_claim<K>(
             holder_id(holder)
         )),
     }
+    // Its holder's status must not show what it does not hold.
     lost.insert(holder_id(holder));
 }
 
@@ -302,7 +306,8 @@ async fn finalize<K>(
     object: &K,
     add: bool,
     outcome: &mut Outcome,
-) where
+) -> Option<String>
+where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
         + serde::de::DeserializeOwned
@@ -323,7 +328,10 @@ async fn finalize<K>(
         )
         .await
     {
-        Ok(_) => outcome.finalizers_changed += 1,
+        Ok(changed) => {
+            outcome.finalizers_changed += 1;
+            return changed.meta().resource_version.clone();
+        }
         Err(e) if matches!(code(&e), Some(404 | 409)) => {}
         Err(e) => outcome.errors.push(format!(
             "{} the finalizer of {} {key}: {e}",
@@ -331,6 +339,7 @@ async fn finalize<K>(
             K::kind(&())
         )),
     }
+    None
 }
 
 async fn finalizers(
@@ -340,14 +349,18 @@ async fn finalizers(
     ids: &[ObjectId],
     add: bool,
     outcome: &mut Outcome,
-) {
+) -> BTreeMap<String, String> {
+    let mut versions = BTreeMap::new();
     for id in ids {
         with_kind!(id.kind, K => {
-            if let Some(o) = K::of(snapshot).get(&id.key) {
-                finalize(client, requests, &id.key, &**o, add, outcome).await;
+            if let Some(o) = K::of(snapshot).get(&id.key)
+                && let Some(version) = finalize(client, requests, &id.key, &**o, add, outcome).await
+            {
+                versions.insert(format!("{} {}", id.kind, id.key), version);
             }
         });
     }
+    versions
 }
 
 /// Carries out `actions`, computed from `snapshot`; every request is
@@ -362,7 +375,9 @@ pub async fn execute(
     let mut outcome = Outcome::default();
     let mut lost = BTreeSet::new();
     // A Network or Subnet is guarded before anything comes to depend on it.
-    finalizers(
+    // The finalizer is its only change since it was read: its status goes
+    // on from the version the finalizer made, in this same round.
+    let versions = finalizers(
         client,
         requests,
         snapshot,
@@ -392,7 +407,7 @@ pub async fn execute(
     }
 
     let statuses = &actions.statuses;
-    for_each_kind!(K => write_statuses::<K>(client, requests, statuses, &lost, &mut outcome).await);
+    for_each_kind!(K => write_statuses::<K>(client, requests, statuses, &lost, &versions, &mut outcome).await);
 
     for key in actions.delete_ip_claims {
         let uid = snapshot.ip_claims.get(&key).and_then(|c| c.uid());
