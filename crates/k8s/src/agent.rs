@@ -415,7 +415,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
                 })));
             }
             tokio::select! {
-                _ = changed.notified() => pace::settle(Some(started)).await,
+                _ = changed.notified() => pace::settle(Some(pace::Round::ended(started))).await,
                 _ = tokio::time::sleep(options.resync) => {}
                 _ = terminate.recv() => return Ok(()),
             }
@@ -475,7 +475,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
                 "no change reaches this node"
             );
             tokio::select! {
-                _ = changed.notified() => pace::settle(Some(started)).await,
+                _ = changed.notified() => pace::settle(Some(pace::Round::ended(started))).await,
                 _ = tokio::time::sleep(options.resync.saturating_sub(pass.at.elapsed())) => {}
                 _ = terminate.recv() => return Ok(()),
             }
@@ -573,7 +573,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         let settled = report.errors.is_empty() && last_outcome.as_ref() == Some(&outcome);
         last_pass = settled.then(|| Pass { at: Instant::now() });
         tokio::select! {
-            _ = changed.notified() => pace::settle(Some(started)).await,
+            _ = changed.notified() => pace::settle(Some(pace::Round::ended(started))).await,
             _ = tokio::time::sleep(options.resync) => {}
             _ = terminate.recv() => return Ok(()),
         }

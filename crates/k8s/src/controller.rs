@@ -344,7 +344,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
     let mut view = View::new(&options.cluster);
     let mut again = true;
     let mut first = true;
-    let mut last_round: Option<Instant> = None;
+    let mut last_round: Option<pace::Round> = None;
     loop {
         if again && !first {
             // The caches are behind the server: give the watches a moment.
@@ -358,17 +358,18 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
                 }
                 _ = terminate.recv() => break,
             }
-            // A burst of events settles into one round.
+            // A burst of events gathers into one round.
             pace::settle(last_round).await;
         }
         first = false;
-        last_round = Some(Instant::now());
+        let started = Instant::now();
         if !*leader.borrow() {
             // Another replica writes: what it changes arrives as events a
             // view kept here would miss while it is not ours to act on.
             view.forget();
             let _ = stores.take_changes();
             again = false;
+            last_round = Some(pace::Round::ended(started));
             continue;
         }
         again = round(
@@ -376,6 +377,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
         )
         .await;
         again |= takeover::answer(&client, &stores).await;
+        last_round = Some(pace::Round::ended(started));
     }
     // Closing the channel releases the Lease, so another replica takes over at once.
     drop(leader);
