@@ -376,6 +376,11 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
     loop {
         let started = Instant::now();
         let changes = stores.take_changes();
+        tracing::debug!(
+            objects = changes.objects.len(),
+            everything = changes.everything,
+            "pass"
+        );
         // Asked while our record carries the annotation; once removed, also
         // after the record itself is gone (the uninstall deletes it), so that
         // only a record without it calls the removal off.

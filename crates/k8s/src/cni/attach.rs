@@ -29,6 +29,10 @@ use neutrino_core::takeover::{PORTS_ANNOTATION, Takeover, holder_of};
 use neutrino_dataplane::netlink::NetlinkError;
 use neutrino_dataplane::workload::{self, PlugError};
 
+fn ms_since(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1e3
+}
+
 fn agent_error(msg: impl Into<String>, details: impl ToString) -> CniError {
     CniError::new(Code::Agent, msg, details.to_string())
 }
@@ -47,6 +51,7 @@ impl Service {
             .netns
             .clone()
             .ok_or_else(|| environment("CNI_NETNS is needed for ADD"))?;
+        let started = Instant::now();
         let pod = self.pod(request).await?;
         let namespace = pod.namespace().unwrap_or_default();
         let (port, made_for_pod, standby) = match named_port(&pod, &conf, &request.ifname)? {
@@ -74,10 +79,14 @@ impl Service {
             .save(&record)
             .map_err(|e| agent_error("recording the attachment", e))?;
         let key = Key::new(&namespace, &port);
+        tracing::debug!(port = %key, ms = ms_since(started), "ADD: the Port is the pod's");
         self.held.hold(key.clone(), record.sandbox());
         let configuration = match standby {
             Some(port) => self.stand_by(&key, &port, request, &record).await?,
-            None => self.plug(&key, &conf, request, Path::new(&netns)).await?,
+            None => {
+                self.plug(&key, &conf, request, Path::new(&netns), started)
+                    .await?
+            }
         };
         Ok(result(&configuration, &conf, &request.ifname, &netns))
     }
@@ -372,6 +381,7 @@ impl Service {
         conf: &NetConf,
         request: &Request,
         netns: &Path,
+        started: Instant,
     ) -> Result<Configuration, CniError> {
         let deadline = Instant::now() + self.patience;
         let mut plugged = self.plugged.clone();
@@ -379,8 +389,12 @@ impl Service {
         loop {
             let current: Option<Arc<super::Plugged>> = plugged.borrow_and_update().clone();
             if let Some(configuration) = current.as_ref().and_then(|p| p.ports.get(key)) {
+                tracing::debug!(port = %key, ms = ms_since(started), "ADD: plugged by the agent");
                 match self.move_in(key, configuration, conf, request, netns).await {
-                    Ok(()) => return Ok(configuration.clone()),
+                    Ok(()) => {
+                        tracing::debug!(port = %key, ms = ms_since(started), "ADD: moved in");
+                        return Ok(configuration.clone());
+                    }
                     // Made again by the agent's next apply (a DEL's namespace
                     // took it away).
                     Err(PlugError::Kernel(NetlinkError::NoLink { .. })) => {
@@ -397,6 +411,9 @@ impl Service {
                     stalled,
                 ));
             } else if self.stores.shared::<Port>(key).is_some_and(|p| ready(&p)) {
+                if !waiting_for.starts_with("this node's agent") {
+                    tracing::debug!(port = %key, ms = ms_since(started), "ADD: allocated");
+                }
                 waiting_for = "this node's agent to plug it".into();
             }
             let left = deadline.saturating_duration_since(Instant::now());
