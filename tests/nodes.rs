@@ -122,6 +122,69 @@ fn rolled_out(cluster: &ControlPlane) {
     }
 }
 
+/// What the kubelet of `node` logged as a pod's start, in ms: its
+/// `podStartSLOduration`, from the pod's creation (kept in whole seconds)
+/// to running, image pulls left out.
+fn kubelet_pod_start(nodes: &Nodes, node: &str, pod: &str) -> f64 {
+    let wanted = format!("pod=\"{TENANT}/{pod}\"");
+    // Logged once the kubelet's status of the pod says running, a moment
+    // after the API server has it.
+    for _ in 0..100 {
+        let log = std::fs::read_to_string(nodes.dir.join(node).join("kubelet.log")).unwrap();
+        let logged = log
+            .lines()
+            .filter(|l| l.contains("Observed pod startup duration") && l.contains(&wanted))
+            .find_map(|l| l.split("podStartSLOduration=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|seconds| seconds.parse::<f64>().ok());
+        if let Some(seconds) = logged {
+            return seconds * 1e3;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{node}'s kubelet logged no start of {pod}")
+}
+
+/// The ADDs node-1's agent served for `pods`' interfaces, in ms, from its log.
+fn adds_served(cluster: &ControlPlane, since: &str) -> Vec<f64> {
+    let pod = cluster.kubectl_ok(&[
+        "--namespace",
+        SYSTEM,
+        "get",
+        "pods",
+        "--selector",
+        "app.kubernetes.io/component=agent",
+        "--field-selector",
+        "spec.nodeName=node-1",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let log = cluster.kubectl_ok(&[
+        "--namespace",
+        SYSTEM,
+        "logs",
+        pod.trim(),
+        "--container",
+        "agent",
+        &format!("--since-time={since}"),
+    ]);
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == "CNI call served" && l["command"] == "ADD")
+        .filter_map(|l| l["ms"].as_f64())
+        .collect()
+}
+
+fn summary(values: &mut [f64]) -> String {
+    values.sort_by(f64::total_cmp);
+    format!(
+        "{:.0}–{:.0} (median {:.0})",
+        values[0],
+        values[values.len() - 1],
+        values[values.len() / 2]
+    )
+}
+
 fn footprints(nodes: &Nodes) -> BTreeMap<String, Vec<String>> {
     nodes
         .names
@@ -241,6 +304,61 @@ fn the_chart_runs_on_kubelets_and_pods_attach_through_multus() {
     );
     let ping = exec(cluster, "a", &["ping", "-c", "3", "-w", "10", &b]);
     assert!(ping.ok, "a cannot reach b at {b}: {}", ping.stdout);
+
+    // The agent's probes answer on the node's loopback, and nowhere a pod
+    // reaches: not the node's underlay address, not its cluster-network
+    // bridge, not across neutrino's network.
+    let probe = nodes.exec("node-1", &["curl", "-sf", "http://127.0.0.1:9741/readyz"]);
+    assert!(probe.ok, "node-1's agent does not answer its probe");
+    for address in ["198.18.0.1", "10.244.1.1", &b] {
+        let url = format!("http://{address}:9741/healthz");
+        let run = exec(cluster, "a", &["wget", "-q", "-T", "3", "-O-", &url]);
+        assert!(!run.ok, "pod a reached the agent's probes at {url}");
+    }
+
+    // Pod start, one pod at a time on node-1, with and without a neutrino
+    // interface, alternately: as kubectl sees it and as the kubelet does.
+    let since = k8s_openapi::jiff::Timestamp::now().to_string();
+    let (mut plain, mut attached) = (Vec::new(), Vec::new());
+    let (mut kubelet_plain, mut kubelet_attached) = (Vec::new(), Vec::new());
+    for i in 0..5 {
+        for (name, annotations, into) in [
+            (format!("plain-{i}"), json!({}), &mut plain),
+            (
+                format!("attached-{i}"),
+                json!({"k8s.v1.cni.cncf.io/networks": "blue"}),
+                &mut attached,
+            ),
+        ] {
+            let started = std::time::Instant::now();
+            apply(cluster, &[pod(&name, "node-1", annotations)]);
+            wait_ready(cluster, &[&name]);
+            into.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    for i in 0..5 {
+        kubelet_plain.push(kubelet_pod_start(nodes, "node-1", &format!("plain-{i}")));
+        kubelet_attached.push(kubelet_pod_start(nodes, "node-1", &format!("attached-{i}")));
+    }
+    let mut adds = adds_served(cluster, &since);
+    assert_eq!(adds.len(), 5, "one ADD for each attached pod");
+    eprintln!(
+        "pod start on node-1, ms, 5 pods each, min–max (median)\n\
+         \x20 kubectl apply to Ready:        without a neutrino interface {}, with one {}\n\
+         \x20 the kubelet's podStartSLOduration (from a creation time in whole seconds): \
+         without {}, with {}\n\
+         \x20 the agent's CNI ADD for them: {}",
+        summary(&mut plain),
+        summary(&mut attached),
+        summary(&mut kubelet_plain),
+        summary(&mut kubelet_attached),
+        summary(&mut adds)
+    );
+    let mut started: Vec<String> = (0..5).map(|i| format!("pod/plain-{i}")).collect();
+    started.extend((0..5).map(|i| format!("pod/attached-{i}")));
+    let mut delete = vec!["--namespace", TENANT, "delete", "--wait"];
+    delete.extend(started.iter().map(String::as_str));
+    cluster.kubectl_ok(&delete);
 
     // The VM's address is its Port's, through DHCP, wherever its pod runs.
     let vm_pod = |node: &str| {
