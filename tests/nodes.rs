@@ -145,20 +145,28 @@ fn kubelet_pod_start(nodes: &Nodes, node: &str, pod: &str) -> f64 {
     panic!("{node}'s kubelet logged no start of {pod}")
 }
 
-/// The ADDs node-1's agent served for `pods`' interfaces, in ms, from its log.
-fn adds_served(cluster: &ControlPlane, since: &str) -> Vec<f64> {
-    let pod = cluster.kubectl_ok(&[
+/// `jsonpath` over the agents' pods, those on `node` when one is named.
+fn agent_pods(cluster: &ControlPlane, node: Option<&str>, jsonpath: &str) -> String {
+    let on = node.map(|n| format!("spec.nodeName={n}"));
+    let mut args = vec![
         "--namespace",
         SYSTEM,
         "get",
         "pods",
         "--selector",
         "app.kubernetes.io/component=agent",
-        "--field-selector",
-        "spec.nodeName=node-1",
-        "-o",
-        "jsonpath={.items[0].metadata.name}",
-    ]);
+    ];
+    if let Some(on) = &on {
+        args.extend(["--field-selector", on]);
+    }
+    let output = format!("jsonpath={jsonpath}");
+    args.extend(["-o", &output]);
+    cluster.kubectl_ok(&args)
+}
+
+/// The ADDs node-1's agent served since `since`, in ms, from its log.
+fn adds_served(cluster: &ControlPlane, since: &str) -> Vec<f64> {
+    let pod = agent_pods(cluster, Some("node-1"), "{.items[0].metadata.name}");
     let log = cluster.kubectl_ok(&[
         "--namespace",
         SYSTEM,
@@ -421,16 +429,7 @@ fn the_chart_runs_on_kubelets_and_pods_attach_through_multus() {
     ]);
     assert!(upgrade.ok, "helm upgrade: {}", upgrade.stderr);
     rolled_out(cluster);
-    let images = cluster.kubectl_ok(&[
-        "--namespace",
-        SYSTEM,
-        "get",
-        "pods",
-        "--selector",
-        "app.kubernetes.io/component=agent",
-        "-o",
-        "jsonpath={.items[*].spec.containers[0].image}",
-    ]);
+    let images = agent_pods(cluster, None, "{.items[*].spec.containers[0].image}");
     assert!(
         images.split_whitespace().all(|i| i == next) && images.split_whitespace().count() == 2,
         "the agents run {images}"
