@@ -12,7 +12,6 @@ use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -311,7 +310,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), ControllerError
     });
 
     stores.ready().await;
-    metrics.ready.store(true, Ordering::Relaxed);
+    metrics.ready.set();
     tracing::info!("caches filled");
 
     let lease_error = |cause| ControllerError::Lease {

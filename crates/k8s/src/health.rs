@@ -1,7 +1,8 @@
-//! The agent's `/healthz` (the process answers) and `/readyz` (it has
-//! applied its node's plan once since it started), for its pod's probes.
-//! The agent runs in the node's network namespace, so it listens on the
-//! node's loopback: nothing off the node reaches it.
+//! `/healthz` (the process answers) and `/readyz` (the component is
+//! ready: the controller's caches are filled, the agent has applied its
+//! node's plan once since it started), for the pods' probes. The agent
+//! runs in the node's network namespace, so it listens on the node's
+//! loopback: nothing off the node reaches it.
 
 use axum::Router;
 use axum::extract::State;
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set once the agent's first apply is done.
+/// Set once the component is ready; never unset.
 #[derive(Clone, Default)]
 pub struct Readiness(Arc<AtomicBool>);
 

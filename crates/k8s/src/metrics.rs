@@ -2,7 +2,6 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -12,7 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::health::{self, Readiness};
 
 use neutrino_core::controller::in_namespace;
 use neutrino_core::resolve::{Resolution, SubnetState};
@@ -70,7 +70,7 @@ pub struct Metrics {
     pub malformed: Family<MalformedLabels, Gauge>,
     pub request_duration: Family<RequestKindLabels, Histogram>,
     /// Set once the watch caches are filled.
-    pub ready: AtomicBool,
+    pub ready: Readiness,
 }
 
 impl Default for Metrics {
@@ -142,7 +142,7 @@ impl Default for Metrics {
             requests,
             malformed,
             request_duration,
-            ready: AtomicBool::new(false),
+            ready: Readiness::default(),
         }
     }
 }
@@ -227,21 +227,12 @@ async fn metrics_text(State(metrics): State<Arc<Metrics>>) -> String {
     metrics.render()
 }
 
-async fn ready(State(metrics): State<Arc<Metrics>>) -> StatusCode {
-    if metrics.ready.load(Ordering::Relaxed) {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    }
-}
-
 /// `/metrics`, `/healthz` (alive) and `/readyz` (watch caches filled).
 pub fn router(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { StatusCode::OK }))
-        .route("/readyz", get(ready))
-        .with_state(metrics)
+        .with_state(metrics.clone())
+        .merge(health::router(metrics.ready.clone()))
 }
 
 #[cfg(test)]
@@ -249,6 +240,7 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::Request;
+    use axum::http::StatusCode;
     use tower::ServiceExt;
 
     async fn get(router: Router, path: &str) -> (StatusCode, String) {
@@ -309,7 +301,7 @@ mod tests {
             get(router(metrics.clone()), "/readyz").await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
-        metrics.ready.store(true, Ordering::Relaxed);
+        metrics.ready.set();
         assert_eq!(
             get(router(metrics.clone()), "/readyz").await.0,
             StatusCode::OK
