@@ -199,11 +199,11 @@ impl<B: Backends> Agent<B> {
         let mut report = ApplyReport::default();
         let started = Instant::now();
         let mut phases: Vec<(&str, f64)> = Vec::new();
-        let mut lap = |phase: &'static str, since: &mut Instant| {
-            phases.push((phase, since.elapsed().as_secs_f64() * 1e3));
-            *since = Instant::now();
-        };
         let mut since = started;
+        let mut lap = |phase: &'static str| {
+            phases.push((phase, since.elapsed().as_secs_f64() * 1e3));
+            since = Instant::now();
+        };
         let inner = inner_namespaces(&plan);
         let existing = match self.namespaces.list() {
             Ok(existing) => existing,
@@ -220,9 +220,9 @@ impl<B: Backends> Agent<B> {
             Err(e) => report.errors.push(format!("the node's boundary: {e}")),
         }
         self.create_namespaces(&inner, &existing, &mut report);
-        lap("boundary and namespaces", &mut since);
+        lap("boundary and namespaces");
         let (mut touched, links_clean) = self.sync_links(&plan, &mut report).await;
-        lap("links", &mut since);
+        lap("links");
         touched.extend(report.namespaces_created.iter().cloned());
         for namespace in &inner {
             if !touched.contains(&namespace.name) && self.inside_is_current(namespace) {
@@ -239,17 +239,17 @@ impl<B: Backends> Agent<B> {
         }
         self.insides()
             .retain(|name, _| inner.iter().any(|n| &n.name == name));
-        lap("insides", &mut since);
+        lap("insides");
         if let Some(service) = &self.metadata {
             let wanted = metadata::listeners(&plan);
             let errors = service.sync(&wanted, &|namespace| touched.contains(namespace));
             report.errors.extend(errors);
         }
-        lap("metadata", &mut since);
+        lap("metadata");
         self.sync_firewall(&plan, &mut report);
-        lap("firewall", &mut since);
+        lap("firewall");
         self.sync_dhcp(&plan, &mut report);
-        lap("dhcp", &mut since);
+        lap("dhcp");
         self.remove_namespaces(&inner, &existing, &mut report);
         if links_clean {
             *self.links_applied() = Some(plan);

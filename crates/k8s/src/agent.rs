@@ -249,28 +249,17 @@ fn install_plugin(plugin: &Path) -> std::io::Result<()> {
 /// plugin answers by itself), as they must on a node neutrino has left.
 fn remove_cni_files(options: &Options) -> Vec<String> {
     let mut errors = Vec::new();
-    let files = options
-        .cni_socket
-        .iter()
-        .chain(&options.cni_plugin)
-        .map(|file| (file.clone(), false))
-        .chain(std::iter::once((
-            options.state_dir.join(cni::RECORDS_DIR),
-            true,
-        )));
-    for (path, directory) in files {
-        let removed = if directory {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        match removed {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                errors.push(format!("removing {}: {e}", path.display()))
-            }
-            _ => {}
+    let mut gone = |path: &Path, removed: std::io::Result<()>| match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            errors.push(format!("removing {}: {e}", path.display()))
         }
+        _ => {}
+    };
+    for file in options.cni_socket.iter().chain(&options.cni_plugin) {
+        gone(file, std::fs::remove_file(file));
     }
+    let records = options.state_dir.join(cni::RECORDS_DIR);
+    gone(&records, std::fs::remove_dir_all(&records));
     let _ = std::fs::remove_dir(&options.state_dir);
     errors
 }

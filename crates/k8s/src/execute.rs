@@ -356,7 +356,7 @@ async fn finalizers(
             if let Some(o) = K::of(snapshot).get(&id.key)
                 && let Some(version) = finalize(client, requests, &id.key, &**o, add, outcome).await
             {
-                versions.insert(format!("{} {}", id.kind, id.key), version);
+                versions.insert(id.to_string(), version);
             }
         });
     }
