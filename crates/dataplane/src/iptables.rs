@@ -60,6 +60,7 @@ pub(crate) fn run(
     args: &[&str],
     input: &str,
 ) -> Result<String, FirewallError> {
+    let started = std::time::Instant::now();
     let mut command = match namespace {
         Some(ns) => netns::command(ns, program).map_err(|e| error(format!("entering {ns}"), e))?,
         None => Command::new(program),
@@ -80,6 +81,12 @@ pub(crate) fn run(
     let output = child
         .wait_with_output()
         .map_err(|e| error(format!("running {program}"), e))?;
+    tracing::trace!(
+        program,
+        ?args,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "ran"
+    );
     if !output.status.success() {
         return Err(error(
             format!("{program} {}", args.join(" ")),

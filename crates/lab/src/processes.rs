@@ -169,9 +169,9 @@ impl Lab {
         let mut command = std::process::Command::new(&self.binary);
         command.args(args);
         if let Some(file) = kubeconfig {
-            command
-                .env("KUBECONFIG", file)
-                .env("NEUTRINO_LOG", "info,kube=warn");
+            // The caller's filter, where it set one, reaches the components.
+            let filter = std::env::var("NEUTRINO_LOG").unwrap_or_else(|_| "info,kube=warn".into());
+            command.env("KUBECONFIG", file).env("NEUTRINO_LOG", filter);
         }
         command
             .stdin(std::process::Stdio::null())
