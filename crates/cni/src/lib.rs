@@ -7,6 +7,7 @@
 pub mod call;
 pub mod conf;
 pub mod outcome;
+pub mod selection;
 pub mod version;
 pub mod wire;
 
