@@ -770,6 +770,14 @@ async fn multus_attaches_pods_through_a_network_attachment_definition() {
         "node-2",
         json!({"k8s.v1.cni.cncf.io/networks": "blue"}),
     );
+    // Both Ports are made when the pods are bound, and allocated before
+    // any ADD: multus-a's with the address its selection asks for.
+    eventually("the pods' Ports allocated before their sandboxes", || {
+        port_field_in(NAMESPACE, "multus-a-net1", ".status.fixedIPs[0].ipAddress")
+            .is_some_and(|ip| ip == fixed)
+            && port_field_in(NAMESPACE, "multus-b-net1", ".status.fixedIPs[0].ipAddress")
+                .is_some_and(|ip| !ip.is_empty())
+    });
     let result_a = ok(
         &runtimes[0].cnitool("add", "multus", &a, "eth0", None),
         "Multus ADD a",
@@ -795,5 +803,44 @@ async fn multus_attaches_pods_through_a_network_attachment_definition() {
         "Multus DEL a",
     );
     assert!(a.exec(&["ip", "link", "show", "net1"]).0 != 0);
+
+    // A pod of another tenant selecting tenant-a's definition gets a Port
+    // in its own namespace, on a network of that name there (none): no
+    // address, and nothing in tenant-a.
+    cluster().kubectl_ok(&["create", "namespace", "tenant-b"]);
+    bound_pod(
+        "tenant-b",
+        "intruder",
+        "node-1",
+        &json!({"k8s.v1.cni.cncf.io/networks": "tenant-a/blue"}),
+    );
+    eventually("the intruder's Port made in its own namespace", || {
+        port_field_in("tenant-b", "intruder-net1", ".spec.network").is_some()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        port_field_in("tenant-b", "intruder-net1", ".status.fixedIPs[*].ipAddress"),
+        Some(String::new()),
+        "a Port on a network its namespace does not have holds no address"
+    );
+    assert_eq!(
+        port_field_in(NAMESPACE, "intruder-net1", ".metadata.name"),
+        None
+    );
+    cluster().kubectl_ok(&["delete", "namespace", "tenant-b", "--wait=false"]);
     nothing_was_forbidden(&lab);
+}
+
+/// A field of Port `port` in `namespace`; `None` while there is no such Port.
+fn port_field_in(namespace: &str, port: &str, path: &str) -> Option<String> {
+    let run = cluster().kubectl(&[
+        "--namespace",
+        namespace,
+        "get",
+        "port",
+        port,
+        "-o",
+        &format!("jsonpath={{{path}}}"),
+    ]);
+    run.ok.then_some(run.stdout)
 }

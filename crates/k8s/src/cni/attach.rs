@@ -180,13 +180,15 @@ impl Service {
         Ok(pod)
     }
 
-    /// Makes (or finds) the Port ADD makes for a pod; its name.
-    async fn make_port(
+    /// The Port an attachment of `pod` on `interface` stands for, as made
+    /// by `container_id`'s ADD (none, before the pod's sandbox is made).
+    pub(super) fn wanted_port(
         &self,
         pod: &Pod,
-        request: &Request,
+        container_id: &str,
+        interface: &str,
         conf: &NetConf,
-    ) -> Result<String, CniError> {
+    ) -> Result<Port, CniError> {
         let namespace = pod.namespace().unwrap_or_default();
         let subnets: BTreeMap<String, IpNet> = self
             .stores
@@ -196,13 +198,13 @@ impl Service {
         let ips = conf.requested_ips()?;
         let uid = pod.uid().unwrap_or_default();
         let name = pod.name_any();
-        let wanted = attachment::port(
+        attachment::port(
             &attachment::Request {
                 namespace: &namespace,
                 pod: &name,
                 pod_uid: &uid,
-                container_id: &request.container_id,
-                interface: &request.ifname,
+                container_id,
+                interface,
                 node: &self.node,
                 network: &conf.network,
                 security_groups: conf.security_groups.as_deref(),
@@ -218,7 +220,19 @@ impl Service {
                 "the Port asked for",
                 e.to_string(),
             )
-        })?;
+        })
+    }
+
+    /// Makes (or finds) the Port ADD makes for a pod; its name.
+    async fn make_port(
+        &self,
+        pod: &Pod,
+        request: &Request,
+        conf: &NetConf,
+    ) -> Result<String, CniError> {
+        let namespace = pod.namespace().unwrap_or_default();
+        let uid = pod.uid().unwrap_or_default();
+        let wanted = self.wanted_port(pod, &request.container_id, &request.ifname, conf)?;
         let port_name = wanted.name_any();
         let key = Key::new(&namespace, &port_name);
         // A pod's sandbox made again finds its Port as it left it: no write
@@ -639,7 +653,11 @@ fn ready(port: &Port) -> bool {
 
 /// The Port a pod's annotation names for this attachment: by interface,
 /// then by the configuration's name, then by the Network's.
-fn named_port(pod: &Pod, conf: &NetConf, ifname: &str) -> Result<Option<String>, CniError> {
+pub(super) fn named_port(
+    pod: &Pod,
+    conf: &NetConf,
+    ifname: &str,
+) -> Result<Option<String>, CniError> {
     let Some(text) = pod.annotations().get(PORTS_ANNOTATION) else {
         return Ok(None);
     };

@@ -9,6 +9,7 @@
 mod attach;
 mod migration;
 mod pods;
+mod prepare;
 pub mod records;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -113,6 +114,8 @@ pub struct Service {
     plugged: watch::Receiver<Option<Arc<Plugged>>>,
     stores: Arc<Stores>,
     pods: Store<Pod>,
+    /// The pods to prepare, until [`start`] takes them.
+    to_prepare: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Pod>>>,
     /// How long ADD waits for the controller and the agent.
     patience: Duration,
 }
@@ -132,8 +135,10 @@ impl Service {
         for record in records.all().0 {
             held.hold(record.port_key(), record.sandbox());
         }
+        let (changed, to_prepare) = tokio::sync::mpsc::unbounded_channel();
         Service {
-            pods: pods::watch(&client, &node),
+            pods: pods::watch(&client, &node, changed),
+            to_prepare: std::sync::Mutex::new(Some(to_prepare)),
             client,
             node,
             node_netns,
@@ -397,6 +402,10 @@ pub fn start(service: Service, path: PathBuf, every: Duration) -> std::io::Resul
     let listener = listen(&path)?;
     tracing::info!(socket = %path.display(), "serving the CNI plugin");
     let service = Arc::new(service);
+    let to_prepare = service.to_prepare.lock().expect("not poisoned").take();
+    if let Some(pods) = to_prepare {
+        tokio::spawn(service.clone().prepare_pods(pods));
+    }
     tokio::spawn(service.clone().serve(listener));
     tokio::spawn(async move {
         loop {

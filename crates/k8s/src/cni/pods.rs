@@ -2,16 +2,20 @@
 //! here instead of asking the API server (a round trip of about 2 ms, a
 //! fifth of an ADD whose Port is allocated). A pod the watch has not
 //! brought yet, or only an earlier pod of the same name, is read from the
-//! API server as before.
+//! API server as before. Each pod the watch brings also goes to the
+//! preparation of its Ports ([`super::prepare`]).
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::Event;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
+use tokio::sync::mpsc::UnboundedSender;
 
-/// Starts watching the pods bound to `node`.
-pub fn watch(client: &Client, node: &str) -> Store<Pod> {
+/// Starts watching the pods bound to `node`; each one added or changed is
+/// also sent to `changed`.
+pub fn watch(client: &Client, node: &str, changed: UnboundedSender<Pod>) -> Store<Pod> {
     let (reader, writer) = reflector::store();
     let api: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
@@ -22,8 +26,14 @@ pub fn watch(client: &Client, node: &str) -> Store<Pod> {
     let mut events = reflector::reflector(writer, events).boxed();
     tokio::spawn(async move {
         while let Some(event) = events.next().await {
-            if let Err(e) = event {
-                tracing::warn!(error = %e, "watching this node's pods failed; retrying");
+            match event {
+                Ok(Event::Apply(pod) | Event::InitApply(pod)) => {
+                    let _ = changed.send(pod);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "watching this node's pods failed; retrying")
+                }
             }
         }
     });
