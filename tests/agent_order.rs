@@ -220,6 +220,27 @@ async fn an_emptied_node_stops_its_servers_before_their_namespaces_go() {
     assert!(world.rules.is_none() && world.nat.is_empty());
 }
 
+/// A port's veth that cannot be made is named in the report as a link, so
+/// that the CNI socket leaves that port unplugged and plugs the others.
+#[tokio::test]
+async fn a_link_that_cannot_be_made_is_named_in_the_report() {
+    let (fake, plan) = router_node();
+    let port = &plan.ports[0];
+    let create = format!("links: Create(DesiredLink {{ name: {:?}", port.interface);
+    fake.world().broken.push(create);
+    let report = agent(&fake).apply(plan.clone()).await;
+    assert_eq!(
+        report.failed_links,
+        std::collections::BTreeSet::from([port.interface.clone()]),
+        "{:#?}",
+        report.errors
+    );
+    let world = fake.world();
+    for other in &plan.ports[1..] {
+        assert!(world.node.links.iter().any(|l| l.name == other.interface));
+    }
+}
+
 #[tokio::test]
 async fn one_broken_server_is_reported_by_its_subnet_and_blocks_nothing_else() {
     let (fake, plan) = router_node();

@@ -205,6 +205,22 @@ pub enum LinkChange {
     },
 }
 
+impl LinkChange {
+    /// The link the change is to.
+    pub fn link(&self) -> &str {
+        match self {
+            LinkChange::Create(link) => &link.name,
+            LinkChange::Delete(name)
+            | LinkChange::SetMtu(name, _)
+            | LinkChange::SetMaster(name, _)
+            | LinkChange::SetIsolated(name, _)
+            | LinkChange::SetUp(name)
+            | LinkChange::NoHostIpv6 { name, .. }
+            | LinkChange::LimitLearning { name, .. } => name,
+        }
+    }
+}
+
 /// Everything to change, in the order it must be applied: links (removals
 /// first, then creations, then settings), then FDB and neighbour entries
 /// (removals first).

@@ -66,6 +66,9 @@ pub struct ApplyReport {
     pub namespaces_removed: Vec<String>,
     /// What could not be done, each naming the object and the operation.
     pub errors: Vec<String>,
+    /// The links whose own changes failed: a port whose veth is among
+    /// them is not plugged.
+    pub failed_links: BTreeSet<String>,
     /// Names the plan wants that something else holds: left alone.
     pub conflicts: Vec<String>,
 }
@@ -337,6 +340,7 @@ impl<B: Backends> Agent<B> {
         report.conflicts = changes.conflicts.clone();
         let applied = self.links.apply(&changes).await;
         report.writes += applied.writes;
+        report.failed_links.extend(applied.failed_links);
         report
             .errors
             .extend(applied.errors.iter().map(ToString::to_string));

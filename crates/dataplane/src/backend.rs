@@ -30,6 +30,8 @@ pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 pub struct Applied {
     pub writes: usize,
     pub errors: Vec<Failure>,
+    /// The links whose own changes failed (a failed entry names none).
+    pub failed_links: BTreeSet<String>,
 }
 
 /// The node's own links, FDB and neighbour entries.

@@ -386,7 +386,10 @@ impl Links for Fake {
         for change in ordered {
             match world.link_change(change) {
                 Ok(()) => applied.writes += 1,
-                Err(e) => applied.errors.push(e),
+                Err(e) => {
+                    applied.failed_links.insert(change.link().to_string());
+                    applied.errors.push(e);
+                }
             }
         }
         for (entry, add) in changes

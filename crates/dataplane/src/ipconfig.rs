@@ -131,6 +131,7 @@ impl Netlink {
         Applied {
             writes: self.writes() - before,
             errors,
+            ..Applied::default()
         }
     }
 

@@ -360,12 +360,26 @@ impl Netlink {
     /// Applies `changes` in order. Every change is tried; the failures are
     /// returned, each saying what it was doing.
     pub async fn apply(&self, changes: &Changes) -> Vec<NetlinkError> {
-        let mut errors = Vec::new();
+        self.apply_naming_links(changes).await.0
+    }
+
+    /// [`Netlink::apply`], with the links whose own changes failed.
+    async fn apply_naming_links(&self, changes: &Changes) -> (Vec<NetlinkError>, BTreeSet<String>) {
+        let (mut errors, mut failed_links) = (Vec::new(), BTreeSet::new());
         for phase in link_phases(&changes.links) {
-            errors.extend(
-                self.each(&phase, |changes| self.link_changes(changes))
-                    .await,
-            );
+            let failed: Vec<(String, NetlinkError)> =
+                futures::stream::iter(phase.iter().map(|changes| async move {
+                    let result = self.link_changes(changes).await;
+                    result.err().map(|e| (changes[0].link().to_string(), e))
+                }))
+                .buffer_unordered(64)
+                .filter_map(|failed| async move { failed })
+                .collect()
+                .await;
+            for (link, error) in failed {
+                failed_links.insert(link);
+                errors.push(error);
+            }
         }
         // Entries are independent of each other: many requests are in flight
         // at once, removals before additions.
@@ -384,7 +398,7 @@ impl Netlink {
                 .chain(neighbours_remove)
                 .chain(neighbours_add),
         );
-        errors
+        (errors, failed_links)
     }
 
     /// Runs `operation` on every item, up to 64 at a time; the failures.
@@ -781,20 +795,10 @@ fn link_phases(changes: &[LinkChange]) -> Vec<Vec<Vec<&LinkChange>>> {
         LinkChange::Create(_) => 2,
         _ => 3,
     };
-    let name = |change: &LinkChange| match change {
-        LinkChange::Create(link) => link.name.clone(),
-        LinkChange::Delete(n)
-        | LinkChange::SetMtu(n, _)
-        | LinkChange::SetMaster(n, _)
-        | LinkChange::SetIsolated(n, _)
-        | LinkChange::SetUp(n)
-        | LinkChange::NoHostIpv6 { name: n, .. }
-        | LinkChange::LimitLearning { name: n, .. } => n.clone(),
-    };
-    let mut phases: Vec<BTreeMap<String, Vec<&LinkChange>>> = vec![BTreeMap::new(); 4];
+    let mut phases: Vec<BTreeMap<&str, Vec<&LinkChange>>> = vec![BTreeMap::new(); 4];
     for change in changes {
         phases[phase(change)]
-            .entry(name(change))
+            .entry(change.link())
             .or_default()
             .push(change);
     }
@@ -820,10 +824,11 @@ impl crate::backend::Links for Netlink {
 
     async fn apply(&self, changes: &Changes) -> crate::backend::Applied {
         let before = self.writes();
-        let errors = Netlink::apply(self, changes).await;
+        let (errors, failed_links) = self.apply_naming_links(changes).await;
         crate::backend::Applied {
             writes: self.writes() - before,
             errors: errors.into_iter().map(Into::into).collect(),
+            failed_links,
         }
     }
 }

@@ -24,6 +24,7 @@ use super::stores::{Changes, Peer, Stores};
 use neutrino_api::{IptablesBackend, NodeAgent, NodeAgentSpec, NodeAgentStatus, TunnelEndpoint};
 use neutrino_core::attachment::{configurations, with_sandboxes};
 use neutrino_core::incremental::NodeView;
+use neutrino_core::plan::NodePlan;
 use neutrino_core::scope::{self, Index};
 use neutrino_core::xtables::Choice;
 use neutrino_core::{ClusterConfig, NodeConfig};
@@ -93,6 +94,32 @@ pub enum AgentError {
     },
 }
 
+/// A condition of a NodeAgent's status, as of `now`.
+fn condition(type_: &str, status: bool, reason: &str, message: String, now: &Time) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if status { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: Some(0),
+        last_transition_time: now.clone(),
+    }
+}
+
+/// The NodeAgent status after `report`: this agent's version, a heartbeat
+/// and the apply's writes and errors, with `conditions`.
+fn status(report: &ApplyReport, now: &Time, conditions: Vec<Condition>) -> NodeAgentStatus {
+    NodeAgentStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        heartbeat: Some(now.clone()),
+        iptables: None,
+        last_apply_writes: report.writes as i64,
+        last_apply_errors: report.errors.clone(),
+        realised: None,
+        conditions,
+    }
+}
+
 /// The NodeAgent status an apply report makes; `realised` is the digest of
 /// the objects the apply realised.
 pub fn report_status(
@@ -102,33 +129,27 @@ pub fn report_status(
     now: &Time,
 ) -> NodeAgentStatus {
     let ready = report.errors.is_empty();
+    let message = if ready {
+        format!(
+            "the node's plan is realised ({} kernel writes in the last apply)",
+            report.writes
+        )
+    } else {
+        report.errors.join("; ")
+    };
+    let reason = if ready { "Realised" } else { "ApplyFailed" };
     NodeAgentStatus {
-        version: env!("CARGO_PKG_VERSION").into(),
-        heartbeat: Some(now.clone()),
         iptables: Some(iptables),
-        last_apply_writes: report.writes as i64,
-        last_apply_errors: report
-            .errors
-            .iter()
+        last_apply_errors: (report.errors.iter())
             .chain(&report.conflicts)
             .cloned()
             .collect(),
         realised: ready.then_some(realised),
-        conditions: vec![Condition {
-            type_: "Ready".into(),
-            status: if ready { "True" } else { "False" }.into(),
-            reason: if ready { "Realised" } else { "ApplyFailed" }.into(),
-            message: if ready {
-                format!(
-                    "the node's plan is realised ({} kernel writes in the last apply)",
-                    report.writes
-                )
-            } else {
-                report.errors.join("; ")
-            },
-            observed_generation: Some(0),
-            last_transition_time: now.clone(),
-        }],
+        ..status(
+            report,
+            now,
+            vec![condition("Ready", ready, reason, message, now)],
+        )
     }
 }
 
@@ -141,14 +162,6 @@ pub const REMOVE_ANNOTATION: &str = "neutrino.dev/remove";
 /// clean, and the agent is no longer Ready for anything.
 pub fn removal_status(report: &ApplyReport, now: &Time) -> NodeAgentStatus {
     let clean = report.errors.is_empty();
-    let condition = |type_: &str, status: bool, reason: &str, message: String| Condition {
-        type_: type_.into(),
-        status: if status { "True" } else { "False" }.into(),
-        reason: reason.into(),
-        message,
-        observed_generation: Some(0),
-        last_transition_time: now.clone(),
-    };
     let message = if clean {
         format!(
             "everything neutrino made on this node is removed ({} kernel writes)",
@@ -157,41 +170,27 @@ pub fn removal_status(report: &ApplyReport, now: &Time) -> NodeAgentStatus {
     } else {
         report.errors.join("; ")
     };
-    NodeAgentStatus {
-        version: env!("CARGO_PKG_VERSION").into(),
-        heartbeat: Some(now.clone()),
-        iptables: None,
-        last_apply_writes: report.writes as i64,
-        last_apply_errors: report.errors.clone(),
-        realised: None,
-        conditions: vec![
-            condition(
-                "Ready",
-                false,
-                "Removed",
-                "asked to remove neutrino from this node".into(),
-            ),
-            condition(
-                "Removed",
-                clean,
-                if clean { "Removed" } else { "RemoveFailed" },
-                message,
-            ),
+    let asked = "asked to remove neutrino from this node".to_string();
+    let reason = if clean { "Removed" } else { "RemoveFailed" };
+    status(
+        report,
+        now,
+        vec![
+            condition("Ready", false, "Removed", asked, now),
+            condition("Removed", clean, reason, message, now),
         ],
-    }
+    )
 }
 
-/// Writes the agent's status, giving up after the controller's request
-/// timeout: a hung request must not hold the next apply back.
-async fn write_status(
-    api: &Api<NodeAgent>,
-    node: &str,
-    params: &PatchParams,
-    body: &serde_json::Value,
-) -> Result<(), Failure> {
-    bounded(api.patch_status(node, params, &Patch::Apply(body)))
-        .await
-        .map(|_| ())
+/// The NodeAgent record of `node` with one part (`spec` or `status`), as
+/// the agent applies it.
+fn record(node: &str, part: &str, value: impl serde::Serialize) -> serde_json::Value {
+    json!({
+        "apiVersion": NodeAgent::api_version(&()),
+        "kind": NodeAgent::kind(&()),
+        "metadata": {"name": node},
+        part: value,
+    })
 }
 
 /// A pass that settled: what it applied is reported.
@@ -226,7 +225,8 @@ impl Pass {
 fn publish_plugged(sender: &cni::PluggedSender, view: &NodeView, report: &ApplyReport) {
     let plan = view.plan();
     let mut ports = configurations(view.resolved().resolution(), &plan.ports);
-    ports.retain(|_, c| !report.errors.iter().any(|e| e.contains(&c.peer)));
+    let failed = |link: &String| report.failed_links.contains(link);
+    ports.retain(|_, c| !failed(&c.interface) && !failed(&c.peer));
     let not_ready = (!report.errors.is_empty()).then(|| report.errors.join("; "));
     sender.send_replace(Some(Arc::new(cni::Plugged { ports, not_ready })));
 }
@@ -273,25 +273,23 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
             .map_err(|cause| AgentError::Health { listen, cause })?;
     }
     let api: Api<NodeAgent> = Api::all(client.clone());
-    let apply = PatchParams::apply(FIELD_MANAGER).force();
     let spec = NodeAgentSpec {
         tunnel_ip: options.tunnel_ip.to_string(),
         tunnel_endpoint: options.tunnel_endpoint.clone(),
         physical_interfaces: options.physical_interfaces.clone(),
         gateway: options.gateway,
     };
-    let body = json!({
-        "apiVersion": NodeAgent::api_version(&()),
-        "kind": NodeAgent::kind(&()),
-        "metadata": {"name": options.node},
-        "spec": spec,
-    });
-    api.patch(&options.node, &apply, &Patch::Apply(&body))
-        .await
-        .map_err(|cause| AgentError::Publish {
-            node: options.node.clone(),
-            cause,
-        })?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(
+        &options.node,
+        &params,
+        &Patch::Apply(&record(&options.node, "spec", spec)),
+    )
+    .await
+    .map_err(|cause| AgentError::Publish {
+        node: options.node.clone(),
+        cause,
+    })?;
 
     if let Some(plugin) = &options.cni_plugin {
         install_plugin(plugin).map_err(|cause| AgentError::CniPlugin {
@@ -340,7 +338,7 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         stores: stores.clone(),
         client: client.clone(),
     }));
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(AgentError::Signal)?;
     let me = NodeConfig {
         name: options.node.clone(),
@@ -348,176 +346,274 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         physical_interfaces: options.physical_interfaces.clone(),
         gateway: options.gateway,
     };
-    let mut last_report = Instant::now();
-    let mut last_outcome = None;
-    let mut last_skipped = Vec::new();
-    let mut removed = false;
-    // The last pass, if it settled; and when the part was last resolved
-    // in full.
-    let mut last_pass: Option<Pass> = None;
-    let mut last_full: Option<Instant> = None;
-    // Kept from pass to pass and updated from the changes: the index of
-    // who refers to whom, the configuration, and each node's record.
-    let mut kept: Option<(Index, ClusterConfig)> = None;
-    // The part the last pass planned, resolved, with its plan.
-    let mut view: Option<NodeView> = None;
-    let mut peers: BTreeMap<String, Peer> = BTreeMap::new();
-    loop {
-        let started = Instant::now();
-        let changes = stores.take_changes();
-        tracing::debug!(
-            objects = changes.objects.len(),
-            everything = changes.everything,
-            "pass"
-        );
-        // Asked while our record carries the annotation; once removed, also
-        // after the record itself is gone (the uninstall deletes it), so that
-        // only a record without it calls the removal off.
-        let own = stores.peer(&options.node);
-        let asked_to_remove = match &own.spec {
-            Some(_) => own.annotations.contains_key(REMOVE_ANNOTATION),
-            None => removed,
-        };
-        if asked_to_remove && !removed && own.spec.is_some() {
-            let mut report = dataplane.remove_all().await;
-            if report.errors.is_empty() && plugged.is_some() {
-                report.errors.extend(remove_cni_files(&options));
-            }
-            tracing::warn!(writes = report.writes, errors = ?report.errors, "removed neutrino from this node, as asked");
-            removed = report.errors.is_empty();
-            let now = Time(k8s_openapi::jiff::Timestamp::now());
-            let body = json!({
-                "apiVersion": NodeAgent::api_version(&()),
-                "kind": NodeAgent::kind(&()),
-                "metadata": {"name": options.node},
-                "status": removal_status(&report, &now),
-            });
-            if let Err(e) = write_status(&api, &options.node, &apply, &body).await {
-                tracing::warn!(error = %e, "could not report the removal");
-                removed = false;
-            }
-        }
-        if asked_to_remove {
-            // The changes passed over here are not taken in: start afresh.
-            last_pass = None;
-            kept = None;
-            view = None;
-            if let Some((plugged, _)) = &plugged {
-                plugged.send_replace(Some(Arc::new(cni::Plugged {
-                    ports: BTreeMap::new(),
-                    not_ready: Some("asked to remove neutrino from this node".into()),
-                })));
-            }
-            tokio::select! {
-                _ = changed.notified() => pace::settle(Some(pace::Round::ended(started))).await,
-                _ = tokio::time::sleep(options.resync) => {}
-                _ = terminate.recv() => return Ok(()),
-            }
-            continue;
-        }
-        if removed {
-            // The removal was called off: build the node up again, from a
-            // fresh start if the CNI plugin's socket and files went.
-            if plugged.is_some() {
-                return Err(AgentError::RemovalCalledOff);
-            }
-            removed = false;
-            last_outcome = None;
-        }
-        // Bring what is kept up to date: from the changes alone, unless a
-        // watch listed afresh or nothing is kept yet.
-        let fresh = changes.everything || kept.is_none();
-        let mut peers_changed = fresh;
-        if fresh {
-            peers = stores.peers();
-        } else {
-            for name in &changes.nodes {
-                let now = stores.peer(name);
-                peers_changed |= peers.get(name).cloned().unwrap_or_default() != now;
-                peers.insert(name.clone(), now);
+    let agent = AgentLoop {
+        options,
+        me,
+        stores,
+        changed,
+        terminate,
+        api,
+        params,
+        dataplane,
+        plugged,
+        readiness,
+        kept: None,
+        view: None,
+        peers: BTreeMap::new(),
+        skipped: Vec::new(),
+        last_pass: None,
+        last_full: None,
+        reported: None,
+        reported_at: Instant::now(),
+        removed: false,
+    };
+    agent.run().await
+}
+
+/// What a pass reports: whether it wrote, its errors and conflicts, and
+/// the digest of what it realised. Reported when it changes.
+#[derive(Clone, PartialEq)]
+struct Outcome {
+    wrote: bool,
+    errors: Vec<String>,
+    conflicts: Vec<String>,
+    realised: String,
+}
+
+/// The agent's loop, one pass at a time, in named steps: take in what the
+/// watches changed, bring the resolved part of the cluster up to date,
+/// plan, apply, report; then wait for the next change.
+struct AgentLoop {
+    options: Options,
+    me: NodeConfig,
+    stores: Arc<Stores>,
+    changed: Arc<Notify>,
+    terminate: tokio::signal::unix::Signal,
+    api: Api<NodeAgent>,
+    params: PatchParams,
+    dataplane: Agent,
+    /// The CNI socket's view of what is plugged, and the sandboxes that
+    /// hold ports; none without the socket.
+    plugged: Option<(cni::PluggedSender, cni::Held)>,
+    readiness: Readiness,
+    /// Kept from pass to pass and updated from the changes: the index of
+    /// who refers to whom, the configuration, and each node's record.
+    kept: Option<(Index, ClusterConfig)>,
+    peers: BTreeMap<String, Peer>,
+    /// The records left out of the configuration, as last warned about.
+    skipped: Vec<String>,
+    /// The part the last pass planned, resolved, with its plan.
+    view: Option<NodeView>,
+    /// The last pass, if it settled; and when the part was last resolved
+    /// in full.
+    last_pass: Option<Pass>,
+    last_full: Option<Instant>,
+    /// The last outcome reported, and when it was.
+    reported: Option<Outcome>,
+    reported_at: Instant,
+    /// Whether this node was cleared at the removal's request.
+    removed: bool,
+}
+
+impl AgentLoop {
+    async fn run(mut self) -> Result<(), AgentError> {
+        loop {
+            let started = Instant::now();
+            let changes = self.stores.take_changes();
+            tracing::debug!(
+                objects = changes.objects.len(),
+                everything = changes.everything,
+                "pass"
+            );
+            let at_most = self.pass(&changes).await?;
+            if !self.wait(started, at_most).await {
+                return Ok(());
             }
         }
-        if fresh {
-            kept = Some((Index::new(&stores.snapshot()), options.cluster.clone()));
+    }
+
+    /// One pass over `changes`; how long the next may wait for a change.
+    async fn pass(&mut self, changes: &Changes) -> Result<Duration, AgentError> {
+        if self.remove_if_asked().await? {
+            return Ok(self.options.resync);
         }
-        let (index, config) = kept.as_mut().expect("filled above");
-        if !fresh {
-            stores.update(index, &changes);
-        }
-        if peers_changed {
-            let (with_agents, skipped) = options
-                .cluster
-                .with_agents(&stores.agents(), &stores.node_addresses());
-            if skipped != last_skipped {
-                for record in &skipped {
-                    tracing::warn!(%record, "peer left out");
-                }
-                last_skipped = skipped;
-            }
-            *config = with_agents;
-            // Our own record may not have reached the cache yet.
-            if config.node(&options.node).is_none() {
-                config.nodes.push(me.clone());
-            }
-        }
+        let peers_changed = self.take_in(changes);
         if !peers_changed
-            && let (Some(pass), Some(view)) = (&last_pass, &view)
-            && pass.untouched_by(view.reach(), &changes, &stores, options.resync)
+            && let (Some(pass), Some(view)) = (&self.last_pass, &self.view)
+            && pass.untouched_by(view.reach(), changes, &self.stores, self.options.resync)
         {
             tracing::trace!(
                 changes = changes.objects.len(),
                 "no change reaches this node"
             );
-            tokio::select! {
-                _ = changed.notified() => pace::settle(Some(pace::Round::ended(started))).await,
-                _ = tokio::time::sleep(options.resync.saturating_sub(pass.at.elapsed())) => {}
-                _ = terminate.recv() => return Ok(()),
-            }
-            continue;
+            return Ok(self.options.resync.saturating_sub(pass.at.elapsed()));
         }
-        // Only the part of the cluster this node's plan depends on, with
-        // the allocations the controller recorded for it: a change made of
-        // ports that draw nothing new into the part patched in, anything
-        // else resolved again only in the namespaces where the part
-        // differs; in full when the nodes changed, after a pass that did
-        // not settle, and every resync (counted from the last full one),
-        // as a safety net.
-        let resolve_all = peers_changed
-            || last_pass.is_none()
-            || last_full.is_none_or(|at| at.elapsed() >= options.resync);
-        let node = config.node(&options.node).expect("added above");
-        let current = match view.as_mut().filter(|_| !resolve_all) {
-            Some(kept) if fresh => {
-                kept.afresh(index, &*stores, config, node);
-                kept
+        self.resolve(changes, peers_changed);
+        let view = self.view.as_ref().expect("resolved above");
+        let (plan, realised) = (view.plan().clone(), view.realised().to_string());
+        let report = self.apply(plan).await;
+        let outcome = self.report(&report, realised).await;
+        // Changes that do not reach the part may be passed over only while
+        // what this pass did is applied and reported.
+        let settled = report.errors.is_empty() && self.reported.as_ref() == Some(&outcome);
+        self.last_pass = settled.then(|| Pass { at: Instant::now() });
+        Ok(self.options.resync)
+    }
+
+    /// Waits for a change (paced after the pass that `started`), at most
+    /// `at_most`; false once the agent is asked to stop.
+    async fn wait(&mut self, started: Instant, at_most: Duration) -> bool {
+        tokio::select! {
+            _ = self.changed.notified() => {
+                pace::settle(Some(pace::Round::ended(started))).await;
+                true
             }
+            _ = tokio::time::sleep(at_most) => true,
+            _ = self.terminate.recv() => false,
+        }
+    }
+
+    /// Clears the node while its record asks for the removal (once), and
+    /// says whether it asks. A removal called off after the CNI plugin went
+    /// ends the agent, to start afresh and serve it again.
+    async fn remove_if_asked(&mut self) -> Result<bool, AgentError> {
+        // Asked while our record carries the annotation; once removed, also
+        // after the record itself is gone (the uninstall deletes it), so that
+        // only a record without it calls the removal off.
+        let own = self.stores.peer(&self.options.node);
+        let asked = match &own.spec {
+            Some(_) => own.annotations.contains_key(REMOVE_ANNOTATION),
+            None => self.removed,
+        };
+        if asked && !self.removed && own.spec.is_some() {
+            let mut report = self.dataplane.remove_all().await;
+            if report.errors.is_empty() && self.plugged.is_some() {
+                report.errors.extend(remove_cni_files(&self.options));
+            }
+            tracing::warn!(writes = report.writes, errors = ?report.errors, "removed neutrino from this node, as asked");
+            self.removed = report.errors.is_empty();
+            let now = Time(k8s_openapi::jiff::Timestamp::now());
+            let body = record(&self.options.node, "status", removal_status(&report, &now));
+            if let Err(e) = self.write_status(&body).await {
+                tracing::warn!(error = %e, "could not report the removal");
+                self.removed = false;
+            }
+        }
+        if asked {
+            // The changes passed over here are not taken in: start afresh.
+            self.last_pass = None;
+            self.kept = None;
+            self.view = None;
+            if let Some((plugged, _)) = &self.plugged {
+                plugged.send_replace(Some(Arc::new(cni::Plugged {
+                    ports: BTreeMap::new(),
+                    not_ready: Some("asked to remove neutrino from this node".into()),
+                })));
+            }
+            return Ok(true);
+        }
+        if self.removed {
+            // The removal was called off: build the node up again, from a
+            // fresh start if the CNI plugin's socket and files went.
+            if self.plugged.is_some() {
+                return Err(AgentError::RemovalCalledOff);
+            }
+            self.removed = false;
+            self.reported = None;
+        }
+        Ok(false)
+    }
+
+    /// Brings what is kept up to date with `changes`: from the changes
+    /// alone, unless a watch listed afresh or nothing is kept yet. Whether
+    /// the nodes' records changed.
+    fn take_in(&mut self, changes: &Changes) -> bool {
+        let fresh = changes.everything || self.kept.is_none();
+        let mut peers_changed = fresh;
+        if fresh {
+            self.peers = self.stores.peers();
+        } else {
+            for name in &changes.nodes {
+                let now = self.stores.peer(name);
+                peers_changed |= self.peers.get(name).cloned().unwrap_or_default() != now;
+                self.peers.insert(name.clone(), now);
+            }
+        }
+        if fresh {
+            let index = Index::new(&self.stores.snapshot());
+            self.kept = Some((index, self.options.cluster.clone()));
+        }
+        let (index, config) = self.kept.as_mut().expect("filled above");
+        if !fresh {
+            self.stores.update(index, changes);
+        }
+        if peers_changed {
+            let (with_agents, skipped) = (self.options.cluster)
+                .with_agents(&self.stores.agents(), &self.stores.node_addresses());
+            if skipped != self.skipped {
+                for record in &skipped {
+                    tracing::warn!(%record, "peer left out");
+                }
+                self.skipped = skipped;
+            }
+            *config = with_agents;
+            // Our own record may not have reached the cache yet.
+            if config.node(&self.options.node).is_none() {
+                config.nodes.push(self.me.clone());
+            }
+        }
+        peers_changed
+    }
+
+    /// Only the part of the cluster this node's plan depends on, with the
+    /// allocations the controller recorded for it: a change made of ports
+    /// that draw nothing new into the part patched in, anything else
+    /// resolved again only in the namespaces where the part differs; in
+    /// full when the nodes changed, after a pass that did not settle, and
+    /// every resync (counted from the last full one), as a safety net.
+    fn resolve(&mut self, changes: &Changes, peers_changed: bool) {
+        let resolve_all = peers_changed
+            || self.last_pass.is_none()
+            || (self.last_full).is_none_or(|at| at.elapsed() >= self.options.resync);
+        let fresh = changes.everything;
+        let (index, config) = self.kept.as_ref().expect("taken in first");
+        let node = config
+            .node(&self.options.node)
+            .expect("added when taken in");
+        let stores = &*self.stores;
+        match self.view.as_mut().filter(|_| !resolve_all) {
+            Some(kept) if fresh => kept.afresh(index, stores, config, node),
             Some(kept) => {
                 let changed = (&changes.objects, &changes.ip_claims);
-                let followed = kept.follow(index, &*stores, config, node, changed);
+                let followed = kept.follow(index, stores, config, node, changed);
                 tracing::trace!(
                     ?followed,
                     changes = changes.objects.len(),
                     "part brought up to date"
                 );
-                kept
             }
             None => {
-                last_full = Some(Instant::now());
-                view.insert(NodeView::new(index, &*stores, config, node))
+                self.last_full = Some(Instant::now());
+                self.view = Some(NodeView::new(index, stores, config, node));
             }
-        };
-        let plan = current.plan().clone();
-        let realised = current.realised().to_string();
-        let report = match &plugged {
-            None => dataplane.apply(plan).await,
+        }
+    }
+
+    /// Applies `plan`, with the ports the CNI socket's sandboxes hold, and
+    /// tells the socket what is plugged.
+    async fn apply(&mut self, plan: NodePlan) -> ApplyReport {
+        let report = match &self.plugged {
+            None => self.dataplane.apply(plan).await,
             Some((sender, held)) => {
+                let stores = &self.stores;
                 let plan =
-                    with_sandboxes(plan, &held.sandboxes(), |port| cni::claimed(&stores, port));
+                    with_sandboxes(plan, &held.sandboxes(), |port| cni::claimed(stores, port));
                 let report = {
                     let _links = held.links().await;
-                    dataplane.apply(plan).await
+                    self.dataplane.apply(plan).await
                 };
-                publish_plugged(sender, current, &report);
+                let view = self.view.as_ref().expect("resolved before");
+                publish_plugged(sender, view, &report);
                 report
             }
         };
@@ -527,49 +623,54 @@ pub async fn run(client: Client, options: Options) -> Result<(), AgentError> {
         // Ready once the node's plan is applied, errors or not: they are
         // reported in the NodeAgent's status, and a rolling update must not
         // stall on a network that cannot be realised.
-        readiness.set();
-        // Report what changed at once and a heartbeat every resync, but not
-        // on every wake-up: our own report wakes us (and every agent) again.
-        let outcome = (
-            report.writes > 0,
-            report.errors.clone(),
-            report.conflicts.clone(),
-            realised.clone(),
-        );
-        if outcome.0
-            || last_outcome.as_ref() != Some(&outcome)
-            || last_report.elapsed() >= options.resync
+        self.readiness.set();
+        report
+    }
+
+    /// Reports what changed at once and a heartbeat every resync, but not
+    /// on every wake-up: our own report wakes us (and every agent) again.
+    async fn report(&mut self, report: &ApplyReport, realised: String) -> Outcome {
+        let outcome = Outcome {
+            wrote: report.writes > 0,
+            errors: report.errors.clone(),
+            conflicts: report.conflicts.clone(),
+            realised: realised.clone(),
+        };
+        if !outcome.wrote
+            && self.reported.as_ref() == Some(&outcome)
+            && self.reported_at.elapsed() < self.options.resync
         {
-            let now = Time(k8s_openapi::jiff::Timestamp::now());
-            let (backend, reason) = dataplane.iptables();
-            let iptables = IptablesBackend {
-                backend: backend.to_string(),
-                reason: reason.to_string(),
-            };
-            let status = report_status(&report, realised, iptables, &now);
-            let body = json!({
-                "apiVersion": NodeAgent::api_version(&()),
-                "kind": NodeAgent::kind(&()),
-                "metadata": {"name": options.node},
-                "status": status,
-            });
-            match write_status(&api, &options.node, &apply, &body).await {
-                Ok(_) => {
-                    last_report = Instant::now();
-                    last_outcome = Some(outcome.clone());
-                }
-                // The dataplane does not depend on the API: keep going.
-                Err(e) => tracing::warn!(error = %e, "could not report to the API server"),
+            return outcome;
+        }
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let (backend, reason) = self.dataplane.iptables();
+        let iptables = IptablesBackend {
+            backend: backend.to_string(),
+            reason: reason.to_string(),
+        };
+        let status = report_status(report, realised, iptables, &now);
+        match self
+            .write_status(&record(&self.options.node, "status", status))
+            .await
+        {
+            Ok(()) => {
+                self.reported_at = Instant::now();
+                self.reported = Some(outcome.clone());
             }
+            // The dataplane does not depend on the API: keep going.
+            Err(e) => tracing::warn!(error = %e, "could not report to the API server"),
         }
-        // Changes that do not reach the part may be passed over only while
-        // what this pass did is applied and reported.
-        let settled = report.errors.is_empty() && last_outcome.as_ref() == Some(&outcome);
-        last_pass = settled.then(|| Pass { at: Instant::now() });
-        tokio::select! {
-            _ = changed.notified() => pace::settle(Some(pace::Round::ended(started))).await,
-            _ = tokio::time::sleep(options.resync) => {}
-            _ = terminate.recv() => return Ok(()),
-        }
+        outcome
+    }
+
+    /// Writes the agent's status, giving up after the controller's request
+    /// timeout: a hung request must not hold the next apply back.
+    async fn write_status(&self, body: &serde_json::Value) -> Result<(), Failure> {
+        bounded(
+            self.api
+                .patch_status(&self.options.node, &self.params, &Patch::Apply(body)),
+        )
+        .await
+        .map(|_| ())
     }
 }
