@@ -4,6 +4,8 @@
 //! api ← core ← dataplane ← k8s, lab; manifest reads files into core's
 //! values; cni is the plugin's protocol, which k8s serves.
 
+#![forbid(unsafe_code)]
+
 pub use neutrino_api as api;
 pub use neutrino_cni as cni;
 pub use neutrino_core as core;

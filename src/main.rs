@@ -1,5 +1,7 @@
 //! The `neutrino` binary: one command per component.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 fn main() -> std::process::ExitCode {

@@ -8,6 +8,8 @@
 //! stuck terminating on a plugin's account, and the agent removes what is
 //! left of an attachment whose pod is gone when it returns.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

@@ -6,6 +6,8 @@
 //! schema constraints and CEL rules, so the API server refuses a bad object at
 //! `kubectl apply`; rules that need other objects live in [`neutrino_core`].
 
+#![forbid(unsafe_code)]
+
 mod cel;
 mod claim;
 mod floating_ip;

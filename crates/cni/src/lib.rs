@@ -4,6 +4,8 @@
 //! binary reads the call from its environment and standard input, and the
 //! node's agent does the work.
 
+#![forbid(unsafe_code)]
+
 pub mod call;
 pub mod conf;
 pub mod outcome;

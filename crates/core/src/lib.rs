@@ -6,6 +6,8 @@
 //! being ready), then [`plan::plan_node`] (a resolution plus one node's
 //! identity give that node's desired dataplane).
 
+#![forbid(unsafe_code)]
+
 pub mod allocate;
 pub mod attachment;
 pub mod boundary;

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod boundary;
 pub mod conntrack;
 pub mod dnsmasq;
+#[cfg(feature = "fake")]
 pub mod fake;
 pub mod files;
 pub mod guard;

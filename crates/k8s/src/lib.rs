@@ -1,6 +1,8 @@
 //! The Kubernetes adapter: the controller and the agent against a real API
 //! server, carrying out what the pure core decides.
 
+#![forbid(unsafe_code)]
+
 pub mod agent;
 pub mod cni;
 pub mod controller;

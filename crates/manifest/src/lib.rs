@@ -2,6 +2,8 @@
 //! [`Snapshot`], remembering where each object came from so that errors can
 //! name the file.
 
+#![forbid(unsafe_code)]
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::BTreeMap;
