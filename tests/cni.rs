@@ -10,10 +10,13 @@ mod support;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use neutrino::dataplane::netns;
-use support::TestLab;
+use support::{TestLab, eventually};
+
+/// How long the agents and the controller may take to come round.
+const MINUTE: Duration = Duration::from_secs(60);
 use support::chart::{
     bound_pod, cluster, nothing_was_forbidden, one_lab_at_a_time, up_as_the_chart_runs_it,
 };
@@ -198,14 +201,6 @@ fn attached(result: &Value) -> (String, String) {
     (address, mac)
 }
 
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within 60 s");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 fn records(lab: &TestLab, node: &str) -> Vec<String> {
     let dir = lab.lab.files().node_dir(node).join("cni");
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -373,14 +368,14 @@ async fn cnitool_drives_add_check_del_gc_and_status_against_real_agents() {
         "--grace-period=0",
         "--force",
     ]);
-    eventually("pod-b's attachment reaped", || {
+    assert!(eventually("pod-b's attachment reaped", MINUTE, || {
         records(&lab, "node-2").is_empty()
-    });
-    eventually("pod-b's Port deleted", || {
+    }));
+    assert!(eventually("pod-b's Port deleted", MINUTE, || {
         !cluster()
             .kubectl(&["--namespace", NAMESPACE, "get", "port", "pod-b-net1"])
             .ok
-    });
+    }));
 
     // STATUS tells when the agent is down; GC takes back every attachment
     // of the network the runtime does not list (cnitool lists none).
@@ -395,9 +390,9 @@ async fn cnitool_drives_add_check_del_gc_and_status_against_real_agents() {
         down.stderr
     );
     lab.lab.restart_agent("node-1").unwrap();
-    eventually("node-1's agent serving again", || {
+    assert!(eventually("node-1's agent serving again", MINUTE, || {
         node1.cnitool("status", "tenant-net", &a2, "net1", None).ok
-    });
+    }));
     ok(&node1.cnitool("gc", "tenant-net", &a2, "net1", None), "GC");
     assert!(
         records(&lab, "node-1").is_empty(),
@@ -661,22 +656,30 @@ async fn a_live_migration_moves_the_fdb_when_the_source_pod_ends() {
         "-p",
         r#"{"status": {"phase": "Succeeded"}}"#,
     ]);
-    eventually("the Port moves to node-2", || {
+    assert!(eventually("the Port moves to node-2", MINUTE, || {
         port_field("vm-db", ".spec.nodeName") == "node-2"
-    });
-    eventually("node-1 sends the VM's frames to node-2", || {
-        fdb_of(&lab, "node-1", &mac).contains("dst 198.18.0.2")
-    });
-    eventually("node-2 has no tunnel entry for the VM", || {
-        !fdb_of(&lab, "node-2", &mac).contains("dst ")
-    });
+    }));
+    assert!(eventually(
+        "node-1 sends the VM's frames to node-2",
+        MINUTE,
+        || { fdb_of(&lab, "node-1", &mac).contains("dst 198.18.0.2") }
+    ));
+    assert!(eventually(
+        "node-2 has no tunnel entry for the VM",
+        MINUTE,
+        || { !fdb_of(&lab, "node-2", &mac).contains("dst ") }
+    ));
     assert_eq!(
         index(&target),
         standby_index,
         "the VM's interface is the same"
     );
     assert_eq!(lease(&target).ip, ip);
-    eventually("the VM reaches node-1 from node-2", || target.pings(&web_1));
+    assert!(eventually(
+        "the VM reaches node-1 from node-2",
+        MINUTE,
+        || target.pings(&web_1)
+    ));
     ok(
         &node2.cnitool("check", "vm-net", &target, "net1", None),
         "CHECK the migrated VM",
@@ -772,12 +775,16 @@ async fn multus_attaches_pods_through_a_network_attachment_definition() {
     );
     // Both Ports are made when the pods are bound, and allocated before
     // any ADD: multus-a's with the address its selection asks for.
-    eventually("the pods' Ports allocated before their sandboxes", || {
-        port_field_in(NAMESPACE, "multus-a-net1", ".status.fixedIPs[0].ipAddress")
-            .is_some_and(|ip| ip == fixed)
-            && port_field_in(NAMESPACE, "multus-b-net1", ".status.fixedIPs[0].ipAddress")
-                .is_some_and(|ip| !ip.is_empty())
-    });
+    assert!(eventually(
+        "the pods' Ports allocated before their sandboxes",
+        MINUTE,
+        || {
+            port_field_in(NAMESPACE, "multus-a-net1", ".status.fixedIPs[0].ipAddress")
+                .is_some_and(|ip| ip == fixed)
+                && port_field_in(NAMESPACE, "multus-b-net1", ".status.fixedIPs[0].ipAddress")
+                    .is_some_and(|ip| !ip.is_empty())
+        }
+    ));
     let result_a = ok(
         &runtimes[0].cnitool("add", "multus", &a, "eth0", None),
         "Multus ADD a",
@@ -814,9 +821,11 @@ async fn multus_attaches_pods_through_a_network_attachment_definition() {
         "node-1",
         &json!({"k8s.v1.cni.cncf.io/networks": "tenant-a/blue"}),
     );
-    eventually("the intruder's Port made in its own namespace", || {
-        port_field_in("tenant-b", "intruder-net1", ".spec.network").is_some()
-    });
+    assert!(eventually(
+        "the intruder's Port made in its own namespace",
+        MINUTE,
+        || { port_field_in("tenant-b", "intruder-net1", ".spec.network").is_some() }
+    ));
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         port_field_in("tenant-b", "intruder-net1", ".status.fixedIPs[*].ipAddress"),

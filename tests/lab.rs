@@ -12,7 +12,10 @@ use neutrino::core::reconcile::{Changes, DesiredLink, LinkChange, LinkKind, Obse
 use neutrino::dataplane::netlink::Netlink;
 use neutrino::dataplane::netns;
 use support::examples::{self, example};
-use support::{TestLab, add_foreign_objects, every_trace, foreign_objects, manifests, port_mac};
+use support::{
+    TestLab, add_foreign_objects, eventually_async, every_trace, foreign_objects, manifests,
+    port_mac,
+};
 
 const TENANTS: &str = r#"
 apiVersion: neutrino.dev/v1alpha1
@@ -678,12 +681,9 @@ async fn lab_apply_names_a_node_whose_agent_is_not_running() {
 }
 
 /// Polls `check` until it holds, for up to 20 s (agents resync every 2 s).
-async fn comes_back(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} was not put back");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+async fn comes_back(what: &str, check: impl AsyncFnMut() -> bool) {
+    let back = eventually_async(what, Duration::from_secs(20), check).await;
+    assert!(back, "{what} was not put back");
 }
 
 fn run_in(namespace: &str, program: &str, args: &[&str]) -> String {

@@ -8,7 +8,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Manifests, TestLab, ipv6_of, manifests, neighbour, port_mac};
+use support::{Manifests, TestLab, eventually, ipv6_of, manifests, neighbour, port_mac};
+
+/// How long a packet or a cut may take to show.
+const SOON: Duration = Duration::from_secs(5);
 
 const NETWORK: &str = r#"
 apiVersion: neutrino.dev/v1alpha1
@@ -78,18 +81,6 @@ fn claim(lab: &TestLab, port: &str, ip: &str) {
     assert!(code == 0 || code == 1, "arping: {out}");
 }
 
-fn eventually(what: &str, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    eprintln!("{what}: not within 5 s");
-    false
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workload_cannot_take_a_neighbours_address_in_arp() {
     let lab = TestLab::new("guard-arp");
@@ -115,7 +106,7 @@ async fn a_workload_cannot_take_a_neighbours_address_in_arp() {
     let open = port_mac(&lab, "tenant-a/open");
     claim(&lab, "tenant-a/open", "10.0.0.21");
     assert!(
-        eventually("the open port's claim arrives", || {
+        eventually("the open port's claim arrives", SOON, || {
             neighbour(&lab, "tenant-a/victim", "10.0.0.21") == open
         }),
         "gratuitous ARP from a port without port security did not arrive: the test shows nothing"
@@ -367,7 +358,7 @@ async fn connected(tag: &str, rules: &[&str]) -> Connected {
     let out = lab.dir.join("client.out");
     let client = Program::start(&lab, "tenant-a/client", CLIENT, &out);
     assert!(
-        eventually("the connection carries echoes", || echoes(&out) >= 5),
+        eventually("the connection carries echoes", SOON, || echoes(&out) >= 5),
         "{}",
         std::fs::read_to_string(&out).unwrap_or_default()
     );
@@ -434,7 +425,7 @@ async fn a_security_group_change_cuts_the_connections_it_no_longer_allows() {
     // The rule that let it in goes: the connection stops, for good.
     lab.lab.apply(&with(&[])).await.unwrap();
     assert!(
-        eventually("the client stalls", || client.exited()),
+        eventually("the client stalls", SOON, || client.exited()),
         "the connection outlived its rule:\n{}",
         std::fs::read_to_string(&out).unwrap_or_default()
     );
@@ -509,7 +500,7 @@ async fn a_change_made_while_the_agent_was_down_still_cuts() {
     applied.unwrap();
     assert_ne!(lab.lab.agent_pid("node-2"), Some(agent));
     assert!(
-        eventually("the client stalls", || client.exited()),
+        eventually("the client stalls", SOON, || client.exited()),
         "the connection outlived its rule across the agent's restart:\n{}",
         std::fs::read_to_string(&out).unwrap_or_default()
     );
@@ -657,7 +648,7 @@ async fn a_workload_cannot_take_a_neighbours_ipv6_address_or_advertise_itself_as
     nd_send(&lab, "tenant-a/open", &["na", &open, &attacker]);
     nd_send(&lab, "tenant-a/open", &["ra", "2001:db8:bad::"]);
     assert!(
-        eventually("the open port's advertisements arrive", || {
+        eventually("the open port's advertisements arrive", SOON, || {
             let (_, routes) =
                 lab.exec("tenant-a/victim", &["ip", "-6", "route", "show", "default"]);
             neighbour(&lab, "tenant-a/victim", &open) == attacker && !routes.trim().is_empty()

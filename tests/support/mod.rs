@@ -12,8 +12,42 @@ pub mod nodes;
 pub mod synthetic;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use neutrino::dataplane::netns;
+
+/// Whether `done` comes to hold within `within`, asked every 200 ms; when
+/// it does not, says so naming `what`.
+#[must_use]
+pub fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while !done() {
+        if Instant::now() >= deadline {
+            eprintln!("{what}: not within {within:?}");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    true
+}
+
+/// [`eventually`], for a check that awaits.
+#[must_use]
+pub async fn eventually_async(
+    what: &str,
+    within: Duration,
+    mut done: impl AsyncFnMut() -> bool,
+) -> bool {
+    let deadline = Instant::now() + within;
+    while !done().await {
+        if Instant::now() >= deadline {
+            eprintln!("{what}: not within {within:?}");
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    true
+}
 
 /// A unique prefix for this test process's kernel objects.
 pub fn unique(tag: &str) -> String {
