@@ -11,81 +11,70 @@ use neutrino::core::Key;
 use neutrino::core::reconcile::{Changes, DesiredLink, LinkChange, LinkKind, ObservedKind};
 use neutrino::dataplane::netlink::Netlink;
 use neutrino::dataplane::netns;
+use serde_json::json;
 use support::examples::{self, example};
+use support::objects::{Objects, fixed};
 use support::{
     TestLab, add_foreign_objects, eventually_async, every_trace, foreign_objects, manifests,
     port_mac,
 };
 
-const TENANTS: &str = r#"
-apiVersion: neutrino.dev/v1alpha1
-kind: Network
-metadata: {name: blue, namespace: tenant-a}
-spec: {type: vxlan}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Subnet
-metadata: {name: blue-v4, namespace: tenant-a}
-spec:
-  network: blue
-  cidr: 10.0.0.0/24
-  allocationPools: [{start: 10.0.0.10, end: 10.0.0.100}]
-  dnsNameservers: [10.0.0.53]
-  hostRoutes: [{destination: 192.168.50.0/24, nexthop: 10.0.0.254}]
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: a1, namespace: tenant-a}
-spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.21}], nodeName: node-1}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: a2, namespace: tenant-a}
-spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.22}], nodeName: node-1}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: b1, namespace: tenant-a}
-spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.23}], nodeName: node-2}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Network
-metadata: {name: blue, namespace: tenant-b}
-spec: {type: vxlan}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Subnet
-metadata: {name: blue-v4, namespace: tenant-b}
-spec: {network: blue, cidr: 10.0.0.0/24}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: x1, namespace: tenant-b}
-spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.22}], nodeName: node-2}
-"#;
+/// Two tenants on the same CIDR: tenant-a's blue with a1 and a2 on
+/// node-1 and b1 on node-2; tenant-b's blue with x1, holding a2's address,
+/// on node-2.
+fn tenants() -> Objects {
+    Objects::new()
+        .network("tenant-a/blue")
+        .subnet(
+            "tenant-a/blue-v4",
+            "blue",
+            "10.0.0.0/24",
+            json!({
+                "allocationPools": [{"start": "10.0.0.10", "end": "10.0.0.100"}],
+                "dnsNameservers": ["10.0.0.53"],
+                "hostRoutes": [{"destination": "192.168.50.0/24", "nexthop": "10.0.0.254"}],
+            }),
+        )
+        .port(
+            "tenant-a/a1",
+            "blue",
+            "node-1",
+            fixed("blue-v4", "10.0.0.21"),
+        )
+        .port(
+            "tenant-a/a2",
+            "blue",
+            "node-1",
+            fixed("blue-v4", "10.0.0.22"),
+        )
+        .port(
+            "tenant-a/b1",
+            "blue",
+            "node-2",
+            fixed("blue-v4", "10.0.0.23"),
+        )
+        .network("tenant-b/blue")
+        .subnet("tenant-b/blue-v4", "blue", "10.0.0.0/24", json!({}))
+        .port(
+            "tenant-b/x1",
+            "blue",
+            "node-2",
+            fixed("blue-v4", "10.0.0.22"),
+        )
+}
 
-const A3: &str = r#"
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: a3, namespace: tenant-a}
-spec: {network: blue, nodeName: node-1}
-"#;
+fn a3() -> Objects {
+    Objects::new().port("tenant-a/a3", "blue", "node-1", json!({}))
+}
 
 /// A new port with the address a2 had.
-const A4: &str = r#"
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: a4, namespace: tenant-a}
-spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.22}], nodeName: node-1}
-"#;
-
-fn without(yaml: &str, port: &str) -> String {
-    yaml.split("\n---\n")
-        .filter(|doc| !doc.contains(&format!("name: {port},")))
-        .collect::<Vec<_>>()
-        .join("\n---\n")
+fn a4() -> Objects {
+    Objects::new().port(
+        "tenant-a/a4",
+        "blue",
+        "node-1",
+        fixed("blue-v4", "10.0.0.22"),
+    )
 }
 
 /// The pid of the dnsmasq of `subnet` on `node`.
@@ -137,7 +126,7 @@ async fn vxlan_entries(namespace: &str) -> (Vec<String>, Vec<String>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_nodes_two_tenants_real_dhcp_and_packets() {
     let lab = TestLab::new("l2");
-    let dir = manifests("tenants", TENANTS);
+    let dir = manifests("tenants", &tenants().yaml());
     lab.lab.up(&dir, 2, &lab.name).await.unwrap();
 
     // The lease is the allocation, with the gateway, routes and MTU.
@@ -243,7 +232,7 @@ async fn two_nodes_two_tenants_real_dhcp_and_packets() {
     // Hosts come and go without restarting dnsmasq.
     let subnet = Key::new("tenant-a", "blue-v4");
     let pid = dnsmasq_pid(&lab, "node-1", &subnet);
-    let more = manifests("more", &format!("{TENANTS}{A3}"));
+    let more = manifests("more", &tenants().and(a3()).yaml());
     let summary = lab.lab.apply(&more).await.unwrap();
     assert!(
         summary.workloads["tenant-a/a3"].lease.is_some(),
@@ -254,7 +243,7 @@ async fn two_nodes_two_tenants_real_dhcp_and_packets() {
         pid,
         "no restart for a new host"
     );
-    let fewer = manifests("fewer", &without(&format!("{TENANTS}{A3}"), "a2"));
+    let fewer = manifests("fewer", &tenants().and(a3()).without("a2").yaml());
     lab.lab.apply(&fewer).await.unwrap();
     assert_eq!(
         dnsmasq_pid(&lab, "node-1", &subnet),
@@ -265,10 +254,7 @@ async fn two_nodes_two_tenants_real_dhcp_and_packets() {
 
     // Its address is another port's at once: dnsmasq gave up a2's lease,
     // which would otherwise keep the address until it expired.
-    let reuse = manifests(
-        "reuse",
-        &format!("{}{A4}", without(&format!("{TENANTS}{A3}"), "a2")),
-    );
+    let reuse = manifests("reuse", &tenants().and(a3()).without("a2").and(a4()).yaml());
     let summary = lab.lab.apply(&reuse).await.unwrap();
     assert_eq!(
         summary.workloads["tenant-a/a4"]
@@ -290,7 +276,7 @@ async fn two_nodes_two_tenants_real_dhcp_and_packets() {
     assert!(fdb.contains(&b1) && neighbours.contains(&b1));
     let no_b1 = manifests(
         "no-b1",
-        &without(&without(&format!("{TENANTS}{A3}"), "a2"), "b1"),
+        &tenants().and(a3()).without("a2").without("b1").yaml(),
     );
     lab.lab.apply(&no_b1).await.unwrap();
     let (fdb, neighbours) = vxlan_entries(&node1).await;
@@ -410,34 +396,23 @@ async fn kill_9_of_an_agent_loses_no_packet_and_recreates_nothing() {
     }
 }
 
-const FLAT: &str = r#"
-apiVersion: neutrino.dev/v1alpha1
-kind: Network
-metadata: {name: plain, namespace: ops}
-spec: {type: flat, physicalNetwork: physnet1}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Subnet
-metadata: {name: plain-v4, namespace: ops}
-spec: {network: plain, cidr: 172.30.0.0/24}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: f1, namespace: ops}
-spec: {network: plain, nodeName: node-1}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: f2, namespace: ops}
-spec: {network: plain, nodeName: node-2}
-"#;
+fn flat() -> Objects {
+    Objects::new()
+        .network_with(
+            "ops/plain",
+            json!({"type": "flat", "physicalNetwork": "physnet1"}),
+        )
+        .subnet("ops/plain-v4", "plain", "172.30.0.0/24", json!({}))
+        .port("ops/f1", "plain", "node-1", json!({}))
+        .port("ops/f2", "plain", "node-2", json!({}))
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn flat_network_over_a_physical_interface() {
     let lab = TestLab::new("flat");
     let summary = lab
         .lab
-        .up(&manifests("flat", FLAT), 2, &lab.name)
+        .up(&manifests("flat", &flat().yaml()), 2, &lab.name)
         .await
         .unwrap();
     let f2 = summary.workloads["ops/f2"].lease.clone().unwrap();

@@ -8,111 +8,80 @@
 mod support;
 
 use neutrino::dataplane::metadata::gate::Limits;
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::control_plane::tools;
+use support::objects::{Objects, fixed, merged};
 use support::{TestLab, manifests, python};
 
-const OBJECTS: &str = r#"
-apiVersion: neutrino.dev/v1alpha1
-kind: Network
-metadata: {name: public, namespace: infra}
-spec: {type: flat, physicalNetwork: extnet, external: true}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Subnet
-metadata: {name: public-v4, namespace: infra}
-spec:
-  network: public
-  cidr: 203.0.113.0/24
-  gatewayIP: 203.0.113.1
-  allocationPools: [{start: 203.0.113.40, end: 203.0.113.250}]
-  enableDHCP: false
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Network
-metadata: {name: blue, namespace: tenant-a}
-spec: {type: vxlan}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Subnet
-metadata: {name: blue-v4, namespace: tenant-a}
-spec: {network: blue, cidr: 10.10.0.0/24, dnsNameservers: [10.10.0.2]}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Router
-metadata: {name: edge, namespace: tenant-a}
-spec:
-  interfaces: [{subnet: blue-v4}]
-  externalGateway: {network: infra/public, ipAddress: 203.0.113.50}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: web-1, namespace: tenant-a}
-spec:
-  network: blue
-  fixedIPs: [{subnet: blue-v4, ipAddress: 10.10.0.11}]
-  nodeName: node-1
-  hostname: www
-  metadataSecretName: web-1-boot
----
-apiVersion: v1
-kind: Secret
-metadata: {name: web-1-boot, namespace: tenant-a}
-stringData:
-  userData: |
-    #cloud-config
-    runcmd: [touch /tmp/booted]
-  sshAuthorizedKeys: |
-    # the operators
-    ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@example
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: web-2, namespace: tenant-a}
-spec:
-  network: blue
-  fixedIPs: [{subnet: blue-v4, ipAddress: 10.10.0.12}]
-  nodeName: node-2
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: waiting, namespace: tenant-a}
-spec:
-  network: blue
-  fixedIPs: [{subnet: blue-v4, ipAddress: 10.10.0.13}]
-  nodeName: node-1
-  metadataSecretName: not-there
----
-# Another tenant on the same CIDR, on web-1's node, without port security:
-# nothing stops it from sending from web-1's address.
-apiVersion: neutrino.dev/v1alpha1
-kind: Network
-metadata: {name: red, namespace: tenant-b}
-spec: {type: vxlan}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Subnet
-metadata: {name: red-v4, namespace: tenant-b}
-spec: {network: red, cidr: 10.10.0.0/24}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: intruder, namespace: tenant-b}
-spec:
-  network: red
-  fixedIPs: [{subnet: red-v4, ipAddress: 10.10.0.50}]
-  nodeName: node-1
-  portSecurity: false
----
-# A neighbour of web-1 on its own network, with port security.
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: neighbour, namespace: tenant-a}
-spec:
-  network: blue
-  fixedIPs: [{subnet: blue-v4, ipAddress: 10.10.0.14}]
-  nodeName: node-1
-"#;
+/// An external flat network and tenant-a's blue behind router edge, with
+/// web-1 (a hostname and a boot Secret), web-2, and waiting (its Secret
+/// missing); beside them tenant-b's intruder, on the same CIDR on web-1's
+/// node without port security (nothing stops it from sending from web-1's
+/// address), and neighbour, on web-1's own network with port security.
+fn objects() -> Objects {
+    let on_blue = |address: &str, more: Value| merged(fixed("blue-v4", address), more);
+    Objects::new()
+        .network_with(
+            "infra/public",
+            json!({"type": "flat", "physicalNetwork": "extnet", "external": true}),
+        )
+        .subnet(
+            "infra/public-v4",
+            "public",
+            "203.0.113.0/24",
+            json!({
+                "gatewayIP": "203.0.113.1",
+                "allocationPools": [{"start": "203.0.113.40", "end": "203.0.113.250"}],
+                "enableDHCP": false,
+            }),
+        )
+        .network("tenant-a/blue")
+        .subnet(
+            "tenant-a/blue-v4",
+            "blue",
+            "10.10.0.0/24",
+            json!({"dnsNameservers": ["10.10.0.2"]}),
+        )
+        .router(
+            "tenant-a/edge",
+            json!({
+                "interfaces": [{"subnet": "blue-v4"}],
+                "externalGateway": {"network": "infra/public", "ipAddress": "203.0.113.50"},
+            }),
+        )
+        .port(
+            "tenant-a/web-1",
+            "blue",
+            "node-1",
+            on_blue(
+                "10.10.0.11",
+                json!({"hostname": "www", "metadataSecretName": "web-1-boot"}),
+            ),
+        )
+        .secret(
+            "tenant-a/web-1-boot",
+            json!({
+                "userData": "#cloud-config\nruncmd: [touch /tmp/booted]\n",
+                "sshAuthorizedKeys": "# the operators\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps ops@example\n",
+            }),
+        )
+        .port("tenant-a/web-2", "blue", "node-2", on_blue("10.10.0.12", json!({})))
+        .port(
+            "tenant-a/waiting",
+            "blue",
+            "node-1",
+            on_blue("10.10.0.13", json!({"metadataSecretName": "not-there"})),
+        )
+        .network("tenant-b/red")
+        .subnet("tenant-b/red-v4", "red", "10.10.0.0/24", json!({}))
+        .port(
+            "tenant-b/intruder",
+            "red",
+            "node-1",
+            merged(fixed("red-v4", "10.10.0.50"), json!({"portSecurity": false})),
+        )
+        .port("tenant-a/neighbour", "blue", "node-1", on_blue("10.10.0.14", json!({})))
+}
 
 const URL: &str = "http://169.254.169.254";
 
@@ -150,7 +119,7 @@ fn cloud_init_reads(lab: &TestLab, port: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workload_reads_its_own_metadata_and_no_one_elses() {
     let lab = TestLab::new("metadata");
-    let dir = manifests("metadata", OBJECTS);
+    let dir = manifests("metadata", &objects().yaml());
     lab.lab.up(&dir, 2, &lab.name).await.unwrap();
 
     // The route DHCP handed out leads to the DHCP server's address.
@@ -270,7 +239,7 @@ async fn a_workload_reads_its_own_metadata_and_no_one_elses() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_router_answers_the_ports_behind_it_and_not_the_outside() {
     let lab = TestLab::new("metadata-router");
-    let dir = manifests("metadata-router", OBJECTS);
+    let dir = manifests("metadata-router", &objects().yaml());
     lab.lab.up(&dir, 2, &lab.name).await.unwrap();
 
     // web-2 is on node-2, the router on node-1: `lab status` shows both
@@ -352,7 +321,7 @@ fn closed_later(report: &Value) -> Vec<f64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workload_cannot_hold_the_service_from_the_others() {
     let lab = TestLab::new("metadata-hold");
-    let dir = manifests("metadata-hold", OBJECTS);
+    let dir = manifests("metadata-hold", &objects().yaml());
     lab.lab.up(&dir, 2, &lab.name).await.unwrap();
     let limits = Limits::default();
     // The intruder has no port security: it calls from twenty addresses

@@ -8,60 +8,59 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
+use support::objects::{Objects, fixed, merged};
 use support::{Manifests, TestLab, eventually, ipv6_of, manifests, neighbour, port_mac};
 
 /// How long a packet or a cut may take to show.
 const SOON: Duration = Duration::from_secs(5);
 
-const NETWORK: &str = r#"
-apiVersion: neutrino.dev/v1alpha1
-kind: Network
-metadata: {name: blue, namespace: tenant-a}
-spec: {type: vxlan}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Subnet
-metadata: {name: blue-v4, namespace: tenant-a}
-spec: {network: blue, cidr: 10.0.0.0/24}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: owner, namespace: tenant-a}
-spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.21}], nodeName: node-1}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: victim, namespace: tenant-a}
-spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.22}], nodeName: node-1}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: attacker, namespace: tenant-a}
-spec:
-  network: blue
-  fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.23}]
-  nodeName: node-1
-  securityGroups: [dhcp-server]
----
-# The attacker's own rules let DHCP requests in: what keeps its answers
-# from its neighbours is port security alone.
-apiVersion: neutrino.dev/v1alpha1
-kind: SecurityGroup
-metadata: {name: dhcp-server, namespace: tenant-a}
-spec:
-  rules:
-  - {direction: ingress, ethertype: IPv4, protocol: udp, portRangeMin: 67, portRangeMax: 67, remoteIPPrefix: 0.0.0.0/0}
-  - {direction: egress, ethertype: IPv4}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: open, namespace: tenant-a}
-spec:
-  network: blue
-  fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.24}]
-  nodeName: node-1
-  portSecurity: false
-"#;
+/// owner, victim, attacker and open on one network and one node: the
+/// attacker's own rules let DHCP requests in, so what keeps its answers
+/// from its neighbours is port security alone; open has none.
+fn network() -> Objects {
+    Objects::new()
+        .network("tenant-a/blue")
+        .subnet("tenant-a/blue-v4", "blue", "10.0.0.0/24", json!({}))
+        .port(
+            "tenant-a/owner",
+            "blue",
+            "node-1",
+            fixed("blue-v4", "10.0.0.21"),
+        )
+        .port(
+            "tenant-a/victim",
+            "blue",
+            "node-1",
+            fixed("blue-v4", "10.0.0.22"),
+        )
+        .port(
+            "tenant-a/attacker",
+            "blue",
+            "node-1",
+            merged(
+                fixed("blue-v4", "10.0.0.23"),
+                json!({"securityGroups": ["dhcp-server"]}),
+            ),
+        )
+        .security_group(
+            "tenant-a/dhcp-server",
+            json!([
+                {"direction": "ingress", "ethertype": "IPv4", "protocol": "udp",
+                 "portRangeMin": 67, "portRangeMax": 67, "remoteIPPrefix": "0.0.0.0/0"},
+                {"direction": "egress", "ethertype": "IPv4"},
+            ]),
+        )
+        .port(
+            "tenant-a/open",
+            "blue",
+            "node-1",
+            merged(
+                fixed("blue-v4", "10.0.0.24"),
+                json!({"portSecurity": false}),
+            ),
+        )
+}
 
 /// `port`'s workload claims `ip` in gratuitous ARP.
 fn claim(lab: &TestLab, port: &str, ip: &str) {
@@ -84,7 +83,7 @@ fn claim(lab: &TestLab, port: &str, ip: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workload_cannot_take_a_neighbours_address_in_arp() {
     let lab = TestLab::new("guard-arp");
-    let dir = manifests("guard-arp", NETWORK);
+    let dir = manifests("guard-arp", &network().yaml());
     lab.lab.up(&dir, 2, &lab.name).await.unwrap();
     let owner = port_mac(&lab, "tenant-a/owner");
     assert!(lab.pings("tenant-a/victim", "10.0.0.21"));
@@ -176,7 +175,7 @@ fn count_offers_from(lab: &TestLab, port: &str, mac: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workload_cannot_answer_dhcp() {
     let lab = TestLab::new("guard-dhcp");
-    let dir = manifests("guard-dhcp", NETWORK);
+    let dir = manifests("guard-dhcp", &network().yaml());
     lab.lab.up(&dir, 2, &lab.name).await.unwrap();
     let attacker = port_mac(&lab, "tenant-a/attacker");
     let open = port_mac(&lab, "tenant-a/open");
@@ -225,42 +224,40 @@ async fn a_workload_cannot_answer_dhcp() {
     );
 }
 
-/// A server behind a security group, and a client on another node.
-const CONNECTIONS: &str = r#"
-apiVersion: neutrino.dev/v1alpha1
-kind: Network
-metadata: {name: blue, namespace: tenant-a}
-spec: {type: vxlan}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Subnet
-metadata: {name: blue-v4, namespace: tenant-a}
-spec: {network: blue, cidr: 10.0.0.0/24}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: client, namespace: tenant-a}
-spec: {network: blue, fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.21}], nodeName: node-1}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: server, namespace: tenant-a}
-spec:
-  network: blue
-  fixedIPs: [{subnet: blue-v4, ipAddress: 10.0.0.22}]
-  nodeName: node-2
-  securityGroups: [server]
----
-apiVersion: neutrino.dev/v1alpha1
-kind: SecurityGroup
-metadata: {name: server, namespace: tenant-a}
-spec:
-  rules:
-  - {direction: egress, ethertype: IPv4}
-"#;
+/// A server behind a security group that lets its replies out and
+/// `rules` in, and a client on another node.
+fn connections_of(rules: &[Value]) -> Objects {
+    let mut all = vec![json!({"direction": "egress", "ethertype": "IPv4"})];
+    all.extend(rules.iter().cloned());
+    Objects::new()
+        .network("tenant-a/blue")
+        .subnet("tenant-a/blue-v4", "blue", "10.0.0.0/24", json!({}))
+        .port(
+            "tenant-a/client",
+            "blue",
+            "node-1",
+            fixed("blue-v4", "10.0.0.21"),
+        )
+        .port(
+            "tenant-a/server",
+            "blue",
+            "node-2",
+            merged(
+                fixed("blue-v4", "10.0.0.22"),
+                json!({"securityGroups": ["server"]}),
+            ),
+        )
+        .security_group("tenant-a/server", Value::Array(all))
+}
 
-const TCP_RULE: &str = "  - {direction: ingress, ethertype: IPv4, protocol: tcp, portRangeMin: 5000, portRangeMax: 5000, remoteIPPrefix: 10.0.0.0/24}\n";
-const ICMP_RULE: &str = "  - {direction: ingress, ethertype: IPv4, protocol: icmp}\n";
+fn tcp_rule() -> Value {
+    json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+           "portRangeMin": 5000, "portRangeMax": 5000, "remoteIPPrefix": "10.0.0.0/24"})
+}
+
+fn icmp_rule() -> Value {
+    json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "icmp"})
+}
 
 /// An echo server on port 5000, and a client that sends a byte every
 /// 100 ms and prints a line for each echo, exiting when one does not come
@@ -332,13 +329,15 @@ fn echoes(out: &std::path::Path) -> usize {
     text.lines().filter(|l| l.starts_with("echo")).count()
 }
 
-/// The manifests of [`CONNECTIONS`] with the server's group holding `rules`.
-fn connections(tag: &str, rules: &[&str]) -> Manifests {
-    let yaml = format!("{CONNECTIONS}{}", rules.concat());
-    manifests(&format!("{tag}-{}", rules.len()), &yaml)
+/// The manifests of [`connections_of`] `rules`.
+fn connections(tag: &str, rules: &[Value]) -> Manifests {
+    manifests(
+        &format!("{tag}-{}", rules.len()),
+        &connections_of(rules).yaml(),
+    )
 }
 
-/// A lab of [`CONNECTIONS`] whose server's group holds `rules`, with the
+/// A lab of [`connections_of`] whose server's group holds `rules`, with the
 /// echo server running and the client's connection carrying echoes.
 struct Connected {
     lab: TestLab,
@@ -347,7 +346,7 @@ struct Connected {
     out: std::path::PathBuf,
 }
 
-async fn connected(tag: &str, rules: &[&str]) -> Connected {
+async fn connected(tag: &str, rules: &[Value]) -> Connected {
     let lab = TestLab::new(tag);
     lab.lab
         .up(&connections(tag, rules), 2, &lab.name)
@@ -378,14 +377,14 @@ async fn a_security_group_change_cuts_the_connections_it_no_longer_allows() {
         _server,
         mut client,
         out,
-    } = connected(tag, &[TCP_RULE, ICMP_RULE]).await;
-    let with = |rules: &[&str]| connections(tag, rules);
+    } = connected(tag, &[tcp_rule(), icmp_rule()]).await;
+    let with = |rules: &[Value]| connections(tag, rules);
 
     assert!(lab.pings("tenant-a/client", "10.0.0.22"), "ICMP is let in");
 
     // Another rule of the server's group goes: the connection carries on,
     // and the pings' entries are cut.
-    lab.lab.apply(&with(&[TCP_RULE])).await.unwrap();
+    lab.lab.apply(&with(&[tcp_rule()])).await.unwrap();
     let node2 = lab.node("node-2");
     let pings = support::exec_in(&node2, &["conntrack", "-L", "-p", "icmp"]).1;
     let pings: Vec<&str> = (pings.lines())
@@ -471,7 +470,7 @@ async fn a_change_made_while_the_agent_was_down_still_cuts() {
         _server,
         mut client,
         out,
-    } = connected(tag, &[TCP_RULE]).await;
+    } = connected(tag, &[tcp_rule()]).await;
 
     // The server's node loses its agent, and its supervisor is held, so
     // that nothing runs there while the rule goes.
@@ -511,50 +510,42 @@ async fn a_change_made_while_the_agent_was_down_still_cuts() {
 /// An IPv6-only network whose prefix only the nodes' DHCP servers
 /// advertise (no router): ports take SLAAC addresses and their DNS servers
 /// by stateless DHCPv6. owner's group admits TCP 8080 alone.
-const NETWORK_V6: &str = r#"
-apiVersion: neutrino.dev/v1alpha1
-kind: Network
-metadata: {name: green, namespace: tenant-a}
-spec: {type: vxlan}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Subnet
-metadata: {name: green-v6, namespace: tenant-a}
-spec:
-  network: green
-  cidr: 2001:db8:40::/64
-  dnsNameservers: [2001:db8:40::53]
-  ipv6AddressMode: dhcpv6-stateless
-  ipv6RAMode: dhcpv6-stateless
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: owner, namespace: tenant-a}
-spec: {network: green, nodeName: node-1, securityGroups: [web-only]}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: SecurityGroup
-metadata: {name: web-only, namespace: tenant-a}
-spec:
-  rules:
-  - {direction: ingress, ethertype: IPv6, protocol: tcp, portRangeMin: 8080, portRangeMax: 8080}
-  - {direction: egress, ethertype: IPv6}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: victim, namespace: tenant-a}
-spec: {network: green, nodeName: node-2}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: attacker, namespace: tenant-a}
-spec: {network: green, nodeName: node-2}
----
-apiVersion: neutrino.dev/v1alpha1
-kind: Port
-metadata: {name: open, namespace: tenant-a}
-spec: {network: green, nodeName: node-1, portSecurity: false}
-"#;
+fn network_v6() -> Objects {
+    Objects::new()
+        .network("tenant-a/green")
+        .subnet(
+            "tenant-a/green-v6",
+            "green",
+            "2001:db8:40::/64",
+            json!({
+                "dnsNameservers": ["2001:db8:40::53"],
+                "ipv6AddressMode": "dhcpv6-stateless",
+                "ipv6RAMode": "dhcpv6-stateless",
+            }),
+        )
+        .port(
+            "tenant-a/owner",
+            "green",
+            "node-1",
+            json!({"securityGroups": ["web-only"]}),
+        )
+        .security_group(
+            "tenant-a/web-only",
+            json!([
+                {"direction": "ingress", "ethertype": "IPv6", "protocol": "tcp",
+                 "portRangeMin": 8080, "portRangeMax": 8080},
+                {"direction": "egress", "ethertype": "IPv6"},
+            ]),
+        )
+        .port("tenant-a/victim", "green", "node-2", json!({}))
+        .port("tenant-a/attacker", "green", "node-2", json!({}))
+        .port(
+            "tenant-a/open",
+            "green",
+            "node-1",
+            json!({"portSecurity": false}),
+        )
+}
 
 /// Runs tests/support/nd-send.py in `port`'s workload.
 fn nd_send(lab: &TestLab, port: &str, args: &[&str]) {
@@ -565,7 +556,7 @@ fn nd_send(lab: &TestLab, port: &str, args: &[&str]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn ipv6_takes_slaac_without_a_router_and_neighbour_discovery_passes_the_groups() {
     let lab = TestLab::new("guard-v6");
-    let dir = manifests("guard-v6", NETWORK_V6);
+    let dir = manifests("guard-v6", &network_v6().yaml());
     lab.lab.up(&dir, 2, &lab.name).await.unwrap();
     let state = lab.lab.files().read_state().unwrap();
     let lease = state.workloads["tenant-a/victim"].lease.clone().unwrap();
@@ -608,7 +599,7 @@ async fn ipv6_takes_slaac_without_a_router_and_neighbour_discovery_passes_the_gr
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workload_cannot_take_a_neighbours_ipv6_address_or_advertise_itself_as_a_router() {
     let lab = TestLab::new("guard-nd");
-    let dir = manifests("guard-nd", NETWORK_V6);
+    let dir = manifests("guard-nd", &network_v6().yaml());
     lab.lab.up(&dir, 2, &lab.name).await.unwrap();
     let open = ipv6_of(&lab, "tenant-a/open");
     let open_mac = port_mac(&lab, "tenant-a/open");

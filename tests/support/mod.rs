@@ -9,6 +9,7 @@ pub mod examples;
 pub mod fake_api;
 pub mod next_version;
 pub mod nodes;
+pub mod objects;
 pub mod synthetic;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
