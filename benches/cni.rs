@@ -32,7 +32,9 @@ use support::{Namespace, range, ratios, require_root, setting, settle};
 #[path = "../tests/support/mod.rs"]
 mod cluster;
 use cluster::TestLab;
-use cluster::chart::{bound_pod, cluster as control_plane, up_as_the_chart_runs_it};
+use cluster::chart::{
+    bound_pod, cluster as control_plane, network_attachment, up_as_the_chart_runs_it,
+};
 use cluster::control_plane::tools;
 
 const NAMESPACE: &str = "tenant-a";
@@ -67,31 +69,6 @@ fn cnitool(
 
 fn pod(name: &str, node: &str) -> String {
     bound_pod(NAMESPACE, name, node, &json!({}))
-}
-
-/// Multus's definition of the network, for the pods that select it.
-fn define_network() {
-    let crd = tools()
-        .parent()
-        .unwrap()
-        .join("cni-bin")
-        .join("nad-crd.yaml");
-    control_plane().kubectl_ok(&["apply", "--server-side", "-f", &crd.to_string_lossy()]);
-    control_plane().kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=30s",
-        "crd/network-attachment-definitions.k8s.cni.cncf.io",
-    ]);
-    let nad = json!({
-        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-        "metadata": {"name": "blue", "namespace": NAMESPACE},
-        "spec": {"config": json!({
-            "cniVersion": "1.0.0", "name": "neutrino", "type": "neutrino", "network": "blue",
-        }).to_string()},
-    });
-    let run = control_plane().kubectl_with(&["apply", "-f", "-"], &nad.to_string());
-    assert!(run.ok, "{}", run.stderr);
 }
 
 fn delete_pod(name: &str) {
@@ -162,7 +139,10 @@ fn main() {
     cnitool(&node, "del", "bridge", &warm.0, &bin, &conf, "");
     drop(warm);
 
-    define_network();
+    // Multus's definition of the network, for the pods that select it.
+    let config =
+        json!({"cniVersion": "1.0.0", "name": "neutrino", "type": "neutrino", "network": "blue"});
+    network_attachment(NAMESPACE, "blue", &config);
     let (mut ours, mut theirs, mut new_pod, mut theirs_beside_new) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut selecting, mut theirs_beside_selecting, mut head_start) =

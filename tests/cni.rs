@@ -18,7 +18,8 @@ use support::{TestLab, eventually};
 /// How long the agents and the controller may take to come round.
 const MINUTE: Duration = Duration::from_secs(60);
 use support::chart::{
-    bound_pod, cluster, nothing_was_forbidden, one_lab_at_a_time, up_as_the_chart_runs_it,
+    bound_pod, cluster, network_attachment, nothing_was_forbidden, one_lab_at_a_time,
+    up_as_the_chart_runs_it,
 };
 use support::control_plane::{Run, tools};
 
@@ -721,28 +722,11 @@ async fn multus_attaches_pods_through_a_network_attachment_definition() {
     let lab = TestLab::new("multus");
     up_as_the_chart_runs_it(&lab, "quickstart", 2).await;
     let pods = Pods::default();
-    cluster().kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "-f",
-        &clients().join("nad-crd.yaml").to_string_lossy(),
-    ]);
-    cluster().kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=30s",
-        "crd/network-attachment-definitions.k8s.cni.cncf.io",
-    ]);
-    let nad = json!({
-        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-        "metadata": {"name": "blue", "namespace": NAMESPACE},
-        "spec": {"config": json!({
-            "cniVersion": "1.0.0", "name": "blue", "type": "neutrino", "network": "blue",
-            "capabilities": {"ips": true, "mac": true},
-        }).to_string()},
+    let config = json!({
+        "cniVersion": "1.0.0", "name": "blue", "type": "neutrino", "network": "blue",
+        "capabilities": {"ips": true, "mac": true},
     });
-    let run = cluster().kubectl_with(&["apply", "-f", "-"], &nad.to_string());
-    assert!(run.ok, "{}", run.stderr);
+    network_attachment(NAMESPACE, "blue", &config);
     let runtimes: Vec<Runtime> = ["node-1", "node-2"]
         .iter()
         .map(|node| {

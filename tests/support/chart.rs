@@ -163,3 +163,27 @@ pub fn bound_pod(
         "jsonpath={.metadata.uid}",
     ])
 }
+
+/// Multus's NetworkAttachmentDefinition `namespace/name` with `config`
+/// (its CRD installed first, once it is not there).
+pub fn network_attachment(namespace: &str, name: &str, config: &serde_json::Value) {
+    let crd = super::control_plane::tools()
+        .parent()
+        .unwrap()
+        .join("cni-bin")
+        .join("nad-crd.yaml");
+    cluster().kubectl_ok(&["apply", "--server-side", "-f", &crd.to_string_lossy()]);
+    cluster().kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/network-attachment-definitions.k8s.cni.cncf.io",
+    ]);
+    let definition = serde_json::json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"config": config.to_string()},
+    });
+    let run = cluster().kubectl_with(&["apply", "-f", "-"], &definition.to_string());
+    assert!(run.ok, "{}", run.stderr);
+}

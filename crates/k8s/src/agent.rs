@@ -106,6 +106,16 @@ fn condition(type_: &str, status: bool, reason: &str, message: String, now: &Tim
     }
 }
 
+/// What a condition says of `report`: `done` when it went without
+/// errors, else the errors.
+fn said(report: &ApplyReport, done: String) -> String {
+    if report.errors.is_empty() {
+        done
+    } else {
+        report.errors.join("; ")
+    }
+}
+
 /// The NodeAgent status after `report`: this agent's version, a heartbeat
 /// and the apply's writes and errors, with `conditions`.
 fn status(report: &ApplyReport, now: &Time, conditions: Vec<Condition>) -> NodeAgentStatus {
@@ -129,14 +139,13 @@ pub fn report_status(
     now: &Time,
 ) -> NodeAgentStatus {
     let ready = report.errors.is_empty();
-    let message = if ready {
+    let message = said(
+        report,
         format!(
             "the node's plan is realised ({} kernel writes in the last apply)",
             report.writes
-        )
-    } else {
-        report.errors.join("; ")
-    };
+        ),
+    );
     let reason = if ready { "Realised" } else { "ApplyFailed" };
     NodeAgentStatus {
         iptables: Some(iptables),
@@ -162,14 +171,13 @@ pub const REMOVE_ANNOTATION: &str = "neutrino.dev/remove";
 /// clean, and the agent is no longer Ready for anything.
 pub fn removal_status(report: &ApplyReport, now: &Time) -> NodeAgentStatus {
     let clean = report.errors.is_empty();
-    let message = if clean {
+    let message = said(
+        report,
         format!(
             "everything neutrino made on this node is removed ({} kernel writes)",
             report.writes
-        )
-    } else {
-        report.errors.join("; ")
-    };
+        ),
+    );
     let asked = "asked to remove neutrino from this node".to_string();
     let reason = if clean { "Removed" } else { "RemoveFailed" };
     status(
