@@ -22,15 +22,12 @@ impl Objects {
         let (namespace, name) = at
             .split_once('/')
             .expect("objects are named namespace/name");
-        let mut object = json!({
+        let head = json!({
             "apiVersion": api_version,
             "kind": kind,
             "metadata": {"name": name, "namespace": namespace},
         });
-        for (key, value) in body.as_object().expect("a body is an object") {
-            object[key] = value.clone();
-        }
-        self.0.push(object);
+        self.0.push(merged(head, body));
         self
     }
 
@@ -99,7 +96,7 @@ pub fn fixed(subnet: &str, address: &str) -> Value {
 
 /// `base` with `more`'s keys set over it.
 pub fn merged(mut base: Value, more: Value) -> Value {
-    for (key, value) in more.as_object().expect("more of a spec is an object") {
+    for (key, value) in more.as_object().expect("what is merged is an object") {
         base[key] = value.clone();
     }
     base

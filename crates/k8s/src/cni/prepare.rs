@@ -71,9 +71,9 @@ impl Service {
                 continue;
             }
             // Forget the pods the watch no longer has.
-            if seen.len() > 2 * self.pods.state().len() + 64 {
-                let present: HashSet<String> =
-                    self.pods.state().iter().filter_map(|p| p.uid()).collect();
+            let watched = self.pods.state();
+            if seen.len() > 2 * watched.len() + 64 {
+                let present: HashSet<String> = watched.iter().filter_map(|p| p.uid()).collect();
                 seen.retain(|uid| present.contains(uid));
             }
             let service = self.clone();
